@@ -1,0 +1,76 @@
+"""Images in, pixel tensors out, exactly as upstream prepares them.
+
+Upstream converts with ``PIL.Image.convert("RGB")`` (alpha dropped without compositing, palette and CMYK
+converted by PIL, 16-bit values clipped by PIL) and ignores EXIF orientation; resizing is PIL's antialiased
+bilinear to a square (aspect not kept), then ImageNet mean/std.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+ImageInput = Union[str, Path, Image.Image, np.ndarray]
+
+
+class ImageError(ValueError):
+    """An input that is not a readable image; the message names it."""
+
+
+def load_image(source: ImageInput, *, exif_transpose: bool = False) -> Image.Image:
+    """An RGB PIL image from a path, a PIL image or an (H, W[, C]) array."""
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        try:
+            with Image.open(path) as opened:
+                opened.load()  # decode now: truncated files fail here, not later in a worker
+                image = opened.copy()
+        except FileNotFoundError:
+            raise ImageError(f"image {path} does not exist") from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            raise ImageError(f"cannot read image {path}: {exc}") from exc
+    elif isinstance(source, Image.Image):
+        image = source
+    elif isinstance(source, np.ndarray):
+        image = _array_to_pil(source)
+    else:
+        raise ImageError(f"unsupported image input of type {type(source).__name__}")
+    if exif_transpose:
+        image = ImageOps.exif_transpose(image)
+    return image.convert("RGB")
+
+
+def _array_to_pil(array: np.ndarray) -> Image.Image:
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ImageError(f"an image array must be (H, W), (H, W, 3) or (H, W, 4), not {array.shape}")
+    if array.dtype != np.uint8:
+        if np.issubdtype(array.dtype, np.floating):
+            array = np.clip(array * 255.0 if array.max(initial=0) <= 1.0 else array, 0, 255)
+        elif array.dtype == np.uint16:
+            array = array >> 8  # keep the most significant byte
+        array = array.astype(np.uint8)
+    return Image.fromarray(array)
+
+
+def to_pixel_values(image: Image.Image, image_size: int) -> torch.Tensor:
+    """(3, S, S) float32: bilinear resize, /255, ImageNet normalisation."""
+    resized = image.resize((image_size, image_size), Image.BILINEAR)
+    pixels = torch.from_numpy(np.asarray(resized, dtype=np.uint8).copy()).permute(2, 0, 1).float().div(255)
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return pixels.sub(mean).div(std)
+
+
+def preprocess(images: Sequence[ImageInput], image_size: int) -> torch.Tensor:
+    """(B, 3, S, S) pixel values for a batch of inputs of any kind."""
+    return torch.stack([to_pixel_values(load_image(im), image_size) for im in images])

@@ -1,0 +1,59 @@
+"""The Swin image encoder: timm's SwinTransformer, fed upstream's weights, returning upstream's tokens."""
+
+from __future__ import annotations
+
+import torch
+from timm.models.swin_transformer import SwinTransformer, checkpoint_filter_fn
+from torch import nn
+
+from fiftyone_ram.models.config import ModelConfig
+
+
+def build_swin(config: ModelConfig) -> SwinTransformer:
+    """timm's Swin at the config's size, headless (upstream's Swin has no classifier)."""
+    s = config.swin
+    return SwinTransformer(
+        img_size=config.image_size,
+        patch_size=s.patch_size,
+        window_size=s.window_size,
+        embed_dim=s.embed_dim,
+        depths=s.depths,
+        num_heads=s.num_heads,
+        num_classes=0,
+        drop_path_rate=0.0,
+    )
+
+
+def swin_tokens(swin: SwinTransformer, pixel_values: torch.Tensor) -> torch.Tensor:
+    """``[mean(F); F]`` over the final normalised last-stage tokens F, row-major: (B, 1 + H*W, C)."""
+    features = swin.forward_features(pixel_values)  # (B, H, W, C), NHWC in timm >= 0.9
+    tokens = features.flatten(1, 2)
+    return torch.cat([tokens.mean(dim=1, keepdim=True), tokens], dim=1)
+
+
+def convert_swin_state_dict(state_dict: dict[str, torch.Tensor], swin: SwinTransformer) -> dict[str, torch.Tensor]:
+    """Upstream (original Microsoft layout) Swin keys to timm's, with timm's own converter.
+
+    It drops the recomputed buffers, moves each downsample from the end of stage i to the start of stage i+1,
+    and resizes relative-position tables only when the window differs.
+    """
+    return checkpoint_filter_fn(state_dict, swin)
+
+
+def init_swin_buffers(module: nn.Module) -> None:
+    """Recompute the non-persistent buffers (relative position index, shift masks) after a meta-device build."""
+    for sub in module.modules():
+        init = getattr(sub, "init_non_persistent_buffers", None)
+        if init is None:
+            continue
+        for name, buf in list(sub.named_buffers(recurse=False)):
+            if buf is not None and buf.is_meta:
+                sub.register_buffer(name, torch.empty(buf.shape, dtype=buf.dtype), persistent=False)
+        init()
+
+
+def set_fused_attention(swin: SwinTransformer, enabled: bool) -> None:
+    """Choose timm's attention path per model (timm decides it globally at construction time)."""
+    for sub in swin.modules():
+        if hasattr(sub, "fused_attn") and hasattr(sub, "relative_position_bias_table"):
+            sub.fused_attn = enabled

@@ -1,0 +1,69 @@
+"""What the three taggers share: image tokens from Swin, label logits from queries, a query cache."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from fiftyone_ram.models.backbone import build_swin, swin_tokens
+from fiftyone_ram.models.config import ModelConfig
+
+
+class TaggerModel(nn.Module):
+    """Base of RAM, RAM++ and Tag2Text. ``classes`` arguments select a subset of the label queries (a 1-D
+    index tensor, or None for all); the scores of a class do not depend on which others are queried."""
+
+    family: str = ""
+    num_classes: int
+
+    def __init__(self, config: ModelConfig, num_classes: int) -> None:
+        super().__init__()
+        self.config = config
+        self.num_classes = num_classes
+        self.visual_encoder = build_swin(config)
+        self._query_cache: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+
+    # -- image side -------------------------------------------------------------------------------------
+    def image_embeds(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Tokens the tagging head attends to, (B, 1 + L, d)."""
+        return swin_tokens(self.visual_encoder, pixel_values)
+
+    def image_embedding(self, image_embeds: torch.Tensor) -> torch.Tensor:
+        """One vector per image: the (projected) mean token."""
+        return image_embeds[:, 0, :]
+
+    # -- label side -------------------------------------------------------------------------------------
+    def logits(self, image_embeds: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, pixel_values: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
+        return self.logits(self.image_embeds(pixel_values), classes)
+
+    def clear_query_cache(self) -> None:
+        """Call after changing the label queries (a new vocabulary)."""
+        self._query_cache.clear()
+
+    def _cached(self, classes: torch.Tensor | None, build) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image-independent queries and their first-layer projection, kept for the last few vocabularies."""
+        if torch.is_grad_enabled():  # training: the queries must stay in the graph
+            return build()
+        key = (None if classes is None else tuple(classes.tolist()), self.fc_device, torch.is_inference_mode_enabled())
+        hit = self._query_cache.get(key)
+        if hit is None:
+            hit = build()
+            self._query_cache[key] = hit
+            while len(self._query_cache) > 4:
+                self._query_cache.popitem(last=False)
+        else:
+            self._query_cache.move_to_end(key)
+        return hit
+
+    @property
+    def fc_device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def _apply(self, fn, *args, **kwargs):  # .to(), .half(), ...: cached queries would be stale
+        self._query_cache.clear()
+        return super()._apply(fn, *args, **kwargs)

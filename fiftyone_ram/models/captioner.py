@@ -1,0 +1,82 @@
+"""Tag2Text captions: tag string → tag encoder over image tokens → beam-searched text decoder."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from fiftyone_ram.models.beam_search import beam_search
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fiftyone_ram.tagger import Tagger
+
+TAG_TOKENS = 40  # upstream pads or truncates the tag string to exactly 40 tokens
+DEFAULT_TOKENIZER = "bert-base-uncased"
+DEC_TOKEN, ENC_TOKEN = "[DEC]", "[ENC]"
+
+
+class TokenizerError(RuntimeError):
+    """The WordPiece vocabulary for captions is not available."""
+
+
+def load_tokenizer(source: str | Path | None = None):
+    """bert-base-uncased's WordPiece tokenizer plus upstream's two tokens, [DEC] (start of caption) and
+    [ENC] (start of tags); ``source`` may be a vocab.txt, a tokenizer folder or a hub name."""
+    from transformers import BertTokenizer
+
+    name = str(source) if source else DEFAULT_TOKENIZER
+    try:
+        if Path(name).is_file():  # a vocab.txt: its folder is a tokenizer folder for every transformers release
+            if Path(name).name != "vocab.txt":
+                raise TokenizerError(f"a tokenizer file must be named vocab.txt, not {name}")
+            tokenizer = BertTokenizer.from_pretrained(str(Path(name).parent), do_lower_case=True)
+        else:
+            tokenizer = BertTokenizer.from_pretrained(name)
+    except OSError as exc:
+        raise TokenizerError(
+            f"the caption tokenizer {name!r} is not available ({str(exc).splitlines()[0]}); download it once with "
+            f"network access or pass a vocab.txt as the config's \"tokenizer\"") from exc
+    tokenizer.add_special_tokens({"bos_token": DEC_TOKEN})
+    tokenizer.add_special_tokens({"additional_special_tokens": [ENC_TOKEN]})
+    return tokenizer
+
+
+def _prompt_ids(tokenizer, prompt: str) -> list[int]:
+    ids = tokenizer(prompt).input_ids[:-1]  # drop the trailing [SEP]
+    ids[0] = tokenizer.bos_token_id
+    return ids
+
+
+@torch.inference_mode()
+def generate_caption_ids(tagger: Tagger, pixel_values: torch.Tensor, tags: Sequence[str] | None = None, *,
+                         num_beams: int = 3, max_length: int = 30, min_length: int = 10,
+                         repetition_penalty: float = 1.0, prompt: str = "a picture of ") -> list[list[int]]:
+    """Token ids of the best caption per image, prompt included (starting with [DEC])."""
+    model, tokenizer = tagger.model, tagger.tokenizer
+    if len(tokenizer) != model.text_decoder.cls.predictions.decoder.out_features:
+        raise TokenizerError(f"the tokenizer has {len(tokenizer)} tokens but the checkpoint's captioner "
+                             f"{model.text_decoder.cls.predictions.decoder.out_features}")
+    device = tagger.device
+    image_embeds = model.image_embeds(pixel_values.to(device, tagger._dtype))
+    if tags is None:
+        indices = tagger.class_indices(None)
+        probs = torch.sigmoid(model.logits(image_embeds)).float().cpu().numpy()
+        tags = [" | ".join(name for name, _ in row) for row in tagger.decide(probs, indices)]
+    encoded = tokenizer(list(tags), padding="max_length", truncation=True, max_length=TAG_TOKENS,
+                        return_tensors="pt")
+    input_ids = encoded.input_ids.to(device)
+    input_ids[:, 0] = tokenizer.convert_tokens_to_ids(ENC_TOKEN)
+    tag_states = model.tag_encoder(input_ids, encoded.attention_mask.to(device), image_embeds)
+    start = torch.tensor([_prompt_ids(tokenizer, prompt)] * len(tags), device=device)
+    rows = torch.arange(len(tags), device=device).repeat_interleave(num_beams)
+
+    def next_logits(ids: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
+        return model.text_decoder(ids, tag_states[which])[:, -1, :]
+
+    best = beam_search(next_logits, start, rows, num_beams=num_beams, max_length=max_length,
+                       min_length=min_length, eos_id=tokenizer.sep_token_id,
+                       repetition_penalty=repetition_penalty)
+    return [seq.tolist() for seq in best]

@@ -1,0 +1,41 @@
+"""Building a model of a family on the meta device and filling it from a checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from fiftyone_ram.models.base import TaggerModel
+from fiftyone_ram.models.checkpoint import check_family, load_into, read_state_dict
+from fiftyone_ram.models.config import ModelConfig
+from fiftyone_ram.models.ram import RAM
+from fiftyone_ram.models.ram_plus import RAMPlus
+from fiftyone_ram.models.tag2text import Tag2Text
+
+_CAPTION_VOCAB_KEY = "text_decoder.bert.embeddings.word_embeddings.weight"
+
+
+def build_model(config: ModelConfig, num_classes: int, *, vocab_size: int | None = None) -> TaggerModel:
+    """An unfilled model: parameters live on the meta device until a checkpoint is assigned."""
+    with torch.device("meta"):
+        if config.family == "ram":
+            return RAM(config, num_classes)
+        if config.family == "ram_plus":
+            return RAMPlus(config, num_classes)
+        return Tag2Text(config, num_classes, vocab_size=vocab_size)
+
+
+def load_model(config: ModelConfig, checkpoint: str | Path, num_classes: int) -> TaggerModel:
+    """The tagging model from an upstream checkpoint; Tag2Text gets its captioner when the file has one.
+
+    The captioner's tensors stay memory-mapped and are only read from disk when a caption is asked for.
+    """
+    state = read_state_dict(checkpoint)
+    check_family(state, checkpoint, config.family)
+    vocab_size = None
+    if config.family == "tag2text" and _CAPTION_VOCAB_KEY in state:
+        vocab_size = state[_CAPTION_VOCAB_KEY].shape[0]
+    model = build_model(config, num_classes, vocab_size=vocab_size)
+    load_into(model, state, checkpoint)
+    return model.eval()

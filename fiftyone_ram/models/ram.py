@@ -1,0 +1,39 @@
+"""RAM: fixed CLIP text embeddings of the tags are the label queries."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fiftyone_ram.models.base import TaggerModel
+from fiftyone_ram.models.config import ModelConfig
+from fiftyone_ram.models.tagging_head import TaggingHead
+
+
+class RAM(TaggerModel):
+    family = "ram"
+
+    def __init__(self, config: ModelConfig, num_classes: int) -> None:
+        super().__init__(config, num_classes)
+        hidden = config.q2l.hidden_size
+        self.image_proj = nn.Linear(config.swin.num_features, config.embed_dim)
+        self.label_embed = nn.Parameter(torch.zeros(num_classes, config.embed_dim))
+        self.wordvec_proj = nn.Linear(config.embed_dim, hidden)
+        self.tagging_head = TaggingHead(config.q2l, kv_width=config.embed_dim)
+        self.fc = nn.Linear(hidden, 1)
+
+    def image_embeds(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.image_proj(super().image_embeds(pixel_values))
+
+    def _queries(self, classes: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        def build():
+            embed = self.label_embed if classes is None else self.label_embed[classes]
+            queries = F.relu(self.wordvec_proj(embed))
+            return queries, self.tagging_head.project_first_queries(queries)
+
+        return self._cached(classes, build)
+
+    def logits(self, image_embeds: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
+        queries, projected = self._queries(classes)
+        return self.fc(self.tagging_head(queries, image_embeds, projected)).squeeze(-1)

@@ -1,0 +1,50 @@
+"""RAM++: each tag is several description embeddings, mixed per image by similarity to the image."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fiftyone_ram.models.base import TaggerModel
+from fiftyone_ram.models.config import ModelConfig
+from fiftyone_ram.models.tagging_head import TaggingHead
+
+
+class RAMPlus(TaggerModel):
+    family = "ram_plus"
+
+    def __init__(self, config: ModelConfig, num_classes: int) -> None:
+        super().__init__(config, num_classes)
+        hidden = config.q2l.hidden_size
+        self.descriptions_per_tag = config.descriptions_per_tag
+        self.image_proj = nn.Linear(config.swin.num_features, config.embed_dim)
+        self.label_embed = nn.Parameter(torch.zeros(num_classes * config.descriptions_per_tag, config.embed_dim))
+        self.reweight_scale = nn.Parameter(torch.tensor(0.0))
+        self.wordvec_proj = nn.Linear(config.embed_dim, hidden)
+        self.tagging_head = TaggingHead(config.q2l, kv_width=config.embed_dim)
+        self.fc = nn.Linear(hidden, 1)
+
+    def image_embeds(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.image_proj(super().image_embeds(pixel_values))
+
+    def tag_embeddings(self, image_embeds: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
+        """Per image and class, the softmax(similarity)-weighted mix of that class's descriptions: (B, C, d).
+
+        The similarities are computed in upstream's order (scaled unit image vector times all description
+        rows), which keeps the logits within ~1e-5 of upstream's; the mix is one einsum instead of upstream's
+        per-image (C, K, d) temporary (480 MB per image at the released size).
+        """
+        descriptions = self.label_embed.view(self.num_classes, self.descriptions_per_tag, -1)
+        if classes is not None:
+            descriptions = descriptions[classes]
+        image = image_embeds[:, 0, :]
+        image = image / image.norm(dim=-1, keepdim=True)
+        rows = descriptions.reshape(-1, descriptions.shape[-1])
+        similarity = (self.reweight_scale.exp() * image) @ rows.t()
+        weights = similarity.view(image.shape[0], -1, self.descriptions_per_tag).softmax(dim=-1)
+        return torch.einsum("bck,ckd->bcd", weights, descriptions)
+
+    def logits(self, image_embeds: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
+        queries = F.relu(self.wordvec_proj(self.tag_embeddings(image_embeds, classes)))
+        return self.fc(self.tagging_head(queries, image_embeds)).squeeze(-1)

@@ -1,0 +1,251 @@
+"""The public tagging API: ``load_tagger`` and the ``Tagger`` it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fiftyone_ram import assets
+from fiftyone_ram.images import ImageInput, preprocess
+from fiftyone_ram.models.base import TaggerModel
+from fiftyone_ram.models.config import ModelConfig, resolve_config
+from fiftyone_ram.models.factory import load_model
+from fiftyone_ram.models.tag2text import DEFAULT_THRESHOLD, DELETE_TAG_INDEX, THRESHOLD_OVERRIDES
+from fiftyone_ram.tag_files import read_tag_list, read_thresholds
+
+_DEFAULT_TAG_LIST = {"ram": "ram_tag_list.txt", "ram_plus": "ram_tag_list.txt", "tag2text": "tag2text_ori_tag_list.txt"}
+_UPSTREAM_CLASS_COUNT = {"ram": 4585, "ram_plus": 4585, "tag2text": 3429}
+#: Upstream's constructor default, used for tags that have no per-class threshold.
+FALLBACK_THRESHOLD = 0.68
+CAPTION_PROMPT = "a picture of "
+
+Prediction = list[tuple[str, float]]
+
+
+class Tagger:
+    """A loaded tagger. Scores of a tag never depend on which other tags are asked for, so ``tags=`` subsets
+    give the same numbers as the full vocabulary, faster."""
+
+    def __init__(self, model: TaggerModel, config: ModelConfig, tag_list: list[str], thresholds: np.ndarray,
+                 *, tag_list_chinese: list[str] | None = None, excluded: Sequence[int] = (),
+                 device: torch.device | str = "cpu", batch_size: int = 4) -> None:
+        self.model = model.to(device)
+        self.config = config
+        self.tag_list = tag_list
+        self.thresholds = thresholds
+        self.tag_list_chinese = tag_list_chinese
+        self.excluded = np.zeros(len(tag_list), dtype=bool)
+        self.excluded[list(excluded)] = True
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self._index = {name: i for i, name in reversed(list(enumerate(tag_list)))}  # first of duplicates
+        self._tokenizer = None
+
+    # -- facts ----------------------------------------------------------------------------------------
+    @property
+    def family(self) -> str:
+        return self.config.family
+
+    @property
+    def image_size(self) -> int:
+        return self.config.image_size
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.config.embed_dim if self.family != "tag2text" else self.config.swin.num_features
+
+    def class_indices(self, tags: Sequence[str] | None) -> np.ndarray:
+        """Positions of the given tag names in the tag list (all tags when None)."""
+        if tags is None:
+            return np.arange(len(self.tag_list))
+        unknown = [t for t in tags if t not in self._index]
+        if unknown:
+            shown = ", ".join(repr(t) for t in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+            raise ValueError(f"{len(unknown)} tag(s) are not in this tagger's vocabulary: {shown}")
+        return np.asarray([self._index[t] for t in tags], dtype=np.int64)
+
+    # -- computing --------------------------------------------------------------------------------------
+    def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
+        return preprocess(images, self.image_size)
+
+    @torch.inference_mode()
+    def forward(self, pixel_values: torch.Tensor, tags: Sequence[str] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, C) and image embeddings (B, D) of a preprocessed batch, on the CPU in float32."""
+        classes = None if tags is None else torch.as_tensor(self.class_indices(tags), device=self.device)
+        embeds = self.model.image_embeds(pixel_values.to(self.device, self._dtype))
+        logits = self.model.logits(embeds, classes)
+        return logits.float().cpu(), self.model.image_embedding(embeds).float().cpu()
+
+    def logits(self, pixel_values: torch.Tensor, tags: Sequence[str] | None = None) -> torch.Tensor:
+        return self.forward(pixel_values, tags)[0]
+
+    def probabilities(self, images: Sequence[ImageInput] | ImageInput, tags: Sequence[str] | None = None
+                      ) -> np.ndarray:
+        """Sigmoid scores (B, C); columns follow ``tags`` when given, else the tag list."""
+        return np.concatenate([torch.sigmoid(self.logits(p, tags)).numpy() for p in self._batches(images)])
+
+    def predict(self, images: Sequence[ImageInput] | ImageInput, threshold: float | None = None,
+                tags: Sequence[str] | None = None, language: str = "en") -> list[Prediction]:
+        """Per image, ``(tag, probability)`` for the tags above threshold, in tag-list order.
+
+        Per-class thresholds apply by default; a number overrides them all. A tag is predicted when its
+        probability is strictly above its threshold, as upstream's ``generate_tag``.
+        """
+        indices = self.class_indices(tags)
+        probs = self.probabilities(images, tags)
+        return self.decide(probs, indices, threshold=threshold, language=language)
+
+    def decide(self, probs: np.ndarray, indices: np.ndarray, *, threshold: float | None = None,
+               language: str = "en") -> list[Prediction]:
+        """Turn scores over ``indices`` of the tag list into per-image predictions."""
+        names = self.names(language)
+        limit = self.thresholds[indices] if threshold is None else np.full(len(indices), threshold, np.float32)
+        order = np.argsort(indices, kind="stable")  # output in tag-list order whatever order was asked
+        keep = (probs > limit) & ~self.excluded[indices]
+        return [[(names[indices[j]], float(row[j])) for j in order if hit[j]] for row, hit in zip(probs, keep)]
+
+    def names(self, language: str = "en") -> list[str]:
+        if language == "en":
+            return self.tag_list
+        if language == "zh":
+            if self.tag_list_chinese is None:
+                raise ValueError(f"no Chinese tag names for this {self.family} tagger: pass tag_list_chinese=")
+            return self.tag_list_chinese
+        raise ValueError(f"unknown language {language!r}; expected 'en' or 'zh'")
+
+    def embed(self, images: Sequence[ImageInput] | ImageInput) -> np.ndarray:
+        """Image embeddings (B, D): RAM/RAM++'s 512-d projected mean token (CLIP-aligned by upstream's
+        distillation), Tag2Text's Swin-B mean token."""
+        out = []
+        for pixels in self._batches(images):
+            with torch.inference_mode():
+                embeds = self.model.image_embeds(pixels.to(self.device, self._dtype))
+                out.append(self.model.image_embedding(embeds).float().cpu().numpy())
+        return np.concatenate(out)
+
+    # -- captions (Tag2Text) ----------------------------------------------------------------------------
+    def caption(self, images: Sequence[ImageInput] | ImageInput, tags: str | Sequence[str] | None = None,
+                **generation) -> list[str]:
+        """Captions guided by the predicted tags, or by ``tags`` (one string "a | b" or list per image, or
+        one for all). Generation options: num_beams=3, max_length=30, min_length=10, repetition_penalty=1.0."""
+        tokenizer = self.tokenizer
+        ids = self.caption_ids(images, tags, **generation)
+        return [tokenizer.decode(seq, skip_special_tokens=True)[len(CAPTION_PROMPT):] for seq in ids]
+
+    def caption_ids(self, images: Sequence[ImageInput] | ImageInput, tags: str | Sequence[str] | None = None,
+                    **generation) -> list[list[int]]:
+        from fiftyone_ram.models.captioner import generate_caption_ids
+
+        if self.family != "tag2text" or not getattr(self.model, "can_caption", False):
+            raise ValueError(f"captions need a Tag2Text checkpoint with its captioning branch, not {self.family}")
+        batches = list(self._batches(images))
+        count = sum(len(p) for p in batches)
+        given = _tags_per_image(tags, count)
+        out: list[list[int]] = []
+        for pixels in batches:
+            start = len(out)
+            out.extend(generate_caption_ids(self, pixels, None if given is None else given[start:start + len(pixels)],
+                                            **generation))
+        return out
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from fiftyone_ram.models.captioner import load_tokenizer
+
+            self._tokenizer = load_tokenizer(self.config.tokenizer)
+        return self._tokenizer
+
+    # -- helpers ----------------------------------------------------------------------------------------
+    @property
+    def _dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def _batches(self, images: Sequence[ImageInput] | ImageInput) -> Iterator[torch.Tensor]:
+        if isinstance(images, torch.Tensor):
+            yield images
+            return
+        if isinstance(images, (str, Path)) or not isinstance(images, Sequence):
+            images = [images]
+        for start in range(0, len(images), self.batch_size):
+            yield self.preprocess(images[start:start + self.batch_size])
+
+
+def _tags_per_image(tags: str | Sequence[str] | None, count: int) -> list[str] | None:
+    if tags is None:
+        return None
+    if isinstance(tags, str):
+        return [tags] * count
+    tags = list(tags)
+    if len(tags) != count:
+        raise ValueError(f"{len(tags)} tag strings given for {count} images")
+    return [" | ".join(t) if not isinstance(t, str) else t for t in tags]
+
+
+def load_tagger(name_or_config: str | Path | dict | ModelConfig, checkpoint: str | Path | None = None, *,
+                tag_list: str | Path | Sequence[str] | None = None,
+                tag_list_chinese: str | Path | Sequence[str] | None = None,
+                thresholds: str | Path | Sequence[float] | None = None,
+                device: str | torch.device | None = None, family: str | None = None,
+                batch_size: int = 4) -> Tagger:
+    """Load RAM, RAM++ or Tag2Text.
+
+    ``name_or_config``: a released variant (``ram_plus_swin_large_14m``, ``ram_swin_large_14m``,
+    ``tag2text_swin_14m``), a JSON config file or dict (``family`` fills a missing family field).
+    Files not given are taken from the cache (downloaded on first use): the released weights and upstream's
+    tag lists and thresholds. Explicit paths always win.
+    """
+    config = resolve_config(name_or_config, family=family)
+    fam = config.family
+    missing: list[str] = []
+
+    def fetch(getter, *args):
+        try:
+            return getter(*args)
+        except assets.AssetError as exc:
+            missing.append(str(exc))
+            return None
+
+    if checkpoint is None:
+        if config.name is None:
+            raise ValueError("a checkpoint path is required for a model given by a config file")
+        checkpoint = fetch(assets.download_weights, config.name)
+    default_list = tag_list is None
+    if default_list:
+        tag_list = fetch(assets.upstream_file, _DEFAULT_TAG_LIST[fam])
+    if tag_list_chinese is None and default_list and fam != "tag2text":
+        tag_list_chinese = fetch(assets.upstream_file, "ram_tag_list_chinese.txt")
+    upstream_sized = fam != "tag2text" and (default_list or _length(tag_list) == _UPSTREAM_CLASS_COUNT[fam])
+    if thresholds is None and upstream_sized:
+        thresholds = fetch(assets.upstream_file, "ram_tag_list_threshold.txt")
+    if missing:
+        raise assets.AssetError("missing files:\n  " + "\n  ".join(missing))
+
+    names = read_tag_list(tag_list)
+    chinese = read_tag_list(tag_list_chinese) if tag_list_chinese is not None else None
+    if chinese is not None and len(chinese) != len(names):
+        raise ValueError(f"the Chinese tag list has {len(chinese)} names, the tag list {len(names)}")
+    excluded: Sequence[int] = ()
+    if thresholds is not None:
+        limits = read_thresholds(thresholds, len(names))
+    elif fam == "tag2text" and len(names) == _UPSTREAM_CLASS_COUNT[fam]:
+        limits = np.full(len(names), DEFAULT_THRESHOLD, np.float32)
+        for index, value in THRESHOLD_OVERRIDES.items():
+            limits[index] = value
+    else:
+        limits = np.full(len(names), FALLBACK_THRESHOLD, np.float32)
+    if fam == "tag2text" and len(names) == _UPSTREAM_CLASS_COUNT[fam]:
+        excluded = DELETE_TAG_INDEX
+    model = load_model(config, checkpoint, len(names))
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return Tagger(model, config, names, limits, tag_list_chinese=chinese, excluded=excluded, device=device,
+                  batch_size=batch_size)
+
+
+def _length(source: str | Path | Sequence[str]) -> int:
+    return len(read_tag_list(source))
