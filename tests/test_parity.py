@@ -1,0 +1,134 @@
+"""Exact agreement with what upstream computes, on the tiny upstream-layout checkpoints in ../shared."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fiftyone_ram import load_tagger
+
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def fixtures(parity_dir):
+    return json.loads((parity_dir / "fixtures_tiny.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def images(parity_dir, fixtures):
+    return [str(parity_dir / f"{name}.png") for name in fixtures["images"]]
+
+
+def _tagger(family, parity_dir, upstream_dir):
+    kwargs = dict(family=family, device="cpu")
+    if family == "tag2text":
+        kwargs["tag_list"] = upstream_dir / "tag2text_ori_tag_list.txt"
+    else:
+        kwargs.update(tag_list=upstream_dir / "ram_tag_list.txt",
+                      tag_list_chinese=upstream_dir / "ram_tag_list_chinese.txt",
+                      thresholds=upstream_dir / "ram_tag_list_threshold.txt")
+    return load_tagger(parity_dir / "fixtures_tiny.json", parity_dir / f"{family}_tiny.pth", **kwargs)
+
+
+@pytest.fixture(scope="module", params=["ram", "ram_plus", "tag2text"])
+def case(request, parity_dir, upstream_dir):
+    family = request.param
+    expected = torch.load(parity_dir / f"{family}_tiny_expected.pt", weights_only=True)
+    return family, _tagger(family, parity_dir, upstream_dir), expected
+
+
+def _split(joined: str) -> list[str]:
+    return [t.strip() for t in joined.split("|")] if joined else []
+
+
+def test_preprocessing_matches_upstream(case, images):
+    _, tagger, expected = case
+    pixels = tagger.preprocess(images)
+    assert pixels.shape == expected["pixel_values"].shape
+    assert torch.equal(pixels, expected["pixel_values"])
+
+
+def test_image_embeds_and_logits_match(case):
+    family, tagger, expected = case
+    with torch.inference_mode():
+        embeds = tagger.model.image_embeds(expected["pixel_values"])
+        logits = tagger.model.logits(embeds)
+    if "image_embeds" in expected:
+        assert (embeds - expected["image_embeds"]).abs().max().item() < TOL
+    assert logits.shape == expected["logits"].shape
+    assert (logits - expected["logits"]).abs().max().item() < TOL
+
+
+def test_thresholds_match(case):
+    _, tagger, expected = case
+    np.testing.assert_allclose(tagger.thresholds, expected["class_threshold"].numpy(), atol=1e-6)
+
+
+def test_predicted_tags_match(case, images, fixtures):
+    family, tagger, expected = case
+    want = fixtures["models"][family]["tags"]
+    probs = torch.sigmoid(expected["logits"]).numpy()
+    near = np.abs(probs - expected["class_threshold"].numpy()) < 1e-6  # the README's tolerance
+    got = tagger.predict(images)
+    for i, (row, joined) in enumerate(zip(got, want)):
+        names = [name for name, _ in row]
+        ambiguous = {tagger.tag_list[j] for j in np.flatnonzero(near[i])}
+        assert set(names) ^ set(_split(joined)) <= ambiguous
+        assert [n for n in names if n not in ambiguous] == [n for n in _split(joined) if n not in ambiguous]
+        assert all(0.0 < p <= 1.0 for _, p in row)
+
+
+def test_chinese_names_match(case, images, fixtures):
+    family, tagger, _ = case
+    if family == "tag2text":
+        with pytest.raises(ValueError, match="no Chinese"):
+            tagger.predict(images[:1], language="zh")
+        return
+    got = tagger.predict(images, language="zh")
+    assert [[n for n, _ in row] for row in got] == [_split(s) for s in fixtures["models"][family]["tags_chinese"]]
+
+
+def test_subset_scores_equal_full_vocabulary(case, images):
+    _, tagger, _ = case
+    subset = [tagger.tag_list[i] for i in (3000, 7, 1234, 42)]
+    full = tagger.probabilities(images[:2])
+    part = tagger.probabilities(images[:2], tags=subset)
+    np.testing.assert_allclose(part, full[:, tagger.class_indices(subset)], atol=1e-6)
+
+
+def test_number_threshold_overrides_per_class(case, images):
+    _, tagger, _ = case
+    probs = tagger.probabilities(images[:1])[0]
+    got = tagger.predict(images[:1], threshold=0.5)[0]
+    expected = [tagger.tag_list[i] for i in np.flatnonzero((probs > 0.5) & ~tagger.excluded)]
+    assert [n for n, _ in got] == expected
+
+
+def test_embeddings(case, images):
+    family, tagger, expected = case
+    vectors = tagger.embed(images)
+    assert vectors.shape == (5, tagger.embedding_dim)
+    if "image_embeds" in expected:
+        np.testing.assert_allclose(vectors, expected["image_embeds"][:, 0].numpy(), atol=TOL)
+
+
+def test_tag2text_captions_match(parity_dir, upstream_dir, images, fixtures):
+    tagger = _tagger("tag2text", parity_dir, upstream_dir)
+    want = fixtures["models"]["tag2text"]
+    assert tagger.caption_ids(images) == want["caption_ids"]
+    assert tagger.caption(images) == want["captions"]
+    assert tagger.caption_ids(images, tags=want["given_tags"]) == want["caption_ids_given_tags"]
+    assert tagger.caption(images, tags=want["given_tags"]) == want["captions_given_tags"]
+
+
+def test_tag2text_batched_captions_equal_single(parity_dir, upstream_dir, images):
+    """Upstream's batched beam search is wrong above one image (issue #80); ours must not be."""
+    tagger = _tagger("tag2text", parity_dir, upstream_dir)
+    tagger.batch_size = 5
+    batched = tagger.caption_ids(images)
+    tagger.batch_size = 1
+    assert batched == tagger.caption_ids(images)
