@@ -12,7 +12,7 @@ from fiftyone_ram.models.config import ModelConfig
 def build_swin(config: ModelConfig) -> SwinTransformer:
     """timm's Swin at the config's size, headless (upstream's Swin has no classifier)."""
     s = config.swin
-    return SwinTransformer(
+    swin = SwinTransformer(
         img_size=config.image_size,
         patch_size=s.patch_size,
         window_size=s.window_size,
@@ -22,6 +22,10 @@ def build_swin(config: ModelConfig) -> SwinTransformer:
         num_classes=0,
         drop_path_rate=0.0,
     )
+    # timm keeps Swin on its explicit-softmax attention unless TIMM_FUSED_ATTN=2; the fused kernel is ~1.4x
+    # faster on CPU here and changes outputs only by ~1e-6, well inside the parity tolerance.
+    set_fused_attention(swin, True)
+    return swin
 
 
 def swin_tokens(swin: SwinTransformer, pixel_values: torch.Tensor) -> torch.Tensor:

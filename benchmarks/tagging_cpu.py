@@ -1,0 +1,112 @@
+"""Images/s and peak RSS of RAM Swin-L 384 (fp32, CPU) at batch 1 and 4, on an upstream-layout checkpoint.
+
+The checkpoint is random weights in the released RAM layout (every key and shape of the released file,
+captioning branch included, ~1.9 GB), written once to the cache. Each measurement runs in a fresh process so
+that its peak RSS is its own. Usage: ``python benchmarks/tagging_cpu.py [--batches 1 4] [--repeats 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = ROOT.parent / "shared" / "docs" / "state-dict-keys" / "ram_released.tsv"
+
+
+def bench_dir() -> Path:
+    from fiftyone_ram.assets import ram_home
+
+    folder = ram_home() / "benchmarks"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def make_checkpoint(path: Path, keys: Path) -> None:
+    """Random tensors under every key of the released RAM state dict (the layout is what matters here)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    state = {}
+    for line in keys.read_text().splitlines():
+        name, shape, dtype = line.split("\t")
+        dims = tuple(int(x) for x in shape.strip("()").split(",") if x.strip())
+        if dtype.endswith("int64"):
+            state[name] = torch.zeros(dims, dtype=torch.int64)
+        elif name.endswith(("LayerNorm.weight", "norm.weight", "norm1.weight", "norm2.weight")):
+            state[name] = torch.ones(dims)
+        else:
+            state[name] = torch.randn(dims, generator=generator) * 0.02
+    torch.save({"model": state}, path)
+
+
+def child(args: argparse.Namespace) -> None:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from fiftyone_ram import load_tagger
+
+    folder = Path(args.folder)
+    tagger = load_tagger("ram_swin_large_14m", folder / "ram_random.pth", tag_list=folder / "tags.txt",
+                         thresholds=folder / "thresholds.txt", device="cpu", batch_size=args.batch)
+    if args.fused is not None:
+        from fiftyone_ram.models.backbone import set_fused_attention
+
+        set_fused_attention(tagger.model.visual_encoder, args.fused == "on")
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)) for _ in range(args.batch)]
+    tagger.predict(images)  # warm-up: first touch of the memory-mapped weights
+    start = time.perf_counter()
+    for _ in range(args.repeats):
+        tagger.predict(images)
+    elapsed = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"batch": args.batch, "images_per_s": args.batch * args.repeats / elapsed,
+                      "peak_rss_gb": peak_mb / 1024, "threads": torch.get_num_threads(),
+                      "fused_attention": args.fused or "timm default"}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--fused", choices=["on", "off"], nargs="*", default=[None],
+                        help="timm Swin attention path(s) to measure (default: timm's own choice)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        args.fused = args.fused[0] if args.fused else None
+        return child(args)
+
+    folder = bench_dir()
+    checkpoint = folder / "ram_random.pth"
+    if not checkpoint.is_file():
+        print(f"writing a random upstream-layout RAM checkpoint to {checkpoint} ...", flush=True)
+        make_checkpoint(checkpoint, KEYS)
+    (folder / "tags.txt").write_text("".join(f"tag {i}\n" for i in range(4585)))
+    (folder / "thresholds.txt").write_text("0.65\n" * 4585)
+    print(f"checkpoint: {checkpoint} ({checkpoint.stat().st_size / 1e9:.2f} GB), CPU cores: {os.cpu_count()}")
+    rows = []
+    for fused in args.fused:
+        for batch in args.batches:
+            command = [sys.executable, __file__, "--child", "--batch", str(batch), "--repeats", str(args.repeats),
+                       "--folder", str(folder)] + (["--fused", fused] if fused else [])
+            out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            rows.append(json.loads(out.strip().splitlines()[-1]))
+    print(f"\n{'model':<22}{'batch':>6}{'attention':>14}{'images/s':>10}{'peak RSS GB':>13}")
+    for r in rows:
+        print(f"{'RAM Swin-L 384 fp32':<22}{r['batch']:>6}{r['fused_attention']:>14}{r['images_per_s']:>10.3f}"
+              f"{r['peak_rss_gb']:>13.2f}")
+
+
+if __name__ == "__main__":
+    main()
