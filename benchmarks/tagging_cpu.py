@@ -3,6 +3,11 @@
 The checkpoint is random weights in the released RAM layout (every key and shape of the released file,
 captioning branch included, ~1.9 GB), written once to the cache. Each measurement runs in a fresh process so
 that its peak RSS is its own. Usage: ``python benchmarks/tagging_cpu.py [--batches 1 4] [--repeats 3]``.
+
+Side by side with upstream: ``--upstream DIR --upstream-python PY`` also runs upstream's ``RAM.generate_tag``
+from a checkout of xinyu1205/recognize-anything (commit 7cb804a) with an interpreter whose environment runs it
+(transformers 4.40, timm 0.4.12, fairscale), on the same checkpoint and images. Upstream's constructor loads a
+BERT tokenizer it does not use for tagging; the fixture vocabulary in ../shared stands in for it offline.
 """
 
 from __future__ import annotations
@@ -46,11 +51,43 @@ def make_checkpoint(path: Path, keys: Path) -> None:
     torch.save({"model": state}, path)
 
 
-def child(args: argparse.Namespace) -> None:
+def _images(count: int):
     import numpy as np
-    import torch
     from PIL import Image
 
+    rng = np.random.default_rng(0)
+    return [Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)) for _ in range(count)]
+
+
+def _report(args: argparse.Namespace, elapsed: float, implementation: str) -> None:
+    import torch
+
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"implementation": implementation, "batch": args.batch,
+                      "images_per_s": args.batch * args.repeats / elapsed, "peak_rss_gb": peak_mb / 1024,
+                      "threads": torch.get_num_threads(), "fused_attention": args.fused or "default"}))
+
+
+def upstream_child(args: argparse.Namespace) -> None:
+    sys.path.insert(0, args.upstream)
+    import torch
+    from ram import get_transform
+    from ram.models import ram
+
+    folder = Path(args.folder)
+    model = ram(pretrained=str(folder / "ram_random.pth"), image_size=384, vit="swin_l",
+                text_encoder_type=str(ROOT.parent / "shared" / "fixtures" / "parity")).eval()
+    transform = get_transform(image_size=384)
+    pixels = torch.stack([transform(image) for image in _images(args.batch)])
+    with torch.no_grad():
+        model.generate_tag(pixels)
+        start = time.perf_counter()
+        for _ in range(args.repeats):
+            model.generate_tag(pixels)
+    _report(args, time.perf_counter() - start, "upstream")
+
+
+def child(args: argparse.Namespace) -> None:
     from fiftyone_ram import load_tagger
 
     folder = Path(args.folder)
@@ -60,17 +97,12 @@ def child(args: argparse.Namespace) -> None:
         from fiftyone_ram.models.backbone import set_fused_attention
 
         set_fused_attention(tagger.model.visual_encoder, args.fused == "on")
-    rng = np.random.default_rng(0)
-    images = [Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)) for _ in range(args.batch)]
+    images = _images(args.batch)
     tagger.predict(images)  # warm-up: first touch of the memory-mapped weights
     start = time.perf_counter()
     for _ in range(args.repeats):
         tagger.predict(images)
-    elapsed = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"batch": args.batch, "images_per_s": args.batch * args.repeats / elapsed,
-                      "peak_rss_gb": peak_mb / 1024, "threads": torch.get_num_threads(),
-                      "fused_attention": args.fused or "timm default"}))
+    _report(args, time.perf_counter() - start, "fiftyone-ram")
 
 
 def main() -> None:
@@ -79,13 +111,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--fused", choices=["on", "off"], nargs="*", default=[None],
                         help="timm Swin attention path(s) to measure (default: timm's own choice)")
+    parser.add_argument("--upstream", help="checkout of upstream recognize-anything to measure side by side")
+    parser.add_argument("--upstream-python", default=sys.executable, help="interpreter that runs upstream")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--upstream-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
+    if args.child or args.upstream_child:
         args.fused = args.fused[0] if args.fused else None
-        return child(args)
+        return upstream_child(args) if args.upstream_child else child(args)
 
     folder = bench_dir()
     checkpoint = folder / "ram_random.pth"
@@ -95,16 +130,20 @@ def main() -> None:
     (folder / "tags.txt").write_text("".join(f"tag {i}\n" for i in range(4585)))
     (folder / "thresholds.txt").write_text("0.65\n" * 4585)
     print(f"checkpoint: {checkpoint} ({checkpoint.stat().st_size / 1e9:.2f} GB), CPU cores: {os.cpu_count()}")
+    runs = [([sys.executable, __file__, "--child"] + (["--fused", fused] if fused else []), batch)
+            for fused in args.fused for batch in args.batches]
+    if args.upstream:
+        runs += [([args.upstream_python, __file__, "--upstream-child", "--upstream", args.upstream], batch)
+                 for batch in args.batches]
     rows = []
-    for fused in args.fused:
-        for batch in args.batches:
-            command = [sys.executable, __file__, "--child", "--batch", str(batch), "--repeats", str(args.repeats),
-                       "--folder", str(folder)] + (["--fused", fused] if fused else [])
-            out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-            rows.append(json.loads(out.strip().splitlines()[-1]))
-    print(f"\n{'model':<22}{'batch':>6}{'attention':>14}{'images/s':>10}{'peak RSS GB':>13}")
+    for command, batch in runs:
+        command = command + ["--batch", str(batch), "--repeats", str(args.repeats), "--folder", str(folder)]
+        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+    print(f"\nRAM Swin-L 384, fp32, CPU ({rows[0]['threads']} threads)")
+    print(f"{'implementation':<16}{'batch':>6}{'attention':>12}{'images/s':>10}{'peak RSS GB':>13}")
     for r in rows:
-        print(f"{'RAM Swin-L 384 fp32':<22}{r['batch']:>6}{r['fused_attention']:>14}{r['images_per_s']:>10.3f}"
+        print(f"{r['implementation']:<16}{r['batch']:>6}{r['fused_attention']:>12}{r['images_per_s']:>10.3f}"
               f"{r['peak_rss_gb']:>13.2f}")
 
 
