@@ -53,6 +53,9 @@ UPSTREAM_FILES: dict[str, UpstreamFile] = {
         UpstreamFile("openimages_rare_200_llm_tag_descriptions.json",
                      "datasets/openimages_rare_200/openimages_rare_200_llm_tag_descriptions.json",
                      "b65f1cdf4506df0efe987a8178f06c076e38ea5be5432355a00d12ac0db296e7"),
+        # Read (never imported) for its 63 open-set prompt templates: see fiftyone_ram/vocabulary/templates.py.
+        UpstreamFile("openset_utils.py", "ram/utils/openset_utils.py",
+                     "1fcc52482e77736adc5d53a38ab6bf447c6506690b6c13208ffbf45ced80e687"),
     )
 }
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -15,6 +16,9 @@ from fiftyone_ram.models.config import ModelConfig, resolve_config
 from fiftyone_ram.models.factory import load_model
 from fiftyone_ram.models.tag2text import DEFAULT_THRESHOLD, DELETE_TAG_INDEX, THRESHOLD_OVERRIDES
 from fiftyone_ram.tag_files import read_tag_list, read_thresholds
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fiftyone_ram.vocabulary import Vocabulary
 
 _DEFAULT_TAG_LIST = {"ram": "ram_tag_list.txt", "ram_plus": "ram_tag_list.txt", "tag2text": "tag2text_ori_tag_list.txt"}
 _UPSTREAM_CLASS_COUNT = {"ram": 4585, "ram_plus": 4585, "tag2text": 3429}
@@ -28,6 +32,9 @@ Prediction = list[tuple[str, float]]
 class Tagger:
     """A loaded tagger. Scores of a tag never depend on which other tags are asked for, so ``tags=`` subsets
     give the same numbers as the full vocabulary, faster."""
+
+    #: The custom vocabulary this tagger answers (see ``with_vocabulary``); None: the checkpoint's tags.
+    vocabulary: Vocabulary | None = None
 
     def __init__(self, model: TaggerModel, config: ModelConfig, tag_list: list[str], thresholds: np.ndarray,
                  *, tag_list_chinese: list[str] | None = None, excluded: Sequence[int] = (),
@@ -66,6 +73,28 @@ class Tagger:
             shown = ", ".join(repr(t) for t in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
             raise ValueError(f"{len(unknown)} tag(s) are not in this tagger's vocabulary: {shown}")
         return np.asarray([self._index[t] for t in tags], dtype=np.int64)
+
+    def with_vocabulary(self, vocabulary: Vocabulary) -> Tagger:
+        """A tagger answering ``vocabulary`` (from ``fiftyone_ram.vocabulary.build_vocabulary(self, ...)``).
+
+        Every weight is shared with this tagger, which is left unchanged; only the label queries differ.
+        """
+        from fiftyone_ram.vocabulary.queries import model_for_vocabulary
+        from fiftyone_ram.vocabulary.vocabulary import tag_list_signature
+
+        if vocabulary.base_signature != tag_list_signature(self.tag_list):
+            raise ValueError("this vocabulary was built for a tagger with another tag list")
+        builtin = vocabulary.builtin_index
+        chinese = None  # new tags have no Chinese name: their English name stands in
+        if self.tag_list_chinese is not None:
+            chinese = [self.tag_list_chinese[i] if i >= 0 else name for name, i in zip(vocabulary.names, builtin)]
+        excluded = [c for c, i in enumerate(builtin) if i >= 0 and self.excluded[i]]
+        tagger = Tagger(model_for_vocabulary(self.model, vocabulary), self.config, list(vocabulary.names),
+                        vocabulary.thresholds, tag_list_chinese=chinese, excluded=excluded, device=self.device,
+                        batch_size=self.batch_size)
+        tagger.vocabulary = vocabulary
+        tagger._tokenizer = self._tokenizer
+        return tagger
 
     # -- computing --------------------------------------------------------------------------------------
     def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
@@ -191,13 +220,20 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig, checkpoint: str
                 tag_list_chinese: str | Path | Sequence[str] | None = None,
                 thresholds: str | Path | Sequence[float] | None = None,
                 device: str | torch.device | None = None, family: str | None = None,
-                batch_size: int = 4) -> Tagger:
+                batch_size: int = 4, tags: str | Path | Sequence[str] | None = None,
+                descriptions: str | Path | Sequence[Mapping] | Mapping | None = None, keep_builtin: bool = False,
+                new_tag_threshold: float | None = None, tag_thresholds: Mapping[str, float] | None = None,
+                text_encoder=None, templates: Sequence[str] | None = None) -> Tagger:
     """Load RAM, RAM++ or Tag2Text.
 
     ``name_or_config``: a released variant (``ram_plus_swin_large_14m``, ``ram_swin_large_14m``,
     ``tag2text_swin_14m``), a JSON config file or dict (``family`` fills a missing family field).
     Files not given are taken from the cache (downloaded on first use): the released weights and upstream's
     tag lists and thresholds. Explicit paths always win.
+
+    ``tag_list`` names the checkpoint's own tags; ``tags`` / ``descriptions`` / ``keep_builtin`` /
+    ``new_tag_threshold`` / ``tag_thresholds`` / ``text_encoder`` / ``templates`` choose the vocabulary the
+    tagger answers: a subset of its tags or new ones (see ``fiftyone_ram.vocabulary.build_vocabulary``).
     """
     config = resolve_config(name_or_config, family=family)
     fam = config.family
@@ -243,8 +279,15 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig, checkpoint: str
     model = load_model(config, checkpoint, len(names))
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return Tagger(model, config, names, limits, tag_list_chinese=chinese, excluded=excluded, device=device,
-                  batch_size=batch_size)
+    tagger = Tagger(model, config, names, limits, tag_list_chinese=chinese, excluded=excluded, device=device,
+                    batch_size=batch_size)
+    if tags is None and descriptions is None and not keep_builtin and not tag_thresholds:
+        return tagger
+    from fiftyone_ram.vocabulary import build_vocabulary
+
+    return tagger.with_vocabulary(build_vocabulary(
+        tagger, tags=tags, descriptions=descriptions, keep_builtin=keep_builtin, new_tag_threshold=new_tag_threshold,
+        tag_thresholds=tag_thresholds, text_encoder=text_encoder, templates=templates))
 
 
 def _length(source: str | Path | Sequence[str]) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 
 import torch
@@ -51,6 +52,18 @@ class TaggerModel(nn.Module):
     def clear_query_cache(self) -> None:
         """Call after changing the label queries (a new vocabulary)."""
         self._query_cache.clear()
+
+    def sharing_copy(self) -> TaggerModel:
+        """A model sharing every weight with this one (the backbone is not duplicated) but with its own tables of
+        parameters, buffers and submodules: replacing its label queries (another vocabulary) leaves this one
+        as it is."""
+        clone = copy.copy(self)
+        clone._parameters = self._parameters.copy()
+        clone._buffers = self._buffers.copy()
+        clone._non_persistent_buffers_set = set(self._non_persistent_buffers_set)
+        clone._modules = self._modules.copy()
+        clone._query_cache = OrderedDict()
+        return clone
 
     def _cached(self, classes: torch.Tensor | None, build) -> tuple[torch.Tensor, torch.Tensor]:
         """Image-independent queries and their first-layer projection, kept for the last few vocabularies."""

@@ -21,6 +21,9 @@ class RAMPlus(TaggerModel):
         self.image_proj = nn.Linear(config.swin.num_features, config.embed_dim)
         self.label_embed = nn.Parameter(torch.zeros(num_classes * config.descriptions_per_tag, config.embed_dim))
         self.reweight_scale = nn.Parameter(torch.tensor(0.0))
+        # (num_classes, descriptions_per_tag) bool, True for real rows: only set by vocabularies whose tags have
+        # different numbers of descriptions (zero-padded rows are then kept out of the softmax).
+        self.register_buffer("description_mask", None, persistent=False)
         self.wordvec_proj = nn.Linear(config.embed_dim, hidden)
         self.tagging_head = TaggingHead(config.q2l, kv_width=config.embed_dim)
         self.fc = nn.Linear(hidden, 1)
@@ -42,7 +45,11 @@ class RAMPlus(TaggerModel):
         image = image / image.norm(dim=-1, keepdim=True)
         rows = descriptions.reshape(-1, descriptions.shape[-1])
         similarity = (self.reweight_scale.exp() * image) @ rows.t()
-        weights = similarity.view(image.shape[0], -1, self.descriptions_per_tag).softmax(dim=-1)
+        weights = similarity.view(image.shape[0], -1, self.descriptions_per_tag)
+        if self.description_mask is not None:
+            real = self.description_mask if classes is None else self.description_mask[classes]
+            weights = weights.masked_fill(~real, float("-inf"))
+        weights = weights.softmax(dim=-1)
         return torch.einsum("bck,ckd->bcd", weights, descriptions)
 
     def logits(self, image_embeds: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:

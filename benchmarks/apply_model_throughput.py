@@ -1,0 +1,146 @@
+"""Throughput of ``dataset.apply_model`` versus the raw tagger on the same images (default 64).
+
+Both sides read the image files from disk and produce the same tags: the raw side is
+``Tagger.predict(paths)`` (decoding in the main process, batches of ``--batch-size``), the FiftyOne side is
+``apply_model`` with the ``RamModel`` (DataLoader with ``--num-workers`` decoding processes, labels written
+to the database). Each figure is the best of ``--repeats`` runs after a one-batch warm-up; the runs of the
+different methods are interleaved. The labels written are checked against ``predict()``.
+
+Default: the tiny parity fixture (``../shared/fixtures/parity``, 224 px) on copies of its five PNGs.
+``--full``: the released RAM architecture (Swin-L, 384 px) with random weights in the upstream layout,
+written once by ``benchmarks/tagging_cpu.py``'s generator (~1.9 GB; slow on CPU: several seconds per image).
+
+Usage: ``python benchmarks/apply_model_throughput.py [--images 64] [--batch-size 8] [--num-workers 2] [--full]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PARITY = ROOT.parent / "shared" / "fixtures" / "parity"
+UPSTREAM = ROOT.parent / "shared" / "upstream"
+
+
+def tiny_settings() -> dict:
+    return {"config": str(PARITY / "fixtures_tiny.json"), "family": "ram",
+            "checkpoint_path": str(PARITY / "ram_tiny.pth"), "tag_list": str(UPSTREAM / "ram_tag_list.txt"),
+            "thresholds": str(UPSTREAM / "ram_tag_list_threshold.txt")}
+
+
+def full_settings() -> dict:
+    spec = importlib.util.spec_from_file_location("tagging_cpu", ROOT / "benchmarks" / "tagging_cpu.py")
+    tagging_cpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tagging_cpu)
+    folder = tagging_cpu.bench_dir()
+    checkpoint = folder / "ram_random.pth"
+    if not checkpoint.is_file():
+        print(f"writing a random upstream-layout RAM checkpoint to {checkpoint} ...", flush=True)
+        tagging_cpu.make_checkpoint(checkpoint, tagging_cpu.KEYS)
+    return {"model": "ram_swin_large_14m", "checkpoint_path": str(checkpoint),
+            "tag_list": str(UPSTREAM / "ram_tag_list.txt"), "thresholds": str(UPSTREAM / "ram_tag_list_threshold.txt")}
+
+
+def make_images(folder: Path, count: int) -> list[str]:
+    """``count`` files cycling over the fixture PNGs (distinct names, so nothing is cached by path)."""
+    sources = sorted(PARITY.glob("*.png"))
+    paths = []
+    for i in range(count):
+        source = sources[i % len(sources)]
+        target = folder / f"{i:04d}_{source.name}"
+        shutil.copyfile(source, target)
+        paths.append(str(target))
+    return paths
+
+
+def best_of(repeats: int, runs: dict) -> dict:
+    """Best time of each run; the runs are interleaved so that a slow spell on a shared machine hits all.
+
+    ``runs`` maps a key to ``(warm_up, run)``; warm-ups (a batch each: page in the memory-mapped weights,
+    start the database) are not timed.
+    """
+    for warm_up, _ in runs.values():
+        warm_up()
+    times = {key: [] for key in runs}
+    for _ in range(repeats):
+        for key, (_, run) in runs.items():
+            start = time.perf_counter()
+            run()
+            times[key].append(time.perf_counter() - start)
+    return {key: min(values) for key, values in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--num-workers", type=int, nargs="+", default=[2])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--full", action="store_true", help="released RAM size with random weights (slow on CPU)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="one threshold for all tags on both sides (default: per-class thresholds); the "
+                             "tiny random-weight model emits ~150 tags per image with its per-class thresholds, "
+                             "a real one 10-30, and FiftyOne's label objects cost about as much as the model")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads of the main process "
+                        "(default: torch's choice, one per core)")
+    args = parser.parse_args()
+
+    os.environ.setdefault("FIFTYONE_SHOW_PROGRESS_BARS", "false")
+    import fiftyone as fo
+    import torch
+
+    import fiftyone_ram.fiftyone as forf
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    settings = full_settings() if args.full else tiny_settings()
+    model = forf.load_model(device=args.device, confidence_thresh=args.threshold, **settings)
+    tagger = model.tagger
+    tagger.batch_size = args.batch_size
+    folder = Path(tempfile.mkdtemp(prefix="ram-bench-"))
+    dataset = fo.Dataset()
+    try:
+        paths = make_images(folder, args.images)
+        dataset.add_samples([fo.Sample(filepath=p) for p in paths])
+        first = paths[:args.batch_size]
+        def predict(images):
+            return tagger.predict(images, threshold=args.threshold)
+
+        raw_output: list = []
+        runs = {"raw": (lambda: predict(first), lambda: raw_output.__setitem__(slice(None), predict(paths)))}
+        for workers in args.num_workers:
+            def run(samples=dataset, workers=workers):
+                samples.apply_model(model, label_field="ram", batch_size=args.batch_size, num_workers=workers,
+                                    skip_failures=False)
+            runs[workers] = (lambda run=run: run(dataset.limit(args.batch_size)), run)
+        best = best_of(args.repeats, runs)
+        rows = [("Tagger.predict (raw)", "-", best.pop("raw"))]
+        rows += [("apply_model", str(workers), seconds) for workers, seconds in best.items()]
+
+        stored = [[(c.label, c.confidence) for c in label.classifications] for label in dataset.values("ram")]
+        assert stored == raw_output, "apply_model labels differ from Tagger.predict"
+        tags_per_image = sum(len(tags) for tags in raw_output) / len(raw_output)
+
+        raw = rows[0][2]
+        name = "RAM Swin-L 384 (random weights)" if args.full else "tiny parity fixture (224 px)"
+        decided = "per-class thresholds" if args.threshold is None else f"threshold {args.threshold}"
+        print(f"\n{name}, {decided}, {args.images} images, batch {args.batch_size}, device {args.device}, "
+              f"{os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}, {tags_per_image:.0f} tags/image; "
+              f"best of {args.repeats}")
+        print(f"{'method':<24}{'workers':>8}{'seconds':>10}{'images/s':>10}{'vs raw':>8}")
+        for method, workers, seconds in rows:
+            print(f"{method:<24}{workers:>8}{seconds:>10.2f}{args.images / seconds:>10.1f}{raw / seconds:>8.2f}")
+    finally:
+        dataset.delete()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

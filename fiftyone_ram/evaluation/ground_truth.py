@@ -1,0 +1,140 @@
+"""Image-level tags read out of FiftyOne fields: ground truth of several kinds, and tag predictions.
+
+The RAM paper evaluates tagging on detection and segmentation datasets by turning their objects into
+image-level labels (COCO, ADE20k); the same is done here for ``Detections`` and ``Polylines``. Fields are
+checked before anything is written, so a wrong field type fails with a message and leaves the dataset
+untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+import fiftyone.core.fields as fof
+import fiftyone.core.labels as fol
+import fiftyone.core.validation as fov
+
+#: Label types whose labels count as a sample's ground-truth tags.
+GT_LABEL_TYPES: tuple[type, ...] = (fol.Classifications, fol.Classification, fol.Detections, fol.Polylines)
+#: Label types that hold tag predictions.
+PRED_LABEL_TYPES: tuple[type, ...] = (fol.Classifications, fol.Classification)
+
+Kind = Literal["list", "single", "strings"]
+FieldKind = tuple[Kind, type | None]  # and the label class, for label fields
+
+
+@dataclass
+class FieldTags:
+    """Per sample (in collection order): the label names, their ids, and for predictions the scores.
+
+    ``label_path`` is where per-label attributes (the ``eval`` verdicts) are written: ``"gt.detections"``
+    for label lists, ``"gt"`` for a single label, ``None`` for plain string lists such as sample tags.
+    """
+
+    field: str
+    kind: Kind
+    label_type: type | None
+    label_path: str | None
+    names: list[list[str]]
+    ids: list[list[str | None]]
+    confidences: list[list[float | None]] | None = None
+    logits: list[np.ndarray | None] | None = None
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def check_fields(samples: Any, pred_field: str, gt_field: str) -> tuple[FieldKind, FieldKind]:
+    """Validate both fields up front; raises ``ValueError`` naming the field and the accepted types."""
+    fov.validate_non_grouped_collection(samples)
+    if samples.media_type != "image":
+        raise ValueError(f"tag evaluation works on image collections; this one holds {samples.media_type!r} media")
+    pred = _field_kind(samples, pred_field, PRED_LABEL_TYPES, "prediction", allow_strings=False)
+    gt = _field_kind(samples, gt_field, GT_LABEL_TYPES, "ground-truth", allow_strings=True)
+    if pred_field == gt_field:
+        raise ValueError(f"'{pred_field}' is given as both the prediction and the ground-truth field")
+    return pred, gt
+
+
+def read_ground_truth(samples: Any, field: str) -> FieldTags:
+    """Ground-truth names per sample; objects of ``Detections`` / ``Polylines`` become image-level tags."""
+    kind, label_type = _field_kind(samples, field, GT_LABEL_TYPES, "ground-truth", allow_strings=True)
+    return _read(samples, field, kind, label_type, with_scores=False, with_logits=False)
+
+
+def read_predictions(samples: Any, field: str, *, with_logits: bool = True) -> FieldTags:
+    """Predicted tags per sample with their confidences, and the logit vectors when stored."""
+    kind, label_type = _field_kind(samples, field, PRED_LABEL_TYPES, "prediction", allow_strings=False)
+    with_logits = with_logits and _has_logits(samples, field)
+    return _read(samples, field, kind, label_type, with_scores=True, with_logits=with_logits)
+
+
+def _read(
+    samples: Any, field: str, kind: Kind, label_type: type | None, *, with_scores: bool, with_logits: bool
+) -> FieldTags:
+    if kind == "strings":
+        names = [list(v or []) for v in samples.values(field)]
+        return FieldTags(field, kind, None, None, names, [[None] * len(n) for n in names])
+    if kind == "list":
+        path = f"{field}.{label_type._LABEL_LIST_FIELD}"
+    else:
+        path = field
+    paths = [f"{path}.label", f"{path}.id"]
+    if with_scores:
+        paths.append(f"{path}.confidence")
+    if with_logits:
+        paths.append(f"{field}.logits")
+    values = samples.values(paths)
+    if kind == "single":  # one label or none per sample
+        present = [name is not None for name in values[0]]
+        one = lambda column: [[v] if p else [] for v, p in zip(column, present)]  # noqa: E731
+        names, ids = one(values[0]), one(values[1])
+        confs = one(values[2]) if with_scores else None
+    else:
+        names = [list(v) if v else [] for v in values[0]]
+        ids = [list(v) if v else [] for v in values[1]]
+        confs = [list(v) if v else [] for v in values[2]] if with_scores else None
+    # A label without a name cannot be a tag; keep the lists aligned by blanking it.
+    names = [[n if n is not None else "" for n in row] for row in names]
+    logits = values[-1] if with_logits else None
+    return FieldTags(field, kind, label_type, path, names, ids, confs, logits)
+
+
+def _field_kind(
+    samples: Any, field: str, allowed: tuple[type, ...], role: str, *, allow_strings: bool
+) -> FieldKind:
+    expected = ", ".join(t.__name__ for t in allowed)
+    if allow_strings:
+        expected += ", or a list of strings such as 'tags'"
+    if not isinstance(field, str) or not field:
+        raise ValueError(f"the {role} field must be a field name; expected a field of type {expected}")
+    if samples._is_frame_field(field):
+        raise ValueError(
+            f"{role} field '{field}' is a frame field; tag evaluation needs sample-level fields ({expected})"
+        )
+    schema_field = samples.get_field(field)
+    if schema_field is None:
+        raise ValueError(
+            f"{role} field '{field}' does not exist in this collection; expected a field of type {expected}"
+        )
+    if isinstance(schema_field, fof.EmbeddedDocumentField) and issubclass(schema_field.document_type, allowed):
+        doc = schema_field.document_type
+        return ("list" if hasattr(doc, "_LABEL_LIST_FIELD") else "single"), doc
+    if allow_strings and isinstance(schema_field, fof.ListField) and isinstance(schema_field.field, fof.StringField):
+        return "strings", None
+    found = (
+        schema_field.document_type.__name__
+        if isinstance(schema_field, fof.EmbeddedDocumentField)
+        else type(schema_field).__name__
+    )
+    raise ValueError(f"{role} field '{field}' holds {found}; expected {expected}")
+
+
+def _has_logits(samples: Any, field: str) -> bool:
+    """Whether any sample stores a logit vector (asked of the database, without loading vectors)."""
+    if samples.get_field(f"{field}.logits") is None:
+        return False
+    return samples.exists(f"{field}.logits").limit(1).count() > 0

@@ -1,0 +1,131 @@
+"""App form fields for a tagger's options, shared by the ``tag_images`` operator and the zoo source's
+``resolve_input`` (so that both show the same choices), and their translation into ``load_model`` keywords.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fiftyone.operators.types as types
+
+FAMILY_LABELS = {"ram_plus": "RAM++", "ram": "RAM", "tag2text": "Tag2Text"}
+PER_CLASS, GLOBAL = "per_class", "global"
+
+
+def add_tagger_options(inputs: types.Object, values: dict[str, Any], *, family: str | None,
+                       custom: bool) -> bool:
+    """Add the fields; ``values`` are the form's current values. Returns whether the form is complete."""
+    complete = True
+    if custom:
+        family_choices = types.RadioGroup()
+        for key, label in FAMILY_LABELS.items():
+            family_choices.add_choice(key, label=label)
+        inputs.enum("family", family_choices.values(), required=True, default="ram_plus", label="Model family",
+                    view=family_choices)
+        family = values.get("family") or "ram_plus"
+        inputs.str("checkpoint_path", required=True, label="Checkpoint",
+                   description="Path of an upstream-layout checkpoint (.pth) on the machine that runs the tagging")
+        inputs.str("config", required=False, label="Architecture config",
+                   description="JSON file with the architecture sizes; empty = the released architecture")
+        inputs.str("tag_list", required=False, label="Tag list (optional)",
+                   description="One tag per line, in the checkpoint's class order; empty = upstream's")
+        complete = bool(values.get("checkpoint_path"))
+    else:
+        inputs.str("checkpoint_path", required=False, label="Checkpoint (optional)",
+                   description="Your own weights instead of the released ones (same architecture)")
+
+    mode_choices = types.RadioGroup()
+    mode_choices.add_choice(PER_CLASS, label="Per-class thresholds",
+                            description="Each tag's own threshold (upstream's file): the model's intended output")
+    mode_choices.add_choice(GLOBAL, label="One threshold", description="The same number for every tag")
+    inputs.enum("threshold_mode", mode_choices.values(), default=PER_CLASS, label="Threshold", view=mode_choices)
+    if values.get("threshold_mode", PER_CLASS) == GLOBAL:
+        inputs.float("threshold", default=0.68, min=0.0, max=1.0, required=True, label="Threshold",
+                     description="A tag is kept when its confidence is above this")
+    else:
+        inputs.str("thresholds", required=False, label="Threshold file (optional)",
+                   description="One threshold per line, aligned with the tag list; empty = upstream's")
+
+    if family != "tag2text":
+        language = types.RadioGroup()
+        language.add_choice("en", label="English")
+        language.add_choice("zh", label="Chinese")
+        inputs.enum("language", language.values(), default="en", label="Tag language", view=language)
+    else:
+        inputs.bool("caption", default=True, label="Caption",
+                    description="Also write a caption (stored as the field's `caption` attribute; slower)")
+    inputs.list("classes", types.String(), required=False, label="Only these tags (optional)",
+                description="Score only these tags (faster; same scores); empty = the whole vocabulary")
+    if family != "tag2text":  # Tag2Text's queries are learned: "Only these tags" is all it can do
+        _add_vocabulary_options(inputs, family)
+    device = types.DropdownView()
+    for choice in ("auto", "cpu", "cuda"):
+        device.add_choice(choice, label=choice)
+    inputs.enum("device", device.values(), default="auto", label="Device", view=device)
+    return complete
+
+
+def tagger_kwargs(values: dict[str, Any]) -> dict[str, Any]:
+    """Form values to ``fiftyone_ram.fiftyone.load_model`` keywords (empty fields dropped)."""
+    out: dict[str, Any] = {}
+    for key in ("family", "checkpoint_path", "config", "tag_list", "thresholds", "language"):
+        if values.get(key):
+            out[key] = values[key]
+    if values.get("threshold_mode") == GLOBAL and values.get("threshold") is not None:
+        out["confidence_thresh"] = float(values["threshold"])
+        out.pop("thresholds", None)
+    classes = values.get("classes")
+    if isinstance(classes, str):
+        classes = [c.strip() for c in classes.split(",")]
+    if classes:
+        out["classes"] = [c for c in classes if c]
+    if values.get("device") and values["device"] != "auto":
+        out["device"] = values["device"]
+    if "caption" in values and values["caption"] is not None:
+        out["caption"] = bool(values["caption"])
+    out.update(_vocabulary_kwargs(values))
+    return out
+
+
+def _add_vocabulary_options(inputs: types.Object, family: str | None) -> None:
+    """Your own vocabulary: new tags are embedded with CLIP's text encoder once, then read from the cache."""
+    inputs.list("tags", types.String(), required=False, label="Vocabulary (optional)",
+                description="Answer these tags instead of the model's: its own are selected, new ones are "
+                            "embedded with CLIP (RAM: upstream's prompt templates; RAM++: descriptions or templates)")
+    inputs.str("tags_file", required=False, label="Vocabulary file (optional)",
+               description="One tag per line, on the machine that runs the tagging; added to the list above")
+    if family in (None, "ram_plus"):
+        inputs.str("descriptions", required=False, label="Tag descriptions (optional, RAM++)",
+                   description="JSON in upstream's format: [{\"tag\": [\"description\", ...]}, ...]; the "
+                               "vocabulary when no tags are given")
+    inputs.bool("keep_builtin", default=False, label="Also keep the model's own tags",
+                description="The model's tags plus the vocabulary's new ones")
+    inputs.float("new_tag_threshold", required=False, min=0.0, max=1.0, label="Threshold of new tags (optional)",
+                 description="Empty = 0.5, upstream's open-set default (open-set scores run lower)")
+    inputs.str("text_encoder", required=False, label="CLIP text encoder (optional)",
+               description="Hub name or folder; empty = openai/clip-vit-base-patch16 (downloaded once)")
+
+
+def _vocabulary_kwargs(values: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    tags = values.get("tags")
+    if isinstance(tags, str):
+        tags = tags.split(",")
+    tags = [t.strip() for t in tags or [] if t and t.strip()]
+    if values.get("tags_file"):
+        if tags:
+            from fiftyone_ram.vocabulary import read_tags
+
+            tags += read_tags(values["tags_file"])
+        else:
+            out["tags"] = values["tags_file"]  # read where the model is loaded
+    if tags:
+        out["tags"] = tags
+    for key in ("descriptions", "text_encoder"):
+        if values.get(key):
+            out[key] = values[key]
+    if values.get("keep_builtin"):
+        out["keep_builtin"] = True
+    if values.get("new_tag_threshold") is not None:
+        out["new_tag_threshold"] = float(values["new_tag_threshold"])
+    return out

@@ -1,0 +1,298 @@
+"""RAM, RAM++ and Tag2Text as a FiftyOne ``Model``: ``apply_model``, ``compute_embeddings`` and the zoo.
+
+What ends up in the label field (``fo.Classifications``):
+
+* one ``Classification`` per predicted tag: ``label`` (English, or Chinese with ``language="zh"``),
+  ``confidence`` = sigmoid score, attribute ``threshold`` = the threshold that admitted it;
+* ``logits`` over the scored tags (all, or the ``classes`` subset, in that order) with ``store_logits``;
+* Tag2Text: the caption as the container's dynamic attribute ``caption`` (``<field>.caption``).
+
+Thresholds: by default each tag has its own threshold (upstream's per-class file), so results equal
+``Tagger.predict``. A number, ``confidence_thresh`` (from ``apply_model(confidence_thresh=...)`` or the
+config), replaces all per-class thresholds with that single value; it is not combined with them.
+
+An image that cannot be read yields ``{"error": message}`` instead of labels, which ``apply_model`` stores
+as the string field ``<label_field>_error`` and leaves ``<label_field>`` untouched; the other images of the
+batch are tagged normally.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import fiftyone.core.config as foc
+import fiftyone.core.models as fom
+import numpy as np
+import torch
+
+from fiftyone_ram.fiftyone.inputs import ImageBatch, PixelTransform, TaggerGetItem, collate_images, read_input
+from fiftyone_ram.fiftyone.outputs import tag_thresholds, to_classifications
+from fiftyone_ram.images import ImageError
+
+#: The vocabulary options of ``load_tagger`` (see ``fiftyone_ram.vocabulary.build_vocabulary``).
+VOCABULARY_KEYS = ("tags", "descriptions", "keep_builtin", "new_tag_threshold", "tag_thresholds", "text_encoder",
+                   "templates")
+
+#: Keys accepted by ``load_model`` / ``RamModelConfig`` (and so by ``foz.load_zoo_model(..., **kwargs)``).
+CONFIG_KEYS = ("model", "config", "family", "checkpoint_path", "tag_list", "tag_list_chinese", "thresholds",
+               "classes", "language", "confidence_thresh", "device", "caption", "caption_options",
+               *VOCABULARY_KEYS)
+
+
+class RamModelConfig(foc.Config):
+    """Settings of a :class:`RamModel` (JSON-serialisable, so ``fom.load_model`` can build one).
+
+    model: a released variant (``ram_plus_swin_large_14m``, ``ram_swin_large_14m``, ``tag2text_swin_14m``)
+    config: an architecture JSON file or dict instead of (or overriding the sizes of) ``model``
+    family: ``ram`` | ``ram_plus`` | ``tag2text`` when ``config`` does not say
+    checkpoint_path: the weights; None downloads the released ones of ``model``
+    tag_list, tag_list_chinese, thresholds: files (or lists) replacing upstream's
+    classes: only score these tags (faster; their scores are the same as with the full list)
+    language: ``en`` | ``zh`` label names
+    confidence_thresh: one threshold for all tags instead of the per-class ones
+    filter_classes: set by ``apply_model(classes=...)``: only emit these labels
+    device: ``cpu``, ``cuda``, ``cuda:1``...; None picks CUDA when available
+    caption: Tag2Text only: also write a caption (beam search, one image at a time; slower), guided as
+        upstream by the tags the per-class thresholds select
+    caption_options: generation options for the caption (num_beams, max_length, min_length,
+        repetition_penalty)
+    tags: the vocabulary to answer (a list, or a file with one tag per line): the model's own tags are
+        selected, new ones (RAM, RAM++) embedded with CLIP, once (cached)
+    descriptions: RAM++: a JSON file of tag descriptions in upstream's format (the vocabulary when no tags)
+    keep_builtin: the model's own tags plus ``tags``
+    new_tag_threshold: threshold of new tags (default 0.5, upstream's open set)
+    tag_thresholds: ``{tag: threshold}`` overrides, any tag
+    text_encoder: the CLIP text model for new tags (hub name or folder; default openai/clip-vit-base-patch16)
+    templates: prompt templates for new tags instead of upstream's 63
+    """
+
+    def __init__(self, d: dict[str, Any]) -> None:
+        self.model = self.parse_string(d, "model", default=None)
+        self.config = self.parse_raw(d, "config", default=None)
+        self.family = self.parse_string(d, "family", default=None)
+        self.checkpoint_path = self.parse_raw(d, "checkpoint_path", default=None)
+        self.tag_list = self.parse_raw(d, "tag_list", default=None)
+        self.tag_list_chinese = self.parse_raw(d, "tag_list_chinese", default=None)
+        self.thresholds = self.parse_raw(d, "thresholds", default=None)
+        self.classes = self.parse_array(d, "classes", default=None)
+        self.language = self.parse_categorical(d, "language", ["en", "zh"], default="en")
+        self.confidence_thresh = self.parse_number(d, "confidence_thresh", default=None)
+        self.filter_classes = self.parse_array(d, "filter_classes", default=None)
+        self.device = self.parse_string(d, "device", default=None)
+        self.caption = self.parse_bool(d, "caption", default=True)
+        self.caption_options = self.parse_dict(d, "caption_options", default={})
+        self.tags = self.parse_raw(d, "tags", default=None)
+        self.descriptions = self.parse_raw(d, "descriptions", default=None)
+        self.keep_builtin = self.parse_bool(d, "keep_builtin", default=False)
+        self.new_tag_threshold = self.parse_number(d, "new_tag_threshold", default=None)
+        self.tag_thresholds = self.parse_dict(d, "tag_thresholds", default=None)
+        self.text_encoder = self.parse_string(d, "text_encoder", default=None)
+        self.templates = self.parse_array(d, "templates", default=None)
+        if self.model is None and self.config is None:
+            raise ValueError("name a released model (model=...) or give an architecture (config=...)")
+
+
+class RamModel(fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin, fom.EmbeddingsMixin, fom.Model):
+    """A tagger wrapped for FiftyOne: DataLoader batching with image decoding in the workers.
+
+    Pickles without its weights when they can be re-read from ``config`` (memory-mapped, so cheaply);
+    ``build_get_item()`` and ``collate_fn`` carry only the image size.
+    """
+
+    def __init__(self, config: RamModelConfig, tagger=None) -> None:
+        fom.LogitsMixin.__init__(self)
+        self.config = config
+        self._tagger = tagger
+        self._preprocess = True
+        self._embeddings: np.ndarray | None = None
+
+    # -- the tagger, loaded on first use --------------------------------------------------------------
+    @property
+    def tagger(self):
+        if self._tagger is None:
+            self._tagger = _load_tagger(self.config)
+        return self._tagger
+
+    @property
+    def _indices(self) -> np.ndarray:
+        return self.tagger.class_indices(self.config.classes)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_embeddings"] = None
+        if self.config.checkpoint_path is not None or self.config.model is not None:
+            state["_tagger"] = None  # re-read from the checkpoint where it is unpickled
+        return state
+
+    # -- fom.Model -------------------------------------------------------------------------------------
+    @property
+    def media_type(self) -> str:
+        return "image"
+
+    @property
+    def ragged_batches(self) -> bool:
+        return False  # every image is resized to the same square
+
+    @property
+    def transforms(self) -> PixelTransform:
+        return PixelTransform(self.tagger.image_size)
+
+    @property
+    def preprocess(self) -> bool:
+        return self._preprocess
+
+    @preprocess.setter
+    def preprocess(self, value: bool) -> None:
+        self._preprocess = value
+
+    @property
+    def has_logits(self) -> bool:
+        return True
+
+    @property
+    def has_embeddings(self) -> bool:
+        return True
+
+    @property
+    def has_collate_fn(self) -> bool:
+        return True
+
+    collate_fn = staticmethod(collate_images)
+
+    @property
+    def _using_gpu(self) -> bool:  # read by apply_model(pin_memory=True)
+        return self.tagger.device.type in ("cuda", "mps")
+
+    def build_get_item(self, field_mapping: dict[str, str] | None = None) -> TaggerGetItem:
+        return TaggerGetItem(self.tagger.image_size, field_mapping=field_mapping)
+
+    def predict(self, arg):
+        return self.predict_all([arg])[0]
+
+    def predict_all(self, args) -> list:
+        """Labels per input: a ``Classifications``, or ``{"error": message}`` for an unreadable image.
+
+        ``args``: a collated :class:`ImageBatch` (DataLoader), a (B, 3, S, S) tensor of preprocessed
+        pixels, or a list of paths / PIL images / HWC arrays.
+        """
+        batch = self._as_batch(args)
+        out: list = [{"error": error} for error in batch.errors]
+        if batch.pixel_values is None:
+            return out
+        tagger = self.tagger
+        indices = self._indices
+        logits, embeddings = tagger.forward(batch.pixel_values, tags=self.config.classes)
+        self._embeddings = embeddings.numpy()
+        probs = torch.sigmoid(logits).numpy()
+        limits = tag_thresholds(tagger.thresholds, indices, self.config.confidence_thresh)
+        labels = to_classifications(
+            probs, indices, limits, tagger.names(self.config.language), tagger.excluded,
+            logits=logits.numpy() if self.store_logits else None,
+            captions=self._captions(batch.pixel_values),
+            keep_names=set(self.config.filter_classes) if self.config.filter_classes is not None else None)
+        for position, label in zip(batch.readable, labels, strict=True):
+            out[position] = label
+        return out
+
+    # -- fom.EmbeddingsMixin ---------------------------------------------------------------------------
+    def get_embeddings(self) -> np.ndarray:
+        if self._embeddings is None:
+            raise ValueError("no embeddings yet: call predict() or predict_all() first")
+        return self._embeddings
+
+    def embed(self, arg) -> np.ndarray:
+        return self.embed_all([arg])[0]
+
+    def embed_all(self, args) -> np.ndarray:
+        """The tagger's image embeddings (B, D). An unreadable image fails its batch, as in FiftyOne's own
+        models (``compute_embeddings(skip_failures=True)`` then leaves that batch's embeddings None)."""
+        batch = self._as_batch(args)
+        bad = [error for error in batch.errors if error is not None]
+        if bad:
+            raise ImageError("; ".join(bad))
+        return self.tagger.embed(batch.pixel_values)
+
+    # -- helpers ---------------------------------------------------------------------------------------
+    def _as_batch(self, args) -> ImageBatch:
+        if isinstance(args, ImageBatch):
+            return args
+        if isinstance(args, torch.Tensor):  # pixels already prepared: (B, 3, S, S)
+            return ImageBatch(args, [None] * len(args))
+        if isinstance(args, np.ndarray) and args.ndim == 4:  # an NHWC stack of images
+            args = list(args)
+        if not self._preprocess:  # items prepared elsewhere with self.transforms
+            return collate_images(list(args))
+        transform = self.transforms
+        return collate_images([read_input(a, transform) for a in args])
+
+    def _captions(self, pixel_values: torch.Tensor) -> list[str] | None:
+        tagger = self.tagger
+        if not self.config.caption or tagger.family != "tag2text" or not getattr(tagger.model, "can_caption",
+                                                                                   False):
+            return None
+        return tagger.caption(pixel_values, **self.config.caption_options)
+
+
+def _load_tagger(config: RamModelConfig):
+    from fiftyone_ram.models.config import VARIANTS
+    from fiftyone_ram.tagger import load_tagger
+
+    family = config.family
+    if family is None and config.model is not None:
+        variant = VARIANTS.get(config.model.replace("-", "_"))
+        if variant is None:
+            raise ValueError(f"unknown model {config.model!r}; released: {', '.join(VARIANTS)}")
+        family = variant.family
+    source = config.config if config.config is not None else config.model
+    checkpoint = config.checkpoint_path
+    if checkpoint is None and config.config is not None and config.model is not None:
+        from fiftyone_ram import assets
+
+        checkpoint = assets.download_weights(config.model.replace("-", "_"))
+    return load_tagger(source, checkpoint, tag_list=config.tag_list, tag_list_chinese=config.tag_list_chinese,
+                       thresholds=config.thresholds, device=config.device, family=family,
+                       **{key: getattr(config, key) for key in VOCABULARY_KEYS})
+
+
+def load_model(**kwargs: Any) -> RamModel:
+    """A :class:`RamModel` from :class:`RamModelConfig` keywords, loaded now so that bad paths, unknown tags
+    or a missing Chinese tag list fail here rather than in the middle of ``apply_model``.
+
+    ``threshold`` is accepted as another name of ``confidence_thresh``.
+    """
+    if "threshold" in kwargs:
+        value = kwargs.pop("threshold")
+        if kwargs.get("confidence_thresh") is None:
+            kwargs["confidence_thresh"] = value
+    unknown = sorted(set(kwargs) - set(CONFIG_KEYS) - {"filter_classes"})
+    if unknown:
+        raise TypeError(f"unknown option(s) {', '.join(unknown)}; accepted: {', '.join(CONFIG_KEYS)}")
+    settings = {k: _plain(v) for k, v in kwargs.items() if v is not None}
+    model = RamModel(RamModelConfig(settings))
+    tagger = model.tagger
+    tagger.class_indices(model.config.classes)  # unknown tags in `classes` raise here
+    tagger.names(model.config.language)  # so does language="zh" without Chinese names
+    return model
+
+
+def from_tagger(tagger, **kwargs: Any) -> RamModel:
+    """Wrap an already loaded ``Tagger``. Give ``checkpoint_path`` (and ``config``/``model``) too if the model
+    must be pickled to spawned workers without copying the weights."""
+    config = RamModelConfig({"config": tagger.config.to_dict(), "family": tagger.family,
+                             **{k: _plain(v) for k, v in kwargs.items() if v is not None}})
+    return RamModel(config, tagger=tagger)
+
+
+def _plain(value: Any) -> Any:
+    """Paths and arrays to JSON-friendly values (the config is serialisable)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (tuple, set)):
+        return list(value)
+    if hasattr(value, "__fspath__"):
+        return str(value)
+    return value
+
+
+__all__: Sequence[str] = ("RamModel", "RamModelConfig", "load_model", "from_tagger", "CONFIG_KEYS")

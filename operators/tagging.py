@@ -1,0 +1,125 @@
+"""``tag_images``: tag the dataset, the current view or the selected samples with RAM, RAM++ or Tag2Text.
+
+Thin on purpose (FiftyOne re-executes plugin modules on every request): the work is done by
+``fiftyone_ram.fiftyone`` (the installed package), imported inside the methods.
+"""
+
+import fiftyone as fo
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+MODELS = {
+    "ram_plus_swin_large_14m": "RAM++ (Swin-L, 4585 tags)",
+    "ram_swin_large_14m": "RAM (Swin-L, 4585 tags)",
+    "tag2text_swin_14m": "Tag2Text (Swin-B, 3429 tags + caption)",
+    "custom": "Your own checkpoint",
+}
+EXISTING = {"resume": "Tag only the samples without labels", "overwrite": "Replace their labels"}
+
+
+def _package():
+    try:
+        import fiftyone_ram.fiftyone as forf
+        from fiftyone_ram.fiftyone import forms
+    except ImportError as exc:
+        raise ImportError(f"tag_images needs the fiftyone-ram package: pip install fiftyone-ram ({exc})") from exc
+    return forf, forms
+
+
+class TagImages(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="tag_images",
+            label="Tag images (Recognize Anything)",
+            description="Tag images with RAM, RAM++ or Tag2Text: one label per tag with its confidence",
+            dynamic=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+            default_choice_to_delegated=True,
+        )
+
+    def resolve_input(self, ctx):
+        _, forms = _package()
+        inputs = types.Object()
+        inputs.view_target(ctx, action_description="Tag")
+
+        model_choices = types.DropdownView()
+        for key, label in MODELS.items():
+            model_choices.add_choice(key, label=label)
+        inputs.enum("model", model_choices.values(), default="ram_plus_swin_large_14m", required=True,
+                    label="Model", view=model_choices)
+        model = ctx.params.get("model") or "ram_plus_swin_large_14m"
+        family = None if model == "custom" else {"ram_plus_swin_large_14m": "ram_plus", "ram_swin_large_14m": "ram",
+                                                 "tag2text_swin_14m": "tag2text"}[model]
+        complete = forms.add_tagger_options(inputs, ctx.params, family=family, custom=model == "custom")
+
+        field = inputs.str("label_field", default="ram", required=True, label="Output field",
+                           description="Classifications field for the tags; unreadable images get "
+                                       "<field>_error")
+        label_field = ctx.params.get("label_field") or "ram"
+        if label_field in ctx.dataset.get_field_schema():
+            existing = types.RadioGroup()
+            for key, label in EXISTING.items():
+                existing.add_choice(key, label=label)
+            prop = inputs.enum("existing", existing.values(), required=True,
+                               label=f"'{label_field}' already exists", view=existing)
+            if ctx.params.get("existing") not in EXISTING:
+                prop.invalid = True
+                prop.error_message = "Choose whether to resume or to replace the existing labels"
+                complete = False
+        elif not label_field.isidentifier():
+            field.invalid = True
+            field.error_message = "Use letters, digits and underscores"
+            complete = False
+
+        inputs.bool("sample_tags", default=False, label="Also add the tags to the samples' tags",
+                    description="Added to each sample's tags (existing tags are kept)")
+        inputs.bool("store_logits", default=False, label="Store logits")
+        inputs.int("batch_size", default=8, min=1, label="Batch size")
+        inputs.int("num_workers", default=None, min=0, required=False, label="Image loading workers",
+                   description="Delegated runs only (immediate runs load in the App's process)")
+        if not complete:
+            inputs.view("incomplete", types.Notice(label="Complete the form to tag"))
+        return types.Property(inputs, view=types.View(label="Tag images with Recognize Anything"))
+
+    def execute(self, ctx):
+        forf, forms = _package()
+        params = ctx.params
+        model_name = params.get("model") or "ram_plus_swin_large_14m"
+        kwargs = forms.tagger_kwargs(params)
+        if model_name != "custom":
+            kwargs["model"] = model_name
+        model = forf.load_model(**kwargs)
+
+        existing = params.get("existing")
+        progress = None
+        if ctx.delegated:
+            progress = fo.report_progress(
+                lambda pb: ctx.set_progress(progress=pb.progress, label="Tagging"), dt=5.0)
+        summary = forf.tag_samples(
+            ctx.target_view(), model, params.get("label_field") or "ram",
+            overwrite=existing == "overwrite", resume=existing == "resume",
+            sample_tags=bool(params.get("sample_tags")), store_logits=bool(params.get("store_logits")),
+            batch_size=params.get("batch_size") or 8,
+            # Immediate runs execute inside the App server: no worker processes there (@voxel51/zoo does same)
+            num_workers=params.get("num_workers") if ctx.delegated else 0,
+            progress=progress)
+        if not ctx.delegated:
+            ctx.trigger("reload_dataset")
+        result = summary.to_dict()
+        result["failed_count"] = len(summary.failed)
+        result["failed"] = dict(list(summary.failed.items())[:100])  # the error field holds them all
+        return result
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("label_field", label="Field")
+        outputs.int("tagged", label="Tagged")
+        outputs.int("skipped", label="Already tagged (skipped)")
+        outputs.int("failed_count", label="Unreadable images (see <field>_error)")
+        return types.Property(outputs, view=types.View(label="Tagging finished"))
+
+
+def register(p):
+    p.register(TagImages)

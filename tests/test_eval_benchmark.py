@@ -1,0 +1,131 @@
+"""The OpenImages benchmark on a local stand-in: upstream's annotation files, a few local images named
+after the first annotated Open Images ids, and the tiny parity RAM++ checkpoint as the tagger."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.metrics import average_precision_score
+
+from fiftyone_ram.evaluation import benchmarks as B
+
+N_IMAGES, N_LISTED = 10, 12  # the last two listed images have no file
+
+
+@pytest.fixture(scope="module")
+def standin(parity_dir, upstream_dir, tmp_path_factory):
+    lines = (upstream_dir / "openimages_common_214_ram_annots.txt").read_text().splitlines()[:N_LISTED]
+    root = tmp_path_factory.mktemp("openimages")
+    (root / "test").mkdir()
+    pngs = sorted(parity_dir.glob("*.png"))
+    for i, line in enumerate(lines[:N_IMAGES]):
+        image = Image.open(pngs[i % len(pngs)]).convert("RGB")
+        if i >= len(pngs):  # a different picture, so that no two images score alike
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT).rotate(90, expand=True)
+        image.save(root / f"{line.split(',')[0]}.jpg", quality=95)
+    return root, lines
+
+
+@pytest.fixture(scope="module")
+def tagger(parity_dir, upstream_dir):
+    from fiftyone_ram import load_tagger
+
+    return load_tagger(parity_dir / "fixtures_tiny.json", parity_dir / "ram_plus_tiny.pth", family="ram_plus",
+                       tag_list=upstream_dir / "ram_tag_list.txt",
+                       thresholds=upstream_dir / "ram_tag_list_threshold.txt")
+
+
+@pytest.fixture(scope="module")
+def report(standin, tagger, upstream_dir):
+    root, _ = standin
+    return B.run_benchmark("openimages-common", tagger, images_dir=root, max_samples=N_LISTED,
+                           taglist=upstream_dir / "openimages_common_214_ram_taglist.txt",
+                           annots=upstream_dir / "openimages_common_214_ram_annots.txt",
+                           dataset_name="standin-openimages-common", batch_size=4)
+
+
+def test_benchmark_numbers_equal_a_direct_computation(report, standin, tagger, upstream_dir):
+    root, lines = standin
+    classes = (upstream_dir / "openimages_common_214_ram_taglist.txt").read_text().split("\n")
+    classes = [c for c in classes if c]
+    present = lines[:N_IMAGES]
+    targets = np.array([[c in line.split(",")[1:] for c in classes] for line in present])
+    probs = tagger.probabilities([str(root / f"{line.split(',')[0]}.jpg") for line in present], tags=classes)
+
+    assert (report.images, report.missing_images) == (N_IMAGES, N_LISTED - N_IMAGES)
+    results = report.results
+    assert results.classes.tolist() == classes and results.summary["num_samples"] == N_IMAGES
+    with_pos = np.flatnonzero(targets.any(0))
+    assert results.summary["num_classes_with_positives"] == len(with_pos)
+    ap = np.asarray(results.per_class["ap"])
+    np.testing.assert_allclose(ap[with_pos], average_precision_score(targets[:, with_pos], probs[:, with_pos],
+                                                                     average=None), atol=1e-6)
+    assert results.summary["mAP"] == pytest.approx(ap[with_pos].mean())
+    thresholds = tagger.thresholds[tagger.class_indices(classes)]
+    predicted = probs >= thresholds  # upstream batch_inference.py: >=
+    tp = (predicted & targets).sum(0)
+    assert results.per_class["tp"] == tp.tolist()
+    assert results.per_class["fp"] == (predicted & ~targets).sum(0).tolist()
+    cp = np.mean((tp / np.maximum(predicted.sum(0), 1))[with_pos])
+    assert results.summary["CP"] == pytest.approx(cp)
+    assert "86.6" in B.format_benchmark(report)  # the RAM++ paper's figure is printed beside ours
+
+
+def test_cli_prints_ours_beside_the_paper(report, standin, tagger, upstream_dir, monkeypatch):
+    from click.testing import CliRunner
+
+    from fiftyone_ram.cli import main
+    from fiftyone_ram.evaluation import commands
+
+    monkeypatch.setattr(commands, "_load_tagger", lambda *args, **kwargs: tagger)
+    root, _ = standin
+    args = ["benchmark", "openimages-common", "--model", "ram_plus", "--images-dir", str(root),
+            "--max-samples", str(N_LISTED), "--taglist", str(upstream_dir / "openimages_common_214_ram_taglist.txt"),
+            "--annots", str(upstream_dir / "openimages_common_214_ram_annots.txt"),
+            "--dataset-name", "standin-openimages-common"]
+    out = CliRunner().invoke(main, args + ["--json"])
+    assert out.exit_code == 0, out.output
+    printed = json.loads(out.output)
+    assert printed["ours"]["mAP"] == pytest.approx(report.results.summary["mAP"])
+    assert printed["paper"]["mAP"] == pytest.approx(0.866) and printed["missing_images"] == N_LISTED - N_IMAGES
+    # stored scores re-decided at one threshold, without running the model
+    monkeypatch.setattr(tagger, "probabilities", None)
+    text = CliRunner().invoke(main, args + ["--reuse-scores", "--threshold", "0.5"])
+    assert text.exit_code == 0, text.output
+    assert f"{100 * report.results.summary['mAP']:.1f}" in text.output and "thresholds 0.5" in text.output
+
+
+def test_tuned_thresholds_load_into_the_tagger_and_reproduce_their_figures(report, tagger, parity_dir, upstream_dir,
+                                                                          tmp_path):
+    from fiftyone_ram import load_tagger
+
+    tuning = report.results.tune_thresholds(base_thresholds=tagger)
+    assert len(tuning.thresholds) == len(tagger.tag_list) and tuning.tuned()
+    path = tuning.write(tmp_path / "tuned_thresholds.txt")
+    tuned = load_tagger(parity_dir / "fixtures_tiny.json", parity_dir / "ram_plus_tiny.pth", family="ram_plus",
+                        tag_list=upstream_dir / "ram_tag_list.txt", thresholds=path)
+    np.testing.assert_array_equal(tuned.thresholds, tuning.thresholds)
+    # the tagger's own (strict >) decision on the benchmark's scores gives the tuned recall per class
+    dataset = report.results.samples
+    classes = report.results.classes.tolist()
+    logits = np.stack(dataset.values(f"{report.results.config.pred_field}.logits"))
+    probs = (1 / (1 + np.exp(-logits))).astype(np.float32)
+    idx = tuned.class_indices(classes)
+    decided = tuned.decide(probs, idx)
+    truth = dataset.values("ground_truth.classifications.label")
+    for row in tuning.tuned():
+        hits = sum(row["tag"] in dict(d) and row["tag"] in t for d, t in zip(decided, truth))
+        assert hits == round(row["recall"] * row["support"])
+
+
+def test_open_set_benchmark_needs_an_open_set_tagger(tagger, parity_dir, upstream_dir, tmp_path):
+    first = (upstream_dir / "openimages_rare_200_ram_annots.txt").read_text().splitlines()[0].split(",")[0]
+    (tmp_path / "test").mkdir()
+    Image.open(parity_dir / "rocket.png").convert("RGB").save(tmp_path / f"{first}.jpg")
+    with pytest.raises(ValueError, match="open-set"):
+        B.run_benchmark("openimages-rare", tagger, images_dir=tmp_path, max_samples=1,
+                        taglist=upstream_dir / "openimages_rare_200_ram_taglist.txt",
+                        annots=upstream_dir / "openimages_rare_200_ram_annots.txt", dataset_name="standin-rare")
