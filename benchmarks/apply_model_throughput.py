@@ -3,7 +3,8 @@
 Both sides read the image files from disk and produce the same tags: the raw side is
 ``Tagger.predict(paths)`` (decoding in the main process, batches of ``--batch-size``), the FiftyOne side is
 ``apply_model`` with the ``RamModel`` (DataLoader with ``--num-workers`` decoding processes, labels written
-to the database). Each figure is the best of ``--repeats`` runs after a one-batch warm-up; the runs of the
+to the database), plainly and through ``fiftyone_ram.fiftyone.tag_samples`` (which also gives the model only
+the cores the workers leave free). Each figure is the best of ``--repeats`` runs after a one-batch warm-up; the runs of the
 different methods are interleaved. The labels written are checked against ``predict()``.
 
 Default: the tiny parity fixture (``../shared/fixtures/parity``, 224 px) on copies of its five PNGs.
@@ -116,13 +117,19 @@ def main() -> None:
         raw_output: list = []
         runs = {"raw": (lambda: predict(first), lambda: raw_output.__setitem__(slice(None), predict(paths)))}
         for workers in args.num_workers:
-            def run(samples=dataset, workers=workers):
+            def plain(samples=dataset, workers=workers):
                 samples.apply_model(model, label_field="ram", batch_size=args.batch_size, num_workers=workers,
                                     skip_failures=False)
-            runs[workers] = (lambda run=run: run(dataset.limit(args.batch_size)), run)
+
+            def driver(samples=dataset, workers=workers):
+                forf.tag_samples(samples, model, "ram", overwrite=True, batch_size=args.batch_size,
+                                 num_workers=workers, skip_failures=False)
+
+            runs[("apply_model", workers)] = (lambda run=plain: run(dataset.limit(args.batch_size)), plain)
+            runs[("tag_samples", workers)] = (lambda run=driver: run(dataset.limit(args.batch_size)), driver)
         best = best_of(args.repeats, runs)
         rows = [("Tagger.predict (raw)", "-", best.pop("raw"))]
-        rows += [("apply_model", str(workers), seconds) for workers, seconds in best.items()]
+        rows += [(method, str(workers), seconds) for (method, workers), seconds in sorted(best.items())]
 
         stored = [[(c.label, c.confidence) for c in label.classifications] for label in dataset.values("ram")]
         assert stored == raw_output, "apply_model labels differ from Tagger.predict"

@@ -153,6 +153,10 @@ def _register_subcommands() -> None:
     from fiftyone_ram.labels.commands import parse_captions
 
     main.add_command(parse_captions)
+    from fiftyone_ram.engine.commands import clean, generate
+
+    main.add_command(generate)
+    main.add_command(clean)
 
 
 _register_subcommands()

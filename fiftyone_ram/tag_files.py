@@ -45,6 +45,14 @@ def read_thresholds(source: str | Path | Sequence[float] | np.ndarray, expected:
     return thresholds
 
 
-def write_thresholds(path: str | Path, thresholds: Sequence[float]) -> None:
-    """Upstream's format: one value per line, aligned with the tag list."""
-    Path(path).write_text("".join(f"{float(t):.4f}\n" for t in thresholds))
+def write_thresholds(path: str | Path, thresholds: Sequence[float] | np.ndarray) -> Path:
+    """Upstream's format, one value per line aligned with the tag list, each in the shortest form that reads
+    back to the same float32 (rounding could move a tuned threshold across a score)."""
+    values = np.asarray(thresholds, dtype=np.float32)
+    if values.ndim != 1 or not np.isfinite(values).all():
+        raise ValueError("thresholds must be a 1-D array of finite numbers")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "\n".join(np.format_float_positional(v, unique=True, trim="-") for v in values)
+    path.write_text(text + "\n", encoding="utf-8")
+    return path

@@ -85,15 +85,15 @@ def test_cli_prints_ours_beside_the_paper(report, standin, tagger, upstream_dir,
     args = ["benchmark", "openimages-common", "--model", "ram_plus", "--images-dir", str(root),
             "--max-samples", str(N_LISTED), "--taglist", str(upstream_dir / "openimages_common_214_ram_taglist.txt"),
             "--annots", str(upstream_dir / "openimages_common_214_ram_annots.txt"),
-            "--dataset-name", "standin-openimages-common"]
+            "--dataset-name", "standin-openimages-common", "--reuse-scores"]
+    monkeypatch.setattr(tagger, "probabilities", None)  # the stored scores are re-used: no model run
     out = CliRunner().invoke(main, args + ["--json"])
     assert out.exit_code == 0, out.output
     printed = json.loads(out.output)
     assert printed["ours"]["mAP"] == pytest.approx(report.results.summary["mAP"])
+    assert printed["ours"]["CP"] == pytest.approx(report.results.summary["CP"])
     assert printed["paper"]["mAP"] == pytest.approx(0.866) and printed["missing_images"] == N_LISTED - N_IMAGES
-    # stored scores re-decided at one threshold, without running the model
-    monkeypatch.setattr(tagger, "probabilities", None)
-    text = CliRunner().invoke(main, args + ["--reuse-scores", "--threshold", "0.5"])
+    text = CliRunner().invoke(main, args + ["--threshold", "0.5"])  # re-decided at one threshold
     assert text.exit_code == 0, text.output
     assert f"{100 * report.results.summary['mAP']:.1f}" in text.output and "thresholds 0.5" in text.output
 
@@ -121,11 +121,37 @@ def test_tuned_thresholds_load_into_the_tagger_and_reproduce_their_figures(repor
         assert hits == round(row["recall"] * row["support"])
 
 
-def test_open_set_benchmark_needs_an_open_set_tagger(tagger, parity_dir, upstream_dir, tmp_path):
-    first = (upstream_dir / "openimages_rare_200_ram_annots.txt").read_text().splitlines()[0].split(",")[0]
+def test_open_set_benchmark_embeds_the_rare_tags(tagger, parity_dir, upstream_dir, tmp_path):
+    """openimages-rare's 200 tags are not RAM's: RAM++ embeds them from LLM descriptions with a CLIP text
+    encoder (the vocabulary tests' tiny random CLIP here, so nothing is downloaded)."""
+    from test_vocab_support import tiny_clip_dir
+
+    from fiftyone_ram.vocabulary import build_vocabulary
+
+    lines = (upstream_dir / "openimages_rare_200_ram_annots.txt").read_text().splitlines()[:6]
     (tmp_path / "test").mkdir()
-    Image.open(parity_dir / "rocket.png").convert("RGB").save(tmp_path / f"{first}.jpg")
-    with pytest.raises(ValueError, match="open-set"):
-        B.run_benchmark("openimages-rare", tagger, images_dir=tmp_path, max_samples=1,
-                        taglist=upstream_dir / "openimages_rare_200_ram_taglist.txt",
-                        annots=upstream_dir / "openimages_rare_200_ram_annots.txt", dataset_name="standin-rare")
+    for line, png in zip(lines, sorted(parity_dir.glob("*.png")) * 2):
+        Image.open(png).convert("RGB").rotate(len(line) % 4 * 90).save(tmp_path / f"{line.split(',')[0]}.jpg")
+    files = dict(taglist=upstream_dir / "openimages_rare_200_ram_taglist.txt",
+                 annots=upstream_dir / "openimages_rare_200_ram_annots.txt", images_dir=tmp_path, max_samples=6)
+    # upstream's descriptions, 3 of the 51 per tag to keep the embedding short
+    upstream = json.loads((upstream_dir / "openimages_rare_200_llm_tag_descriptions.json").read_text())
+    descriptions = tmp_path / "descriptions.json"
+    descriptions.write_text(json.dumps([{tag: texts[:3]} for item in upstream for tag, texts in item.items()]))
+    with pytest.raises(ValueError, match="text encoder"):  # offline, the default CLIP cannot be fetched
+        B.run_benchmark("openimages-rare", tagger, descriptions=descriptions, dataset_name="standin-rare", **files)
+    report = B.run_benchmark("openimages-rare", tagger, descriptions=descriptions, text_encoder=tiny_clip_dir(),
+                             dataset_name="standin-rare", **files)
+
+    classes = [c for c in files["taglist"].read_text().split("\n") if c]
+    open_set = tagger.with_vocabulary(build_vocabulary(tagger, tags=classes, descriptions=descriptions,
+                                                       text_encoder=tiny_clip_dir()))
+    probs = open_set.probabilities([str(tmp_path / f"{line.split(',')[0]}.jpg") for line in lines], tags=classes)
+    targets = np.array([[c in line.split(",")[1:] for c in classes] for line in lines])
+    with_pos = np.flatnonzero(targets.any(0))
+    ap = np.asarray(report.results.per_class["ap"])[with_pos]
+    np.testing.assert_allclose(ap, average_precision_score(targets[:, with_pos], probs[:, with_pos], average=None),
+                               atol=1e-6)
+    predicted = probs >= 0.5  # upstream's open-set threshold
+    assert report.results.per_class["tp"] == (predicted & targets).sum(0).tolist()
+    assert "75.4" in B.format_benchmark(report)  # RAM++'s published OI-rare mAP

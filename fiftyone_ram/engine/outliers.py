@@ -67,6 +67,7 @@ class OutlierOptions:
     z: float = 4.0
     z_lenient: float = 2.0
     cap: float = 2.0  # at most cap * fraction of the rows flagged
+    min_scale: float = 1e-3  # cosine distance: near-duplicate crops would make every other row infinitely far
     companions: int = 1  # a "far" row with this many own-category rows nearby is a small mode, kept (0: off)
     companion_radius: float = 1.5  # "nearby": within this many times the reference cluster's scale
 
@@ -148,8 +149,8 @@ def score_outliers(embeddings: np.ndarray, categories: Sequence[str], fraction: 
         _judge_clusters(X, clusters, fraction, opts)
         clusters = _split_untrusted(X, clusters, fraction, opts)
 
-    scores, untrusted, scorable, ref_scale = _scores(X, cats, names, clusters)
-    elsewhere = _elsewhere(X, cats, clusters) if opts.cross_category else np.full(n, np.inf)
+    scores, untrusted, scorable, ref_scale = _scores(X, cats, names, clusters, opts.min_scale)
+    elsewhere = _elsewhere(X, cats, clusters, opts.min_scale) if opts.cross_category else np.full(n, np.inf)
     if opts.rule == "quota":
         flags, reasons, thresholds = _quota(scores, cats, names, fraction)
     else:
@@ -285,7 +286,7 @@ def _split_untrusted(X: np.ndarray, clusters: list[Cluster], fraction: float, op
     return clusters
 
 
-def _scores(X: np.ndarray, cats: np.ndarray, names: list[str], clusters: list[Cluster]
+def _scores(X: np.ndarray, cats: np.ndarray, names: list[str], clusters: list[Cluster], min_scale: float
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per row: distance to the nearest trusted centre of its category over that cluster's scale; whether
     the row sits in an untrusted cluster; whether it could be scored at all (its category has a trusted
@@ -304,7 +305,7 @@ def _scores(X: np.ndarray, cats: np.ndarray, names: list[str], clusters: list[Cl
         pooled = float(np.median(np.concatenate([1.0 - X[c.rows] @ c.centre for c in trusted])))
         centres = np.array([c.centre for c in trusted])
         # A median over fewer than five members is noise: small clusters use their category's pooled scale.
-        scales = np.array([max(c.scale if c.size >= 5 else pooled, _EPS) for c in trusted])
+        scales = np.array([max(c.scale if c.size >= 5 else pooled, min_scale) for c in trusted])
         ratio = (1.0 - X[rows] @ centres.T) / scales
         nearest = ratio.argmin(1)
         scores[rows] = ratio[np.arange(len(rows)), nearest]
@@ -313,14 +314,14 @@ def _scores(X: np.ndarray, cats: np.ndarray, names: list[str], clusters: list[Cl
     return scores, untrusted, scorable, ref_scale
 
 
-def _elsewhere(X: np.ndarray, cats: np.ndarray, clusters: list[Cluster]) -> np.ndarray:
+def _elsewhere(X: np.ndarray, cats: np.ndarray, clusters: list[Cluster], min_scale: float) -> np.ndarray:
     """Per row, its score against the nearest trusted mode of *another* category (inf when none)."""
     modes = [c for c in clusters if c.trusted and c.size >= 5]
     elsewhere = np.full(len(X), np.inf)
     if not modes:
         return elsewhere
     centres = np.array([c.centre for c in modes])
-    scales = np.array([max(c.scale, _EPS) for c in modes])
+    scales = np.array([max(c.scale, min_scale) for c in modes])
     mode_cats = np.array([c.category for c in modes], dtype=object)
     for start in range(0, len(X), 4096):  # bounded memory: rows x modes per chunk
         block = slice(start, start + 4096)

@@ -3,7 +3,8 @@
 Upstream's ``batch_inference.py`` protocol: the benchmark's tag list is the class subset (scores of a
 class do not depend on which others are asked for), a class is predicted when its score is ``>=`` its
 threshold (the tagger's per-class thresholds, or one ``--threshold``), mAP uses every image's score
-for every class, and P / R are the macro means CP / CR. Annotations come from upstream (pinned files,
+for every class, and P / R are the macro means CP / CR. ``openimages-rare``'s classes are not RAM's:
+they are embedded as upstream's open set (threshold 0.5). Annotations come from upstream (pinned files,
 ``fiftyone_ram.assets``); images from FiftyOne's Open Images V6 zoo dataset (test split) or a folder
 the user already has (``<dir>/test/<id>.jpg`` as upstream's ``imgs/`` or ``<dir>/<id>.jpg``).
 """
@@ -42,7 +43,7 @@ class Benchmark:
     name: str
     taglist: str  # upstream file names, see fiftyone_ram.assets.UPSTREAM_FILES
     annots: str
-    open_set: bool  # the classes are not in RAM's tag list
+    descriptions: str | None  # RAM++'s LLM descriptions of the classes (open-set benchmarks)
     paper: dict[str, PaperFigure] = field(default_factory=dict)  # per model family, in %
 
 
@@ -51,7 +52,7 @@ class Benchmark:
 # (RAM++ paper Table 8), so reproduce them with --threshold 0.86 (RAM) / 0.68 (Tag2Text).
 BENCHMARKS: dict[str, Benchmark] = {
     "openimages-common": Benchmark(
-        "openimages-common", "openimages_common_214_ram_taglist.txt", "openimages_common_214_ram_annots.txt", False,
+        "openimages-common", "openimages_common_214_ram_taglist.txt", "openimages_common_214_ram_annots.txt", None,
         {
             "ram": PaperFigure(86.5, 80.3, 75.7, "RAM-14M: mAP RAM paper Table 2; P/R Table 3 (threshold 0.86)"),
             "ram_plus": PaperFigure(86.6, 79.9, 75.4, "RAM++-14M: mAP RAM++ paper Table 2 (86.4 with Swin-L, "
@@ -60,7 +61,8 @@ BENCHMARKS: dict[str, Benchmark] = {
         },
     ),
     "openimages-rare": Benchmark(
-        "openimages-rare", "openimages_rare_200_ram_taglist.txt", "openimages_rare_200_ram_annots.txt", True,
+        "openimages-rare", "openimages_rare_200_ram_taglist.txt", "openimages_rare_200_ram_annots.txt",
+        "openimages_rare_200_llm_tag_descriptions.json",
         {
             "ram": PaperFigure(69.2, 53.8, 54.3, "RAM-14M open-set: mAP RAM paper Table 2; P/R Table 3 (0.86)"),
             "ram_plus": PaperFigure(75.4, 56.3, 76.2, "RAM++-14M: mAP RAM++ paper Table 2 (75.0 with Swin-L, "
@@ -238,10 +240,15 @@ def run_benchmark(
     label_field: str | None = None,
     empty_classes: str = "exclude",
     reuse_scores: bool = False,
+    descriptions: str | Path | None = None,
+    text_encoder: Any = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> BenchmarkReport:
     """Build (or reuse) the benchmark dataset, tag it, and evaluate it as a FiftyOne evaluation run.
 
+    Classes outside the tagger's list (``openimages-rare``) are embedded as upstream's open set: RAM from
+    prompt templates, RAM++ from the benchmark's LLM descriptions (``descriptions``, default upstream's
+    file); both need a CLIP text encoder (``text_encoder``, see ``fiftyone_ram.vocabulary``).
     Every class of the full benchmarks has positives, so ``empty_classes`` only matters for subsets
     (``max_samples``): upstream would count their empty classes as AP 0 (``"zero"``)."""
     from fiftyone_ram.evaluation.run import evaluate_tags
@@ -251,6 +258,9 @@ def run_benchmark(
                             max_samples=max_samples, dataset_name=dataset_name)
     classes = dataset.info["benchmark"]["classes"]
     family = getattr(tagger, "family", None)
+    known = set(tagger.tag_list)
+    if not reuse_scores and any(c not in known for c in classes):
+        tagger = _open_set_tagger(bench, tagger, classes, descriptions, text_encoder)
     field = label_field or (family or "tags").replace("+", "_plus")
     thresholds = tag_dataset(dataset, tagger, classes, label_field=field, threshold=threshold,
                              batch_size=batch_size, reuse_scores=reuse_scores, progress=progress)
@@ -290,25 +300,42 @@ def _pct(x: float | None) -> str:
     return "-" if x is None or x != x else f"{100 * x:.1f}"
 
 
+def _open_set_tagger(
+    bench: Benchmark, tagger: Any, classes: Sequence[str], descriptions: Any, text_encoder: Any
+) -> Any:
+    """The tagger answering the benchmark's classes, new ones embedded as upstream's open set (threshold 0.5)."""
+    from fiftyone_ram.vocabulary import TextEncoderError, build_vocabulary
+
+    if tagger.family == "ram_plus" and descriptions is None and bench.descriptions:
+        from fiftyone_ram import assets
+
+        descriptions = assets.upstream_file(bench.descriptions)
+    try:
+        vocabulary = build_vocabulary(tagger, tags=list(classes), text_encoder=text_encoder,
+                                      descriptions=descriptions if tagger.family == "ram_plus" else None)
+    except TextEncoderError as exc:
+        raise ValueError(f"{bench.name}: tags outside the model's list are embedded with a CLIP text encoder, "
+                         f"which is not available: {exc}") from exc
+    return tagger.with_vocabulary(vocabulary)
+
+
 def _class_thresholds(tagger: Any, classes: Sequence[str], threshold: float | None) -> np.ndarray:
     if threshold is not None:
         return np.full(len(classes), threshold, dtype=np.float32)
-    try:
-        idx = tagger.class_indices(classes)
-    except ValueError:  # open-set classes: upstream's open-set default
-        return np.full(len(classes), 0.5, dtype=np.float32)
-    return np.asarray(tagger.thresholds, dtype=np.float32)[idx]
+    known = set(tagger.tag_list)
+    if any(c not in known for c in classes):  # reused open-set scores: upstream's open-set threshold
+        from fiftyone_ram.vocabulary import OPEN_SET_THRESHOLD
+
+        return np.full(len(classes), OPEN_SET_THRESHOLD, dtype=np.float32)
+    return np.asarray(tagger.thresholds, dtype=np.float32)[tagger.class_indices(classes)]
 
 
 def _probabilities(tagger: Any, paths: list[str], classes: Sequence[str]) -> list[np.ndarray | None]:
+    from fiftyone_ram.images import ImageError
+
     try:
         return list(tagger.probabilities(paths, tags=list(classes)))
-    except ValueError as exc:
-        if "vocabulary" in str(exc):
-            raise ValueError(
-                f"the tagger cannot score the benchmark classes ({exc}); an open-set benchmark needs a tagger "
-                f"built with embeddings for these tags"
-            ) from exc
+    except ImageError as exc:
         if len(paths) == 1:
             logger.warning("cannot read %s: %s", paths[0], exc)
             return [None]

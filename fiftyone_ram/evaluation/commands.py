@@ -122,6 +122,10 @@ def evaluate(dataset_name, pred_field, gt_field, eval_key, saved_view, model_tag
 @click.option("--images-dir", type=click.Path(exists=True, file_okay=False),
               help="Folder with the Open Images test images (<dir>/test/<id>.jpg or <dir>/<id>.jpg); "
                    "default: FiftyOne's Open Images V6 zoo dataset.")
+@click.option("--descriptions", type=click.Path(exists=True, dir_okay=False),
+              help="RAM++ open set: LLM descriptions of the benchmark's tags (default: upstream's, for rare).")
+@click.option("--text-encoder", default=None,
+              help="CLIP text encoder for tags outside the model's list (hub name or folder; default ViT-B/16).")
 @click.option("--max-samples", type=int, default=None, help="Only the first N images of the benchmark.")
 @click.option("--dataset-name", default=None, help="FiftyOne dataset to build or reuse.")
 @click.option("--eval-key", default="benchmark", show_default=True)
@@ -130,7 +134,8 @@ def evaluate(dataset_name, pred_field, gt_field, eval_key, saved_view, model_tag
               help="Use the logits already stored in the label field instead of running the model again.")
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
 def benchmark(name, model_name, checkpoint, config_path, tag_list, model_thresholds, device, batch_size, threshold,
-              taglist, annots, images_dir, max_samples, dataset_name, eval_key, label_field, reuse_scores, as_json):
+              taglist, annots, images_dir, descriptions, text_encoder, max_samples, dataset_name, eval_key,
+              label_field, reuse_scores, as_json):
     """Build upstream's OpenImages benchmark, tag it, and print mAP and P/R beside the papers' figures."""
     from fiftyone_ram.evaluation.benchmarks import format_benchmark, run_benchmark
 
@@ -144,7 +149,8 @@ def benchmark(name, model_name, checkpoint, config_path, tag_list, model_thresho
         report = run_benchmark(name, tagger, taglist=taglist, annots=annots, images_dir=images_dir,
                                max_samples=max_samples, dataset_name=dataset_name, threshold=threshold,
                                batch_size=batch_size, eval_key=eval_key, label_field=label_field,
-                               reuse_scores=reuse_scores, progress=progress)
+                               reuse_scores=reuse_scores, descriptions=descriptions, text_encoder=text_encoder,
+                               progress=progress)
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:

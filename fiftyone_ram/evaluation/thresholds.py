@@ -21,21 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from fiftyone_ram.evaluation.metrics import RankedPositives, pr_curve
-from fiftyone_ram.tag_files import read_thresholds
-
-
-def write_thresholds(path: str | Path, thresholds: Sequence[float] | np.ndarray) -> Path:
-    """Write one float32 value per line, in the shortest form that reads back to the same float32.
-
-    ``tag_files.write_thresholds`` rounds to 4 decimals, which can move a tuned threshold across a score."""
-    values = np.asarray(thresholds, dtype=np.float32)
-    if values.ndim != 1 or not np.isfinite(values).all():
-        raise ValueError("thresholds must be a 1-D array of finite numbers")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = "\n".join(np.format_float_positional(v, unique=True, trim="-") for v in values)
-    path.write_text(text + "\n", encoding="utf-8")
-    return path
+from fiftyone_ram.tag_files import read_thresholds, write_thresholds  # noqa: F401 (re-exported)
 
 
 @dataclass

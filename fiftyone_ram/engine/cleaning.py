@@ -1,0 +1,351 @@
+"""Tag cleaning over a FiftyOne collection: the RAM data engine's second step, as a dataset audit.
+
+For each category (all, a list, or the N most frequent) and each sample tagged with it: find the category's
+regions (detector or ``Detections`` field), crop them in memory, embed the crops, then judge the tag:
+
+* ``no_region``: no region above the detector threshold (score: 0, nothing was found);
+* ``outlier``: every region of the tag is an outlier of its category's crops (:func:`score_outliers`;
+  score: the smallest outlier score of its regions, about 1 for typical crops);
+* ``not_predicted``: the tagger does not predict the category on any of its region crops (score: the highest
+  probability it gave, at most the category's threshold).
+
+What is written (the tag field itself is never modified here):
+
+* ``<review_field>``: a copy of every tag as a ``Classification``; checked tags get ``checked=True`` and the
+  evidence (``regions``, ``region_score``, ``outlier_score``, ``crop_probability``); flagged tags also get
+  ``flag_reason`` (the first of the reasons above that applies), ``flag_reasons`` and ``flag_score``;
+* ``<cleaned_field>``: the tags without the flagged ones;
+* a saved view of the samples with flagged tags (only those labels shown) for review in the App;
+* a FiftyOne run (``ram_clean_<tag_field>``) with the settings and the completed categories, so that an
+  interrupted run resumes category by category (``resume=True``).
+
+Scale: categories are processed ``categories_per_batch`` at a time; within a batch, (image, category) pairs
+go through the detector and the encoder ``batch_size`` at a time, so memory is one batch of images plus the
+embeddings of one batch of categories. Outliers are found among the regions of one category batch: the
+cross-category check sees the categories of that batch.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fiftyone_ram.engine.crops import CropEncoder, crop
+from fiftyone_ram.engine.outliers import score_outliers
+from fiftyone_ram.engine.regions import Region, RegionSource
+from fiftyone_ram.engine.review import (
+    cleaning_run_key,
+    default_fields,
+    save_review_view,
+    strip_flags,
+    to_classifications,
+)
+
+REASONS = ("no_region", "outlier", "not_predicted")
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class CleaningSummary:
+    """What a cleaning run did (all runs of a resumed cleaning together)."""
+
+    tag_field: str
+    cleaned_field: str
+    review_field: str
+    view_name: str
+    run_key: str
+    categories_done: list[str] = field(default_factory=list)
+    categories_skipped: dict[str, str] = field(default_factory=dict)
+    tags_checked: int = 0
+    regions: int = 0
+    flagged: dict[str, int] = field(default_factory=dict)  # by primary reason
+    unreadable: dict[str, str] = field(default_factory=dict)  # filepath -> reason
+
+    @property
+    def flagged_total(self) -> int:
+        return sum(self.flagged.values())
+
+    def __str__(self) -> str:
+        lines = [f"{len(self.categories_done)} categories cleaned in '{self.tag_field}': {self.tags_checked} tags "
+                 f"checked over {self.regions} regions, {self.flagged_total} flagged"]
+        lines += [f"  {reason}: {self.flagged.get(reason, 0)}" for reason in REASONS]
+        lines.append(f"review: field '{self.review_field}', saved view '{self.view_name}'; "
+                     f"cleaned tags: '{self.cleaned_field}'")
+        if self.categories_skipped:
+            lines.append(f"{len(self.categories_skipped)} categories skipped: " + ", ".join(
+                f"{name} ({why})" for name, why in list(self.categories_skipped.items())[:10]))
+        if self.unreadable:
+            lines.append(f"{len(self.unreadable)} images could not be read (their tags were not judged)")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["flagged_total"] = self.flagged_total
+        return out
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """One tag of one sample: its position in the collection and its category."""
+
+    index: int
+    category: str
+
+
+def clean_tags(samples: Any, tag_field: str, *, regions: RegionSource, encoder: CropEncoder,
+               categories: Sequence[str] | int | None = None, fraction: float = 0.1,
+               outlier_options: dict[str, Any] | None = None, cleaned_field: str | None = None,
+               review_field: str | None = None, view_name: str | None = None, categories_per_batch: int = 32,
+               batch_size: int = 8, crop_margin: float = 0.0, resume: bool = False, overwrite: bool = False,
+               progress: Progress | None = None) -> CleaningSummary:
+    """Clean the tags of ``tag_field`` (any field the evaluation reads: ``Classifications``,
+    ``Classification``, ``Detections``, ``Polylines``, a list of strings) in ``samples`` (dataset or view).
+
+    ``categories``: None for all, a list of names, or N for the N most frequent. ``regions``: a
+    :class:`~fiftyone_ram.engine.regions.GroundingDinoRegions` or
+    :class:`~fiftyone_ram.engine.regions.DetectionsRegions`. ``encoder``: a
+    :class:`~fiftyone_ram.engine.crops.TaggerCrops` (embeddings and the category check in one pass),
+    :class:`~fiftyone_ram.engine.crops.ClipCrops` (embeddings only) or
+    :class:`~fiftyone_ram.engine.crops.EncoderWithTagger`. ``fraction`` and ``outlier_options`` go to
+    :func:`~fiftyone_ram.engine.outliers.score_outliers`.
+
+    ``resume``: continue a run that stopped, skipping its completed categories; ``overwrite``: start again,
+    replacing an earlier run's review and cleaned fields. Without either, an earlier run is an error.
+    """
+    from fiftyone_ram.evaluation.ground_truth import read_ground_truth
+
+    defaults = default_fields(tag_field)
+    cleaned_field = cleaned_field or defaults["cleaned_field"]
+    review_field = review_field or defaults["review_field"]
+    view_name = view_name or defaults["view_name"]
+    _check_fields(samples, tag_field, cleaned_field, review_field)
+    dataset = samples._dataset
+    run_key = cleaning_run_key(tag_field)
+    summary = CleaningSummary(tag_field, cleaned_field, review_field, view_name, run_key)
+    settings = {"method": "ram_clean", "tag_field": tag_field, "cleaned_field": cleaned_field,
+                "review_field": review_field, "view_name": view_name, "fraction": fraction,
+                "outlier_options": dict(outlier_options or {}), "regions": getattr(regions, "name", "?"),
+                "encoder": getattr(encoder, "name", "?"), "crop_margin": crop_margin}
+
+    ids = samples.values("id")
+    paths = samples.values("filepath")
+    tags = read_ground_truth(samples, tag_field)
+    names = [list(dict.fromkeys(n for n in row if n)) for row in tags.names]
+
+    done: set[str] = set()
+    if dataset.has_run(run_key):
+        if resume:
+            _restore(dataset, run_key, summary)
+            done = set(summary.categories_done)
+        elif overwrite:
+            dataset.delete_run(run_key)
+        else:
+            raise ValueError(f"'{tag_field}' was already cleaned (run '{run_key}'): pass resume (CLI: --resume) "
+                             f"to continue it or overwrite (--overwrite) to start again")
+    if not done:
+        dataset.register_run(run_key, dataset.init_run(**settings), overwrite=True)
+        samples.set_values(review_field, [to_classifications(tag_labels) for tag_labels in
+                                          _labels_of(samples, tag_field, tags.label_type, names)], dynamic=True)
+
+    todo = _select_categories(names, categories, regions, summary)
+    todo = [c for c in todo if c not in done]
+    batches = [todo[i:i + categories_per_batch] for i in range(0, len(todo), categories_per_batch)]
+    total = len(done) + len(todo)
+    for number, batch in enumerate(batches):
+        _clean_batch(samples, ids, paths, names, batch, regions, encoder, fraction, outlier_options or {},
+                     review_field, batch_size, crop_margin, summary)
+        summary.categories_done.extend(batch)
+        _save_state(dataset, run_key, summary)
+        if progress is not None:
+            progress((number + 1) / (len(batches) + 1), f"cleaned {len(summary.categories_done)} of {total} "
+                                                          f"categories")
+    samples.set_values(cleaned_field, [strip_flags(labels, drop_flagged=True)
+                                       for labels in samples.values(review_field)])
+    save_review_view(samples, review_field, view_name)
+    _save_state(dataset, run_key, summary)
+    if progress is not None:
+        progress(1.0, f"cleaned {len(summary.categories_done)} categories, {summary.flagged_total} tags flagged")
+    return summary
+
+
+# -- steps ----------------------------------------------------------------------------------------------
+
+
+def _check_fields(samples: Any, tag_field: str, cleaned_field: str, review_field: str) -> None:
+    outputs = {cleaned_field, review_field}
+    if tag_field in outputs or len(outputs) < 2:
+        raise ValueError(f"the tag field '{tag_field}', the cleaned field '{cleaned_field}' and the review field "
+                         f"'{review_field}' must be three different fields: the tags themselves are never "
+                         f"rewritten by cleaning")
+    for name in outputs:
+        if not name.isidentifier():
+            raise ValueError(f"'{name}' is not a valid field name (letters, digits and underscores)")
+
+
+def _labels_of(samples: Any, tag_field: str, label_type: type | None, names: list[list[str]]) -> list[list[Any]]:
+    """Per sample, one label per tag: the original ``Classification`` (copied, attributes kept) when the
+    field holds ``Classifications``; new ones named after the tags otherwise."""
+    import fiftyone as fo
+
+    if label_type is fo.Classifications:
+        out = []
+        for value in samples.values(f"{tag_field}.classifications"):
+            seen, labels = set(), []
+            for label in value or ():
+                if label.label and label.label not in seen:
+                    seen.add(label.label)
+                    labels.append(label.copy())
+            out.append(labels)
+        return out
+    return [[fo.Classification(label=name) for name in row] for row in names]
+
+
+def _select_categories(names: list[list[str]], categories: Sequence[str] | int | None, regions: RegionSource,
+                       summary: CleaningSummary) -> list[str]:
+    counts = Counter(name for row in names for name in row)
+    ordered = [name for name, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
+    if categories is None:
+        chosen = ordered
+    elif isinstance(categories, int):
+        chosen = ordered[:categories]
+    else:
+        chosen = []
+        for name in dict.fromkeys(categories):
+            if name in counts:
+                chosen.append(name)
+            else:
+                summary.categories_skipped[name] = "no sample has this tag"
+    boxed = getattr(regions, "categories", None)
+    if boxed is not None:
+        available = boxed()
+        for name in [c for c in chosen if c not in available]:
+            summary.categories_skipped[name] = "the region field has no boxes of it"
+        chosen = [c for c in chosen if c in available]
+    return chosen
+
+
+def _clean_batch(samples: Any, ids: list[str], paths: list[str], names: list[list[str]], batch: list[str],
+                 regions: RegionSource, encoder: CropEncoder, fraction: float, options: dict[str, Any],
+                 review_field: str, batch_size: int, crop_margin: float, summary: CleaningSummary) -> None:
+    from fiftyone_ram.images import ImageError, load_image
+
+    wanted = set(batch)
+    pairs = [_Pair(i, c) for i, row in enumerate(names) for c in row if c in wanted]
+    found: dict[_Pair, list[Region]] = {}
+    owners: list[_Pair] = []  # per region row
+    embeddings, probabilities = [], []
+    for start in range(0, len(pairs), batch_size):
+        chunk, images = [], []
+        loaded: dict[int, Any] = {}
+        for pair in pairs[start:start + batch_size]:
+            if pair.index not in loaded:
+                try:
+                    loaded[pair.index] = load_image(paths[pair.index])
+                except ImageError as exc:
+                    loaded[pair.index] = None
+                    summary.unreadable[paths[pair.index]] = str(exc)
+            if loaded[pair.index] is not None:
+                chunk.append(pair)
+                images.append(loaded[pair.index])
+        if not chunk:
+            continue
+        answers = regions.regions(images, [ids[p.index] for p in chunk], [p.category for p in chunk])
+        crops, crop_owners = [], []
+        for pair, image, boxes in zip(chunk, images, answers):
+            found[pair] = boxes
+            for region in boxes:
+                crops.append(crop(image, region.box, crop_margin))
+                crop_owners.append(pair)
+        if crops:
+            vectors, probs = encoder.encode(crops, [p.category for p in crop_owners])
+            embeddings.append(np.asarray(vectors, dtype=np.float32))
+            probabilities.append(np.full(len(crops), np.nan) if probs is None else np.asarray(probs, float))
+            owners.extend(crop_owners)
+        del crops, images, loaded  # the batch's pixels go; only embeddings stay
+    if embeddings:
+        vectors = np.concatenate(embeddings)
+        report = score_outliers(vectors, [p.category for p in owners], fraction, **options)
+        outlier, score, prob = report.flags, report.scores, np.concatenate(probabilities)
+    else:
+        outlier, score, prob = np.zeros(0, bool), np.zeros(0), np.zeros(0)
+    rows_of: dict[_Pair, list[int]] = {}
+    for row, pair in enumerate(owners):
+        rows_of.setdefault(pair, []).append(row)
+    threshold_of = getattr(encoder, "threshold", lambda category: None)
+    verdicts: dict[int, dict[str, dict[str, Any]]] = {}
+    for pair, boxes in found.items():
+        rows = rows_of.get(pair, [])
+        verdict = _judge(boxes, outlier[rows], score[rows], prob[rows], threshold_of(pair.category))
+        verdicts.setdefault(pair.index, {})[pair.category] = verdict
+        summary.tags_checked += 1
+        summary.regions += len(rows)
+        if "flag_reason" in verdict:
+            summary.flagged[verdict["flag_reason"]] = summary.flagged.get(verdict["flag_reason"], 0) + 1
+    _write_verdicts(samples, ids, verdicts, review_field)
+
+
+def _judge(boxes: list[Region], outlier: np.ndarray, score: np.ndarray, prob: np.ndarray,
+           threshold: float | None) -> dict[str, Any]:
+    """The review attributes of one tag from its regions' evidence."""
+    verdict: dict[str, Any] = {"checked": True, "regions": len(boxes)}
+    reasons: list[tuple[str, float]] = []
+    if not boxes:
+        reasons.append(("no_region", 0.0))
+    else:
+        verdict["region_score"] = round(max(r.score for r in boxes), 6)
+        verdict["outlier_score"] = round(float(score.min()), 6)
+        if outlier.all():
+            reasons.append(("outlier", float(score.min())))
+        known = prob[~np.isnan(prob)]
+        if len(known):
+            verdict["crop_probability"] = round(float(known.max()), 6)
+            if threshold is not None and known.max() <= threshold:
+                reasons.append(("not_predicted", float(known.max())))
+    if reasons:
+        verdict["flag_reason"], verdict["flag_score"] = reasons[0][0], round(reasons[0][1], 6)
+        verdict["flag_reasons"] = [reason for reason, _ in reasons]
+    return verdict
+
+
+def _write_verdicts(samples: Any, ids: list[str], verdicts: dict[int, dict[str, dict[str, Any]]],
+                    review_field: str) -> None:
+    if not verdicts:
+        return
+    touched = [ids[i] for i in verdicts]
+    current = dict(zip(*samples.select(touched).values(["id", review_field])))
+    updates = {}
+    for index, by_category in verdicts.items():
+        labels = current.get(ids[index])
+        if labels is None:
+            continue
+        for label in labels.classifications:
+            verdict = by_category.get(label.label)
+            if verdict is None:
+                continue
+            for key, value in verdict.items():
+                label[key] = value
+        updates[ids[index]] = labels
+    samples.set_values(review_field, updates, key_field="id", dynamic=True)
+
+
+def _save_state(dataset: Any, run_key: str, summary: CleaningSummary) -> None:
+    state = summary.to_dict()
+    state.pop("run_key")  # the results' own key
+    dataset.save_run_results(run_key, dataset.init_run_results(run_key, **state), overwrite=True)
+
+
+def _restore(dataset: Any, run_key: str, summary: CleaningSummary) -> None:
+    results = dataset.load_run_results(run_key, cache=False)
+    if results is None:
+        return
+    state = results.serialize() if hasattr(results, "serialize") else {}
+    summary.categories_done = list(state.get("categories_done", []))
+    summary.categories_skipped = dict(state.get("categories_skipped", {}))
+    summary.tags_checked = int(state.get("tags_checked", 0))
+    summary.regions = int(state.get("regions", 0))
+    summary.flagged = dict(state.get("flagged", {}))
+    summary.unreadable = dict(state.get("unreadable", {}))
