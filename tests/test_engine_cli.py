@@ -40,8 +40,9 @@ def test_generate_command(dataset, tmp_path):
     assert summary["samples"] == len(ds) and summary["added"]["predicted"] > 0
     labels = ds.first()["generated"].classifications
     assert {c.label for c in labels} >= {"dog", "snow"} and all(c.sources for c in labels)
-    again = CliRunner().invoke(__import__("fiftyone_ram.cli").cli.main,
-                               ["generate", ds.name, "--tag-field", "gt"])
+    from fiftyone_ram.cli import main
+
+    again = CliRunner().invoke(main, ["generate", ds.name, "--tag-field", "gt"])
     assert again.exit_code != 0 and "overwrite" in again.output
 
 

@@ -74,6 +74,28 @@ def _precision_recall(flags: np.ndarray, wrong: np.ndarray) -> tuple[float, floa
     return hits / max(int(flags.sum()), 1), hits / max(int(wrong.sum()), 1)
 
 
+def blobs_with_flipped_labels(seed: int, *, dim: int = 64, categories: int = 5, modes: int = 3, per_mode: int = 60,
+                              std: float = 2.0, flip: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-learn's ``make_blobs``, ``modes`` blobs per category, a ``flip`` share of the rows given another
+    category's name: the wrong tag sits on a mode of the category it does not name."""
+    from sklearn.datasets import make_blobs
+
+    embeddings, blob = make_blobs(categories * modes * per_mode, n_features=dim, centers=categories * modes,
+                                  cluster_std=std, random_state=seed)
+    truth = blob // modes
+    rng = np.random.default_rng(seed)
+    wrong = rng.random(len(truth)) < flip
+    named = np.where(wrong, (truth + rng.integers(1, categories, len(truth))) % categories, truth)
+    return embeddings, np.asarray([f"category{c}" for c in named]), wrong
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_flipped_labels_of_make_blobs_are_found(seed):
+    embeddings, categories, wrong = blobs_with_flipped_labels(seed)
+    precision, recall = _precision_recall(find_outliers(embeddings, categories), wrong)
+    assert precision >= 0.85 and recall >= 0.85, (precision, recall)
+
+
 @pytest.mark.parametrize("name", list(GENERATORS))
 def test_injected_wrong_tags_are_found(name):
     embeddings, categories, wrong = synthetic(7, **GENERATORS[name])

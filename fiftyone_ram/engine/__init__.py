@@ -1,4 +1,33 @@
-"""The RAM data engine inside FiftyOne: tag generation, tag cleaning and the review of what cleaning found."""
+"""The RAM data engine inside FiftyOne: tag generation, tag cleaning, and the review that commits a cleaning.
+
+``find_outliers`` (numpy and scikit-learn only) is imported directly; the dataset-level functions load on
+first use, like the rest of the package, so that importing the package stays cheap for the plugin.
+"""
+
+from typing import TYPE_CHECKING
+
 from fiftyone_ram.engine.outliers import OutlierOptions, OutlierReport, find_outliers, score_outliers
 
-__all__ = ["OutlierOptions", "OutlierReport", "find_outliers", "score_outliers"]
+if TYPE_CHECKING:  # pragma: no cover
+    from fiftyone_ram.engine.cleaning import CleaningSummary, clean_tags  # noqa: F401
+    from fiftyone_ram.engine.crops import ClipCrops, EncoderWithTagger, TaggerCrops, make_encoder  # noqa: F401
+    from fiftyone_ram.engine.generation import GenerationSummary, generate_tags  # noqa: F401
+    from fiftyone_ram.engine.regions import DetectionsRegions, GroundingDinoRegions, make_regions  # noqa: F401
+    from fiftyone_ram.engine.review import apply_cleaning, flagged_view, undo_cleaning  # noqa: F401
+
+_EXPORTS = {
+    "clean_tags": "cleaning", "CleaningSummary": "cleaning",
+    "generate_tags": "generation", "GenerationSummary": "generation",
+    "apply_cleaning": "review", "undo_cleaning": "review", "flagged_view": "review",
+    "GroundingDinoRegions": "regions", "DetectionsRegions": "regions", "make_regions": "regions",
+    "TaggerCrops": "crops", "ClipCrops": "crops", "EncoderWithTagger": "crops", "make_encoder": "crops",
+}
+__all__ = sorted([*_EXPORTS, "OutlierOptions", "OutlierReport", "find_outliers", "score_outliers"])
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

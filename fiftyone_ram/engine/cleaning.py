@@ -123,6 +123,7 @@ def clean_tags(samples: Any, tag_field: str, *, regions: RegionSource, encoder: 
     review_field = review_field or defaults["review_field"]
     view_name = view_name or defaults["view_name"]
     _check_fields(samples, tag_field, cleaned_field, review_field)
+    score_outliers(np.zeros((0, 1)), [], fraction, **(outlier_options or {}))  # bad options fail before any write
     dataset = samples._dataset
     run_key = cleaning_run_key(tag_field)
     summary = CleaningSummary(tag_field, cleaned_field, review_field, view_name, run_key)

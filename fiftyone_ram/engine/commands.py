@@ -150,7 +150,10 @@ def clean(dataset_name, model_name, checkpoint, config_path, tag_list, tag_list_
         raise click.UsageError("--apply and --undo are two different steps")
     try:
         if do_apply or do_undo:
-            result = apply_cleaning(samples, tag_field, accept=accept) if do_apply else undo_cleaning(samples, tag_field)
+            if do_apply:
+                result = apply_cleaning(samples, tag_field, accept=accept)
+            else:
+                result = undo_cleaning(samples, tag_field)
             click.echo(json.dumps(result) if as_json else ", ".join(f"{k}: {v}" for k, v in result.items()))
             return
         if categories and top:

@@ -31,9 +31,16 @@ features and the outlier rule open. The choices here, and why:
    is found with the default 10 %. ``rule="quota"`` is the paper's literal rule: the top ``fraction`` of each
    category by score.
 
+   A row flagged only as ``"far"`` that has ``companions`` rows of its own category within
+   ``companion_radius`` scales is kept: a small real mode without a centre of its own, not a stray.
+   Scales are floored at ``min_scale`` (cosine distance) so that near-duplicate crops do not make every
+   other crop infinitely far.
+
 Small categories: fewer than ``min_cluster_size`` rows cannot be judged on their own and are flagged only as
 ``"foreign"``; fewer than ``2 * min_rows_per_cluster`` rows are one cluster (k = 1) around a trimmed centre.
-Everything is deterministic for a given ``seed``.
+``cross_category=False`` judges each category alone (the paper's per-category setting): use it when
+categories overlap (hypernyms such as "animal" and "dog" share their regions). Everything is deterministic
+for a given ``seed``.
 """
 
 from __future__ import annotations
@@ -131,11 +138,10 @@ def score_outliers(embeddings: np.ndarray, categories: Sequence[str], fraction: 
     if not np.isfinite(X).all():
         raise ValueError("embeddings contain NaN or infinite values")
     n = len(X)
-    empty = OutlierReport(np.zeros(n, bool), np.zeros(n), np.full(n, "", dtype=object), [], {})
     if n == 0:
-        return empty
-    names = list(dict.fromkeys(cats.tolist()))
-    X = _geometry(X, cats, names, opts)
+        return OutlierReport(np.zeros(0, bool), np.zeros(0), np.zeros(0, dtype=object), [], {})
+    groups = _group_rows(cats)
+    X = _geometry(X, groups, opts)
 
     # Per-category problems are small: threads cost more than they give (10x slower measured on 2 shared
     # cores). threadpoolctl limits only the libraries already loaded, hence the imports first.
@@ -145,20 +151,22 @@ def score_outliers(embeddings: np.ndarray, categories: Sequence[str], fraction: 
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1):
-        clusters = [c for name in names for c in _cluster_category(X, np.flatnonzero(cats == name), name, opts)]
+        clusters = [c for name, rows in groups.items() for c in _cluster_category(X, rows, name, opts)]
         _judge_clusters(X, clusters, fraction, opts)
         clusters = _split_untrusted(X, clusters, fraction, opts)
 
-    scores, untrusted, scorable, ref_scale = _scores(X, cats, names, clusters, opts.min_scale)
-    elsewhere = _elsewhere(X, cats, clusters, opts.min_scale) if opts.cross_category else np.full(n, np.inf)
+    scores, untrusted, scorable, ref_scale = _scores(X, clusters, opts.min_scale)
+    elsewhere = _elsewhere(X, groups, clusters, opts.min_scale) if opts.cross_category else np.full(n, np.inf)
     if opts.rule == "quota":
-        flags, reasons, thresholds = _quota(scores, cats, names, fraction)
+        flags, reasons, thresholds = _quota(scores, groups, fraction)
     else:
         flags, reasons, thresholds = _adaptive(scores, scorable, untrusted, elsewhere, fraction, opts)
         if opts.companions:
-            kept = _with_companions(X, cats, np.flatnonzero(reasons == "far"), ref_scale, opts)
+            kept = _with_companions(X, cats, groups, np.flatnonzero(reasons == "far"), ref_scale, opts)
             flags[kept], reasons[kept] = False, ""
-    k = {name: sum(c.category == name for c in clusters) for name in names}
+    k = {name: 0 for name in groups}
+    for cluster in clusters:
+        k[cluster.category] += 1
     return OutlierReport(flags, scores, reasons, clusters, k, thresholds)
 
 
@@ -169,11 +177,20 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def _geometry(X: np.ndarray, cats: np.ndarray, names: list[str], opts: OutlierOptions) -> np.ndarray:
+def _group_rows(cats: np.ndarray) -> dict[str, np.ndarray]:
+    """Row indices per category, categories in order of first appearance (one sort, not one scan each)."""
+    names, first, inverse = np.unique(cats.astype(str), return_index=True, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.cumsum(np.bincount(inverse, minlength=len(names)))[:-1]
+    rows = dict(zip(names.tolist(), np.split(order, bounds)))
+    return {str(names[i]): rows[str(names[i])] for i in np.argsort(first)}
+
+
+def _geometry(X: np.ndarray, groups: dict[str, np.ndarray], opts: OutlierOptions) -> np.ndarray:
     X = _unit(X)
-    center = len(names) >= 3 if opts.center is None else opts.center
-    if center and len(names) >= 2:
-        origin = np.mean([X[cats == name].mean(0) for name in names], axis=0)
+    center = len(groups) >= 3 if opts.center is None else opts.center
+    if center and len(groups) >= 2:
+        origin = np.mean([X[rows].mean(0) for rows in groups.values()], axis=0)
         X = _unit(X - origin)
     return X
 
@@ -232,30 +249,50 @@ def _trimmed_cluster(X: np.ndarray, rows: np.ndarray, name: str) -> Cluster:
 def _judge_clusters(X: np.ndarray, clusters: list[Cluster], fraction: float, opts: OutlierOptions,
                     which: Sequence[Cluster] | None = None) -> None:
     """Set ``silhouette`` and ``trusted`` of ``which`` (all clusters by default); see the module docstring."""
+    which = list(clusters if which is None else which)
     means = np.array([X[c.rows].mean(0) for c in clusters])
     cats = np.array([c.category for c in clusters], dtype=object)
     shares = np.array([c.share for c in clusters])
-    for cluster in which if which is not None else clusters:
-        cluster.trusted = cluster.size >= opts.min_cluster_size
-        if cluster.size < 2:
-            cluster.silhouette = 0.0
-            continue
-        same = np.array([c is cluster for c in clusters])
+    position = {id(c): i for i, c in enumerate(clusters)}
+    for cluster in which:
         others = (cats != cluster.category) if opts.cross_category else np.zeros(len(clusters), bool)
         if not others.any():  # one category: compare with its other clusters
-            others = (cats == cluster.category) & ~same
-        candidates = others & (shares >= opts.share_ratio * cluster.share)
-        if not candidates.any():
-            candidates = others
-        if not candidates.any():
-            cluster.silhouette = 1.0
+            others = cats == cluster.category
+            others[position[id(cluster)]] = False
+        cluster.silhouette = _silhouette(X, cluster, means, others & (shares >= opts.share_ratio * cluster.share),
+                                         others)
+    # Modes that may absorb a small cluster: other categories' clusters that look like modes themselves.
+    modes = np.array([c.silhouette >= opts.min_cluster_silhouette and c.size >= opts.min_cluster_size
+                      for c in clusters])
+    centres = np.array([c.centre for c in clusters])
+    scales = np.maximum(np.array([c.scale for c in clusters]), opts.min_scale)
+    for cluster in which:
+        cluster.trusted = cluster.size >= opts.min_cluster_size
+        if not cluster.trusted or cluster.share > opts.suspect_share * fraction:
             continue
-        members = X[cluster.rows]
-        a = 1.0 - (members @ X[cluster.rows].sum(0) - 1.0) / (cluster.size - 1)
-        b = (1.0 - members @ means[candidates].T).min(1)
-        cluster.silhouette = float(np.median((b - a) / np.maximum(np.maximum(a, b), 1e-12)))
-        if cluster.share <= opts.suspect_share * fraction and cluster.silhouette < opts.min_cluster_silhouette:
+        if cluster.silhouette < opts.min_cluster_silhouette:
             cluster.trusted = False
+        elif opts.cross_category:
+            # Its centre within the typical radius of a mode of another category holding a bigger share of
+            # it: a clump of that category's regions (a few rows' silhouette is too noisy to say so alone).
+            bigger = modes & (cats != cluster.category) & (shares > cluster.share)
+            cluster.trusted = not bool(bigger.any() and (
+                (1.0 - centres[bigger] @ cluster.centre) <= scales[bigger]).any())
+
+
+def _silhouette(X: np.ndarray, cluster: Cluster, means: np.ndarray, candidates: np.ndarray,
+                fallback: np.ndarray) -> float:
+    """Median silhouette of the cluster's rows against the nearest candidate cluster (by mean distance)."""
+    if cluster.size < 2:
+        return 0.0
+    if not candidates.any():
+        candidates = fallback
+    if not candidates.any():
+        return 1.0
+    members = X[cluster.rows]
+    a = 1.0 - (members @ X[cluster.rows].sum(0) - 1.0) / (cluster.size - 1)
+    b = (1.0 - members @ means[candidates].T).min(1)
+    return float(np.median((b - a) / np.maximum(np.maximum(a, b), 1e-12)))
 
 
 def _split_untrusted(X: np.ndarray, clusters: list[Cluster], fraction: float, opts: OutlierOptions,
@@ -286,18 +323,19 @@ def _split_untrusted(X: np.ndarray, clusters: list[Cluster], fraction: float, op
     return clusters
 
 
-def _scores(X: np.ndarray, cats: np.ndarray, names: list[str], clusters: list[Cluster], min_scale: float
+def _scores(X: np.ndarray, clusters: list[Cluster], min_scale: float
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per row: distance to the nearest trusted centre of its category over that cluster's scale; whether
     the row sits in an untrusted cluster; whether it could be scored at all (its category has a trusted
-    cluster)."""
+    cluster) and the scale of its nearest trusted cluster."""
     n = len(X)
     scores, untrusted, scorable = np.zeros(n), np.zeros(n, bool), np.zeros(n, bool)
     ref_scale = np.ones(n)
+    by_category: dict[str, list[Cluster]] = {}
     for cluster in clusters:
         untrusted[cluster.rows] = not cluster.trusted
-    for name in names:
-        own = [c for c in clusters if c.category == name]
+        by_category.setdefault(cluster.category, []).append(cluster)
+    for own in by_category.values():
         trusted = [c for c in own if c.trusted]
         if not trusted:
             continue
@@ -314,30 +352,35 @@ def _scores(X: np.ndarray, cats: np.ndarray, names: list[str], clusters: list[Cl
     return scores, untrusted, scorable, ref_scale
 
 
-def _elsewhere(X: np.ndarray, cats: np.ndarray, clusters: list[Cluster], min_scale: float) -> np.ndarray:
+def _elsewhere(X: np.ndarray, groups: dict[str, np.ndarray], clusters: list[Cluster], min_scale: float
+               ) -> np.ndarray:
     """Per row, its score against the nearest trusted mode of *another* category (inf when none)."""
     modes = [c for c in clusters if c.trusted and c.size >= 5]
     elsewhere = np.full(len(X), np.inf)
     if not modes:
         return elsewhere
+    index = {name: i for i, name in enumerate(groups)}
+    code = np.empty(len(X), dtype=np.int64)
+    for name, rows in groups.items():
+        code[rows] = index[name]
     centres = np.array([c.centre for c in modes])
     scales = np.array([max(c.scale, min_scale) for c in modes])
-    mode_cats = np.array([c.category for c in modes], dtype=object)
+    mode_code = np.array([index[c.category] for c in modes])
     for start in range(0, len(X), 4096):  # bounded memory: rows x modes per chunk
         block = slice(start, start + 4096)
         z = (1.0 - X[block] @ centres.T) / scales
-        z[cats[block, None] == mode_cats[None, :]] = np.inf
+        z[code[block, None] == mode_code[None, :]] = np.inf
         elsewhere[block] = z.min(1)
     return elsewhere
 
 
-def _with_companions(X: np.ndarray, cats: np.ndarray, rows: np.ndarray, ref_scale: np.ndarray,
-                     opts: OutlierOptions) -> np.ndarray:
+def _with_companions(X: np.ndarray, cats: np.ndarray, groups: dict[str, np.ndarray], rows: np.ndarray,
+                     ref_scale: np.ndarray, opts: OutlierOptions) -> np.ndarray:
     """Of ``rows`` (flagged as far from every mode), those with ``companions`` rows of their own category
     nearby: a small real mode that K-Means did not give a centre (small categories get k = 1), not a stray."""
     keep = []
     for row in rows:
-        own = np.flatnonzero(cats == cats[row])
+        own = groups[str(cats[row])]
         dist = 1.0 - X[own] @ X[row]
         close = np.count_nonzero(dist <= opts.companion_radius * ref_scale[row]) - 1  # minus itself
         if close >= opts.companions:
@@ -375,11 +418,10 @@ def _adaptive(scores: np.ndarray, scorable: np.ndarray, untrusted: np.ndarray, e
     return flags, reasons, thresholds
 
 
-def _quota(scores: np.ndarray, cats: np.ndarray, names: list[str], fraction: float
+def _quota(scores: np.ndarray, groups: dict[str, np.ndarray], fraction: float
            ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     flags = np.zeros(len(scores), bool)
-    for name in names:
-        rows = np.flatnonzero(cats == name)
+    for rows in groups.values():
         count = int(round(fraction * len(rows)))
         if count:
             flags[rows[np.argsort(-scores[rows], kind="stable")[:count]]] = True
