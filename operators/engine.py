@@ -222,6 +222,8 @@ class CleanTags(foo.Operator):
         inputs.enum("rule", ["adaptive", "quota"], default="adaptive", label="Outlier rule",
                     description="adaptive: what stands out, up to twice the share; quota: exactly the share of "
                                 "each tag (the paper's rule)", view=types.RadioGroup())
+        inputs.bool("per_category", default=False, label="Judge each tag alone",
+                    description="Do not compare with other tags' modes (for overlapping tags: animal / dog)")
         if ctx.dataset.has_run(f"ram_clean_{params.get('tag_field') or fields[0]}"):
             again = types.RadioGroup()
             again.add_choice("resume", label="Resume (skip the categories done)")
@@ -268,7 +270,8 @@ class CleanTags(foo.Operator):
         categories = params.get("categories") if scope == "list" else params.get("top") if scope == "top" else None
         return clean_tags(view, params["tag_field"], regions=regions, encoder=encoder, categories=categories,
                           fraction=params.get("fraction") or 0.1,
-                          outlier_options={"rule": params.get("rule") or "adaptive"},
+                          outlier_options={"rule": params.get("rule") or "adaptive",
+                                           "cross_category": not params.get("per_category")},
                           categories_per_batch=params.get("categories_per_batch") or 32,
                           batch_size=params.get("batch_size") or 8, resume=params.get("existing") == "resume",
                           overwrite=params.get("existing") == "overwrite", progress=_progress(ctx))

@@ -47,9 +47,11 @@ def tmp_home() -> Path:
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Drop the per-run database so repeated runs leave nothing behind."""
+    """Drop the per-run database and folders so repeated runs leave nothing behind."""
+    import shutil
     import sys
 
+    shutil.rmtree(_TMP, ignore_errors=True)
     if "fiftyone" not in sys.modules:
         return
     try:

@@ -3,7 +3,9 @@ encoders. Models are built once per test process (``functools.cache``): loading 
 
 from __future__ import annotations
 
+import atexit
 import functools
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -78,6 +80,7 @@ def tiny_grounding_dino() -> Path:
                               GroundingDinoImageProcessor, GroundingDinoProcessor, SwinConfig)
 
     folder = Path(tempfile.mkdtemp(prefix="tiny-gdino-"))
+    atexit.register(shutil.rmtree, folder, True)
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *CATEGORIES, "a", "the"]
     (folder / "vocab.txt").write_text("\n".join(words) + "\n")
     tokenizer = BertTokenizerFast(str(folder / "vocab.txt"))
@@ -217,6 +220,7 @@ def tiny_clip_folder() -> Path:
     """:func:`tiny_clip` saved where ``from_pretrained`` reads it (what the CLI and the operator load)."""
     model, processor = tiny_clip()
     folder = Path(tempfile.mkdtemp(prefix="tiny-clip-"))
+    atexit.register(shutil.rmtree, folder, True)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder

@@ -159,3 +159,12 @@ def test_bad_input_is_refused():
         find_outliers(np.full((3, 4), np.nan), ["a"] * 3)
     with pytest.raises(ValueError, match="rule"):
         find_outliers(np.ones((3, 4)), ["a"] * 3, rule="top")
+
+
+def test_per_category_judgement_still_finds_strays():
+    """``cross_category=False`` (overlapping vocabularies) judges each category's crops alone: strays far from
+    every mode are still found, and no row is called foreign."""
+    embeddings, categories, wrong = synthetic(12, dim=128, categories=4, noise_kind="random")
+    report = score_outliers(embeddings, categories, cross_category=False)
+    precision, recall = _precision_recall(report.flags, wrong)
+    assert precision >= 0.85 and recall >= 0.85 and "foreign" not in set(report.reasons)

@@ -122,6 +122,9 @@ def generate(dataset_name, model_name, checkpoint, config_path, tag_list, tag_li
 @click.option("--fraction", type=float, default=0.1, show_default=True, help="Expected share of wrong tags.")
 @click.option("--rule", type=click.Choice(["adaptive", "quota"]), default="adaptive", show_default=True,
               help="adaptive: flag what stands out (up to 2x --fraction); quota: the top --fraction of each tag.")
+@click.option("--per-category", is_flag=True,
+              help="Judge each tag's crops alone, without comparing with other tags' modes (for overlapping tags "
+                   "such as 'animal' and 'dog').")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--categories-per-batch", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
@@ -136,7 +139,8 @@ def generate(dataset_name, model_name, checkpoint, config_path, tag_list, tag_li
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def clean(dataset_name, model_name, checkpoint, config_path, tag_list, tag_list_chinese, thresholds, device,
           saved_view, tag_field, categories, top, regions_field, detector, box_threshold, text_threshold,
-          max_regions, embedder, clip_model, no_check, fraction, rule, seed, categories_per_batch, batch_size,
+          max_regions, embedder, clip_model, no_check, fraction, rule, per_category, seed, categories_per_batch,
+          batch_size,
           resume, overwrite, do_apply, accept, do_undo, as_json):
     """Flag wrong tags of --tag-field in DATASET_NAME (regions, crop clusters, the tagger's opinion), for
     review in the App (saved view <tag-field>_flagged); --apply commits, --undo reverts."""
@@ -165,7 +169,8 @@ def clean(dataset_name, model_name, checkpoint, config_path, tag_list, tag_list_
         regions = make_regions(samples, field=regions_field, detector=detector, box_threshold=box_threshold,
                                text_threshold=text_threshold, max_regions=max_regions, device=device)
         summary = clean_tags(samples, tag_field, regions=regions, encoder=encoder, categories=wanted,
-                             fraction=fraction, outlier_options={"rule": rule, "seed": seed},
+                             fraction=fraction,
+                             outlier_options={"rule": rule, "seed": seed, "cross_category": not per_category},
                              categories_per_batch=categories_per_batch, batch_size=batch_size, resume=resume,
                              overwrite=overwrite, progress=_progress)
     except ValueError as exc:

@@ -69,19 +69,21 @@ class TaggerCrops:
 
     def encode(self, crops: Sequence[Image.Image], categories: Sequence[str]
                ) -> tuple[np.ndarray, np.ndarray | None]:
-        known = sorted({c for c in categories if c in self._known})
+        if not crops:
+            return np.zeros((0, self.tagger.embedding_dim), np.float32), np.zeros(0)
+        known = sorted({c for c in categories if c in self._known}) if self.check else []
+        if not known:  # nothing to score: the encoder alone
+            return self.tagger.embed(list(crops)), np.full(len(crops), np.nan)
         column = {c: j for j, c in enumerate(known)}
         embeddings, probs = [], []
         size = self.tagger.batch_size
         for start in range(0, len(crops), size):
             pixels = self.tagger.preprocess(list(crops[start:start + size]))
-            logits, embeds = self.tagger.forward(pixels, known or None)
+            logits, embeds = self.tagger.forward(pixels, known)  # only the batch's categories are scored
             embeddings.append(embeds.numpy())
             scores = 1.0 / (1.0 + np.exp(-logits.numpy()))
             for row, category in enumerate(categories[start:start + size]):
-                probs.append(scores[row, column[category]] if category in column and known else np.nan)
-        if not crops:
-            return np.zeros((0, self.tagger.embedding_dim), np.float32), np.zeros(0)
+                probs.append(scores[row, column[category]] if category in column else np.nan)
         return np.concatenate(embeddings), np.asarray(probs, dtype=np.float64)
 
 

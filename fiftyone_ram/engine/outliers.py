@@ -15,11 +15,13 @@ features and the outlier rule open. The choices here, and why:
 3. **Which clusters are real modes of the category.** Wrong tags are regions of *other* categories (or junk)
    filed under this one, so their clusters are small and either incoherent or sitting on another category's
    mode. A cluster is *trusted* unless it has fewer than ``min_cluster_size`` rows, or it holds at most
-   ``suspect_share * fraction`` of its category and the median silhouette of its rows against the other
-   categories' clusters is below ``min_cluster_silhouette``. Only other-category clusters holding at least
-   ``share_ratio`` times this cluster's share are compared, so the small clumps that this category's rows form
-   inside *other* categories (their wrong tags) do not make its real modes look shared. An untrusted cluster
-   is split in two and its halves judged again (a real mode merged with junk is recovered).
+   ``suspect_share * fraction`` of its category and either the median silhouette of its rows against the
+   other categories' clusters is below ``min_cluster_silhouette``, or its centre lies within the typical
+   radius of a mode of another category that holds a bigger share of its own category. Only other-category
+   clusters holding at least ``share_ratio`` times this cluster's share are compared, so the small clumps
+   that this category's rows form inside *other* categories (their wrong tags) do not make its real modes
+   look shared. An untrusted cluster is split in two and its halves judged again (a real mode merged with
+   junk is recovered).
 4. **Score** of a row: cosine distance to the nearest trusted centre of its category divided by that
    cluster's median distance (a robust per-cluster scale, so that loose modes are not penalised): about 1 for
    typical members.
