@@ -3,8 +3,8 @@
 Both sides read the image files from disk and produce the same tags: the raw side is
 ``Tagger.predict(paths)`` (decoding in the main process, batches of ``--batch-size``), the FiftyOne side is
 ``apply_model`` with the ``RamModel`` (DataLoader with ``--num-workers`` decoding processes, labels written
-to the database), plainly and through ``fiftyone_ram.fiftyone.tag_samples`` (which also gives the model only
-the cores the workers leave free). Each figure is the best of ``--repeats`` runs after a one-batch warm-up; the runs of the
+to the database), plainly and through ``fiftyone_ram.fiftyone.tag_samples`` (the driver the operator and the
+CLI use: overwrite check, error summary). Each figure is the best of ``--repeats`` runs after a one-batch warm-up; the runs of the
 different methods are interleaved. The labels written are checked against ``predict()``.
 
 Default: the tiny parity fixture (``../shared/fixtures/parity``, 224 px) on copies of its five PNGs.

@@ -15,8 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from fiftyone_ram.fiftyone.threads import leave_cores_for_workers
-
 
 class FieldExistsError(ValueError):
     """The label field already holds labels and neither overwrite nor resume was asked for."""
@@ -63,8 +61,7 @@ def tag_samples(samples, model, label_field: str = "ram", *, overwrite: bool = F
     resume: tag only the samples without labels (what an interrupted run left)
     sample_tags: also add each sample's tag names to its ``tags`` (added, never removed)
     confidence_thresh: one threshold for all tags instead of the model's per-class thresholds
-    num_workers: image-decoding processes (None: FiftyOne's choice); on the CPU the model then uses the
-        cores they leave free
+    num_workers: image-decoding processes (None: FiftyOne's choice)
     Other options go to ``apply_model``. Raises :class:`FieldExistsError` when ``label_field`` already holds
     labels in ``samples`` and neither ``overwrite`` nor ``resume`` is set.
     """
@@ -87,13 +84,9 @@ def tag_samples(samples, model, label_field: str = "ram", *, overwrite: bool = F
     if errors in samples.get_field_schema():
         stale = todo.exists(errors)
         stale.set_values(errors, [None] * stale.count())  # this run records its own failures
-    import fiftyone.utils.torch as fout
-
-    num_workers = fout.recommend_num_workers(num_workers)
-    with leave_cores_for_workers(num_workers, model.tagger.device.type):
-        todo.apply_model(model, label_field=label_field, confidence_thresh=confidence_thresh,
-                         store_logits=store_logits, batch_size=batch_size, num_workers=num_workers,
-                         skip_failures=skip_failures, progress=progress)
+    todo.apply_model(model, label_field=label_field, confidence_thresh=confidence_thresh,
+                     store_logits=store_logits, batch_size=batch_size, num_workers=num_workers,
+                     skip_failures=skip_failures, progress=progress)
     _summarize(samples.select(ids), label_field, summary)
     if sample_tags:
         add_sample_tags(samples, label_field)
