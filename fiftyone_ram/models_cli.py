@@ -7,44 +7,31 @@ import json
 import click
 
 from fiftyone_ram import assets
-from fiftyone_ram.models.config import VARIANTS
+from fiftyone_ram.models.registry import default_cfgs, get_variant
 
-#: Upstream data files each family needs besides its weights.
-_DATA_FILES = {
-    "ram": ("ram_tag_list.txt", "ram_tag_list_chinese.txt", "ram_tag_list_threshold.txt"),
-    "ram_plus": ("ram_tag_list.txt", "ram_tag_list_chinese.txt", "ram_tag_list_threshold.txt"),
-    "tag2text": ("tag2text_ori_tag_list.txt",),
-}
 _FAMILY_LABEL = {"ram": "RAM", "ram_plus": "RAM++", "tag2text": "Tag2Text"}
-#: Sizes not pinned in ``assets`` (the Space re-uploaded the file; the size is the upstream README's).
-_APPROX_SIZE = {"tag2text_swin_14m": 4_480_000_000}
-
-
-def zoo_name(name: str) -> str:
-    return name.replace("_", "-")
 
 
 def describe(name: str) -> dict:
     """Everything known about a released model, without loading it."""
-    config = VARIANTS[name]
-    spec = assets.RELEASED_WEIGHTS[name]
+    cfg = get_variant(name)
+    arch, spec = cfg.architecture, cfg.weights
     path = assets.weights_path(name)
-    prefix = "spaces/" if spec.repo_type == "space" else ""
     return {
-        "name": name,
-        "zoo_name": zoo_name(name),
-        "family": config.family,
-        "image_size": config.image_size,
-        "backbone": f"Swin (embed_dim {config.swin.embed_dim}, depths {list(config.swin.depths)})",
-        "embedding_dim": config.embed_dim if config.family != "tag2text" else config.swin.num_features,
+        "name": cfg.name,
+        "zoo_name": cfg.zoo_name,
+        "family": cfg.family,
+        "image_size": arch.image_size,
+        "backbone": f"Swin (embed_dim {arch.swin.embed_dim}, depths {list(arch.swin.depths)})",
+        "embedding_dim": cfg.embedding_dim,
         "weights": spec.filename,
-        "source": f"https://huggingface.co/{prefix}{spec.repo_id}",
-        "size_bytes": spec.size or _APPROX_SIZE.get(name),
+        "source": spec.page,
+        "size_bytes": spec.size or spec.approx_size,
         "size_exact": spec.size is not None,
         "sha256": spec.sha256,
         "path": str(path),
         "downloaded": path.is_file(),
-        "data_files": list(_DATA_FILES[config.family]),
+        "data_files": list(cfg.labels.files),
     }
 
 
@@ -57,7 +44,7 @@ def models() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per model.")
 def list_models(as_json: bool) -> None:
     """The released models, their size and whether they are downloaded."""
-    for name in VARIANTS:
+    for name in default_cfgs:
         info = describe(name)
         if as_json:
             click.echo(json.dumps(info))
@@ -69,13 +56,13 @@ def list_models(as_json: bool) -> None:
 
 
 @models.command("download")
-@click.argument("names", nargs=-1, required=True, type=click.Choice([*VARIANTS, "all"]))
+@click.argument("names", nargs=-1, required=True, type=click.Choice([*default_cfgs, "all"]))
 def download(names: tuple[str, ...]) -> None:
     """Download released weights (and the tag lists they need) into the cache; already cached files are kept."""
-    chosen = list(VARIANTS) if "all" in names else list(dict.fromkeys(names))
+    chosen = list(default_cfgs) if "all" in names else list(dict.fromkeys(names))
     try:
         for name in chosen:
-            for data_file in _DATA_FILES[VARIANTS[name].family]:
+            for data_file in get_variant(name).labels.files:
                 assets.upstream_file(data_file)
             click.echo(f"{name}: {assets.download_weights(name)}")
     except assets.AssetError as exc:
@@ -83,7 +70,7 @@ def download(names: tuple[str, ...]) -> None:
 
 
 @models.command("info")
-@click.argument("name", type=click.Choice(list(VARIANTS)))
+@click.argument("name", type=click.Choice(list(default_cfgs)))
 @click.option("--json", "as_json", is_flag=True)
 def info(name: str, as_json: bool) -> None:
     """Architecture, weights source, checksum and cache location of one model."""

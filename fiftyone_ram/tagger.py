@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,18 +12,14 @@ import torch
 from fiftyone_ram import assets
 from fiftyone_ram.images import ImageInput, preprocess
 from fiftyone_ram.models.base import TaggerModel
-from fiftyone_ram.models.config import ModelConfig, resolve_config
+from fiftyone_ram.models.config import ModelConfig
 from fiftyone_ram.models.factory import load_model
-from fiftyone_ram.models.tag2text import DEFAULT_THRESHOLD, DELETE_TAG_INDEX, THRESHOLD_OVERRIDES
+from fiftyone_ram.models.registry import FALLBACK_THRESHOLD, LabelSet, labels_for, resolve_config
 from fiftyone_ram.tag_files import read_tag_list, read_thresholds
 
 if TYPE_CHECKING:  # pragma: no cover
     from fiftyone_ram.vocabulary import Vocabulary
 
-_DEFAULT_TAG_LIST = {"ram": "ram_tag_list.txt", "ram_plus": "ram_tag_list.txt", "tag2text": "tag2text_ori_tag_list.txt"}
-_UPSTREAM_CLASS_COUNT = {"ram": 4585, "ram_plus": 4585, "tag2text": 3429}
-#: Upstream's constructor default, used for tags that have no per-class threshold.
-FALLBACK_THRESHOLD = 0.68
 CAPTION_PROMPT = "a picture of "
 
 Prediction = list[tuple[str, float]]
@@ -37,13 +33,15 @@ class Tagger:
     vocabulary: Vocabulary | None = None
 
     def __init__(self, model: TaggerModel, config: ModelConfig, tag_list: list[str], thresholds: np.ndarray,
-                 *, tag_list_chinese: list[str] | None = None, excluded: Sequence[int] = (),
-                 device: torch.device | str = "cpu", batch_size: int = 4) -> None:
+                 *, tag_list_chinese: list[str] | Callable[[], list[str] | None] | None = None,
+                 excluded: Sequence[int] = (), device: torch.device | str = "cpu", batch_size: int = 4) -> None:
+        """``tag_list_chinese`` may be a function, called on the first Chinese request (the file may need a
+        download that an English-only user should not depend on)."""
         self.model = model.to(device)
         self.config = config
         self.tag_list = tag_list
         self.thresholds = thresholds
-        self.tag_list_chinese = tag_list_chinese
+        self._chinese = tag_list_chinese
         self.excluded = np.zeros(len(tag_list), dtype=bool)
         self.excluded[list(excluded)] = True
         self.device = torch.device(device)
@@ -52,6 +50,15 @@ class Tagger:
         self._tokenizer = None
 
     # -- facts ----------------------------------------------------------------------------------------
+    @property
+    def tag_list_chinese(self) -> list[str] | None:
+        if callable(self._chinese):
+            names = self._chinese()
+            if names is not None and len(names) != len(self.tag_list):
+                raise ValueError(f"the Chinese tag list has {len(names)} names, the tag list {len(self.tag_list)}")
+            self._chinese = names
+        return self._chinese
+
     @property
     def family(self) -> str:
         return self.config.family
@@ -85,9 +92,10 @@ class Tagger:
         if vocabulary.base_signature != tag_list_signature(self.tag_list):
             raise ValueError("this vocabulary was built for a tagger with another tag list")
         builtin = vocabulary.builtin_index
-        chinese = None  # new tags have no Chinese name: their English name stands in
-        if self.tag_list_chinese is not None:
-            chinese = [self.tag_list_chinese[i] if i >= 0 else name for name, i in zip(vocabulary.names, builtin)]
+        def chinese() -> list[str] | None:  # new tags have no Chinese name: their English name stands in
+            base = self.tag_list_chinese
+            return None if base is None else [base[i] if i >= 0 else name for name, i in zip(vocabulary.names, builtin)]
+
         excluded = [c for c, i in enumerate(builtin) if i >= 0 and self.excluded[i]]
         tagger = Tagger(model_for_vocabulary(self.model, vocabulary), self.config, list(vocabulary.names),
                         vocabulary.thresholds, tag_list_chinese=chinese, excluded=excluded, device=self.device,
@@ -236,12 +244,14 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig, checkpoint: str
     tagger answers: a subset of its tags or new ones (see ``fiftyone_ram.vocabulary.build_vocabulary``).
     """
     config = resolve_config(name_or_config, family=family)
-    fam = config.family
+    labels = labels_for(config)
     missing: list[str] = []
 
-    def fetch(getter, *args):
+    def fetch(name: str | None) -> Path | None:
+        if name is None:
+            return None
         try:
-            return getter(*args)
+            return assets.upstream_file(name)
         except assets.AssetError as exc:
             missing.append(str(exc))
             return None
@@ -249,33 +259,35 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig, checkpoint: str
     if checkpoint is None:
         if config.name is None:
             raise ValueError("a checkpoint path is required for a model given by a config file")
-        checkpoint = fetch(assets.download_weights, config.name)
-    default_list = tag_list is None
-    if default_list:
-        tag_list = fetch(assets.upstream_file, _DEFAULT_TAG_LIST[fam])
-    if tag_list_chinese is None and default_list and fam != "tag2text":
-        tag_list_chinese = fetch(assets.upstream_file, "ram_tag_list_chinese.txt")
-    upstream_sized = fam != "tag2text" and (default_list or _length(tag_list) == _UPSTREAM_CLASS_COUNT[fam])
-    if thresholds is None and upstream_sized:
-        thresholds = fetch(assets.upstream_file, "ram_tag_list_threshold.txt")
-    if missing:
-        raise assets.AssetError("missing files:\n  " + "\n  ".join(missing))
-
-    names = read_tag_list(tag_list)
-    chinese = read_tag_list(tag_list_chinese) if tag_list_chinese is not None else None
-    if chinese is not None and len(chinese) != len(names):
-        raise ValueError(f"the Chinese tag list has {len(chinese)} names, the tag list {len(names)}")
-    excluded: Sequence[int] = ()
-    if thresholds is not None:
-        limits = read_thresholds(thresholds, len(names))
-    elif fam == "tag2text" and len(names) == _UPSTREAM_CLASS_COUNT[fam]:
-        limits = np.full(len(names), DEFAULT_THRESHOLD, np.float32)
-        for index, value in THRESHOLD_OVERRIDES.items():
-            limits[index] = value
+        try:
+            checkpoint = assets.download_weights(config.name)
+        except assets.AssetError as exc:
+            missing.append(str(exc))
+    # The label set's own rules (Chinese names, thresholds, excluded tags) apply to its own tag list only.
+    own_labels = tag_list is None
+    if own_labels:
+        tag_list = fetch(labels.tag_list)
+        if tag_list_chinese is None and labels.tag_list_chinese is not None:
+            tag_list_chinese = fetch(labels.tag_list_chinese)
     else:
-        limits = np.full(len(names), FALLBACK_THRESHOLD, np.float32)
-    if fam == "tag2text" and len(names) == _UPSTREAM_CLASS_COUNT[fam]:
-        excluded = DELETE_TAG_INDEX
+        own_labels = labels.matches(read_tag_list(tag_list))
+    if own_labels and thresholds is None:
+        thresholds = fetch(labels.thresholds)
+    if missing:  # one message for everything a first offline use lacks
+        raise assets.AssetError("missing files:\n  " + "\n  ".join(missing))
+    names = read_tag_list(tag_list)
+
+    chinese: list[str] | Callable[[], list[str] | None] | None = None
+    if tag_list_chinese is not None:
+        chinese = read_tag_list(tag_list_chinese)
+        if len(chinese) != len(names):
+            raise ValueError(f"the Chinese tag list has {len(chinese)} names, the tag list {len(names)}")
+    elif own_labels and labels.tag_list_chinese is not None:
+        chinese_file = labels.tag_list_chinese
+        chinese = lambda: read_tag_list(assets.upstream_file(chinese_file))  # noqa: E731  fetched on first use
+    limits = (read_thresholds(thresholds, len(names)) if thresholds is not None
+              else default_thresholds(labels if own_labels else None, len(names)))
+    excluded: Sequence[int] = labels.excluded if own_labels else ()
     model = load_model(config, checkpoint, len(names))
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -290,5 +302,9 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig, checkpoint: str
         tag_thresholds=tag_thresholds, text_encoder=text_encoder, templates=templates))
 
 
-def _length(source: str | Path | Sequence[str]) -> int:
-    return len(read_tag_list(source))
+def default_thresholds(labels: LabelSet | None, count: int) -> np.ndarray:
+    """Thresholds when no file is given: the label set's default and overrides, or upstream's fallback."""
+    limits = np.full(count, FALLBACK_THRESHOLD if labels is None else labels.default_threshold, np.float32)
+    for index, value in ({} if labels is None else labels.threshold_overrides).items():
+        limits[index] = value
+    return limits

@@ -12,13 +12,22 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 _TAG_TYPES = ("Classifications", "Classification", "Detections", "Polylines")
-RELEASED = {"ram_plus_swin_large_14m": "RAM++ (Swin-L)", "ram_swin_large_14m": "RAM (Swin-L)",
-            "tag2text_swin_14m": "Tag2Text (Swin-B)", "custom": "Your own checkpoint"}
-CAPTIONERS = {"none": "No captions", "tag2text_swin_14m": "Tag2Text (Swin-B)", "custom": "Your own Tag2Text"}
 ACTIONS = {"clean": "Find wrong tags", "apply": "Apply the accepted removals", "undo": "Undo the apply"}
 
 
 # -- form helpers ------------------------------------------------------------------------------------------
+
+
+def _taggers() -> dict[str, str]:
+    from fiftyone_ram.fiftyone.forms import model_choices
+
+    return model_choices()
+
+
+def _captioners() -> dict[str, str]:
+    from fiftyone_ram.fiftyone.forms import model_choices
+
+    return {"none": "No captions", **model_choices(captions_only=True, custom_label="Your own Tag2Text")}
 
 
 def _fields(ctx, types_: tuple[str, ...], strings: bool = False, text: bool = False) -> list[str]:
@@ -118,10 +127,10 @@ class GenerateTags(foo.Operator):
                    description="Tag list or saved label system file; RAM's 4,585 tags if empty")
         inputs.bool("predict", default=True, label="Add the tags a tagger predicts ('predicted')")
         if params.get("predict", True):
-            _model_inputs(inputs, params, "", RELEASED, "Tagger", "ram_plus_swin_large_14m")
+            _model_inputs(inputs, params, "", _taggers(), "Tagger", "ram_plus_swin_large_14m")
             inputs.float("threshold", label="One threshold (optional)", min=0.0, max=1.0,
                          description="Empty: the per-class thresholds")
-        _model_inputs(inputs, params, "captioner_", CAPTIONERS, "Captioner ('captioned' tags)", "none")
+        _model_inputs(inputs, params, "captioner_", _captioners(), "Captioner ('captioned' tags)", "none")
         _device_input(inputs)
         inputs.int("batch_size", default=8, min=1, label="Batch size")
         return types.Property(inputs, view=types.View(label="Generate tags"))
@@ -216,7 +225,7 @@ class CleanTags(foo.Operator):
             inputs.str("clip_model", default="openai/clip-vit-base-patch16", label="CLIP model")
         inputs.bool("check", default=True, label="Also flag tags the tagger does not predict on their regions")
         if params.get("embedder", "ram") == "ram" or params.get("check", True):
-            _model_inputs(inputs, params, "", {k: v for k, v in RELEASED.items()}, "Tagger",
+            _model_inputs(inputs, params, "", _taggers(), "Tagger",
                           "ram_plus_swin_large_14m")
         inputs.float("fraction", default=0.1, min=0.01, max=0.49, label="Expected share of wrong tags")
         inputs.enum("rule", ["adaptive", "quota"], default="adaptive", label="Outlier rule",

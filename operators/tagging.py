@@ -8,12 +8,6 @@ import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-MODELS = {
-    "ram_plus_swin_large_14m": "RAM++ (Swin-L, 4585 tags)",
-    "ram_swin_large_14m": "RAM (Swin-L, 4585 tags)",
-    "tag2text_swin_14m": "Tag2Text (Swin-B, 3429 tags + caption)",
-    "custom": "Your own checkpoint",
-}
 EXISTING = {"resume": "Tag only the samples without labels", "overwrite": "Replace their labels"}
 
 
@@ -45,14 +39,13 @@ class TagImages(foo.Operator):
         inputs.view_target(ctx, action_description="Tag")
 
         model_choices = types.DropdownView()
-        for key, label in MODELS.items():
+        for key, label in forms.model_choices().items():
             model_choices.add_choice(key, label=label)
-        inputs.enum("model", model_choices.values(), default="ram_plus_swin_large_14m", required=True,
+        inputs.enum("model", model_choices.values(), default=forms.default_model(), required=True,
                     label="Model", view=model_choices)
-        model = ctx.params.get("model") or "ram_plus_swin_large_14m"
-        family = None if model == "custom" else {"ram_plus_swin_large_14m": "ram_plus", "ram_swin_large_14m": "ram",
-                                                 "tag2text_swin_14m": "tag2text"}[model]
-        complete = forms.add_tagger_options(inputs, ctx.params, family=family, custom=model == "custom")
+        model = ctx.params.get("model") or forms.default_model()
+        complete = forms.add_tagger_options(inputs, ctx.params, family=forms.model_family(model),
+                                            custom=model == forms.CUSTOM)
 
         field = inputs.str("label_field", default="ram", required=True, label="Output field",
                            description="Classifications field for the tags; unreadable images get "
@@ -86,9 +79,9 @@ class TagImages(foo.Operator):
     def execute(self, ctx):
         forf, forms = _package()
         params = ctx.params
-        model_name = params.get("model") or "ram_plus_swin_large_14m"
+        model_name = params.get("model") or forms.default_model()
         kwargs = forms.tagger_kwargs(params)
-        if model_name != "custom":
+        if model_name != forms.CUSTOM:
             kwargs["model"] = model_name
         model = forf.load_model(**kwargs)
 

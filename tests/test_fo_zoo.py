@@ -45,7 +45,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 def test_the_manifest_is_complete_and_truthful():
-    from fiftyone_ram.assets import RELEASED_WEIGHTS
+    from fiftyone_ram.models.registry import default_cfgs
 
     manifest = json.loads((ROOT / "zoo" / "manifest.json").read_text())
     assert manifest["name"] == "fiftyone-ram/recognize-anything"
@@ -55,12 +55,19 @@ def test_the_manifest_is_complete_and_truthful():
         assert model["description"] and model["author"] and model["license"] == "Apache-2.0"
         assert {"classification", "logits", "embeddings", "torch"} <= set(model["tags"])
         assert "fiftyone-ram" in model["requirements"]["packages"]
-    for name, spec in RELEASED_WEIGHTS.items():
+    for name, cfg in default_cfgs.items():
         entry = models[name.replace("_", "-")]
-        assert entry["base_filename"] == spec.filename
-        if spec.size is not None:
-            assert entry["size_bytes"] == spec.size
+        assert entry["base_filename"] == cfg.weights.filename
+        if cfg.weights.size is not None:
+            assert entry["size_bytes"] == cfg.weights.size
     assert (ROOT / "zoo" / models["recognize-anything-custom"]["base_filename"]).is_file()
+
+
+def test_the_committed_manifest_is_the_generated_one():
+    """zoo/manifest.json is written from the registry: python -m fiftyone_ram.fiftyone.zoo zoo/manifest.json"""
+    from fiftyone_ram.fiftyone.zoo import build_manifest
+
+    assert json.loads((ROOT / "zoo" / "manifest.json").read_text()) == build_manifest()
 
 
 def test_registered_source_lists_the_models(source_url):

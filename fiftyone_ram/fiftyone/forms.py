@@ -10,6 +10,29 @@ import fiftyone.operators.types as types
 
 FAMILY_LABELS = {"ram_plus": "RAM++", "ram": "RAM", "tag2text": "Tag2Text"}
 PER_CLASS, GLOBAL = "per_class", "global"
+CUSTOM = "custom"
+
+
+def model_choices(*, captions_only: bool = False, custom_label: str = "Your own checkpoint") -> dict[str, str]:
+    """Menu entries for a model choice: the released variants of the registry, then ``custom``."""
+    from fiftyone_ram.models.registry import default_cfgs
+
+    choices = {name: cfg.label for name, cfg in default_cfgs.items() if cfg.captions or not captions_only}
+    choices[CUSTOM] = custom_label
+    return choices
+
+
+def default_model() -> str:
+    from fiftyone_ram.models.registry import DEFAULT_VARIANT
+
+    return DEFAULT_VARIANT
+
+
+def model_family(choice: str | None) -> str | None:
+    """The family of a released model choice; None for ``custom`` (the form then asks for it)."""
+    from fiftyone_ram.models.registry import get_variant
+
+    return None if not choice or choice == CUSTOM else get_variant(choice).family
 
 
 def add_tagger_options(inputs: types.Object, values: dict[str, Any], *, family: str | None,

@@ -235,21 +235,17 @@ class RamModel(fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin, fom.Em
 
 
 def _load_tagger(config: RamModelConfig):
-    from fiftyone_ram.models.config import VARIANTS
+    from fiftyone_ram.models.registry import get_variant
     from fiftyone_ram.tagger import load_tagger
 
-    family = config.family
-    if family is None and config.model is not None:
-        variant = VARIANTS.get(config.model.replace("-", "_"))
-        if variant is None:
-            raise ValueError(f"unknown model {config.model!r}; released: {', '.join(VARIANTS)}")
-        family = variant.family
-    source = config.config if config.config is not None else config.model
+    variant = get_variant(config.model) if config.model is not None else None
+    family = config.family or (variant.family if variant is not None else None)
+    source = config.config if config.config is not None else variant.name
     checkpoint = config.checkpoint_path
-    if checkpoint is None and config.config is not None and config.model is not None:
+    if checkpoint is None and config.config is not None and variant is not None:
         from fiftyone_ram import assets
 
-        checkpoint = assets.download_weights(config.model.replace("-", "_"))
+        checkpoint = assets.download_weights(variant.name)
     return load_tagger(source, checkpoint, tag_list=config.tag_list, tag_list_chinese=config.tag_list_chinese,
                        thresholds=config.thresholds, device=config.device, family=family,
                        **{key: getattr(config, key) for key in VOCABULARY_KEYS})

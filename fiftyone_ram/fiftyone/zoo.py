@@ -16,14 +16,15 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-#: zoo base name -> released variant of ``fiftyone_ram.models.config.VARIANTS``
-RELEASED = {
-    "ram-plus-swin-large-14m": "ram_plus_swin_large_14m",
-    "ram-swin-large-14m": "ram_swin_large_14m",
-    "tag2text-swin-14m": "tag2text_swin_14m",
-}
 CUSTOM = "recognize-anything-custom"
 SOURCE_NAME = "fiftyone-ram/recognize-anything"
+SOURCE_URL = "https://github.com/fiftyone-ram/fiftyone-ram"
+_AUTHOR = "Xinyu Huang, Youcai Zhang et al."
+_DATE_ADDED = "2026-11-27"
+_TAGS = ["classification", "logits", "embeddings", "torch", "multilabel", "tagging", "recognize-anything"]
+_REQUIREMENTS = {"packages": ["fiftyone-ram", "torch", "torchvision", "timm>=1.0", "transformers>=4.40"],
+                 "cpu": {"support": True}, "gpu": {"support": True}}
+_CUSTOM_FILENAME = "recognize_anything_custom.txt"
 
 
 def base_name(model_name: str) -> str:
@@ -35,7 +36,7 @@ def download_model(model_name: str, model_path: str) -> None:
     """Put the released weights at ``model_path`` (a link to fiftyone-ram's own cache, so the CLI and the
     zoo share one copy); for the custom entry write the small file that marks it as present."""
     name = base_name(model_name)
-    if name == CUSTOM:
+    if name == CUSTOM:  # the committed zoo folder already holds it; a copied source may not
         Path(model_path).parent.mkdir(parents=True, exist_ok=True)
         Path(model_path).write_text(_CUSTOM_NOTE)
         return
@@ -72,10 +73,12 @@ def load_model(model_name: str, model_path: str, **kwargs: Any):
 
 
 def _variant(name: str) -> str:
-    try:
-        return RELEASED[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; this source has {', '.join([*RELEASED, CUSTOM])}") from None
+    from fiftyone_ram.models.registry import is_variant, list_variants
+
+    if not is_variant(name):
+        zoo_names = [n.replace("_", "-") for n in list_variants()]
+        raise ValueError(f"unknown model {name!r}; this source has {', '.join([*zoo_names, CUSTOM])}")
+    return name.replace("-", "_")
 
 
 def link_or_copy(source: Path, target: Path) -> None:
@@ -123,6 +126,48 @@ def parse_parameters(model_name: str, ctx, params: dict) -> None:
 
 
 def _family(name: str) -> str:
-    from fiftyone_ram.models.config import VARIANTS
+    from fiftyone_ram.models.registry import get_variant
 
-    return VARIANTS[_variant(name)].family
+    return get_variant(_variant(name)).family
+
+
+def build_manifest() -> dict[str, Any]:
+    """The zoo source's ``manifest.json``, generated from the variant registry (``zoo/manifest.json`` is this,
+    written by ``python -m fiftyone_ram.fiftyone.zoo zoo/manifest.json``; a test keeps the two equal)."""
+    from fiftyone_ram.models.registry import DEFAULT_VARIANT, default_cfgs
+    from fiftyone_ram.upstream import UPSTREAM_REPO
+
+    upstream = f"https://github.com/{UPSTREAM_REPO}"
+    models = []
+    first = default_cfgs[DEFAULT_VARIANT]  # listed first: the model the docs and forms suggest
+    for cfg in [first, *(c for c in default_cfgs.values() if c is not first)]:
+        tags = list(_TAGS)
+        if cfg.captions:
+            tags.insert(-1, "captioning")
+        models.append({
+            "base_name": cfg.zoo_name, "base_filename": cfg.weights.filename, "description": cfg.description,
+            "author": _AUTHOR, "license": "Apache-2.0", "source": upstream, "url": cfg.weights.page,
+            "size_bytes": cfg.weights.size or cfg.weights.approx_size, "date_added": _DATE_ADDED, "tags": tags,
+            "requirements": _REQUIREMENTS,
+        })
+    models.append({
+        "base_name": CUSTOM, "base_filename": _CUSTOM_FILENAME,
+        "description": "Your own RAM, RAM++ or Tag2Text checkpoint (fine-tuned, converted or a different size): "
+                       "nothing is downloaded; pass checkpoint_path=, config= (architecture JSON) or model= (a "
+                       "released variant), and family= when the config does not name it. Same outputs as the "
+                       "released models.",
+        "author": f"{_AUTHOR} (architecture)", "license": "Apache-2.0", "source": upstream, "size_bytes": 0,
+        "date_added": _DATE_ADDED, "tags": list(_TAGS), "requirements": _REQUIREMENTS,
+    })
+    return {"name": SOURCE_NAME, "url": SOURCE_URL, "models": models}
+
+
+if __name__ == "__main__":  # python -m fiftyone_ram.fiftyone.zoo [PATH]: (re)write the manifest
+    import json
+    import sys
+
+    text = json.dumps(build_manifest(), indent=2, ensure_ascii=False) + "\n"
+    if len(sys.argv) > 1:
+        Path(sys.argv[1]).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)

@@ -16,20 +16,8 @@ from pathlib import Path
 FILE_FORMAT = "fiftyone-ram/label-system"
 FILE_VERSION = 1
 
-# Upstream files per label system (names as in fiftyone_ram.assets.upstream_file); RAM++ shares RAM's.
-UPSTREAM_FILES: dict[str, dict[str, str]] = {
-    "ram": {
-        "names": "ram_tag_list.txt",
-        "chinese": "ram_tag_list_chinese.txt",
-        "thresholds": "ram_tag_list_threshold.txt",
-    },
-    "tag2text": {"names": "tag2text_ori_tag_list.txt"},
-}
-UPSTREAM_ALIASES = {"ram_plus": "ram", "ram++": "ram"}
-
-# Tag2Text ships no threshold file: upstream uses 0.68 for every tag and 0.7 for these three.
-TAG2TEXT_THRESHOLD = 0.68
-TAG2TEXT_THRESHOLD_OVERRIDES = {"person": 0.7, "man": 0.7, "woman": 0.7}
+# Which upstream label set a name means (RAM++ shares RAM's); the files and thresholds are the registry's.
+UPSTREAM_ALIASES = {"ram": "ram", "ram_plus": "ram", "ram++": "ram", "tag2text": "tag2text"}
 
 _SPACES = re.compile(r"\s+")
 
@@ -154,21 +142,22 @@ class LabelSystem:
         Paths default to the pinned downloads of :func:`fiftyone_ram.assets.upstream_file`. With ``extras``
         false only the tag list is read (enough for caption parsing).
         """
-        key = UPSTREAM_ALIASES.get(model.lower(), model.lower())
-        if key not in UPSTREAM_FILES:
-            raise ValueError(f"unknown label system {model!r}; expected one of {sorted(UPSTREAM_FILES)}")
+        key = UPSTREAM_ALIASES.get(model.lower())
+        if key is None:
+            raise ValueError(f"unknown label system {model!r}; expected one of {sorted(UPSTREAM_ALIASES)}")
+        from fiftyone_ram.models.registry import labels_for_family
         from fiftyone_ram.tag_files import read_tag_list, read_thresholds
 
-        files = UPSTREAM_FILES[key]
-        names = read_tag_list(tag_list or _upstream_file(files["names"]))
+        labels = labels_for_family(key)
+        names = read_tag_list(tag_list or _upstream_file(labels.tag_list))
         zh = th = None
-        if extras and "chinese" in files:
-            zh = read_tag_list(chinese or _upstream_file(files["chinese"]))
-        if extras and "thresholds" in files:
-            values = read_thresholds(thresholds or _upstream_file(files["thresholds"]), expected=len(names))
+        if extras and labels.tag_list_chinese:
+            zh = read_tag_list(chinese or _upstream_file(labels.tag_list_chinese))
+        if extras and labels.thresholds:
+            values = read_thresholds(thresholds or _upstream_file(labels.thresholds), expected=len(names))
             th = [round(float(v), 6) for v in values]  # float32 in the file reader; the file has 2 decimals
-        if extras and key == "tag2text":
-            th = [TAG2TEXT_THRESHOLD_OVERRIDES.get(n, TAG2TEXT_THRESHOLD) for n in names]
+        elif extras:
+            th = [labels.threshold_overrides.get(i, labels.default_threshold) for i in range(len(names))]
         return cls(tuple(names), chinese=zh, thresholds=th, title=key)
 
     @classmethod

@@ -1,4 +1,4 @@
-"""Architecture configs: the released variants by name, any other size from a JSON file.
+"""Architecture configs: the sizes of a model, from the registry (released variants) or a JSON file.
 
 A config file holds the fields of upstream's size knobs (``image_size``; ``swin``: embed_dim, depths,
 num_heads, window_size; ``q2l`` and ``bert``: hidden_size, intermediate_size, num_attention_heads,
@@ -9,7 +9,7 @@ num_hidden_layers; ``descriptions_per_tag``) and optionally ``family``. A file w
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,16 +69,6 @@ class ModelConfig:
         return asdict(self)
 
 
-_SWIN_L_384 = SwinConfig(192, (2, 2, 18, 2), (6, 12, 24, 48), 12)
-_SWIN_B_384 = SwinConfig(128, (2, 2, 18, 2), (4, 8, 16, 32), 12)
-
-VARIANTS: dict[str, ModelConfig] = {
-    "ram_swin_large_14m": ModelConfig("ram", 384, _SWIN_L_384, name="ram_swin_large_14m"),
-    "ram_plus_swin_large_14m": ModelConfig("ram_plus", 384, _SWIN_L_384, name="ram_plus_swin_large_14m"),
-    "tag2text_swin_14m": ModelConfig("tag2text", 384, _SWIN_B_384, name="tag2text_swin_14m"),
-}
-
-
 def _bert(d: dict[str, Any] | None, default: BertSize) -> BertSize:
     keys = ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers")
     return BertSize(**{**asdict(default), **{k: int(d[k]) for k in keys if d and k in d}})
@@ -119,21 +109,12 @@ def config_from_dict(data: dict[str, Any], *, family: str | None = None, base: P
         raise ConfigError(f"invalid model config ({type(exc).__name__}: {exc})") from exc
 
 
-def resolve_config(name_or_config: str | Path | dict | ModelConfig, *, family: str | None = None) -> ModelConfig:
-    """A released variant name, a family name (with ``family`` sizes from a file), a JSON path or a dict."""
-    if isinstance(name_or_config, ModelConfig):
-        return replace(name_or_config, family=family) if family else name_or_config
-    if isinstance(name_or_config, dict):
-        return config_from_dict(name_or_config, family=family)
-    key = str(name_or_config)
-    normalized = key.replace("-", "_")
-    if normalized in VARIANTS:
-        return VARIANTS[normalized]
-    path = Path(key).expanduser()
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
-        return config_from_dict(data, family=family, base=path.parent)
-    raise ConfigError(f"{key!r} is neither a released model ({', '.join(VARIANTS)}) nor a config file")
+def load_config_file(path: Path, *, family: str | None = None) -> ModelConfig:
+    """A config from a JSON file; a relative ``tokenizer`` path is taken relative to the file."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} holds a JSON {type(data).__name__}, not an object")
+    return config_from_dict(data, family=family, base=path.parent)

@@ -9,13 +9,6 @@ from fiftyone_ram.models.base import TaggerModel
 from fiftyone_ram.models.config import ModelConfig
 from fiftyone_ram.models.tagging_head import TaggingHead
 
-#: Upstream never outputs these Tag2Text tags ("quarter", "back", "two", "three", "four", "five", "one").
-DELETE_TAG_INDEX = (127, 2961, 3351, 3265, 3338, 3355, 3359)
-#: Upstream's thresholds: 0.68 for all, 0.70 for "person", "man" and "woman".
-DEFAULT_THRESHOLD = 0.68
-THRESHOLD_OVERRIDES = {2701: 0.70, 2828: 0.70, 1167: 0.70}
-
-
 class GroupWiseLinear(nn.Module):
     """One weight vector and bias per class: ``logit[b, c] = <W[c], h[b, c]> + b[c]`` (upstream key names)."""
 
