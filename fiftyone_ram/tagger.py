@@ -185,8 +185,14 @@ class Tagger:
         out: list[list[int]] = []
         for pixels in batches:
             start = len(out)
-            out.extend(generate_caption_ids(self, pixels, None if given is None else given[start:start + len(pixels)],
-                                            **generation))
+            with torch.inference_mode():
+                embeds = self.model.image_embeds(pixels.to(self.device, self._dtype))
+                if given is None:
+                    probs = torch.sigmoid(self.model.logits(embeds)).float().cpu().numpy()
+                    guidance = [" | ".join(n for n, _ in row) for row in self.decide(probs, self.class_indices(None))]
+                else:
+                    guidance = given[start:start + len(pixels)]
+            out.extend(generate_caption_ids(self.model, self.tokenizer, embeds, guidance, **generation))
         return out
 
     @property

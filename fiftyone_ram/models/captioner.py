@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from fiftyone_ram.models.beam_search import beam_search
-
-if TYPE_CHECKING:  # pragma: no cover
-    from fiftyone_ram.tagger import Tagger
 
 TAG_TOKENS = 40  # upstream pads or truncates the tag string to exactly 40 tokens
 DEFAULT_TOKENIZER = "bert-base-uncased"
@@ -51,22 +47,22 @@ def _prompt_ids(tokenizer, prompt: str) -> list[int]:
 
 
 @torch.inference_mode()
-def generate_caption_ids(tagger: Tagger, pixel_values: torch.Tensor, tags: Sequence[str] | None = None, *,
+def generate_caption_ids(model: torch.nn.Module, tokenizer, image_embeds: torch.Tensor, tag_strings: Sequence[str], *,
                          num_beams: int = 3, max_length: int = 30, min_length: int = 10,
                          repetition_penalty: float = 1.0, prompt: str = "a picture of ") -> list[list[int]]:
-    """Token ids of the best caption per image, prompt included (starting with [DEC])."""
-    model, tokenizer = tagger.model, tagger.tokenizer
+    """Token ids of the best caption per image, prompt included (starting with [DEC]).
+
+    ``model`` is a Tag2Text with its captioning branch, ``image_embeds`` its image tokens (B, 1 + L, C) and
+    ``tag_strings`` one "tag | tag" string per image: the tags that guide its caption.
+    """
     if len(tokenizer) != model.text_decoder.cls.predictions.decoder.out_features:
         raise TokenizerError(f"the tokenizer has {len(tokenizer)} tokens but the checkpoint's captioner "
                              f"{model.text_decoder.cls.predictions.decoder.out_features}")
-    device = tagger.device
-    image_embeds = model.image_embeds(pixel_values.to(device, tagger._dtype))
-    if tags is None:
-        indices = tagger.class_indices(None)
-        probs = torch.sigmoid(model.logits(image_embeds)).float().cpu().numpy()
-        tags = [" | ".join(name for name, _ in row) for row in tagger.decide(probs, indices)]
-    encoded = tokenizer(list(tags), padding="max_length", truncation=True, max_length=TAG_TOKENS,
-                        return_tensors="pt")
+    tags = list(tag_strings)
+    if len(tags) != len(image_embeds):
+        raise ValueError(f"{len(tags)} tag strings given for {len(image_embeds)} images")
+    device = image_embeds.device
+    encoded = tokenizer(tags, padding="max_length", truncation=True, max_length=TAG_TOKENS, return_tensors="pt")
     input_ids = encoded.input_ids.to(device)
     input_ids[:, 0] = tokenizer.convert_tokens_to_ids(ENC_TOKEN)
     tag_states = model.tag_encoder(input_ids, encoded.attention_mask.to(device), image_embeds)
