@@ -74,3 +74,20 @@ def to_pixel_values(image: Image.Image, image_size: int) -> torch.Tensor:
 def preprocess(images: Sequence[ImageInput], image_size: int) -> torch.Tensor:
     """(B, 3, S, S) pixel values for a batch of inputs of any kind."""
     return torch.stack([to_pixel_values(load_image(im), image_size) for im in images])
+
+
+# What PIL and the decoders raise on damaged data that ``load_image`` does not already wrap; anything else
+# is a bug and propagates. MemoryError: a decompressed image too large for this machine.
+_DAMAGED = (OSError, ValueError, SyntaxError, MemoryError)
+
+
+def read_pixel_values(source: ImageInput, image_size: int) -> torch.Tensor:
+    """(3, S, S) pixel values of one input; any unreadable input, damaged data included, raises
+    :class:`ImageError` naming it, so that batch loops can record it and go on."""
+    try:
+        return to_pixel_values(load_image(source), image_size)
+    except ImageError:
+        raise
+    except _DAMAGED as exc:
+        name = str(source) if isinstance(source, (str, Path)) else type(source).__name__
+        raise ImageError(f"cannot read image {name}: {exc!r}") from exc

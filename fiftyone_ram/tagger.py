@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from fiftyone_ram import assets
-from fiftyone_ram.images import ImageInput, preprocess
+from fiftyone_ram.decision import decide
+from fiftyone_ram.images import ImageError, ImageInput, preprocess, read_pixel_values
 from fiftyone_ram.models.base import TaggerModel
 from fiftyone_ram.models.config import ModelConfig
-from fiftyone_ram.models.factory import load_model
-from fiftyone_ram.models.registry import FALLBACK_THRESHOLD, LabelSet, labels_for, resolve_config
+from fiftyone_ram.models.factory import model_from_checkpoint
+from fiftyone_ram.models.registry import (
+    FALLBACK_THRESHOLD,
+    LabelSet,
+    labels_for,
+    resolve_config,
+    tag_list_signature,
+)
 from fiftyone_ram.tag_files import read_tag_list, read_thresholds
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -23,6 +31,27 @@ if TYPE_CHECKING:  # pragma: no cover
 CAPTION_PROMPT = "a picture of "
 
 Prediction = list[tuple[str, float]]
+Images = Sequence[ImageInput] | ImageInput | torch.Tensor
+
+
+@dataclass
+class TaggedBatch:
+    """What :meth:`Tagger.iter_batches` gives per batch. Row i of the arrays is input ``positions[i]``;
+    columns are the asked tags, at tag-list positions ``indices``."""
+
+    positions: list[int]  # input positions of the readable images
+    indices: np.ndarray  # (K,) tag-list positions of the columns
+    logits: np.ndarray  # (n, K) float32
+    probabilities: np.ndarray  # (n, K) float32, sigmoid of the logits
+    embeddings: np.ndarray  # (n, D) float32, see Tagger.embed
+    errors: dict[int, str]  # input position -> why that image could not be read
+    captions: list[str] | None = None  # Tag2Text, when asked
+    caption_ids: list[list[int]] | None = None  # their token ids, prompt included
+
+    def raise_errors(self) -> None:
+        """For callers that take no unreadable image: the first one's reason as an :class:`ImageError`."""
+        if self.errors:
+            raise ImageError(self.errors[min(self.errors)])
 
 
 class Tagger:
@@ -71,6 +100,10 @@ class Tagger:
     def embedding_dim(self) -> int:
         return self.config.embed_dim if self.family != "tag2text" else self.config.swin.num_features
 
+    @property
+    def can_caption(self) -> bool:
+        return self.family == "tag2text" and getattr(self.model, "can_caption", False)
+
     def class_indices(self, tags: Sequence[str] | None) -> np.ndarray:
         """Positions of the given tag names in the tag list (all tags when None)."""
         if tags is None:
@@ -86,64 +119,135 @@ class Tagger:
 
         Every weight is shared with this tagger, which is left unchanged; only the label queries differ.
         """
-        from fiftyone_ram.vocabulary.queries import model_for_vocabulary
-        from fiftyone_ram.vocabulary.vocabulary import tag_list_signature
-
+        if vocabulary.family != self.family:
+            raise ValueError(f"a {vocabulary.family} vocabulary cannot be used by a {self.family} tagger")
         if vocabulary.base_signature != tag_list_signature(self.tag_list):
             raise ValueError("this vocabulary was built for a tagger with another tag list")
         builtin = vocabulary.builtin_index
+        if vocabulary.is_builtin_only:
+            model = self.model.select_classes(torch.as_tensor(builtin))
+        else:
+            model = self.model.with_label_queries(*vocabulary.label_queries(*self.model.label_queries()))
+
         def chinese() -> list[str] | None:  # new tags have no Chinese name: their English name stands in
             base = self.tag_list_chinese
             return None if base is None else [base[i] if i >= 0 else name for name, i in zip(vocabulary.names, builtin)]
 
         excluded = [c for c, i in enumerate(builtin) if i >= 0 and self.excluded[i]]
-        tagger = Tagger(model_for_vocabulary(self.model, vocabulary), self.config, list(vocabulary.names),
-                        vocabulary.thresholds, tag_list_chinese=chinese, excluded=excluded, device=self.device,
-                        batch_size=self.batch_size)
+        tagger = Tagger(model, self.config, list(vocabulary.names), vocabulary.thresholds, tag_list_chinese=chinese,
+                        excluded=excluded, device=self.device, batch_size=self.batch_size)
         tagger.vocabulary = vocabulary
         tagger._tokenizer = self._tokenizer
         return tagger
+
+    # -- the tagging loop -------------------------------------------------------------------------------
+    def iter_batches(self, images: Images, *, tags: Sequence[str] | None = None, caption: bool = False,
+                     caption_options: Mapping[str, Any] | None = None,
+                     caption_tags: str | Sequence[str] | None = None,
+                     batch_size: int | None = None) -> Iterator[TaggedBatch]:
+        """Score ``images`` ``batch_size`` at a time (default: the tagger's ``batch_size``): every way of
+        tagging goes through here.
+
+        ``images``: paths, PIL images or HWC arrays (one, or a sequence), or a preprocessed (B, 3, S, S)
+        tensor (one batch). ``tags``: the columns (default: the whole tag list; ``[]``: embeddings only,
+        the tagging head is skipped). Each image goes through the backbone once, for its scores, its
+        embedding and, with ``caption`` (Tag2Text), its caption: guided as upstream by the tags the
+        per-class thresholds select over the whole tag list, or by ``caption_tags`` (one "a | b" string or
+        list per image, or one for all). ``caption_options``: num_beams=3, max_length=30, min_length=10,
+        repetition_penalty=1.0. An unreadable image does not stop the loop: it is in the batch's ``errors``.
+        """
+        indices = self.class_indices(tags)
+        classes = None if tags is None else torch.as_tensor(indices, device=self.device)
+        if caption and not self.can_caption:
+            raise ValueError(f"captions need a Tag2Text checkpoint with its captioning branch, not {self.family}")
+        if caption_tags is not None and not caption:
+            raise TypeError("caption_tags guide captions: pass caption=True as well")
+        options = dict(caption_options or {})
+        if isinstance(images, torch.Tensor):
+            given = _tags_per_image(caption_tags, len(images))
+            yield self._score(images, list(range(len(images))), {}, indices, classes, caption, options, given)
+            return
+        if isinstance(images, (str, Path)) or not isinstance(images, Sequence):
+            images = [images]
+        given = _tags_per_image(caption_tags, len(images))
+        size = max(int(batch_size or self.batch_size), 1)
+        for start in range(0, len(images), size):
+            pixels, positions, errors = [], [], {}
+            for position in range(start, min(start + size, len(images))):
+                try:
+                    pixels.append(read_pixel_values(images[position], self.image_size))
+                    positions.append(position)
+                except ImageError as exc:
+                    errors[position] = str(exc)
+            yield self._score(torch.stack(pixels) if pixels else None, positions, errors, indices, classes,
+                              caption, options, None if given is None else [given[p] for p in positions])
+
+    @torch.inference_mode()
+    def _score(self, pixels: torch.Tensor | None, positions: list[int], errors: dict[int, str],
+               indices: np.ndarray, classes: torch.Tensor | None, caption: bool, options: dict[str, Any],
+               guidance: list[str] | None) -> TaggedBatch:
+        """One batch: the backbone once, then the tagging head, the embedding and the captioner on its tokens."""
+        if pixels is None:
+            return TaggedBatch([], indices, np.zeros((0, len(indices)), np.float32),
+                               np.zeros((0, len(indices)), np.float32), np.zeros((0, self.embedding_dim), np.float32),
+                               errors, [] if caption else None, [] if caption else None)
+        embeds = self.model.image_embeds(pixels.to(self.device, self._dtype))
+        if len(indices):
+            logits = self.model.logits(embeds, classes).float().cpu()
+        else:
+            logits = torch.zeros(len(pixels), 0)
+        probs = torch.sigmoid(logits).numpy()
+        batch = TaggedBatch(positions, indices, logits.numpy(), probs,
+                            self.model.image_embedding(embeds).float().cpu().numpy(), errors)
+        if caption:
+            from fiftyone_ram.models.captioner import generate_caption_ids
+
+            if guidance is None:
+                full = probs if classes is None else torch.sigmoid(self.model.logits(embeds).float().cpu()).numpy()
+                guidance = [" | ".join(name for name, _ in row) for row in self.decide(full, self.class_indices(None))]
+            batch.caption_ids = generate_caption_ids(self.model, self.tokenizer, embeds, guidance, **options)
+            prompt = options.get("prompt", CAPTION_PROMPT)
+            batch.captions = [self.tokenizer.decode(ids, skip_special_tokens=True)[len(prompt):]
+                              for ids in batch.caption_ids]
+        return batch
+
+    def decide(self, probs: np.ndarray, indices: np.ndarray, *, threshold: float | None = None,
+               language: str = "en") -> list[Prediction]:
+        """Turn scores over ``indices`` of the tag list into per-image predictions (see
+        :func:`fiftyone_ram.decision.decide`: strictly above the threshold, excluded tags never, tag-list order)."""
+        names = self.names(language)
+        limits = self.thresholds[indices] if threshold is None else threshold
+        rows = decide(probs, limits, indices=indices, excluded=self.excluded)
+        return [[(names[indices[j]], float(row[j])) for j in columns] for row, columns in zip(probs, rows)]
 
     # -- computing --------------------------------------------------------------------------------------
     def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
         return preprocess(images, self.image_size)
 
-    @torch.inference_mode()
     def forward(self, pixel_values: torch.Tensor, tags: Sequence[str] | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (B, C) and image embeddings (B, D) of a preprocessed batch, on the CPU in float32."""
-        classes = None if tags is None else torch.as_tensor(self.class_indices(tags), device=self.device)
-        embeds = self.model.image_embeds(pixel_values.to(self.device, self._dtype))
-        logits = self.model.logits(embeds, classes)
-        return logits.float().cpu(), self.model.image_embedding(embeds).float().cpu()
+        (batch,) = self.iter_batches(pixel_values, tags=tags)
+        return torch.from_numpy(batch.logits), torch.from_numpy(batch.embeddings)
 
     def logits(self, pixel_values: torch.Tensor, tags: Sequence[str] | None = None) -> torch.Tensor:
         return self.forward(pixel_values, tags)[0]
 
-    def probabilities(self, images: Sequence[ImageInput] | ImageInput, tags: Sequence[str] | None = None
-                      ) -> np.ndarray:
+    def probabilities(self, images: Images, tags: Sequence[str] | None = None) -> np.ndarray:
         """Sigmoid scores (B, C); columns follow ``tags`` when given, else the tag list."""
-        return np.concatenate([torch.sigmoid(self.logits(p, tags)).numpy() for p in self._batches(images)])
+        return np.concatenate([b.probabilities for b in self._readable(self.iter_batches(images, tags=tags))])
 
-    def predict(self, images: Sequence[ImageInput] | ImageInput, threshold: float | None = None,
-                tags: Sequence[str] | None = None, language: str = "en") -> list[Prediction]:
+    def predict(self, images: Images, threshold: float | None = None, tags: Sequence[str] | None = None,
+                language: str = "en") -> list[Prediction]:
         """Per image, ``(tag, probability)`` for the tags above threshold, in tag-list order.
 
         Per-class thresholds apply by default; a number overrides them all. A tag is predicted when its
         probability is strictly above its threshold, as upstream's ``generate_tag``.
         """
-        indices = self.class_indices(tags)
-        probs = self.probabilities(images, tags)
-        return self.decide(probs, indices, threshold=threshold, language=language)
-
-    def decide(self, probs: np.ndarray, indices: np.ndarray, *, threshold: float | None = None,
-               language: str = "en") -> list[Prediction]:
-        """Turn scores over ``indices`` of the tag list into per-image predictions."""
-        names = self.names(language)
-        limit = self.thresholds[indices] if threshold is None else np.full(len(indices), threshold, np.float32)
-        order = np.argsort(indices, kind="stable")  # output in tag-list order whatever order was asked
-        keep = (probs > limit) & ~self.excluded[indices]
-        return [[(names[indices[j]], float(row[j])) for j in order if hit[j]] for row, hit in zip(probs, keep)]
+        self.names(language)  # an unavailable language fails before any image is read
+        return [prediction for batch in self._readable(self.iter_batches(images, tags=tags))
+                for prediction in self.decide(batch.probabilities, batch.indices, threshold=threshold,
+                                              language=language)]
 
     def names(self, language: str = "en") -> list[str]:
         if language == "en":
@@ -154,46 +258,24 @@ class Tagger:
             return self.tag_list_chinese
         raise ValueError(f"unknown language {language!r}; expected 'en' or 'zh'")
 
-    def embed(self, images: Sequence[ImageInput] | ImageInput) -> np.ndarray:
+    def embed(self, images: Images) -> np.ndarray:
         """Image embeddings (B, D): RAM/RAM++'s 512-d projected mean token (CLIP-aligned by upstream's
         distillation), Tag2Text's Swin-B mean token."""
-        out = []
-        for pixels in self._batches(images):
-            with torch.inference_mode():
-                embeds = self.model.image_embeds(pixels.to(self.device, self._dtype))
-                out.append(self.model.image_embedding(embeds).float().cpu().numpy())
-        return np.concatenate(out)
+        return np.concatenate([b.embeddings for b in self._readable(self.iter_batches(images, tags=[]))])
 
     # -- captions (Tag2Text) ----------------------------------------------------------------------------
-    def caption(self, images: Sequence[ImageInput] | ImageInput, tags: str | Sequence[str] | None = None,
-                **generation) -> list[str]:
+    def caption(self, images: Images, tags: str | Sequence[str] | None = None, **generation) -> list[str]:
         """Captions guided by the predicted tags, or by ``tags`` (one string "a | b" or list per image, or
         one for all). Generation options: num_beams=3, max_length=30, min_length=10, repetition_penalty=1.0."""
-        tokenizer = self.tokenizer
-        ids = self.caption_ids(images, tags, **generation)
-        return [tokenizer.decode(seq, skip_special_tokens=True)[len(CAPTION_PROMPT):] for seq in ids]
+        return [text for batch in self._captioned(images, tags, generation) for text in batch.captions]
 
-    def caption_ids(self, images: Sequence[ImageInput] | ImageInput, tags: str | Sequence[str] | None = None,
-                    **generation) -> list[list[int]]:
-        from fiftyone_ram.models.captioner import generate_caption_ids
+    def caption_ids(self, images: Images, tags: str | Sequence[str] | None = None, **generation) -> list[list[int]]:
+        return [ids for batch in self._captioned(images, tags, generation) for ids in batch.caption_ids]
 
-        if self.family != "tag2text" or not getattr(self.model, "can_caption", False):
-            raise ValueError(f"captions need a Tag2Text checkpoint with its captioning branch, not {self.family}")
-        batches = list(self._batches(images))
-        count = sum(len(p) for p in batches)
-        given = _tags_per_image(tags, count)
-        out: list[list[int]] = []
-        for pixels in batches:
-            start = len(out)
-            with torch.inference_mode():
-                embeds = self.model.image_embeds(pixels.to(self.device, self._dtype))
-                if given is None:
-                    probs = torch.sigmoid(self.model.logits(embeds)).float().cpu().numpy()
-                    guidance = [" | ".join(n for n, _ in row) for row in self.decide(probs, self.class_indices(None))]
-                else:
-                    guidance = given[start:start + len(pixels)]
-            out.extend(generate_caption_ids(self.model, self.tokenizer, embeds, guidance, **generation))
-        return out
+    def _captioned(self, images: Images, tags: str | Sequence[str] | None,
+                   generation: Mapping[str, Any]) -> Iterator[TaggedBatch]:
+        return self._readable(self.iter_batches(images, tags=[], caption=True, caption_options=generation,
+                                                caption_tags=tags))
 
     @property
     def tokenizer(self):
@@ -208,14 +290,12 @@ class Tagger:
     def _dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
 
-    def _batches(self, images: Sequence[ImageInput] | ImageInput) -> Iterator[torch.Tensor]:
-        if isinstance(images, torch.Tensor):
-            yield images
-            return
-        if isinstance(images, (str, Path)) or not isinstance(images, Sequence):
-            images = [images]
-        for start in range(0, len(images), self.batch_size):
-            yield self.preprocess(images[start:start + self.batch_size])
+    @staticmethod
+    def _readable(batches: Iterator[TaggedBatch]) -> Iterator[TaggedBatch]:
+        """The batches of a caller that takes no unreadable image (``predict`` and friends raise on one)."""
+        for batch in batches:
+            batch.raise_errors()
+            yield batch
 
 
 def _tags_per_image(tags: str | Sequence[str] | None, count: int) -> list[str] | None:
@@ -294,7 +374,7 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig, checkpoint: str
     limits = (read_thresholds(thresholds, len(names)) if thresholds is not None
               else default_thresholds(labels if own_labels else None, len(names)))
     excluded: Sequence[int] = labels.excluded if own_labels else ()
-    model = load_model(config, checkpoint, len(names))
+    model = model_from_checkpoint(config, checkpoint, len(names))
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     tagger = Tagger(model, config, names, limits, tag_list_chinese=chinese, excluded=excluded, device=device,
@@ -304,8 +384,9 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig, checkpoint: str
     from fiftyone_ram.vocabulary import build_vocabulary
 
     return tagger.with_vocabulary(build_vocabulary(
-        tagger, tags=tags, descriptions=descriptions, keep_builtin=keep_builtin, new_tag_threshold=new_tag_threshold,
-        tag_thresholds=tag_thresholds, text_encoder=text_encoder, templates=templates))
+        tagger.family, tagger.tag_list, tagger.thresholds, tags=tags, descriptions=descriptions,
+        keep_builtin=keep_builtin, new_tag_threshold=new_tag_threshold, tag_thresholds=tag_thresholds,
+        text_encoder=text_encoder, templates=templates, device=tagger.device))
 
 
 def default_thresholds(labels: LabelSet | None, count: int) -> np.ndarray:

@@ -16,11 +16,7 @@ from pathlib import Path
 import torch
 from fiftyone.utils.torch import GetItem
 
-from fiftyone_ram.images import ImageError, ImageInput, load_image, to_pixel_values
-
-# What PIL and the decoders raise on damaged data that ``load_image`` does not already wrap; anything else
-# is a bug and propagates. MemoryError: a decompressed image too large for this machine.
-_UNREADABLE = (ImageError, OSError, ValueError, SyntaxError, MemoryError)
+from fiftyone_ram.images import ImageError, ImageInput, read_pixel_values
 
 
 @dataclass(frozen=True)
@@ -39,17 +35,16 @@ class PixelTransform:
         self.image_size = image_size
 
     def __call__(self, source: ImageInput) -> torch.Tensor:
-        return to_pixel_values(load_image(source), self.image_size)
+        return read_pixel_values(source, self.image_size)
 
 
 def read_input(source: ImageInput, transform: PixelTransform) -> torch.Tensor | UnreadableImage:
     """Pixels of one image, or the reason it cannot be read."""
     try:
         return transform(source)
-    except _UNREADABLE as exc:
+    except ImageError as exc:
         name = str(source) if isinstance(source, (str, Path)) else type(source).__name__
-        message = str(exc) if isinstance(exc, ImageError) else f"cannot read image {name}: {exc!r}"
-        return UnreadableImage(name, message)
+        return UnreadableImage(name, str(exc))
 
 
 class TaggerGetItem(GetItem):

@@ -114,10 +114,6 @@ class RamModel(fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin, fom.Em
             self._tagger = _load_tagger(self.config)
         return self._tagger
 
-    @property
-    def _indices(self) -> np.ndarray:
-        return self.tagger.class_indices(self.config.classes)
-
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_embeddings"] = None
@@ -181,15 +177,14 @@ class RamModel(fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin, fom.Em
         if batch.pixel_values is None:
             return out
         tagger = self.tagger
-        indices = self._indices
-        logits, embeddings = tagger.forward(batch.pixel_values, tags=self.config.classes)
-        self._embeddings = embeddings.numpy()
-        probs = torch.sigmoid(logits).numpy()
-        limits = tag_thresholds(tagger.thresholds, indices, self.config.confidence_thresh)
+        (tagged,) = tagger.iter_batches(batch.pixel_values, tags=self.config.classes,
+                                        caption=self.config.caption and tagger.can_caption,
+                                        caption_options=self.config.caption_options)
+        self._embeddings = tagged.embeddings
+        limits = tag_thresholds(tagger.thresholds, tagged.indices, self.config.confidence_thresh)
         labels = to_classifications(
-            probs, indices, limits, tagger.names(self.config.language), tagger.excluded,
-            logits=logits.numpy() if self.store_logits else None,
-            captions=self._captions(batch.pixel_values),
+            tagged.probabilities, tagged.indices, limits, tagger.names(self.config.language), tagger.excluded,
+            logits=tagged.logits if self.store_logits else None, captions=tagged.captions,
             keep_names=set(self.config.filter_classes) if self.config.filter_classes is not None else None)
         for position, label in zip(batch.readable, labels, strict=True):
             out[position] = label
@@ -225,13 +220,6 @@ class RamModel(fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin, fom.Em
             return collate_images(list(args))
         transform = self.transforms
         return collate_images([read_input(a, transform) for a in args])
-
-    def _captions(self, pixel_values: torch.Tensor) -> list[str] | None:
-        tagger = self.tagger
-        if not self.config.caption or tagger.family != "tag2text" or not getattr(tagger.model, "can_caption",
-                                                                                   False):
-            return None
-        return tagger.caption(pixel_values, **self.config.caption_options)
 
 
 def _load_tagger(config: RamModelConfig):

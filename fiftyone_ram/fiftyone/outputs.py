@@ -1,8 +1,8 @@
 """Scores to FiftyOne labels: one ``Classification`` per predicted tag, in a ``Classifications``.
 
 FiftyOne 1.22 has no multi-label (sigmoid) output processor (its ``ClassifierOutputProcessor`` is softmax,
-single label), so this is written here. The decision rule mirrors ``Tagger.decide`` (strictly above the
-threshold, upstream's excluded tags never emitted, tag-list order); tests check the two agree.
+single label), so this is written here. Which tags are emitted is decided by the Tagger's own rule,
+:func:`fiftyone_ram.decision.decide` (strictly above the threshold, excluded tags never, tag-list order).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from collections.abc import Collection, Sequence
 
 import fiftyone.core.labels as fol
 import numpy as np
+
+from fiftyone_ram.decision import decide
 
 
 def tag_thresholds(per_class: np.ndarray, indices: np.ndarray, global_threshold: float | None) -> np.ndarray:
@@ -33,16 +35,16 @@ def to_classifications(probs: np.ndarray, indices: np.ndarray, limits: np.ndarra
     the order of ``indices``). ``captions`` (Tag2Text) become the container's dynamic attribute ``caption``.
     ``keep_names`` restricts the emitted tags (apply_model's ``classes=``).
     """
-    order = np.argsort(indices, kind="stable")
-    keep = (probs > limits) & ~excluded[indices]
+    rows = decide(probs, limits, indices=indices, excluded=excluded)
     if keep_names is not None:
-        keep &= np.asarray([names[i] in keep_names for i in indices], dtype=bool)[None, :]
+        allowed = np.asarray([names[i] in keep_names for i in indices], dtype=bool)
+        rows = [columns[allowed[columns]] for columns in rows]
     rounded = [round(float(t), 6) for t in limits]
     labels = []
-    for row in range(probs.shape[0]):
+    for row, columns in enumerate(rows):
         tags = [
             fol.Classification(label=names[indices[j]], confidence=float(probs[row, j]), threshold=rounded[j])
-            for j in order[keep[row, order]]
+            for j in columns
         ]
         label = fol.Classifications(classifications=tags)
         if logits is not None:

@@ -50,8 +50,25 @@ class TaggerModel(nn.Module):
         return self.logits(self.image_embeds(pixel_values), classes)
 
     def clear_query_cache(self) -> None:
-        """Call after changing the label queries (a new vocabulary)."""
+        """Call after changing the label queries in place."""
         self._query_cache.clear()
+
+    # -- answering other classes (as timm's ``reset_classifier``, but as a copy) ---------------------------
+    def label_queries(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The label queries as rows per class, (C, K, D), and a (C, K) mask of the real rows (None when all are
+        real). RAM has K = 1; RAM++ K descriptions per class."""
+        raise NotImplementedError(f"{self.family}'s label queries are learned: it can only select its classes")
+
+    def with_label_queries(self, queries: torch.Tensor, mask: torch.Tensor | None = None) -> TaggerModel:
+        """A copy sharing every other weight that answers ``queries`` (C, K, D) instead (``mask`` as in
+        :meth:`label_queries`): new classes from CLIP text embeddings, as upstream's open set."""
+        raise NotImplementedError(f"{self.family}'s label queries are learned: it can only select its classes")
+
+    def select_classes(self, index: torch.Tensor) -> TaggerModel:
+        """A copy sharing every weight that answers the classes ``index`` (1-D, in that order, repeats allowed)."""
+        queries, mask = self.label_queries()
+        index = torch.as_tensor(index, device=queries.device)
+        return self.with_label_queries(queries[index], None if mask is None else mask[index])
 
     def sharing_copy(self) -> TaggerModel:
         """A model sharing every weight with this one (the backbone is not duplicated) but with its own tables of
@@ -87,3 +104,8 @@ class TaggerModel(nn.Module):
     def _apply(self, fn, *args, **kwargs):  # .to(), .half(), ...: cached queries would be stale
         self._query_cache.clear()
         return super()._apply(fn, *args, **kwargs)
+
+
+def frozen(tensor: torch.Tensor) -> nn.Parameter:
+    """A parameter that inference uses and training leaves alone (label queries put in from outside)."""
+    return nn.Parameter(tensor.detach().contiguous(), requires_grad=False)

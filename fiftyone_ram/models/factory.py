@@ -26,7 +26,7 @@ def build_model(config: ModelConfig, num_classes: int, *, vocab_size: int | None
         return Tag2Text(config, num_classes, vocab_size=vocab_size)
 
 
-def load_model(config: ModelConfig, checkpoint: str | Path, num_classes: int) -> TaggerModel:
+def model_from_checkpoint(config: ModelConfig, checkpoint: str | Path, num_classes: int) -> TaggerModel:
     """The tagging model from an upstream checkpoint; Tag2Text gets its captioner when the file has one.
 
     The captioner's tensors stay memory-mapped and are only read from disk when a caption is asked for.

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fiftyone_ram.models.base import TaggerModel
+from fiftyone_ram.models.base import TaggerModel, frozen
 from fiftyone_ram.models.config import ModelConfig
 from fiftyone_ram.models.tagging_head import TaggingHead
 
@@ -37,3 +37,14 @@ class RAM(TaggerModel):
     def logits(self, image_embeds: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
         queries, projected = self._queries(classes)
         return self.fc(self.tagging_head(queries, image_embeds, projected)).squeeze(-1)
+
+    def label_queries(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.label_embed.detach()[:, None, :], None
+
+    def with_label_queries(self, queries: torch.Tensor, mask: torch.Tensor | None = None) -> RAM:
+        if queries.dim() != 3 or queries.shape[1] != 1 or mask is not None:
+            raise ValueError(f"RAM has one label query per class: (C, 1, D), not {tuple(queries.shape)}")
+        clone = self.sharing_copy()
+        clone.label_embed = frozen(queries[:, 0])
+        clone.num_classes = queries.shape[0]
+        return clone

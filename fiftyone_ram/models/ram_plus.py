@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fiftyone_ram.models.base import TaggerModel
+from fiftyone_ram.models.base import TaggerModel, frozen
 from fiftyone_ram.models.config import ModelConfig
 from fiftyone_ram.models.tagging_head import TaggingHead
 
@@ -21,8 +21,8 @@ class RAMPlus(TaggerModel):
         self.image_proj = nn.Linear(config.swin.num_features, config.embed_dim)
         self.label_embed = nn.Parameter(torch.zeros(num_classes * config.descriptions_per_tag, config.embed_dim))
         self.reweight_scale = nn.Parameter(torch.tensor(0.0))
-        # (num_classes, descriptions_per_tag) bool, True for real rows: only set by vocabularies whose tags have
-        # different numbers of descriptions (zero-padded rows are then kept out of the softmax).
+        # (num_classes, descriptions_per_tag) bool, True for real rows: only set when the classes have different
+        # numbers of descriptions (see with_label_queries; zero-padded rows are then kept out of the softmax).
         self.register_buffer("description_mask", None, persistent=False)
         self.wordvec_proj = nn.Linear(config.embed_dim, hidden)
         self.tagging_head = TaggingHead(config.q2l, kv_width=config.embed_dim)
@@ -55,3 +55,17 @@ class RAMPlus(TaggerModel):
     def logits(self, image_embeds: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
         queries = F.relu(self.wordvec_proj(self.tag_embeddings(image_embeds, classes)))
         return self.fc(self.tagging_head(queries, image_embeds)).squeeze(-1)
+
+    def label_queries(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.label_embed.detach().view(self.num_classes, self.descriptions_per_tag, -1), self.description_mask
+
+    def with_label_queries(self, queries: torch.Tensor, mask: torch.Tensor | None = None) -> RAMPlus:
+        """``queries`` (C, K, D): K unit description embeddings per class; a class with fewer is zero-padded
+        and ``mask`` (C, K) marks its real rows."""
+        if queries.dim() != 3 or (mask is not None and tuple(mask.shape) != tuple(queries.shape[:2])):
+            raise ValueError(f"RAM++ label queries are (C, K, D) with a (C, K) mask, not {tuple(queries.shape)}")
+        clone = self.sharing_copy()
+        clone.label_embed = frozen(queries.reshape(-1, queries.shape[-1]))
+        clone.num_classes, clone.descriptions_per_tag = queries.shape[0], queries.shape[1]
+        clone.description_mask = mask
+        return clone

@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fiftyone_ram.models.base import TaggerModel
+from fiftyone_ram.models.base import TaggerModel, frozen
 from fiftyone_ram.models.config import ModelConfig
 from fiftyone_ram.models.tagging_head import TaggingHead
+
 
 class GroupWiseLinear(nn.Module):
     """One weight vector and bias per class: ``logit[b, c] = <W[c], h[b, c]> + b[c]`` (upstream key names)."""
@@ -52,3 +53,14 @@ class Tag2Text(TaggerModel):
     def logits(self, image_embeds: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
         queries, projected = self._queries(classes)
         return self.fc(self.tagging_head(queries, image_embeds, projected), classes)
+
+    def select_classes(self, index: torch.Tensor) -> Tag2Text:
+        """Tag2Text's queries and output weights are learned per class: selecting is all it can do."""
+        index = torch.as_tensor(index, device=self.label_embed.weight.device)
+        clone = self.sharing_copy()
+        clone.label_embed = nn.Embedding.from_pretrained(self.label_embed.weight.detach()[index], freeze=True)
+        fc = GroupWiseLinear(0, self.fc.W.shape[-1])
+        fc.W, fc.b = frozen(self.fc.W[:, index]), frozen(self.fc.b[:, index])
+        clone.fc = fc
+        clone.num_classes = len(index)
+        return clone

@@ -1,35 +1,31 @@
 """What a tagger is asked: tag names, where each tag's label query comes from, and its threshold.
 
-A tag is either *built-in* (one of the tagger's own tags: its query is the model's, selected by index, so a
+A tag is either *built-in* (one of the base tag list's: its query is the model's, selected by index, so a
 subset needs no text encoder and scores exactly as in the full vocabulary) or *embedded* (a new tag, or a
 RAM++ tag given descriptions: its query is built from CLIP text embeddings as upstream's open set does).
+A vocabulary is built from facts only (a family, the base tag list and its thresholds); the model classes
+put it to use (``with_label_queries``, ``select_classes``), ``Tagger.with_vocabulary`` joins the two.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import torch
 
+from fiftyone_ram.models.config import FAMILIES
+from fiftyone_ram.models.registry import tag_list_signature
 from fiftyone_ram.vocabulary.cache import EmbeddingCache
 from fiftyone_ram.vocabulary.embeddings import description_rows, ram_queries, template_rows
 from fiftyone_ram.vocabulary.sources import DescriptionSource, TagSource, read_descriptions, read_tags
 from fiftyone_ram.vocabulary.text_encoder import TextEncoder, resolve_text_encoder
 
-if TYPE_CHECKING:  # pragma: no cover
-    from fiftyone_ram.tagger import Tagger
-
 #: Upstream's threshold for open-set tags (``batch_inference.py``, ``inference_ram*_openset.py``).
 OPEN_SET_THRESHOLD = 0.5
-
-
-def tag_list_signature(names: Sequence[str]) -> str:
-    return hashlib.sha256("\n".join(names).encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,30 +81,44 @@ class Vocabulary:
         return queries, (None if uniform else mask)
 
 
-def build_vocabulary(tagger: Tagger, *, tags: TagSource | None = None,
+def build_vocabulary(family: str | Any, tag_list: Sequence[str] | None = None,
+                     thresholds: Sequence[float] | np.ndarray | None = None, *, tags: TagSource | None = None,
                      descriptions: DescriptionSource | None = None, keep_builtin: bool = False,
                      new_tag_threshold: float | None = None, tag_thresholds: Mapping[str, float] | None = None,
                      text_encoder: TextEncoder | str | Path | object | None = None,
-                     templates: Sequence[str] | None = None, cache: EmbeddingCache | str | Path | bool = True
-                     ) -> Vocabulary:
-    """A vocabulary for ``tagger`` (apply it with ``tagger.with_vocabulary``).
+                     templates: Sequence[str] | None = None, cache: EmbeddingCache | str | Path | bool = True,
+                     device: str | torch.device = "cpu") -> Vocabulary:
+    """A vocabulary over a base of tags: the model ``family`` (``ram``, ``ram_plus``, ``tag2text``), the
+    ``tag_list`` the model answers now and its ``thresholds``. For convenience a loaded tagger may stand for
+    all three (and the device): ``build_vocabulary(tagger, tags=...)``; apply it with ``tagger.with_vocabulary``.
 
     ``tags``: the tags to answer (a file, one per line, or a list); default: the described tags when
-    ``descriptions`` is given, else all of the tagger's tags. ``keep_builtin``: all the tagger's tags first,
-    then the given tags that are not among them. Names found in the tagger's tag list use its own queries;
+    ``descriptions`` is given, else all of the base tags. ``keep_builtin``: all the base tags first, then
+    the given tags that are not among them. Names found in the base tag list use the model's own queries;
     the others are embedded: RAM with upstream's prompt ensemble, RAM++ from their ``descriptions`` (upstream's
     JSON layout) or else from the templates. A RAM++ tag with descriptions is always embedded from them.
     ``new_tag_threshold`` (default 0.5, upstream's open set) applies to embedded tags; built-in tags keep the
-    tagger's thresholds; ``tag_thresholds`` overrides any tag by name. ``text_encoder`` (default CLIP
-    ViT-B/16) and ``templates`` (default upstream's 63) are only used for embeddings not cached yet.
+    base thresholds; ``tag_thresholds`` overrides any tag by name. ``text_encoder`` (default CLIP ViT-B/16,
+    on ``device``) and ``templates`` (default upstream's 63) are only used for embeddings not cached yet.
     """
-    family = tagger.family
+    if not isinstance(family, str):  # duck-typed: a Tagger, or anything with the same three facts
+        base = family
+        family, tag_list, thresholds = base.family, base.tag_list, base.thresholds
+        device = getattr(base, "device", device)
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; expected one of {', '.join(FAMILIES)}")
+    if tag_list is None or thresholds is None:
+        raise TypeError("build_vocabulary needs the base tag list and its thresholds (or a tagger)")
+    tag_list = list(tag_list)
+    base_limits = np.asarray(thresholds, dtype=np.float32)
+    if base_limits.shape != (len(tag_list),):
+        raise ValueError(f"{base_limits.size} thresholds given for a tag list of {len(tag_list)} tags")
     described = read_descriptions(descriptions) if descriptions is not None else {}
     if described and family != "ram_plus":
         instead = "prompt templates: pass the tag names as tags=" if family == "ram" else "its own tags only"
         raise ValueError(f"descriptions are RAM++'s way to define tags; {family} uses {instead}")
     requested = read_tags(tags) if tags is not None else list(described) if described else None
-    chosen = _choose(tagger.tag_list, requested, keep_builtin or requested is None)
+    chosen = _choose(tag_list, requested, keep_builtin or requested is None)
     if not chosen:
         raise ValueError("the vocabulary has no tags")
     names = [name for name, _ in chosen]
@@ -119,18 +129,18 @@ def build_vocabulary(tagger: Tagger, *, tags: TagSource | None = None,
         raise ValueError(f"Tag2Text's label queries are learned, one per tag of its own list, so it cannot answer "
                          f"new tags ({shown}); use RAM or RAM++ for those, or a subset of Tag2Text's tags")
     if new:
-        encoder = resolve_text_encoder(text_encoder, device=tagger.device)
+        encoder = resolve_text_encoder(text_encoder, device=device)
         embedded = _embed(new, family, described, encoder, templates, _cache(cache))
     else:
         embedded = []
-    limits = np.where(index >= 0, tagger.thresholds[np.maximum(index, 0)],
+    limits = np.where(index >= 0, base_limits[np.maximum(index, 0)],
                       OPEN_SET_THRESHOLD if new_tag_threshold is None else new_tag_threshold).astype(np.float32)
     for name, value in (tag_thresholds or {}).items():
         positions = [i for i, n in enumerate(names) if n == name]
         if not positions:
             raise ValueError(f"tag_thresholds names {name!r}, which is not in the vocabulary")
         limits[positions] = float(value)
-    return Vocabulary(tuple(names), limits, index, tuple(embedded), family, tag_list_signature(tagger.tag_list))
+    return Vocabulary(tuple(names), limits, index, tuple(embedded), family, tag_list_signature(tag_list))
 
 
 def _choose(tag_list: Sequence[str], requested: list[str] | None, keep_builtin: bool) -> list[tuple[str, int]]:
