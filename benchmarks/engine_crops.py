@@ -1,7 +1,7 @@
 """Crops/s through the cleaning engine's embedding and clustering path, on CPU, for synthetic regions.
 
 What is timed, per region: cutting the crop out of the decoded image (in memory), embedding it with the RAM
-image encoder (``TaggerCrops``: the tagger's forward, which also scores the crop's category), and
+image encoder (``TaggerCrops``: the tagger's batch loop, which also scores the crop's category), and
 ``score_outliers`` over all regions at the end (K-Means++ per category, silhouette for k, the outlier rule).
 Image decoding and the detector are not part of this path (regions come from known boxes).
 

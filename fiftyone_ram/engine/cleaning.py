@@ -28,7 +28,7 @@ cross-category check sees the categories of that batch.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -44,9 +44,9 @@ from fiftyone_ram.engine.review import (
     strip_flags,
     to_classifications,
 )
+from fiftyone_ram.fiftyone.progress import Progress
 
 REASONS = ("no_region", "outlier", "not_predicted")
-Progress = Callable[[float, str], None]
 
 
 @dataclass
@@ -116,7 +116,7 @@ def clean_tags(samples: Any, tag_field: str, *, regions: RegionSource, encoder: 
     ``resume``: continue a run that stopped, skipping its completed categories; ``overwrite``: start again,
     replacing an earlier run's review and cleaned fields. Without either, an earlier run is an error.
     """
-    from fiftyone_ram.evaluation.ground_truth import read_ground_truth
+    from fiftyone_ram.fiftyone.fields import read_tags
 
     defaults = default_fields(tag_field)
     cleaned_field = cleaned_field or defaults["cleaned_field"]
@@ -134,7 +134,7 @@ def clean_tags(samples: Any, tag_field: str, *, regions: RegionSource, encoder: 
 
     ids = samples.values("id")
     paths = samples.values("filepath")
-    tags = read_ground_truth(samples, tag_field)
+    tags = read_tags(samples, tag_field)
     names = [list(dict.fromkeys(n for n in row if n)) for row in tags.names]
 
     done: set[str] = set()

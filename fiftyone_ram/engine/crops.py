@@ -1,7 +1,7 @@
 """Region crops, in memory, and their embeddings: the RAM image encoder or a CLIP image encoder.
 
 Crops are PIL images cut from the decoded image and dropped once embedded; nothing is written to disk. The
-RAM encoder (the tagger's ``forward``) gives, in the same pass, the tagger's probability of each crop's own
+RAM encoder (the tagger's ``iter_batches``) gives, in the same pass, the tagger's probability of each crop's own
 category: the paper's second cleaning test ("the model does not predict the category on the region").
 """
 
@@ -76,14 +76,12 @@ class TaggerCrops:
             return self.tagger.embed(list(crops)), np.full(len(crops), np.nan)
         column = {c: j for j, c in enumerate(known)}
         embeddings, probs = [], []
-        size = self.tagger.batch_size
-        for start in range(0, len(crops), size):
-            pixels = self.tagger.preprocess(list(crops[start:start + size]))
-            logits, embeds = self.tagger.forward(pixels, known)  # only the batch's categories are scored
-            embeddings.append(embeds.numpy())
-            scores = 1.0 / (1.0 + np.exp(-logits.numpy()))
-            for row, category in enumerate(categories[start:start + size]):
-                probs.append(scores[row, column[category]] if category in column else np.nan)
+        for batch in self.tagger.iter_batches(list(crops), tags=known):  # only the categories at hand are scored
+            batch.raise_errors()  # in-memory crops: never unreadable
+            embeddings.append(batch.embeddings)
+            for position, scores in zip(batch.positions, batch.probabilities):
+                category = categories[position]
+                probs.append(scores[column[category]] if category in column else np.nan)
         return np.concatenate(embeddings), np.asarray(probs, dtype=np.float64)
 
 

@@ -18,15 +18,15 @@ merged by their normalised name (case, spacing); the first spelling is kept.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fiftyone_ram.fiftyone.progress import Progress
 from fiftyone_ram.labels.label_system import normalize_name
 
 SOURCES = ("original", "parsed", "predicted", "captioned")
 CHUNK = 256  # samples per database write (and per progress report)
-Progress = Callable[[float, str], None]
 
 
 @dataclass
@@ -101,8 +101,7 @@ def generate_tags(samples: Any, out_field: str, *, tag_fields: Sequence[str] = (
     Tag2Text tagger (may be the same object) whose captions are parsed; ``parser``: the caption parser
     (default: RAM's label system, or ``tag_list``). Raises if ``out_field`` exists and not ``overwrite``.
     """
-    from fiftyone_ram.evaluation.ground_truth import read_ground_truth
-    from fiftyone_ram.images import ImageError, load_image
+    from fiftyone_ram.fiftyone.fields import read_tags
 
     if not out_field.isidentifier():
         raise ValueError(f"'{out_field}' is not a valid field name (letters, digits and underscores)")
@@ -110,7 +109,7 @@ def generate_tags(samples: Any, out_field: str, *, tag_fields: Sequence[str] = (
         raise ValueError(f"the output field '{out_field}' is also an input")
     if samples.get_field(out_field) is not None and not overwrite:
         raise ValueError(f"'{out_field}' already exists: pass overwrite (CLI: --overwrite) to replace it")
-    if captioner is not None and (captioner.family != "tag2text" or not getattr(captioner.model, "can_caption", 1)):
+    if captioner is not None and not captioner.can_caption:
         raise ValueError("the captioner must be a Tag2Text model with its captioning branch")
     if not (tag_fields or caption_fields or tagger or captioner):
         raise ValueError("give at least one source: tag fields, caption fields, a tagger or a captioner")
@@ -121,7 +120,7 @@ def generate_tags(samples: Any, out_field: str, *, tag_fields: Sequence[str] = (
 
     summary = GenerationSummary(out_field)
     ids, paths = samples.values("id"), samples.values("filepath")
-    originals = [read_ground_truth(samples, name).names for name in tag_fields]
+    originals = [read_tags(samples, name).names for name in tag_fields]
     captions = [samples.values(name) for name in caption_fields]
     summary.samples = len(ids)
     for start in range(0, len(ids), CHUNK):
@@ -136,26 +135,20 @@ def generate_tags(samples: Any, out_field: str, *, tag_fields: Sequence[str] = (
                 for name in parser.tags(texts) if texts else ():
                     merged[i].add(name, "parsed", None, summary)
         written: dict[int, str | None] = dict.fromkeys(block)
-        if tagger is not None or captioner is not None:
-            for batch in _batches(list(block), batch_size):
-                images, good = [], []
-                for i in batch:
-                    try:
-                        images.append(load_image(paths[i]))
-                        good.append(i)
-                    except ImageError as exc:
-                        summary.unreadable[paths[i]] = str(exc)
-                if not good:
-                    continue
-                if tagger is not None:
-                    for i, predicted in zip(good, tagger.predict(images, threshold=threshold)):
-                        for name, probability in predicted:
-                            merged[i].add(name, "predicted", float(probability), summary)
-                if captioner is not None:
-                    for i, text in zip(good, captioner.caption(images, **(caption_options or {}))):
-                        written[i] = text
-                        for name in parser.tags(text):
-                            merged[i].add(name, "captioned", None, summary)
+        for tagged, captioned in _tag_block([paths[i] for i in block], tagger, captioner, caption_options,
+                                            batch_size):
+            for position, message in tagged.errors.items():
+                summary.unreadable[paths[block[position]]] = message
+            if tagger is not None:
+                predictions = tagger.decide(tagged.probabilities, tagged.indices, threshold=threshold)
+                for position, predicted in zip(tagged.positions, predictions):
+                    for name, probability in predicted:
+                        merged[block[position]].add(name, "predicted", float(probability), summary)
+            if captioner is not None:
+                for position, text in zip(captioned.positions, captioned.captions):
+                    written[block[position]] = text
+                    for name in parser.tags(text):
+                        merged[block[position]].add(name, "captioned", None, summary)
         samples.select([ids[i] for i in block], ordered=True).set_values(
             out_field, [merged[i].to_label(written[i]) for i in block], dynamic=True)
         if progress is not None:
@@ -169,5 +162,16 @@ def _texts(value: Any) -> list[str]:
     return [text for text in value or () if isinstance(text, str) and text.strip()]
 
 
-def _batches(items: list[int], size: int) -> list[list[int]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
+def _tag_block(paths: list[str], tagger: Any, captioner: Any, caption_options: dict[str, Any] | None,
+               batch_size: int) -> Iterator[tuple[Any, Any]]:
+    """Per batch, the tagger's and the captioner's ``TaggedBatch`` (the same one when they are one model, whose
+    backbone then runs once per image for both)."""
+    if tagger is None and captioner is None:
+        return iter(())
+    first = tagger if tagger is not None else captioner
+    runs = [first.iter_batches(paths, tags=None if tagger is not None else [], caption=captioner is first,
+                               caption_options=caption_options, batch_size=batch_size)]
+    if captioner is not None and captioner is not first:
+        runs.append(captioner.iter_batches(paths, tags=[], caption=True, caption_options=caption_options,
+                                           batch_size=batch_size))
+    return ((batches[0], batches[-1]) for batches in zip(*runs))

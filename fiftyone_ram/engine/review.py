@@ -95,7 +95,7 @@ def apply_cleaning(samples: Any, tag_field: str, *, review_field: str | None = N
                    backup_field: str | None = None) -> dict[str, Any]:
     """Remove the accepted tags from ``tag_field`` in ``samples``, after keeping the original in
     ``backup_field`` (default ``<tag_field>_original``). Returns counts of what was removed."""
-    from fiftyone_ram.evaluation.ground_truth import GT_LABEL_TYPES, _field_kind
+    from fiftyone_ram.fiftyone.fields import TAG_LABEL_TYPES, field_kind
 
     defaults = default_fields(tag_field)
     review_field = review_field or defaults["review_field"]
@@ -103,7 +103,7 @@ def apply_cleaning(samples: Any, tag_field: str, *, review_field: str | None = N
     dataset = samples._dataset
     if samples.get_field(review_field) is None:
         raise ValueError(f"no review field '{review_field}': run cleaning first")
-    kind, label_type = _field_kind(samples, tag_field, GT_LABEL_TYPES, "tag", allow_strings=True)
+    kind, label_type = field_kind(samples, tag_field, TAG_LABEL_TYPES, "tag", allow_strings=True)
     todo = removals(samples, review_field, accept)
     if dataset.get_field(backup_field) is None:
         dataset.clone_sample_field(tag_field, backup_field)

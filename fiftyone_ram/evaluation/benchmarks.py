@@ -1,9 +1,11 @@
 """Upstream's OpenImages tagging benchmarks, built as FiftyOne datasets and scored beside the papers.
 
 Upstream's ``batch_inference.py`` protocol: the benchmark's tag list is the class subset (scores of a
-class do not depend on which others are asked for), a class is predicted when its score is ``>=`` its
-threshold (the tagger's per-class thresholds, or one ``--threshold``), mAP uses every image's score
-for every class, and P / R are the macro means CP / CR. ``openimages-rare``'s classes are not RAM's:
+class do not depend on which others are asked for), mAP uses every image's score for every class, and
+P / R are the macro means CP / CR. A class is predicted by the tagger's own rule,
+:func:`fiftyone_ram.decision.decide`: score strictly above its threshold (the tagger's per-class
+thresholds, or one ``--threshold``), where ``batch_inference.py`` writes ``>=``; the two differ only for a
+score exactly equal to its threshold, and one rule keeps the benchmark's tags those of ``Tagger.predict``. ``openimages-rare``'s classes are not RAM's:
 they are embedded as upstream's open set (threshold 0.5). Annotations come from upstream (pinned files,
 ``fiftyone_ram.assets``); images from FiftyOne's Open Images V6 zoo dataset (test split) or a folder
 the user already has (``<dir>/test/<id>.jpg`` as upstream's ``imgs/`` or ``<dir>/<id>.jpg``).
@@ -18,6 +20,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+
+from fiftyone_ram.decision import decide
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +154,10 @@ def build_dataset(
     return dataset
 
 
-def tag_dataset(
+Scores = list[tuple[np.ndarray, np.ndarray] | None]  # per image: (logits, probabilities), None: unreadable
+
+
+def predict_benchmark(
     dataset: Any,
     tagger: Any,
     classes: Sequence[str],
@@ -161,8 +168,8 @@ def tag_dataset(
     reuse_scores: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """Score every image for ``classes`` and store ``Classifications`` (tags at or above threshold, and
-    the logits over ``classes``); returns the per-class thresholds used.
+    """Score every image for ``classes`` and store ``Classifications`` (the tags the decision rule keeps,
+    and the logits over ``classes``); returns the per-class thresholds used.
 
     With ``reuse_scores`` the logits already stored in ``label_field`` are used when every sample has
     them (re-deciding tags at new thresholds without running the model again). Images that cannot be read
@@ -171,32 +178,41 @@ def tag_dataset(
     import fiftyone as fo
 
     thresholds = _class_thresholds(tagger, classes, threshold)
-    probs = _stored_probabilities(dataset, label_field, len(classes)) if reuse_scores else None
-    if probs is None:
-        paths = dataset.values("filepath")
-        probs = []
-        for start in range(0, len(paths), batch_size):
-            batch = paths[start : start + batch_size]
-            probs.extend(_probabilities(tagger, batch, classes))
-            if progress:
-                progress(min(start + batch_size, len(paths)), len(paths))
+    scores = _stored_scores(dataset, label_field, len(classes)) if reuse_scores else None
+    if scores is None:
+        scores = _computed_scores(dataset.values("filepath"), tagger, classes, batch_size, progress)
     labels = []
-    for p in probs:
-        if p is None:
+    for score in scores:
+        if score is None:
             labels.append(None)
             continue
-        keep = np.flatnonzero(p >= thresholds)
-        with np.errstate(divide="ignore"):
-            logits = np.clip(np.log(p.astype(np.float64)) - np.log1p(-p.astype(np.float64)), -1e4, 1e4)
+        logits, p = score
+        (keep,) = decide(p[None, :], thresholds)
         labels.append(fo.Classifications(
             classifications=[fo.Classification(label=classes[j], confidence=float(p[j])) for j in keep],
             logits=logits,
         ))
-    unreadable = sum(p is None for p in probs)
+    unreadable = sum(score is None for score in scores)
     if unreadable:
         logger.warning("%d images could not be read and have no prediction", unreadable)
     dataset.set_values(label_field, labels)
     return thresholds
+
+
+def _computed_scores(paths: list[str], tagger: Any, classes: Sequence[str], batch_size: int,
+                     progress: Callable[[int, int], None] | None) -> Scores:
+    """Scores over ``classes`` per image through the tagger's loop; an unreadable image is logged."""
+    out: Scores = [None] * len(paths)
+    done = 0
+    for batch in tagger.iter_batches(paths, tags=list(classes), batch_size=batch_size):
+        for position, logits, p in zip(batch.positions, batch.logits, batch.probabilities):
+            out[position] = (logits, p)
+        for position, message in batch.errors.items():
+            logger.warning("cannot read %s: %s", paths[position], message)
+        done += len(batch.positions) + len(batch.errors)
+        if progress:
+            progress(done, len(paths))
+    return out
 
 
 @dataclass
@@ -262,8 +278,8 @@ def run_benchmark(
     if not reuse_scores and any(c not in known for c in classes):
         tagger = _open_set_tagger(bench, tagger, classes, descriptions, text_encoder)
     field = label_field or (family or "tags").replace("+", "_plus")
-    thresholds = tag_dataset(dataset, tagger, classes, label_field=field, threshold=threshold,
-                             batch_size=batch_size, reuse_scores=reuse_scores, progress=progress)
+    thresholds = predict_benchmark(dataset, tagger, classes, label_field=field, threshold=threshold,
+                                   batch_size=batch_size, reuse_scores=reuse_scores, progress=progress)
     results = evaluate_tags(dataset, field, GT_FIELD, eval_key=eval_key, model_tags=classes,
                             threshold=thresholds, classes=classes, empty_classes=empty_classes)
     return BenchmarkReport(bench, family, results, len(dataset), dataset.info["benchmark"]["missing_images"], threshold)
@@ -287,13 +303,17 @@ def format_benchmark(report: BenchmarkReport) -> str:
     return "\n".join([head, "", table, "", note])
 
 
-def _stored_probabilities(dataset: Any, label_field: str, num_classes: int) -> list[np.ndarray] | None:
+def _stored_scores(dataset: Any, label_field: str, num_classes: int) -> Scores | None:
     if dataset.get_field(label_field) is None:
         return None
     stored = dataset.values(f"{label_field}.logits")
     if not stored or any(v is None or len(v) != num_classes for v in stored):
         return None
-    return [(1.0 / (1.0 + np.exp(-np.asarray(v, dtype=np.float64)))).astype(np.float32) for v in stored]
+    out: Scores = []
+    for v in stored:
+        logits = np.asarray(v, dtype=np.float64)
+        out.append((logits, (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)))
+    return out
 
 
 def _pct(x: float | None) -> str:
@@ -311,7 +331,8 @@ def _open_set_tagger(
 
         descriptions = assets.upstream_file(bench.descriptions)
     try:
-        vocabulary = build_vocabulary(tagger, tags=list(classes), text_encoder=text_encoder,
+        vocabulary = build_vocabulary(tagger.family, tagger.tag_list, tagger.thresholds, tags=list(classes),
+                                      text_encoder=text_encoder, device=tagger.device,
                                       descriptions=descriptions if tagger.family == "ram_plus" else None)
     except TextEncoderError as exc:
         raise ValueError(f"{bench.name}: tags outside the model's list are embedded with a CLIP text encoder, "
@@ -328,18 +349,6 @@ def _class_thresholds(tagger: Any, classes: Sequence[str], threshold: float | No
 
         return np.full(len(classes), OPEN_SET_THRESHOLD, dtype=np.float32)
     return np.asarray(tagger.thresholds, dtype=np.float32)[tagger.class_indices(classes)]
-
-
-def _probabilities(tagger: Any, paths: list[str], classes: Sequence[str]) -> list[np.ndarray | None]:
-    from fiftyone_ram.images import ImageError
-
-    try:
-        return list(tagger.probabilities(paths, tags=list(classes)))
-    except ImageError as exc:
-        if len(paths) == 1:
-            logger.warning("cannot read %s: %s", paths[0], exc)
-            return [None]
-        return [p for path in paths for p in _probabilities(tagger, [path], classes)]
 
 
 def _read_lines(path: Path) -> list[str]:

@@ -19,8 +19,10 @@ Conventions (documented in README_SECTION.md):
   sorts with numpy's unstable argsort, so its value on tied data is some order in between.
 * Classes without positives (``empty_classes=``): ``"exclude"`` (default) leaves them out of mAP and of
   the macro averages CP / CR; ``"zero"`` counts them as AP 0, P 0, R 0, as upstream does.
-* A sample predicts a class when its score is ``>= threshold`` (upstream ``batch_inference.py``).
-  Missing scores are ``-inf``: ranked below every real score and never predicted.
+* A sample predicts a class when its score is strictly above the threshold: the tagger's own rule
+  (:mod:`fiftyone_ram.decision`; upstream's ``batch_inference.py`` writes ``>=``, which differs only for a
+  score exactly equal to its threshold). Missing scores are ``-inf``: ranked below every real score and
+  never predicted.
 """
 
 from __future__ import annotations
@@ -333,7 +335,7 @@ def evaluate_arrays(
         scores: (N, C) float array, any memory order (float64 is kept, other floats become float32).
             ``-inf`` means no score.
         targets: (N, C) bool/0-1 array or a scipy sparse matrix of the same shape.
-        thresholds: a float or a (C,) array; a class is predicted when ``score >= threshold``.
+        thresholds: a float or a (C,) array; a class is predicted when ``score > threshold``.
         top_k: values of k for which the k highest-scored classes of each sample are predicted
             (all classes tying with the k-th score are included).
     """
@@ -349,7 +351,7 @@ def evaluate_arrays(
     predicted = np.zeros(c, dtype=np.int64)
     for c0, block, positives in _column_blocks(scores, targets, column_chunk):
         if thr is not None:
-            predicted[c0 : c0 + len(block)] = np.count_nonzero(block >= thr[c0 : c0 + len(block), None], axis=1)
+            predicted[c0 : c0 + len(block)] = np.count_nonzero(block > thr[c0 : c0 + len(block), None], axis=1)
         for j, pos in enumerate(positives):
             k = c0 + j
             support[k] = len(pos)
@@ -358,7 +360,7 @@ def evaluate_arrays(
             part = _rank_column(block[j], pos)
             ranked_parts.append(part)
             if thr is not None:
-                tp[k] = np.count_nonzero(part[0] >= thr[k])
+                tp[k] = np.count_nonzero(part[0] > thr[k])
 
     ranked = _assemble_ranked(ranked_parts, support, n)
     ap = average_precision(ranked, ties=ties)

@@ -21,23 +21,33 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 import fiftyone.core.fields as fof
+import fiftyone.core.validation as fov
 from fiftyone.utils.eval.detection import DetectionEvaluation, DetectionEvaluationConfig, DetectionResults
 
-from fiftyone_ram.evaluation import ground_truth as gtm
+from fiftyone_ram.decision import decide
 from fiftyone_ram.evaluation import metrics as M
-from fiftyone_ram.tag_files import read_tag_list, read_thresholds
 from fiftyone_ram.evaluation.vocabulary import VocabularyMapper, VocabularyReport
+from fiftyone_ram.fiftyone.fields import (
+    PREDICTION_LABEL_TYPES,
+    TAG_LABEL_TYPES,
+    FieldKind,
+    FieldTags,
+    field_kind,
+    read_predictions,
+    read_tags,
+)
+from fiftyone_ram.fiftyone.progress import Progress
+from fiftyone_ram.tag_files import read_tag_list, read_thresholds
 
 logger = logging.getLogger(__name__)
 
 METHOD = "ram-tags"
 MISSING = "(none)"
-Progress = Callable[[float, str], None]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -127,7 +137,7 @@ class TagEvaluation(DetectionEvaluation):
         paths = []
         for field in (self.config.pred_field, self.config.gt_field):
             try:
-                kind, label_type = gtm._field_kind(samples, field, gtm.GT_LABEL_TYPES, "label", allow_strings=True)
+                kind, label_type = field_kind(samples, field, TAG_LABEL_TYPES, "label", allow_strings=True)
             except ValueError:
                 continue
             if kind == "list":
@@ -319,7 +329,7 @@ def evaluate_tags(
     stored confidence of a predicted tag, else ``-inf`` (a tag below the tagging threshold ranks below
     every stored score; ties among those follow ``ties``).
     """
-    gtm.check_fields(samples, pred_field, gt_field)
+    _check_fields(samples, pred_field, gt_field)
     tags, tags_source, tagger_thresholds = _resolve_model_tags(model_tags)
     thresholds_cfg, per_class_thr = _resolve_threshold(threshold, tags)
     config = TagEvaluationConfig(
@@ -368,8 +378,8 @@ def _evaluate(method: TagEvaluation, samples: Any, eval_key: str | None, inputs:
     """All the numbers, and the per-sample / per-label verdicts to write; nothing is written here."""
     config: TagEvaluationConfig = method.config
     progress(0.0, "reading labels")
-    gt = gtm.read_ground_truth(samples, config.gt_field)
-    pred = gtm.read_predictions(samples, config.pred_field, with_logits=inputs.use_logits and inputs.tags is not None)
+    gt = read_tags(samples, config.gt_field, role="ground-truth")
+    pred = read_predictions(samples, config.pred_field, with_logits=inputs.use_logits and inputs.tags is not None)
     n = len(gt)
 
     progress(0.2, "mapping vocabulary")
@@ -398,7 +408,9 @@ def _evaluate(method: TagEvaluation, samples: Any, eval_key: str | None, inputs:
     if thr is None:
         predicted = _unique_pairs((i, j) for i, row in enumerate(pred_class) for j in row if j is not None)
     else:
-        rows, cols = np.nonzero(scores >= thr[None, :])
+        decided = decide(scores, thr)  # the tagger's own rule: strictly above the threshold
+        rows = np.repeat(np.arange(len(decided)), [len(cols) for cols in decided])
+        cols = np.concatenate(decided) if decided else np.zeros(0, np.int64)
         predicted = np.stack([rows, cols], axis=1).astype(np.int64)
 
     progress(0.5, "computing metrics")
@@ -468,7 +480,7 @@ def _unique_pairs(pairs: Any) -> np.ndarray:
 
 
 def _score_matrix(
-    pred: gtm.FieldTags, classes: list[str], index: dict[str, int], tags: list[str] | None
+    pred: FieldTags, classes: list[str], index: dict[str, int], tags: list[str] | None
 ) -> tuple[np.ndarray, str]:
     """(N, C) float32 scores: sigmoid of stored logits, else stored confidences, else -inf."""
     n, c = len(pred), len(classes)
@@ -526,12 +538,12 @@ def _thresholds_for(
 class _Verdicts:
     """Per sample: counts and missed tags; per label of both fields: "tp" / "fp" / "fn" or None."""
 
-    gt: gtm.FieldTags
-    pred: gtm.FieldTags
+    gt: FieldTags
+    pred: FieldTags
     values: dict[str, list]
 
 
-def _match(gt: gtm.FieldTags, pred: gtm.FieldTags, gt_class: list, pred_class: list, positives: np.ndarray,
+def _match(gt: FieldTags, pred: FieldTags, gt_class: list, pred_class: list, positives: np.ndarray,
            predicted: np.ndarray, classes: list[str], n: int) -> tuple[list[tuple], _Verdicts]:
     """FiftyOne-style match tuples ``(gt, pred, iou, confidence, gt_id, pred_id)`` and the verdicts.
 
@@ -599,7 +611,7 @@ def _set_sample_fields(samples: Any, columns: dict[str, list]) -> None:
         samples._dataset._bulk_write(ops)
 
 
-def _set_label_attribute(samples: Any, tags_: gtm.FieldTags, attr: str, values: list[list[str | None]]) -> None:
+def _set_label_attribute(samples: Any, tags_: FieldTags, attr: str, values: list[list[str | None]]) -> None:
     """Write one attribute on many labels, one database update per distinct value.
 
     FiftyOne's ``set_values`` on a label-list attribute sends one update per label: for 10,000 samples
@@ -648,6 +660,18 @@ def _panel_rows(summary: dict[str, Any], top_k: dict[str, Any]) -> dict[str, dic
 
 def _finite(x: Any) -> float | None:
     return float(x) if x is not None and np.isfinite(x) else None
+
+
+def _check_fields(samples: Any, pred_field: str, gt_field: str) -> tuple[FieldKind, FieldKind]:
+    """Validate both fields up front; raises ``ValueError`` naming the field and the accepted types."""
+    fov.validate_non_grouped_collection(samples)
+    if samples.media_type != "image":
+        raise ValueError(f"tag evaluation works on image collections; this one holds {samples.media_type!r} media")
+    pred = field_kind(samples, pred_field, PREDICTION_LABEL_TYPES, "prediction", allow_strings=False)
+    gt = field_kind(samples, gt_field, TAG_LABEL_TYPES, "ground-truth", allow_strings=True)
+    if pred_field == gt_field:
+        raise ValueError(f"'{pred_field}' is given as both the prediction and the ground-truth field")
+    return pred, gt
 
 
 def _resolve_model_tags(model_tags: Any) -> tuple[list[str] | None, str | None, np.ndarray | None]:

@@ -1,9 +1,10 @@
-"""Image-level tags read out of FiftyOne fields: ground truth of several kinds, and tag predictions.
+"""Image-level tags read out of FiftyOne fields, for every package that reads them (evaluation, the data
+engine): tags of several field kinds, and tag predictions with their scores.
 
 The RAM paper evaluates tagging on detection and segmentation datasets by turning their objects into
 image-level labels (COCO, ADE20k); the same is done here for ``Detections`` and ``Polylines``. Fields are
-checked before anything is written, so a wrong field type fails with a message and leaves the dataset
-untouched.
+checked before anything is written (:func:`field_kind`), so a wrong field type fails with a message and
+leaves the dataset untouched.
 """
 
 from __future__ import annotations
@@ -15,12 +16,11 @@ import numpy as np
 
 import fiftyone.core.fields as fof
 import fiftyone.core.labels as fol
-import fiftyone.core.validation as fov
 
-#: Label types whose labels count as a sample's ground-truth tags.
-GT_LABEL_TYPES: tuple[type, ...] = (fol.Classifications, fol.Classification, fol.Detections, fol.Polylines)
+#: Label types whose labels count as a sample's tags (ground truth, or tags to generate from or clean).
+TAG_LABEL_TYPES: tuple[type, ...] = (fol.Classifications, fol.Classification, fol.Detections, fol.Polylines)
 #: Label types that hold tag predictions.
-PRED_LABEL_TYPES: tuple[type, ...] = (fol.Classifications, fol.Classification)
+PREDICTION_LABEL_TYPES: tuple[type, ...] = (fol.Classifications, fol.Classification)
 
 Kind = Literal["list", "single", "strings"]
 FieldKind = tuple[Kind, type | None]  # and the label class, for label fields
@@ -47,27 +47,16 @@ class FieldTags:
         return len(self.names)
 
 
-def check_fields(samples: Any, pred_field: str, gt_field: str) -> tuple[FieldKind, FieldKind]:
-    """Validate both fields up front; raises ``ValueError`` naming the field and the accepted types."""
-    fov.validate_non_grouped_collection(samples)
-    if samples.media_type != "image":
-        raise ValueError(f"tag evaluation works on image collections; this one holds {samples.media_type!r} media")
-    pred = _field_kind(samples, pred_field, PRED_LABEL_TYPES, "prediction", allow_strings=False)
-    gt = _field_kind(samples, gt_field, GT_LABEL_TYPES, "ground-truth", allow_strings=True)
-    if pred_field == gt_field:
-        raise ValueError(f"'{pred_field}' is given as both the prediction and the ground-truth field")
-    return pred, gt
-
-
-def read_ground_truth(samples: Any, field: str) -> FieldTags:
-    """Ground-truth names per sample; objects of ``Detections`` / ``Polylines`` become image-level tags."""
-    kind, label_type = _field_kind(samples, field, GT_LABEL_TYPES, "ground-truth", allow_strings=True)
+def read_tags(samples: Any, field: str, *, role: str = "tag") -> FieldTags:
+    """Tag names per sample; objects of ``Detections`` / ``Polylines`` become image-level tags. ``role``
+    names the field in error messages (``"ground-truth"`` for evaluation)."""
+    kind, label_type = field_kind(samples, field, TAG_LABEL_TYPES, role, allow_strings=True)
     return _read(samples, field, kind, label_type, with_scores=False, with_logits=False)
 
 
 def read_predictions(samples: Any, field: str, *, with_logits: bool = True) -> FieldTags:
     """Predicted tags per sample with their confidences, and the logit vectors when stored."""
-    kind, label_type = _field_kind(samples, field, PRED_LABEL_TYPES, "prediction", allow_strings=False)
+    kind, label_type = field_kind(samples, field, PREDICTION_LABEL_TYPES, "prediction", allow_strings=False)
     with_logits = with_logits and _has_logits(samples, field)
     return _read(samples, field, kind, label_type, with_scores=True, with_logits=with_logits)
 
@@ -103,9 +92,12 @@ def _read(
     return FieldTags(field, kind, label_type, path, names, ids, confs, logits)
 
 
-def _field_kind(
+def field_kind(
     samples: Any, field: str, allowed: tuple[type, ...], role: str, *, allow_strings: bool
 ) -> FieldKind:
+    """How ``field`` holds its labels: a label list (``"list"``), one label (``"single"``) or, with
+    ``allow_strings``, a list of strings such as the sample ``tags`` (``"strings"``); and the label class.
+    Raises ``ValueError`` naming the field (its ``role``) and the accepted types."""
     expected = ", ".join(t.__name__ for t in allowed)
     if allow_strings:
         expected += ", or a list of strings such as 'tags'"
