@@ -15,8 +15,9 @@ def decide(probs: np.ndarray, thresholds: np.ndarray, *, indices: np.ndarray | N
            excluded: np.ndarray | None = None) -> list[np.ndarray]:
     """Per row of ``probs`` (B, K), the columns that are tags, in tag-list order.
 
-    ``thresholds`` (K,) or one number, compared as float32; ``indices`` (K,): each column's position in the tag list (None: the
-    columns are the tag list); ``excluded``: a bool mask over the *tag list* of tags never emitted.
+    ``thresholds`` (K,) or one number, compared as float32; ``indices`` (K,): each column's position in the
+    tag list (None: the columns are the tag list); ``excluded``: a bool mask over the *tag list* of tags
+    never emitted.
     """
     probs = np.atleast_2d(probs)
     columns = np.arange(probs.shape[1])

@@ -5,10 +5,11 @@ class do not depend on which others are asked for), mAP uses every image's score
 P / R are the macro means CP / CR. A class is predicted by the tagger's own rule,
 :func:`fiftyone_ram.decision.decide`: score strictly above its threshold (the tagger's per-class
 thresholds, or one ``--threshold``), where ``batch_inference.py`` writes ``>=``; the two differ only for a
-score exactly equal to its threshold, and one rule keeps the benchmark's tags those of ``Tagger.predict``. ``openimages-rare``'s classes are not RAM's:
-they are embedded as upstream's open set (threshold 0.5). Annotations come from upstream (pinned files,
-``fiftyone_ram.assets``); images from FiftyOne's Open Images V6 zoo dataset (test split) or a folder
-the user already has (``<dir>/test/<id>.jpg`` as upstream's ``imgs/`` or ``<dir>/<id>.jpg``).
+score exactly equal to its threshold, and one rule keeps the benchmark's tags those of ``Tagger.predict``.
+``openimages-rare``'s classes are not RAM's: they are embedded as upstream's open set (threshold 0.5).
+Annotations come from upstream (pinned files, ``fiftyone_ram.assets``); images from FiftyOne's Open
+Images V6 zoo dataset (test split) or a folder the user already has (``<dir>/test/<id>.jpg`` as
+upstream's ``imgs/`` or ``<dir>/<id>.jpg``).
 """
 
 from __future__ import annotations
