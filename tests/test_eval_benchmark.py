@@ -77,10 +77,10 @@ def test_benchmark_numbers_equal_a_direct_computation(report, standin, tagger, u
 def test_cli_prints_ours_beside_the_paper(report, standin, tagger, upstream_dir, monkeypatch):
     from click.testing import CliRunner
 
+    from fiftyone_ram.cli import evaluate as evaluate_cli
     from fiftyone_ram.cli import main
-    from fiftyone_ram.evaluation import commands
 
-    monkeypatch.setattr(commands, "_load_tagger", lambda *args, **kwargs: tagger)
+    monkeypatch.setattr(evaluate_cli, "load_tagger_from_options", lambda *args, **kwargs: tagger)
     root, _ = standin
     args = ["benchmark", "openimages-common", "--model", "ram_plus", "--images-dir", str(root),
             "--max-samples", str(N_LISTED), "--taglist", str(upstream_dir / "openimages_common_214_ram_taglist.txt"),

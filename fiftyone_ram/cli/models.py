@@ -1,4 +1,4 @@
-"""``fiftyone-ram models list | download | info``: the released checkpoints and where they are cached."""
+"""``fiftyone-ram models list | download | info``: the released checkpoints (from the registry) and their cache."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import click
 from fiftyone_ram import assets
 from fiftyone_ram.models.registry import default_cfgs, get_variant
 
+# Display names of the families (the operators' forms hold the same table; the registry has none).
 _FAMILY_LABEL = {"ram": "RAM", "ram_plus": "RAM++", "tag2text": "Tag2Text"}
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from fiftyone_ram.cli.options import (checkpoint_option, config_option, device_option, load_tagger_from_options,
+                                      model_option, tag_list_option, thresholds_option)
 from fiftyone_ram.evaluation.benchmarks import BENCHMARKS
 from fiftyone_ram.evaluation.metrics import EMPTY_CLASSES, TIES
 
@@ -104,14 +106,12 @@ def evaluate(dataset_name, pred_field, gt_field, eval_key, saved_view, model_tag
 
 @click.command("benchmark")
 @click.argument("name", type=click.Choice(sorted(BENCHMARKS)))
-@click.option("--model", "model_name", default="ram_plus_swin_large_14m", show_default=True,
-              help="Released model, or a family (ram, ram_plus, tag2text) with --config.")
-@click.option("--checkpoint", type=click.Path(dir_okay=False), help="Upstream checkpoint (.pth).")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="JSON architecture config.")
-@click.option("--tag-list", type=click.Path(exists=True, dir_okay=False), help="The model's tag list.")
-@click.option("--thresholds", "model_thresholds", type=click.Path(exists=True, dir_okay=False),
-              help="The model's per-class thresholds, one per line (upstream's format).")
-@click.option("--device", default=None, help="cpu, cuda, ... (default: cuda when available).")
+@model_option
+@checkpoint_option
+@config_option
+@tag_list_option
+@thresholds_option
+@device_option
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--threshold", type=float, default=None,
               help="One threshold for all classes (paper P/R: 0.86 for RAM, 0.68 for Tag2Text).")
@@ -133,13 +133,14 @@ def evaluate(dataset_name, pred_field, gt_field, eval_key, saved_view, model_tag
 @click.option("--reuse-scores", is_flag=True,
               help="Use the logits already stored in the label field instead of running the model again.")
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
-def benchmark(name, model_name, checkpoint, config_path, tag_list, model_thresholds, device, batch_size, threshold,
+def benchmark(name, model_name, checkpoint, config_path, tag_list, thresholds, device, batch_size, threshold,
               taglist, annots, images_dir, descriptions, text_encoder, max_samples, dataset_name, eval_key,
               label_field, reuse_scores, as_json):
     """Build upstream's OpenImages benchmark, tag it, and print mAP and P/R beside the papers' figures."""
     from fiftyone_ram.evaluation.benchmarks import format_benchmark, run_benchmark
 
-    tagger = _load_tagger(model_name, checkpoint, config_path, tag_list, model_thresholds, device, batch_size)
+    tagger = load_tagger_from_options(model_name, checkpoint, config_path, tag_list, None, thresholds, device,
+                                      batch_size=batch_size)
 
     def progress(done: int, total: int) -> None:
         if not as_json:
@@ -158,10 +159,3 @@ def benchmark(name, model_name, checkpoint, config_path, tag_list, model_thresho
     else:
         click.echo(format_benchmark(report))
 
-
-def _load_tagger(model_name, checkpoint, config_path, tag_list, thresholds, device, batch_size):
-    """The CLI's shared tagger loader (imported late: ``fiftyone_ram.cli`` imports this module)."""
-    from fiftyone_ram.cli import load_tagger_from_options
-
-    return load_tagger_from_options(model_name, checkpoint, config_path, tag_list, None, thresholds, device,
-                                    batch_size=batch_size)

@@ -6,27 +6,10 @@ Imported when the CLI starts, so FiftyOne, torch and transformers are imported i
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
-
-def _cli_module():
-    """The CLI module whose options are shared. Under ``python -m fiftyone_ram.cli`` it is ``__main__``:
-    importing ``fiftyone_ram.cli`` again from here would run its registration a second time, circularly."""
-    main = sys.modules.get("__main__")
-    if getattr(getattr(main, "__spec__", None), "name", None) == "fiftyone_ram.cli":
-        return main
-    import importlib
-
-    return importlib.import_module("fiftyone_ram.cli")  # the module object even while it is being imported
-
-
-tagger_options = _cli_module().tagger_options
-
-
-def load_tagger_from_options(*args, **kwargs):
-    return _cli_module().load_tagger_from_options(*args, **kwargs)
+from fiftyone_ram.cli.options import CAPTIONER_CHOICES, load_tagger_from_options, tagger_options
 
 
 def _collection(dataset_name: str, saved_view: str | None):
@@ -65,8 +48,8 @@ def _tagger_or_none(wanted: bool, model_name, checkpoint, config_path, tag_list,
 @click.option("--caption-field", "caption_fields", multiple=True, help="Caption field to parse (repeatable).")
 @click.option("--predict", is_flag=True, help="Add the tags the tagger (--model ...) predicts.")
 @click.option("--threshold", type=float, default=None, help="With --predict: one threshold for all tags.")
-@click.option("--captioner", "captioner_model", default=None,
-              help="Add tags parsed from Tag2Text captions: tag2text_swin_14m, or 'tag2text' with "
+@click.option("--captioner", "captioner_model", type=click.Choice(CAPTIONER_CHOICES), default=None,
+              help="Add tags parsed from Tag2Text captions: a released Tag2Text model, or 'tag2text' with "
                    "--captioner-config.")
 @click.option("--captioner-checkpoint", type=click.Path(dir_okay=False))
 @click.option("--captioner-config", type=click.Path(exists=True, dir_okay=False))

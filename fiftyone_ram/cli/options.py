@@ -1,0 +1,70 @@
+"""The click options every tagger-loading command shares, and the tagger they describe.
+
+A leaf of the CLI package: the command modules import it, it imports none of them, so each command module
+can be imported on its own. Model names come from the variant registry, never typed out here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from fiftyone_ram.models.config import FAMILIES
+from fiftyone_ram.models.registry import DEFAULT_VARIANT, default_cfgs, list_variants
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fiftyone_ram.tagger import Tagger
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: What ``--model`` accepts: a released variant, or a family whose sizes come from ``--config``.
+MODEL_CHOICES = (*default_cfgs, *FAMILIES)
+#: What ``--captioner`` accepts: the released Tag2Text variants, or the family with ``--captioner-config``.
+CAPTIONER_CHOICES = (*list_variants("tag2text"), "tag2text")
+
+model_option = click.option(
+    "--model", "model_name", type=click.Choice(MODEL_CHOICES), default=DEFAULT_VARIANT, show_default=True,
+    help=f"Released model, or a family ({', '.join(FAMILIES)}) with --config.")
+checkpoint_option = click.option("--checkpoint", type=click.Path(dir_okay=False), help="Upstream checkpoint (.pth).")
+config_option = click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+                             help="JSON architecture config (may name the family).")
+tag_list_option = click.option("--tag-list", type=click.Path(exists=True, dir_okay=False),
+                               help="The model's tag list, one tag per line.")
+tag_list_chinese_option = click.option("--tag-list-chinese", type=click.Path(exists=True, dir_okay=False))
+thresholds_option = click.option("--thresholds", type=click.Path(exists=True, dir_okay=False),
+                                 help="Per-class thresholds, one per line (upstream's format).")
+device_option = click.option("--device", default=None,
+                             help="cpu, cuda, cuda:1, ... (default: cuda when available).")
+
+_TAGGER_OPTIONS = (model_option, checkpoint_option, config_option, tag_list_option, tag_list_chinese_option,
+                   thresholds_option, device_option)
+
+
+def tagger_options(command: F) -> F:
+    """Options that choose and configure a tagger (``model_name``, ``checkpoint``, ``config_path``,
+    ``tag_list``, ``tag_list_chinese``, ``thresholds``, ``device``), in that order in ``--help``."""
+    for option in reversed(_TAGGER_OPTIONS):
+        command = option(command)
+    return command
+
+
+def load_tagger_from_options(model_name: str, checkpoint: str | None, config_path: str | None,
+                             tag_list: str | None, tag_list_chinese: str | None, thresholds: str | None,
+                             device: str | None, batch_size: int = 4, **vocabulary: Any) -> Tagger:
+    """The tagger :func:`tagger_options` describe. ``vocabulary``: ``load_tagger``'s vocabulary options
+    (tags, descriptions, keep_builtin, ...). A name, file or download that cannot give a model is one line
+    of error (exit status 1), not a traceback."""
+    from fiftyone_ram import load_tagger
+    from fiftyone_ram.assets import AssetError
+    from fiftyone_ram.models.checkpoint import CheckpointError
+    from fiftyone_ram.models.config import ConfigError
+
+    family = model_name if model_name in FAMILIES else None
+    try:
+        return load_tagger(config_path or model_name, checkpoint, family=family, tag_list=tag_list,
+                           tag_list_chinese=tag_list_chinese, thresholds=thresholds, device=device,
+                           batch_size=batch_size, **vocabulary)
+    except (ConfigError, CheckpointError, AssetError) as exc:
+        raise click.ClickException(str(exc)) from exc

@@ -1,0 +1,168 @@
+"""``fiftyone-ram tag``: tag image files and folders, printing the tags or storing them in a FiftyOne dataset.
+
+The printing path imports neither FiftyOne nor torch before a tagger is loaded; ``--dataset`` imports FiftyOne
+only then.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from fiftyone_ram.cli.options import load_tagger_from_options, tagger_options
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fiftyone_ram.tagger import Tagger
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+@click.command("tag")
+@click.argument("inputs", nargs=-1, required=False, type=click.Path())
+@tagger_options
+@click.option("--threshold", type=float, default=None, help="One threshold for all tags instead of per-class ones.")
+@click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True)
+@click.option("--caption/--no-caption", default=None, help="Tag2Text: also print a caption (default: on).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per image.")
+@click.option("--dataset", "dataset_name", default=None,
+              help="Tag into this FiftyOne dataset (created from INPUTS if missing; INPUTS are added to it) "
+                   "instead of printing.")
+@click.option("--field", default="ram", show_default=True, help="With --dataset: the label field.")
+@click.option("--resume", is_flag=True, help="With --dataset: tag only the samples without labels in --field.")
+@click.option("--overwrite", is_flag=True, help="With --dataset: replace existing labels in --field.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Images per model call.")
+@click.option("--num-workers", type=click.IntRange(min=0), default=None,
+              help="With --dataset: image loading processes (default: FiftyOne's choice).")
+@click.option("--sample-tags", is_flag=True, help="With --dataset: also add the tags to each sample's tags.")
+@click.option("--tags", "vocab_tags", type=click.Path(exists=True, dir_okay=False),
+              help="Answer only these tags (one per line): the model's own are selected, new ones are embedded "
+                   "with CLIP (RAM: upstream's prompt templates; RAM++: --descriptions or the templates).")
+@click.option("--descriptions", type=click.Path(exists=True, dir_okay=False),
+              help="RAM++: tag descriptions in upstream's JSON format ([{tag: [description, ...]}, ...]); "
+                   "without --tags, the described tags are the vocabulary.")
+@click.option("--keep-builtin", is_flag=True, help="With --tags/--descriptions: the model's own tags plus those.")
+@click.option("--new-tag-threshold", type=float, default=None,
+              help="Threshold of new (embedded) tags; default 0.5 as upstream's open set.")
+@click.option("--text-encoder", default=None,
+              help="CLIP text model (hub name or folder) for new tags; default openai/clip-vit-base-patch16.")
+def tag(inputs, model_name, checkpoint, config_path, tag_list, tag_list_chinese, thresholds, device, threshold,
+        lang, caption, as_json, dataset_name, field, resume, overwrite, batch_size, num_workers, sample_tags,
+        vocab_tags, descriptions, keep_builtin, new_tag_threshold, text_encoder):
+    """Tag images (files or folders) and print each tag with its probability, or store them in a dataset."""
+    if not inputs and not dataset_name:
+        raise click.UsageError("give image files or folders, or --dataset NAME")
+    vocabulary = dict(tags=vocab_tags, descriptions=descriptions, keep_builtin=keep_builtin,
+                      new_tag_threshold=new_tag_threshold, text_encoder=text_encoder)
+    tagger = load_tagger_from_options(model_name, checkpoint, config_path, tag_list, tag_list_chinese,
+                                      thresholds, device, batch_size=batch_size, **vocabulary)
+    with_caption = tagger.family == "tag2text" if caption is None else caption
+    if dataset_name:
+        raise SystemExit(tag_into_dataset(
+            tagger, dataset_name=dataset_name, paths=iter_images(inputs), field=field, resume=resume,
+            overwrite=overwrite, batch_size=batch_size, num_workers=num_workers, threshold=threshold,
+            language=lang, caption=with_caption, sample_tags=sample_tags, as_json=as_json, checkpoint=checkpoint,
+            tag_list=tag_list, tag_list_chinese=tag_list_chinese, thresholds=thresholds, device=device,
+            vocabulary=vocabulary))
+    failed = 0
+    for record in tag_paths(tagger, iter_images(inputs), batch_size=batch_size, threshold=threshold,
+                            language=lang, caption=with_caption):
+        failed += "error" in record
+        _emit(record, as_json)
+    if failed:
+        click.echo(f"{failed} file(s) could not be read", err=True)
+        raise SystemExit(1)
+
+
+def iter_images(inputs: Iterable[str]) -> Iterator[Path]:
+    """Files as given; folders walked recursively for image files, in sorted order."""
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            yield path
+
+
+def tag_paths(tagger: Tagger, paths: Iterable[Path], *, batch_size: int, threshold: float | None = None,
+              language: str = "en", caption: bool = False) -> Iterator[dict[str, Any]]:
+    """One record per path, in input order: ``{"image", "tags"[, "caption"]}``, or ``{"image", "error"}`` for
+    a file that cannot be read (the others of its batch are still tagged).
+
+    ``batch_size`` paths are decoded at a time and their readable images tagged in one model call (and
+    captioned in one more): the one place the command batches.
+    """
+    from fiftyone_ram.images import ImageError, load_image
+
+    paths = iter(paths)
+    while chunk := list(islice(paths, batch_size)):  # itertools.batched is Python 3.12+
+        records: list[dict[str, Any]] = []
+        images = []
+        for path in chunk:
+            try:
+                images.append(load_image(path))
+            except ImageError as exc:
+                records.append({"image": str(path), "error": str(exc)})
+            else:
+                records.append({"image": str(path)})
+        readable = [r for r in records if "error" not in r]
+        if images:
+            predictions = tagger.predict(images, threshold=threshold, language=language)
+            captions = tagger.caption(images) if caption else None
+            for i, record in enumerate(readable):
+                record["tags"] = [{"tag": name, "probability": round(p, 6)} for name, p in predictions[i]]
+                if captions is not None:
+                    record["caption"] = captions[i]
+        yield from records
+
+
+def _emit(record: dict[str, Any], as_json: bool) -> None:
+    """A record as one JSON line or as text; unreadable files go to stderr either way."""
+    err = "error" in record
+    if as_json:
+        click.echo(json.dumps(record, ensure_ascii=False), err=err)
+    elif err:
+        click.echo(f"{record['image']}: error: {record['error']}", err=True)
+    else:
+        line = " | ".join(f"{t['tag']} ({t['probability']:.2f})" for t in record["tags"])
+        click.echo(f"{record['image']}: {line}")
+        if "caption" in record:
+            click.echo(f"  caption: {record['caption']}")
+
+
+def tag_into_dataset(tagger: Tagger, *, dataset_name: str, paths: Iterable[Path], field: str, resume: bool,
+                     overwrite: bool, batch_size: int, num_workers: int | None, threshold: float | None,
+                     language: str, caption: bool, sample_tags: bool, as_json: bool, checkpoint: str | None,
+                     tag_list: str | None, tag_list_chinese: str | None, thresholds: str | None,
+                     device: str | None, vocabulary: dict[str, Any] | None = None) -> int:
+    """``tag --dataset``: add ``paths`` to the dataset, tag it, print the summary; returns the exit status
+    (1 when some image was unreadable or left untagged).
+
+    ``vocabulary``: the vocabulary options the tagger was loaded with (``tags``, ``descriptions``, ...); the
+    FiftyOne model is built from the same options so that spawned loader workers can rebuild it."""
+    from fiftyone_ram import assets
+    from fiftyone_ram.fiftyone import FieldExistsError, from_tagger, tag_samples
+    from fiftyone_ram.fiftyone.datasets import add_images
+
+    if checkpoint is None and tagger.config.name is not None:
+        checkpoint = str(assets.weights_path(tagger.config.name))  # lets spawned workers re-read the weights
+    model = from_tagger(tagger, checkpoint_path=checkpoint, tag_list=tag_list, tag_list_chinese=tag_list_chinese,
+                        thresholds=thresholds, device=device, language=language, confidence_thresh=threshold,
+                        caption=caption, **(vocabulary or {}))
+    dataset = add_images(dataset_name, paths)
+    try:
+        summary = tag_samples(dataset, model, field, overwrite=overwrite, resume=resume, sample_tags=sample_tags,
+                              batch_size=batch_size, num_workers=num_workers,
+                              progress=not as_json)  # the bar writes to stdout: keep --json output clean
+    except FieldExistsError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps({"dataset": dataset.name, **summary.to_dict()}, ensure_ascii=False))
+    else:
+        click.echo(f"dataset '{dataset.name}': {summary}")
+    return 1 if summary.failed or summary.untagged else 0

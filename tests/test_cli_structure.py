@@ -1,0 +1,88 @@
+"""The CLI package's shape: every ``fiftyone_ram.cli.*`` module imports on its own (no import cycle, no
+``__main__`` trick), ``python -m fiftyone_ram.cli`` works, and starting it imports neither torch nor FiftyOne."""
+
+from __future__ import annotations
+
+import ast
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import fiftyone_ram.cli as cli_package
+
+CLI_DIR = Path(cli_package.__file__).parent
+MODULES = sorted(f"fiftyone_ram.cli.{m.name}" for m in pkgutil.iter_modules([str(CLI_DIR)]) if m.name != "__main__")
+COMMANDS = ["benchmark", "clean", "evaluate", "generate", "models", "parse-captions", "tag"]
+
+
+def _python(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_the_command_modules_are_all_found():
+    assert MODULES == [f"fiftyone_ram.cli.{name}" for name in
+                       ("engine", "evaluate", "labels", "models", "options", "tag")]
+
+
+@pytest.mark.parametrize("module", ["fiftyone_ram.cli", *MODULES])
+def test_each_module_imports_alone_in_a_fresh_interpreter(module):
+    heavy = ("torch", "fiftyone", "transformers", "timm")
+    # ``import a.b as m`` reads attribute ``b`` of ``a``: it must be the module, not a command of that name.
+    done = _python("-c", f"import sys; import {module} as m; assert m.__name__ == {module!r}, m; "
+                         f"print(' '.join(m for m in {heavy!r} if m in sys.modules))")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""  # the CLI starts without the heavy libraries: they load inside the commands
+
+
+def _cli_imports(module: str) -> set[str]:
+    """The ``fiftyone_ram.cli`` modules that ``module``'s source imports (at any depth of the file)."""
+    path = CLI_DIR / (module.rsplit(".", 1)[-1] + ".py") if module != "fiftyone_ram.cli" else CLI_DIR / "__init__.py"
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{module}: relative import"
+            found |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+    return {name for name in found if name in MODULES}
+
+
+def test_imports_run_one_way_options_commands_package():
+    """``options`` is a leaf, command modules import only ``options`` of the CLI, the package imports them."""
+    assert _cli_imports("fiftyone_ram.cli.options") == set()
+    for module in MODULES:
+        if module != "fiftyone_ram.cli.options":
+            assert _cli_imports(module) <= {"fiftyone_ram.cli.options"}, module
+    assert _cli_imports("fiftyone_ram.cli") == set(MODULES) - {"fiftyone_ram.cli.options"}
+
+
+def test_python_dash_m_lists_every_command():
+    done = _python("-m", "fiftyone_ram.cli", "--help")
+    assert done.returncode == 0, done.stderr
+    listed = done.stdout.split("Commands:", 1)[1].split()
+    assert all(command in listed for command in COMMANDS)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command):
+    from click.testing import CliRunner
+
+    from fiftyone_ram.cli import main
+
+    result = CliRunner().invoke(main, [command, "--help"])
+    assert result.exit_code == 0, result.output
+
+
+def test_model_names_come_from_the_registry():
+    """No released model's name is typed out in the CLI: help texts and choices read the registry."""
+    from fiftyone_ram.models.registry import DEFAULT_VARIANT, default_cfgs
+
+    sources = {path.name: path.read_text() for path in CLI_DIR.glob("*.py")}
+    typed = [(file, name) for file, text in sources.items() for name in default_cfgs if name in text]
+    assert typed == []
+    done = _python("-m", "fiftyone_ram.cli", "tag", "--help")
+    assert all(name in done.stdout for name in default_cfgs) and f"default: {DEFAULT_VARIANT}" in " ".join(
+        done.stdout.split())
