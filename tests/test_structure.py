@@ -128,8 +128,9 @@ def _import_alone(module: str) -> tuple[str, int, str]:
 def test_every_module_imports_on_its_own_in_a_fresh_interpreter():
     """``python -c "import fiftyone_ram.x.y"`` for each module: no module depends on another having been
     imported first (the symptom of an import cycle: a partially initialised module)."""
+    importable = [m for m in MODULES if not m.endswith(".__main__")]  # entry points run a program when imported
     with ThreadPoolExecutor(max_workers=max(os.cpu_count() or 1, 2)) as pool:
-        results = list(pool.map(_import_alone, MODULES))
+        results = list(pool.map(_import_alone, importable))
     failed = [f"{module}: {last}" for module, code, last in results if code != 0]
     assert not failed, "modules that do not import on their own:\n  " + "\n  ".join(failed)
 
