@@ -94,31 +94,22 @@ def tag_paths(tagger: Tagger, paths: Iterable[Path], *, batch_size: int, thresho
     """One record per path, in input order: ``{"image", "tags"[, "caption"]}``, or ``{"image", "error"}`` for
     a file that cannot be read (the others of its batch are still tagged).
 
-    ``batch_size`` paths are decoded at a time and their readable images tagged in one model call (and
-    captioned in one more): the one place the command batches.
+    ``batch_size`` paths go through :meth:`Tagger.iter_batches` at a time: decoded, tagged in one model
+    call and, for Tag2Text, captioned from the same image tokens.
     """
-    from fiftyone_ram.images import ImageError, load_image
-
     paths = iter(paths)
     while chunk := list(islice(paths, batch_size)):  # itertools.batched is Python 3.12+
-        records: list[dict[str, Any]] = []
-        images = []
-        for path in chunk:
-            try:
-                images.append(load_image(path))
-            except ImageError as exc:
-                records.append({"image": str(path), "error": str(exc)})
-            else:
-                records.append({"image": str(path)})
-        readable = [r for r in records if "error" not in r]
-        if images:
-            predictions = tagger.predict(images, threshold=threshold, language=language)
-            captions = tagger.caption(images) if caption else None
-            for i, record in enumerate(readable):
-                record["tags"] = [{"tag": name, "probability": round(p, 6)} for name, p in predictions[i]]
-                if captions is not None:
-                    record["caption"] = captions[i]
-        yield from records
+        for batch in tagger.iter_batches(chunk, caption=caption, batch_size=len(chunk)):
+            predictions = tagger.decide(batch.probabilities, batch.indices, threshold=threshold, language=language)
+            records: dict[int, dict[str, Any]] = {
+                p: {"image": str(chunk[p]), "error": message} for p, message in batch.errors.items()}
+            for row, position in enumerate(batch.positions):
+                record = {"image": str(chunk[position]),
+                          "tags": [{"tag": name, "probability": round(p, 6)} for name, p in predictions[row]]}
+                if batch.captions is not None:
+                    record["caption"] = batch.captions[row]
+                records[position] = record
+            yield from (records[p] for p in sorted(records))
 
 
 def _emit(record: dict[str, Any], as_json: bool) -> None:
