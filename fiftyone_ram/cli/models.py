@@ -7,10 +7,9 @@ import json
 import click
 
 from fiftyone_ram import assets
-from fiftyone_ram.models.registry import default_cfgs, get_variant
+from fiftyone_ram.models.registry import FAMILY_NAMES, default_cfgs, get_variant
 
 # Display names of the families (the operators' forms hold the same table; the registry has none).
-_FAMILY_LABEL = {"ram": "RAM", "ram_plus": "RAM++", "tag2text": "Tag2Text"}
 
 
 def describe(name: str) -> dict:
@@ -53,7 +52,7 @@ def list_models(as_json: bool) -> None:
         approx = "" if info["size_exact"] else "~"
         size = f"{approx}{info['size_bytes'] / 1e9:.2f} GB" if info["size_bytes"] else "size unknown"
         state = "downloaded" if info["downloaded"] else "not downloaded"
-        click.echo(f"{name:26s} {_FAMILY_LABEL[info['family']]:9s} {size:>12s}  {state}")
+        click.echo(f"{name:26s} {FAMILY_NAMES[info['family']]:9s} {size:>12s}  {state}")
 
 
 @models.command("download")

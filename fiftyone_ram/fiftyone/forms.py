@@ -8,7 +8,8 @@ from typing import Any
 
 import fiftyone.operators.types as types
 
-FAMILY_LABELS = {"ram_plus": "RAM++", "ram": "RAM", "tag2text": "Tag2Text"}
+from fiftyone_ram.models.registry import FAMILY_NAMES
+
 PER_CLASS, GLOBAL = "per_class", "global"
 CUSTOM = "custom"
 
@@ -41,7 +42,7 @@ def add_tagger_options(inputs: types.Object, values: dict[str, Any], *, family: 
     complete = True
     if custom:
         family_choices = types.RadioGroup()
-        for key, label in FAMILY_LABELS.items():
+        for key, label in FAMILY_NAMES.items():
             family_choices.add_choice(key, label=label)
         inputs.enum("family", family_choices.values(), required=True, default="ram_plus", label="Model family",
                     view=family_choices)

@@ -23,6 +23,8 @@ from typing import Any
 from fiftyone_ram.models.config import FAMILIES, ConfigError, ModelConfig, SwinConfig, load_config_file
 from fiftyone_ram.upstream import UPSTREAM_FILES
 
+#: How each family is called in menus and listings.
+FAMILY_NAMES = {"ram_plus": "RAM++", "ram": "RAM", "tag2text": "Tag2Text"}
 #: Upstream's constructor default, the threshold of a tag that has no per-class value.
 FALLBACK_THRESHOLD = 0.68
 
