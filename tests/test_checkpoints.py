@@ -18,19 +18,13 @@ def ram_state(parity_dir):
     return torch.load(parity_dir / "ram_tiny.pth", weights_only=True)["model"]
 
 
-def _load(parity_dir, upstream_dir, checkpoint, family="ram"):
-    return load_tagger(parity_dir / "fixtures_tiny.json", checkpoint, family=family, device="cpu",
-                       tag_list=upstream_dir / "ram_tag_list.txt",
-                       thresholds=upstream_dir / "ram_tag_list_threshold.txt")
-
-
 def _probs(tagger, parity_dir):
     return tagger.probabilities([str(parity_dir / "astronaut.png")])
 
 
 @pytest.fixture(scope="module")
-def reference(parity_dir, upstream_dir):
-    return _probs(_load(parity_dir, upstream_dir, parity_dir / "ram_tiny.pth"), parity_dir)
+def reference(parity_dir, tiny_tagger):
+    return _probs(tiny_tagger("ram"), parity_dir)
 
 
 def _error_line(excinfo) -> str:
@@ -40,7 +34,7 @@ def _error_line(excinfo) -> str:
 
 
 @pytest.mark.parametrize("layout", ["bare", "vision_multi", "with_optimizer", "state_dict"])
-def test_upstream_layouts_give_identical_scores(layout, ram_state, parity_dir, upstream_dir, reference, tmp_path):
+def test_upstream_layouts_give_identical_scores(layout, ram_state, parity_dir, tiny_tagger, reference, tmp_path):
     if layout == "bare":
         obj = dict(ram_state)
     elif layout == "vision_multi":
@@ -52,55 +46,55 @@ def test_upstream_layouts_give_identical_scores(layout, ram_state, parity_dir, u
         obj = {"state_dict": ram_state}
     path = tmp_path / f"{layout}.pth"
     torch.save(obj, path)
-    np.testing.assert_array_equal(_probs(_load(parity_dir, upstream_dir, path), parity_dir), reference)
+    # the same weights, the same forward pass in one process: bit-identical
+    np.testing.assert_array_equal(_probs(tiny_tagger("ram", path), parity_dir), reference)
 
 
-def test_truncated_file(parity_dir, upstream_dir, tmp_path):
+def test_truncated_file(parity_dir, tiny_tagger, tmp_path):
     data = (parity_dir / "ram_tiny.pth").read_bytes()
     path = tmp_path / "truncated.pth"
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError) as excinfo:
-        _load(parity_dir, upstream_dir, path)
+        tiny_tagger("ram", path)
     assert "truncated or corrupt" in _error_line(excinfo) and str(path) in str(excinfo.value)
 
 
-def test_empty_and_missing_files(parity_dir, upstream_dir, tmp_path):
+def test_empty_and_missing_files(tiny_tagger, tmp_path):
     empty = tmp_path / "empty.pth"
     empty.touch()
     with pytest.raises(CheckpointError, match="empty") as excinfo:
-        _load(parity_dir, upstream_dir, empty)
+        tiny_tagger("ram", empty)
     _error_line(excinfo)
     with pytest.raises(CheckpointError, match="does not exist"):
-        _load(parity_dir, upstream_dir, tmp_path / "nowhere.pth")
+        tiny_tagger("ram", tmp_path / "nowhere.pth")
 
 
-def test_wrong_models_file(parity_dir, upstream_dir):
+def test_wrong_models_file(parity_dir, tiny_tagger):
     with pytest.raises(CheckpointError) as excinfo:
-        _load(parity_dir, upstream_dir, parity_dir / "ram_plus_tiny.pth", family="ram")
+        tiny_tagger("ram", parity_dir / "ram_plus_tiny.pth")
     assert "ram_plus checkpoint, not ram" in _error_line(excinfo)
     with pytest.raises(CheckpointError) as excinfo:
-        load_tagger(parity_dir / "fixtures_tiny.json", parity_dir / "ram_tiny.pth", family="tag2text",
-                    tag_list=upstream_dir / "tag2text_ori_tag_list.txt")
+        tiny_tagger("tag2text", parity_dir / "ram_tiny.pth")
     assert "ram checkpoint, not tag2text" in _error_line(excinfo)
 
 
-def test_missing_key_is_named(ram_state, parity_dir, upstream_dir, tmp_path):
+def test_missing_key_is_named(ram_state, tiny_tagger, tmp_path):
     state = dict(ram_state)
     del state["tagging_head.encoder.layer.1.output.dense.weight"]
     path = tmp_path / "missing.pth"
     torch.save({"model": state}, path)
     with pytest.raises(CheckpointError) as excinfo:
-        _load(parity_dir, upstream_dir, path)
+        tiny_tagger("ram", path)
     assert "tagging_head.encoder.layer.1.output.dense.weight" in _error_line(excinfo)
 
 
-def test_misshaped_key_is_named(ram_state, parity_dir, upstream_dir, tmp_path):
+def test_misshaped_key_is_named(ram_state, tiny_tagger, tmp_path):
     state = dict(ram_state)
     state["image_proj.weight"] = torch.zeros(512, 128)
     path = tmp_path / "misshaped.pth"
     torch.save({"model": state}, path)
     with pytest.raises(CheckpointError) as excinfo:
-        _load(parity_dir, upstream_dir, path)
+        tiny_tagger("ram", path)
     assert "image_proj.weight" in _error_line(excinfo) and "(512, 128)" in str(excinfo.value)
 
 
@@ -112,16 +106,16 @@ def test_tag_list_of_other_length(parity_dir, upstream_dir, tmp_path):
     _error_line(excinfo)
 
 
-def test_code_in_checkpoint_is_refused(parity_dir, upstream_dir, tmp_path):
+def test_code_in_checkpoint_is_refused(tiny_tagger, tmp_path):
     path = tmp_path / "code.pth"
     torch.save({"model": {"x": torch.zeros(1)}, "hook": shutil.rmtree}, path)
     with pytest.raises(CheckpointError, match="would run code"):
-        _load(parity_dir, upstream_dir, path)
+        tiny_tagger("ram", path)
 
 
-def test_weights_are_memory_mapped_not_copied(parity_dir, upstream_dir):
+def test_weights_are_memory_mapped_not_copied(parity_dir, tiny_tagger):
     """Only the file's pages back the parameters: nothing the task does not need is read into memory."""
-    tagger = _load(parity_dir, upstream_dir, parity_dir / "ram_tiny.pth")
+    tagger = tiny_tagger("ram")
     maps = Path("/proc/self/maps").read_text()
     assert str((parity_dir / "ram_tiny.pth").resolve()) in maps
     assert not any(k.startswith(("tag_encoder", "text_decoder")) for k in tagger.model.state_dict())

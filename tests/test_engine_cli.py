@@ -8,16 +8,17 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_engine_helpers import PARITY, UPSTREAM, cleaning_dataset, one_thread, parser_tag_file
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-TINY_RAM = ["--model", "ram", "--config", str(PARITY / "fixtures_tiny.json"), "--checkpoint",
-            str(PARITY / "ram_tiny.pth"), "--tag-list", str(UPSTREAM / "ram_tag_list.txt"), "--thresholds",
-            str(UPSTREAM / "ram_tag_list_threshold.txt"), "--device", "cpu"]
 
 
 @pytest.fixture()
-def dataset(tmp_path):
+def tiny_ram(tiny_cli_args) -> list[str]:
+    return [*tiny_cli_args("ram"), "--device", "cpu"]
+
+
+@pytest.fixture()
+def dataset(tmp_path, cleaning_dataset):
     ds, wrong = cleaning_dataset(tmp_path, name="engine-cli", per_category=4)
     ds.set_values("caption", ["a dog in the snow"] * len(ds))
     yield ds, wrong
@@ -32,10 +33,10 @@ def _run(*args: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_generate_command(dataset, tmp_path):
+def test_generate_command(dataset, tmp_path, tiny_ram, parser_tag_file):
     ds, _ = dataset
     summary = _run("generate", ds.name, "--tag-field", "gt", "--caption-field", "caption", "--predict",
-                   "--threshold", "0.8", "--parser-tags", str(parser_tag_file(tmp_path)), *TINY_RAM)
+                   "--threshold", "0.8", "--parser-tags", str(parser_tag_file(tmp_path)), *tiny_ram)
     ds.reload()
     assert summary["samples"] == len(ds) and summary["added"]["predicted"] > 0
     labels = ds.first()["generated"].classifications
@@ -46,9 +47,9 @@ def test_generate_command(dataset, tmp_path):
     assert again.exit_code != 0 and "overwrite" in again.output
 
 
-def test_clean_apply_undo_commands(dataset):
+def test_clean_apply_undo_commands(dataset, tiny_ram):
     ds, wrong = dataset
-    summary = _run("clean", ds.name, "--tag-field", "gt", "--regions-field", "objects", *TINY_RAM)
+    summary = _run("clean", ds.name, "--tag-field", "gt", "--regions-field", "objects", *tiny_ram)
     ds.reload()
     flags = {(Path(p).name, c.label): c.flag_reason for p, v in zip(*ds.values(["filepath", "gt_review"]))
              for c in v.classifications if c.has_field("flag_reason") and c.flag_reason}

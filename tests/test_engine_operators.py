@@ -4,14 +4,13 @@ delegated, on a real database; the forms they show; apply and undo from the oper
 from __future__ import annotations
 
 import pytest
-from test_engine_helpers import cleaning_dataset, one_thread, parser_tag_file, tiny_clip_folder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 GENERATE, CLEAN = "@fiftyone-ram/ram/generate_tags", "@fiftyone-ram/ram/clean_tags"
 
 
 @pytest.fixture()
-def dataset(tmp_path):
+def dataset(tmp_path, cleaning_dataset):
     ds, _ = cleaning_dataset(tmp_path, per_category=4)
     ds.set_values("caption", ["a dog on the beach"] * len(ds))
     yield ds
@@ -45,7 +44,7 @@ def test_forms_offer_the_dataset_fields(dataset):
     assert "threshold" not in generate
 
 
-def test_generate_immediately(dataset, tmp_path):
+def test_generate_immediately(dataset, tmp_path, parser_tag_file):
     import fiftyone.operators as foo
 
     result = foo.execute_operator(GENERATE, ctx={"dataset": dataset, "params": {
@@ -63,12 +62,12 @@ def test_generate_immediately(dataset, tmp_path):
                                       "predicted": 0, "captioned": 0}
 
 
-def test_clean_delegated_then_apply_and_undo(dataset):
+def test_clean_delegated_then_apply_and_undo(dataset, tiny_clip_vision_dir):
     import fiftyone.operators as foo
     from fiftyone.operators.delegated import DelegatedOperationService
 
     params = {"tag_field": "gt", "regions": "field", "regions_field": "objects", "embedder": "clip",
-              "clip_model": str(tiny_clip_folder()), "check": False, "device": "cpu"}
+              "clip_model": str(tiny_clip_vision_dir), "check": False, "device": "cpu"}
     queued = foo.execute_operator(CLEAN, ctx={"dataset": dataset, "params": params, "request_delegation": True})
     assert queued.delegated
     service = DelegatedOperationService()

@@ -6,13 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_engine_helpers import cleaning_dataset, one_thread, tiny_clip
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture()
-def cleaned(tmp_path):
+def cleaned(tmp_path, cleaning_dataset, tiny_clip_vision):
     from fiftyone_ram.engine.cleaning import clean_tags
     from fiftyone_ram.engine.crops import ClipCrops
     from fiftyone_ram.engine.regions import DetectionsRegions
@@ -20,7 +19,7 @@ def cleaned(tmp_path):
     ds, _ = cleaning_dataset(tmp_path, per_category=4)
     ds.set_values("tags", [[c.label for c in v.classifications] for v in ds.values("gt")])
     for field in ("gt", "tags"):
-        clean_tags(ds, field, regions=DetectionsRegions(ds, "objects"), encoder=ClipCrops(tiny_clip(), device="cpu"))
+        clean_tags(ds, field, regions=DetectionsRegions(ds, "objects"), encoder=ClipCrops(tiny_clip_vision, device="cpu"))
     yield ds
     ds.delete()
 

@@ -23,7 +23,8 @@ N = 80
 
 
 @pytest.fixture(scope="module")
-def dataset():
+def predictions():
+    """Predictions and ground truth, built once; tests get a clone each (:func:`dataset`) to run on."""
     rng = np.random.default_rng(7)
     ds = fo.Dataset()
     samples = []
@@ -47,6 +48,14 @@ def dataset():
         ))
     ds.add_samples(samples, progress=False)
     del samples  # in-memory samples would be reloaded after every bulk write
+    yield ds
+    ds.delete()
+
+
+@pytest.fixture()
+def dataset(predictions):
+    """A test's own copy: runs, renames and deletions in one test never reach another."""
+    ds = predictions.clone()
     yield ds
     ds.delete()
 
@@ -174,15 +183,15 @@ def test_wrong_field_types_fail_before_anything_is_written(dataset):
     dataset.delete_evaluation("kept")
 
 
-def test_scores_from_confidences_only(dataset):
+def test_scores_from_confidences_only(dataset, assert_scores_close):
     """Without logits, unstored tags have no score (-inf); with ties="sklearn" that matches scikit-learn
     on the same matrix with 0 for a missing score (all confidences are above 0)."""
     results = evaluate_tags(dataset, "ram_conf", "gt", model_tags=MODEL_TAGS, ties="sklearn")
     targets, scores, predicted = _expected_arrays(dataset)
     sparse_scores = np.where(predicted, scores, 0.0)
     assert results.summary["score_source"] == "confidences"
-    assert results.summary["mAP"] == pytest.approx(
-        average_precision_score(targets, sparse_scores, average="macro"), abs=1e-6)  # confidences are float32
+    assert_scores_close(results.summary["mAP"],
+                        average_precision_score(targets, sparse_scores, average="macro"))  # confidences are float32
     assert results.summary["tp"] == int((predicted & targets).sum())
 
 

@@ -8,30 +8,24 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from conftest import PARITY, UPSTREAM
-from test_fo_fixtures import copy_pngs
-
 fo = pytest.importorskip("fiftyone")
 
 
-def _tag(folder, dataset_name: str, *extra: str):
+def _tag(tiny_cli_args, folder, dataset_name: str, *extra: str):
     from fiftyone_ram.cli import main
 
-    args = ["tag", str(folder), "--dataset", dataset_name, "--model", "ram", "--checkpoint",
-            str(PARITY / "ram_tiny.pth"), "--config", str(PARITY / "fixtures_tiny.json"),
-            "--tag-list", str(UPSTREAM / "ram_tag_list.txt"), "--thresholds",
-            str(UPSTREAM / "ram_tag_list_threshold.txt"), "--field", "ram", "--device", "cpu", "--num-workers", "0",
-            "--json", *extra]
+    args = ["tag", str(folder), "--dataset", dataset_name, *tiny_cli_args("ram"), "--field", "ram", "--device", "cpu",
+            "--num-workers", "0", "--json", *extra]
     return CliRunner().invoke(main, args, catch_exceptions=False)
 
 
-def test_tag_into_a_dataset_then_resume_only_what_is_missing(tmp_path):
+def test_tag_into_a_dataset_then_resume_only_what_is_missing(tmp_path, copy_pngs, tiny_cli_args):
     folder = tmp_path / "images"
     pngs = copy_pngs(folder)
     (folder / "notes.jpg").write_text("not an image")
     name = f"cli-{tmp_path.name}"
 
-    first = _tag(folder, name)
+    first = _tag(tiny_cli_args, folder, name)
     assert first.exit_code == 1, first.output  # one file could not be read: reported, not fatal
     summary = json.loads(first.output.strip().splitlines()[-1])
     assert summary["tagged"] == 5 and list(summary["failed"]) == [str(folder / "notes.jpg")]
@@ -41,10 +35,10 @@ def test_tag_into_a_dataset_then_resume_only_what_is_missing(tmp_path):
 
     shutil.copyfile(pngs[0], folder / "new.png")
     (folder / "notes.jpg").unlink()
-    refused = _tag(folder, name)
+    refused = _tag(tiny_cli_args, folder, name)
     assert refused.exit_code != 0 and "--resume" in refused.output
 
-    resumed = _tag(folder, name, "--resume")
+    resumed = _tag(tiny_cli_args, folder, name, "--resume")
     assert resumed.exit_code == 1, resumed.output  # notes.jpg is now missing: still recorded
     summary = json.loads(resumed.output.strip().splitlines()[-1])
     assert summary["tagged"] == 1 and summary["skipped"] == 5
@@ -56,17 +50,14 @@ def test_tag_into_a_dataset_then_resume_only_what_is_missing(tmp_path):
     dataset.delete()
 
 
-def test_tag_an_existing_dataset_without_inputs(tmp_path):
+def test_tag_an_existing_dataset_without_inputs(tmp_path, copy_pngs, tiny_cli_args):
     name = f"cli-{tmp_path.name}"
     dataset = fo.Dataset(name)
     dataset.add_samples([fo.Sample(filepath=str(p)) for p in copy_pngs(tmp_path / "images")[:2]])
     from fiftyone_ram.cli import main
 
-    result = CliRunner().invoke(main, [
-        "tag", "--dataset", name, "--model", "ram", "--checkpoint", str(PARITY / "ram_tiny.pth"),
-        "--config", str(PARITY / "fixtures_tiny.json"), "--tag-list", str(UPSTREAM / "ram_tag_list.txt"),
-        "--thresholds", str(UPSTREAM / "ram_tag_list_threshold.txt"), "--field", "tags_ram", "--sample-tags",
-        "--num-workers", "0"], catch_exceptions=False)
+    result = CliRunner().invoke(main, ["tag", "--dataset", name, *tiny_cli_args("ram"), "--field", "tags_ram",
+                                       "--sample-tags", "--num-workers", "0"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "2 sample(s) tagged into 'tags_ram'" in result.output
     assert all(sample.tags for sample in dataset)

@@ -3,63 +3,59 @@ other fields survive, embeddings, logits, thresholds, Tag2Text captions, picklin
 
 from __future__ import annotations
 
+import copy
 import pickle
 
 import numpy as np
 import pytest
 
-from conftest import UPSTREAM
-from test_fo_fixtures import ODD, UNREADABLE, bad_files, copy_pngs, ram_settings, tag2text_settings  # noqa: F401
-
 fo = pytest.importorskip("fiftyone")
 
 
 @pytest.fixture(scope="module")
-def model():
+def model(tiny_model_settings):
+    """Shared by the tests of this module: read it, never change it (``copy.copy`` it to change settings)."""
     import fiftyone_ram.fiftyone as forf
 
-    return forf.load_model(**ram_settings(), device="cpu")
+    return forf.load_model(**tiny_model_settings(), device="cpu")
 
 
 @pytest.fixture(scope="module")
-def pngs(tmp_path_factory):
-    return [str(p) for p in copy_pngs(tmp_path_factory.mktemp("pngs"))]
+def pngs(parity_pngs):
+    return [str(p) for p in parity_pngs]
 
 
-def _stored(label) -> list[tuple[str, float]]:
-    return [(c.label, c.confidence) for c in label.classifications]
-
-
-def test_apply_model_with_workers_equals_predict_exactly(model, pngs):
-    """Same batches on both sides (5 images, batch 5): bit-identical tags and confidences."""
+def test_apply_model_with_workers_equals_predict_exactly(model, pngs, stored_tags, assert_scores_close):
+    """Same batches on both sides (5 images, batch 5) in one process: bit-identical tags and confidences."""
     dataset = fo.Dataset()
     dataset.add_samples([fo.Sample(filepath=p) for p in pngs])
     dataset.apply_model(model, label_field="ram", batch_size=5, num_workers=2, skip_failures=False)
 
-    tagger = model.tagger
+    tagger = copy.copy(model.tagger)  # the shared model keeps its own batch size
     tagger.batch_size = 5
     expected = tagger.predict(pngs)
-    assert [_stored(label) for label in dataset.values("ram")] == expected
+    assert [stored_tags(label) for label in dataset.values("ram")] == expected
     assert all(expected), "the fixture model predicts tags for every image"
     first = dataset.first().ram.classifications[0]
     index = tagger.tag_list.index(first.label)
-    assert first.threshold == pytest.approx(float(tagger.thresholds[index]), abs=1e-6)
+    assert_scores_close(first.threshold, tagger.thresholds[index])  # the file's decimal against its float32
     assert "ram_error" not in dataset.get_field_schema()
 
 
-def test_bad_files_are_recorded_and_everything_else_is_tagged_and_kept(model, pngs, bad_files):  # noqa: F811
+def test_bad_files_are_recorded_and_everything_else_is_tagged_and_kept(model, pngs, bad_files, stored_tags,
+                                                                       assert_same_tags):
     import fiftyone_ram.fiftyone as forf
 
     bad = bad_files
-    files = [pngs[0], str(bad["zero_byte.jpg"]), *[str(bad[n]) for n in ODD], pngs[3],
-             *[str(bad[n]) for n in UNREADABLE if n != "zero_byte.jpg"], pngs[4]]
+    files = [pngs[0], str(bad["zero_byte.jpg"]), *[str(p) for p in bad.odd.values()], pngs[3],
+             *[str(p) for n, p in bad.unreadable.items() if n != "zero_byte.jpg"], pngs[4]]
     dataset = fo.Dataset()
     dataset.add_samples([fo.Sample(filepath=f, notes=f"note {i}", tags=["keep"],
                                    ground_truth=fo.Classification(label="cat")) for i, f in enumerate(files)])
 
     summary = forf.tag_samples(dataset, model, "ram", batch_size=4, num_workers=2, skip_failures=False)
 
-    unreadable = {str(bad[n]) for n in UNREADABLE}
+    unreadable = {str(p) for p in bad.unreadable.values()}
     readable = [f for f in files if f not in unreadable]
     assert set(summary.failed) == unreadable
     assert summary.tagged == len(readable) == 9 and summary.untagged == 0
@@ -75,9 +71,8 @@ def test_bad_files_are_recorded_and_everything_else_is_tagged_and_kept(model, pn
             assert path in sample.ram_error
         else:
             assert sample.ram_error is None
-            got = _stored(sample.ram)
-            assert [t for t, _ in got] == [t for t, _ in expected[path]], path
-            np.testing.assert_allclose([c for _, c in got], [c for _, c in expected[path]], atol=1e-6)
+            assert_same_tags([stored_tags(sample.ram)], [expected[path]], names=model.tagger.tag_list,
+                             thresholds=model.tagger.thresholds)
 
 
 def test_plain_apply_model_records_unreadable_images_too(model, pngs, tmp_path):
@@ -90,24 +85,23 @@ def test_plain_apply_model_records_unreadable_images_too(model, pngs, tmp_path):
     assert dataset.values("tags_ram_error") == [None, f"image {missing} does not exist"]
 
 
-def test_confidence_thresh_replaces_the_per_class_thresholds(model, pngs):
+def test_confidence_thresh_replaces_the_per_class_thresholds(model, pngs, stored_tags, assert_same_tags):
     dataset = fo.Dataset()
     dataset.add_samples([fo.Sample(filepath=p) for p in pngs[:2]])
     dataset.apply_model(model, label_field="ram", confidence_thresh=0.8, batch_size=2, num_workers=0)
-    model.tagger.batch_size = 2
     expected = model.tagger.predict(pngs[:2], threshold=0.8)
-    assert [_stored(label) for label in dataset.values("ram")] == expected
+    assert_same_tags([stored_tags(label) for label in dataset.values("ram")], expected, thresholds=0.8)
     assert {c.threshold for label in dataset.values("ram") for c in label.classifications} == {0.8}
     assert expected != model.tagger.predict(pngs[:2])  # the number really changed the decision
     assert model.config.confidence_thresh is None  # apply_model restored the model's own setting
 
 
-def test_logits_tag_subset_and_class_filter(pngs):
+def test_logits_tag_subset_and_class_filter(pngs, tiny_model_settings, assert_scores_close):
     import fiftyone_ram.fiftyone as forf
 
-    tagger_model = forf.load_model(**ram_settings())
+    tagger_model = forf.load_model(**tiny_model_settings())
     subset = tagger_model.tagger.tag_list[:40]
-    model = forf.load_model(**ram_settings(classes=subset))
+    model = forf.load_model(**tiny_model_settings(classes=subset))
     dataset = fo.Dataset()
     dataset.add_samples([fo.Sample(filepath=p) for p in pngs[:2]])
     dataset.apply_model(model, label_field="ram", store_logits=True, batch_size=2, num_workers=0)
@@ -115,7 +109,7 @@ def test_logits_tag_subset_and_class_filter(pngs):
     logits, _ = model.tagger.forward(pixels, tags=subset)
     for label, row in zip(dataset.values("ram"), logits.numpy(), strict=True):
         assert len(label.logits) == 40
-        np.testing.assert_allclose(label.logits, row, atol=1e-6)
+        assert_scores_close(label.logits, row)
         assert {c.label for c in label.classifications} <= set(subset)
 
     keep = [c.label for c in dataset.first().ram.classifications][:2]
@@ -124,24 +118,24 @@ def test_logits_tag_subset_and_class_filter(pngs):
     assert [c.label for c in dataset.first().filtered.classifications] == keep
 
 
-def test_chinese_tag_names(pngs):
+def test_chinese_tag_names(pngs, upstream_dir, tiny_model_settings, stored_tags, assert_same_tags):
     import fiftyone_ram.fiftyone as forf
 
-    model = forf.load_model(**ram_settings(language="zh", tag_list_chinese=str(UPSTREAM / "ram_tag_list_chinese.txt")))
+    model = forf.load_model(**tiny_model_settings(language="zh",
+                                                  tag_list_chinese=str(upstream_dir / "ram_tag_list_chinese.txt")))
     label = model.predict(pngs[1])
-    model.tagger.batch_size = 1
-    assert _stored(label) == model.tagger.predict([pngs[1]], language="zh")[0]
+    assert_same_tags([stored_tags(label)], model.tagger.predict([pngs[1]], language="zh"),
+                     names=model.tagger.names("zh"), thresholds=model.tagger.thresholds)
 
 
-def test_embeddings_similarity_and_visualization(model, pngs, tmp_path):
+def test_embeddings_similarity_and_visualization(model, pngs, tmp_path, assert_scores_close):
     import fiftyone.brain as fob
 
     dataset = fo.Dataset()
     dataset.add_samples([fo.Sample(filepath=p) for p in pngs])
     dataset.compute_embeddings(model, embeddings_field="ram_embedding", batch_size=5, num_workers=0)
-    model.tagger.batch_size = 5
     embeddings = np.stack(dataset.values("ram_embedding"))
-    np.testing.assert_allclose(embeddings, model.tagger.embed(pngs), atol=1e-6)
+    assert_scores_close(embeddings, model.tagger.embed(pngs))  # batches of 5 there, of 4 and 1 here
     assert embeddings.shape == (5, model.tagger.embedding_dim)
     fob.compute_similarity(dataset, embeddings="ram_embedding", brain_key="ram_sim")
     nearest = dataset.sort_by_similarity(dataset.first().id, k=2, brain_key="ram_sim")
@@ -156,44 +150,44 @@ def test_embeddings_similarity_and_visualization(model, pngs, tmp_path):
     assert values[-1] is None and all(v is not None for v in values[:-1])
 
 
-def test_tag2text_caption_is_stored_on_the_field(pngs):
+def test_tag2text_caption_is_stored_on_the_field(pngs, tiny_model_settings, stored_tags, assert_same_tags):
     import fiftyone_ram.fiftyone as forf
 
-    model = forf.load_model(**tag2text_settings())
+    model = forf.load_model(**tiny_model_settings("tag2text"))
     dataset = fo.Dataset()
     dataset.add_sample(fo.Sample(filepath=pngs[1]))
     dataset.apply_model(model, label_field="t2t", batch_size=1, num_workers=0, skip_failures=False)
-    model.tagger.batch_size = 1
-    assert dataset.values("t2t.caption") == model.tagger.caption(pngs[1:2])
-    assert [_stored(label) for label in dataset.values("t2t")] == model.tagger.predict(pngs[1:2])
+    assert dataset.values("t2t.caption") == model.tagger.caption(pngs[1:2])  # one image: a batch of one on both
+    assert_same_tags([stored_tags(label) for label in dataset.values("t2t")], model.tagger.predict(pngs[1:2]),
+                     names=model.tagger.tag_list, thresholds=model.tagger.thresholds)
     model.config.caption = False
     assert not model.predict(pngs[1]).has_field("caption")
 
 
-def test_pickles_for_workers_without_the_weights(model, pngs):
+def test_pickles_for_workers_without_the_weights(model, pngs, stored_tags):
     get_item = pickle.loads(pickle.dumps(model.build_get_item()))
     assert get_item({"filepath": pngs[0]}).shape == (3, 224, 224)
     assert pickle.loads(pickle.dumps(model.collate_fn)) is type(model).collate_fn
     payload = pickle.dumps(model)
     assert len(payload) < 20_000  # configuration only: the weights are re-read from the checkpoint
     clone = pickle.loads(payload)
-    assert _stored(clone.predict(pngs[2])) == _stored(model.predict(pngs[2]))
+    assert stored_tags(clone.predict(pngs[2])) == stored_tags(model.predict(pngs[2]))
 
 
-def test_the_config_is_serialisable_for_fiftyone_model_configs(pngs):
+def test_the_config_is_serialisable_for_fiftyone_model_configs(pngs, tiny_model_settings, stored_tags):
     import fiftyone.core.models as fom
 
-    model = fom.load_model({"type": "fiftyone_ram.fiftyone.model.RamModel", "config": ram_settings()})
+    model = fom.load_model({"type": "fiftyone_ram.fiftyone.model.RamModel", "config": tiny_model_settings()})
     assert type(model).__name__ == "RamModel" and model.config.family == "ram"
     again = fom.load_model({"type": "fiftyone_ram.fiftyone.model.RamModel", "config": model.config.serialize()})
-    assert _stored(again.predict(pngs[0])) == _stored(model.predict(pngs[0]))
+    assert stored_tags(again.predict(pngs[0])) == stored_tags(model.predict(pngs[0]))
 
 
-def test_predict_takes_paths_pil_images_and_arrays(model, pngs):
+def test_predict_takes_paths_pil_images_and_arrays(model, pngs, stored_tags):
     from PIL import Image
 
     image = Image.open(pngs[0]).convert("RGB")
-    by_path = _stored(model.predict(pngs[0]))
-    assert _stored(model.predict(image)) == by_path
-    assert _stored(model.predict(np.asarray(image))) == by_path
+    by_path = stored_tags(model.predict(pngs[0]))
+    assert stored_tags(model.predict(image)) == by_path
+    assert stored_tags(model.predict(np.asarray(image))) == by_path
     assert model.predict("/nonexistent/file.png") == {"error": "image /nonexistent/file.png does not exist"}

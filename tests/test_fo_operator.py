@@ -4,35 +4,31 @@ from __future__ import annotations
 
 import pytest
 
-from test_fo_fixtures import copy_pngs, ram_settings
-
 fo = pytest.importorskip("fiftyone")
 foo = pytest.importorskip("fiftyone.operators")
 
 URI = "@fiftyone-ram/ram/tag_images"
 
 
-def _params(**extra) -> dict:
-    settings = ram_settings()
-    return {"model": "custom", "family": "ram", "checkpoint_path": settings["checkpoint_path"],
-            "config": settings["config"], "tag_list": settings["tag_list"], "thresholds": settings["thresholds"],
-            "device": "cpu", "label_field": "ram", "batch_size": 2, **extra}
+@pytest.fixture()
+def params(tiny_model_settings):
+    """``params(**extra)``: the operator's parameters for the tiny RAM."""
+    settings = tiny_model_settings()
+
+    def make(**extra) -> dict:
+        return {"model": "custom", "family": "ram", "checkpoint_path": settings["checkpoint_path"],
+                "config": settings["config"], "tag_list": settings["tag_list"], "thresholds": settings["thresholds"],
+                "device": "cpu", "label_field": "ram", "batch_size": 2, **extra}
+
+    return make
 
 
 @pytest.fixture()
-def dataset(tmp_path):
+def dataset(tmp_path, copy_pngs):
     ds = fo.Dataset()
     ds.add_samples([fo.Sample(filepath=str(p), keep="yes") for p in copy_pngs(tmp_path / "images")])
     ds.add_sample(fo.Sample(filepath=str(tmp_path / "missing.png"), keep="yes"))
     return ds
-
-
-def _expected(paths):
-    import fiftyone_ram.fiftyone as forf
-
-    tagger = forf.load_model(**ram_settings()).tagger
-    tagger.batch_size = 2
-    return tagger.predict(paths)
 
 
 def test_the_plugin_registers_without_errors():
@@ -43,27 +39,28 @@ def test_the_plugin_registers_without_errors():
     assert not [e for e in registry.list_errors() if "fiftyone-ram" in str(e)]
 
 
-def test_immediate_run_on_a_view_then_refusal_to_overwrite(dataset):
+def test_immediate_run_on_a_view_then_refusal_to_overwrite(dataset, params, tiny_tagger, stored_tags, assert_same_tags):
     view = dataset.limit(3)
-    result = foo.execute_operator(URI, ctx={"view": view, "params": _params()})
+    result = foo.execute_operator(URI, ctx={"view": view, "params": params()})
     assert result.error is None and not result.delegated
     assert result.result["tagged"] == 3 and result.result["failed_count"] == 0
     assert len(dataset.exists("ram")) == 3  # only the view
-    stored = [[(c.label, c.confidence) for c in label.classifications] for label in view.values("ram")]
-    assert stored == _expected(view.values("filepath"))
+    tagger = tiny_tagger("ram")
+    assert_same_tags([stored_tags(label) for label in view.values("ram")], tagger.predict(view.values("filepath")),
+                     names=tagger.tag_list, thresholds=tagger.thresholds)
     assert dataset.distinct("keep") == ["yes"]
 
     with pytest.raises(Exception, match="resume or to replace"):
-        foo.execute_operator(URI, ctx={"view": dataset.view(), "params": _params()})
+        foo.execute_operator(URI, ctx={"view": dataset.view(), "params": params()})
     assert len(dataset.exists("ram")) == 3
 
 
-def test_delegated_run_on_a_view_resumes_and_records_errors(dataset):
+def test_delegated_run_on_a_view_resumes_and_records_errors(dataset, params):
     from fiftyone.operators.delegated import DelegatedOperationService
 
-    foo.execute_operator(URI, ctx={"view": dataset.limit(2), "params": _params()})
+    foo.execute_operator(URI, ctx={"view": dataset.limit(2), "params": params()})
     view = dataset.skip(1)  # one tagged sample, three untagged, the missing file
-    queued = foo.execute_operator(URI, ctx={"view": view, "params": _params(existing="resume"),
+    queued = foo.execute_operator(URI, ctx={"view": view, "params": params(existing="resume"),
                                             "request_delegation": True})
     assert queued.delegated
     service = DelegatedOperationService()

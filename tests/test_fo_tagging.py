@@ -6,20 +6,19 @@ import shutil
 
 import pytest
 
-from test_fo_fixtures import copy_pngs, ram_settings
-
 fo = pytest.importorskip("fiftyone")
 
 
 @pytest.fixture(scope="module")
-def model():
+def model(tiny_model_settings):
+    """Shared by the tests of this module: read it, never change it."""
     import fiftyone_ram.fiftyone as forf
 
-    return forf.load_model(**ram_settings(), device="cpu")
+    return forf.load_model(**tiny_model_settings(), device="cpu")
 
 
 @pytest.fixture()
-def dataset(tmp_path):
+def dataset(tmp_path, copy_pngs):
     paths = copy_pngs(tmp_path / "images")
     ds = fo.Dataset()
     ds.add_samples([fo.Sample(filepath=str(p)) for p in paths])

@@ -13,9 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PARITY, ROOT
-from test_fo_fixtures import copy_pngs, ram_settings
-
 fo = pytest.importorskip("fiftyone")
 foz = pytest.importorskip("fiftyone.zoo")
 
@@ -23,12 +20,12 @@ NAMES = ("ram-plus-swin-large-14m", "ram-swin-large-14m", "tag2text-swin-14m", "
 
 
 @pytest.fixture(scope="module")
-def source_url(tmp_path_factory):
+def source_url(tmp_path_factory, repo_root):
     served = tmp_path_factory.mktemp("served")
     with zipfile.ZipFile(served / "fiftyone-ram-zoo.zip", "w") as archive:
-        for path in (ROOT / "zoo").rglob("*"):
+        for path in (repo_root / "zoo").rglob("*"):
             if "__pycache__" not in path.parts:
-                archive.write(path, Path("fiftyone-ram-main") / path.relative_to(ROOT / "zoo"))
+                archive.write(path, Path("fiftyone-ram-main") / path.relative_to(repo_root / "zoo"))
     handler = functools.partial(_QuietHandler, directory=str(served))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -44,10 +41,10 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def test_the_manifest_is_complete_and_truthful():
+def test_the_manifest_is_complete_and_truthful(repo_root):
     from fiftyone_ram.models.registry import default_cfgs
 
-    manifest = json.loads((ROOT / "zoo" / "manifest.json").read_text())
+    manifest = json.loads((repo_root / "zoo" / "manifest.json").read_text())
     assert manifest["name"] == "fiftyone-ram/recognize-anything"
     models = {m["base_name"]: m for m in manifest["models"]}
     assert tuple(models) == NAMES
@@ -60,14 +57,14 @@ def test_the_manifest_is_complete_and_truthful():
         assert entry["base_filename"] == cfg.weights.filename
         if cfg.weights.size is not None:
             assert entry["size_bytes"] == cfg.weights.size
-    assert (ROOT / "zoo" / models["recognize-anything-custom"]["base_filename"]).is_file()
+    assert (repo_root / "zoo" / models["recognize-anything-custom"]["base_filename"]).is_file()
 
 
-def test_the_committed_manifest_is_the_generated_one():
+def test_the_committed_manifest_is_the_generated_one(repo_root):
     """zoo/manifest.json is written from the registry: python -m fiftyone_ram.fiftyone.zoo zoo/manifest.json"""
     from fiftyone_ram.fiftyone.zoo import build_manifest
 
-    assert json.loads((ROOT / "zoo" / "manifest.json").read_text()) == build_manifest()
+    assert json.loads((repo_root / "zoo" / "manifest.json").read_text()) == build_manifest()
 
 
 def test_registered_source_lists_the_models(source_url):
@@ -79,10 +76,11 @@ def test_registered_source_lists_the_models(source_url):
     assert not foz.is_zoo_model_downloaded("ram-plus-swin-large-14m")
 
 
-def test_load_zoo_model_with_a_checkpoint_and_apply_it(source_url, tmp_path):
+def test_load_zoo_model_with_a_checkpoint_and_apply_it(source_url, tmp_path, tiny_model_settings, copy_pngs, stored_tags,
+                                                       assert_same_tags):
     import fiftyone_ram.fiftyone as forf
 
-    settings = ram_settings()
+    settings = tiny_model_settings()
     model = foz.load_zoo_model("recognize-anything-custom", checkpoint_path=settings["checkpoint_path"],
                                config=settings["config"], family="ram", tag_list=settings["tag_list"],
                                thresholds=settings["thresholds"], device="cpu")
@@ -91,18 +89,17 @@ def test_load_zoo_model_with_a_checkpoint_and_apply_it(source_url, tmp_path):
     dataset = fo.Dataset()
     dataset.add_samples([fo.Sample(filepath=p) for p in pngs])
     dataset.apply_model(model, label_field="ram", batch_size=5, num_workers=0, skip_failures=False)
-    model.tagger.batch_size = 5
-    assert [[(c.label, c.confidence) for c in label.classifications] for label in dataset.values("ram")] \
-        == model.tagger.predict(pngs)
+    assert_same_tags([stored_tags(label) for label in dataset.values("ram")], model.tagger.predict(pngs),
+                     names=model.tagger.tag_list, thresholds=model.tagger.thresholds)
 
 
-def test_a_released_name_uses_its_downloaded_weights(source_url):
+def test_a_released_name_uses_its_downloaded_weights(source_url, parity_dir, tiny_model_settings):
     """With the weights file in place (here: the tiny checkpoint), ``load_model`` takes it from the zoo."""
     zoo_model = foz.get_zoo_model("ram-swin-large-14m")
     weights = Path(zoo_model.get_path_in_dir(fo.config.model_zoo_dir))
-    shutil.copyfile(PARITY / "ram_tiny.pth", weights)
+    shutil.copyfile(parity_dir / "ram_tiny.pth", weights)
     try:
-        settings = ram_settings()
+        settings = tiny_model_settings()
         model = foz.load_zoo_model("ram-swin-large-14m", config=settings["config"], tag_list=settings["tag_list"],
                                    thresholds=settings["thresholds"], threshold=0.8, device="cpu")
         assert model.config.checkpoint_path == str(weights)

@@ -7,70 +7,65 @@ import json
 
 import pytest
 
-from conftest import PARITY
-from test_fo_fixtures import copy_pngs, ram_settings
-from test_vocab_support import TEMPLATES, tiny_clip_dir
-
 fo = pytest.importorskip("fiftyone")
 foo = pytest.importorskip("fiftyone.operators")
 
 URI = "@fiftyone-ram/ram/tag_images"
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
+@pytest.fixture()
+def dataset(parity_pngs):
+    """Three images; each test writes its own fields, so each gets its own dataset."""
     ds = fo.Dataset()
-    ds.add_samples([fo.Sample(filepath=str(p)) for p in copy_pngs(tmp_path_factory.mktemp("images"))[:3]])
+    ds.add_samples([fo.Sample(filepath=str(p)) for p in parity_pngs[:3]])
     yield ds
     ds.delete()
 
 
-def _stored(view, field):
-    return [[(c.label, c.confidence) for c in label.classifications] for label in view.values(field)]
+@pytest.fixture()
+def stored(stored_tags):
+    """``stored(view, field)``: the field's tags as ``Tagger.predict`` rows."""
+    return lambda view, field: [stored_tags(label) for label in view.values(field)]
 
 
-def _approx(predictions):
-    return [[(name, pytest.approx(p, abs=1e-6)) for name, p in row] for row in predictions]
-
-
-def test_operator_tags_with_a_typed_list_a_file_and_descriptions(dataset, tmp_path):
-    from fiftyone_ram import load_tagger
-
+def test_operator_tags_with_a_typed_list_a_file_and_descriptions(dataset, tmp_path, tiny_model_settings, tiny_tagger,
+                                                                 tiny_clip_text_dir, stored, assert_same_tags):
     (tmp_path / "more_tags.txt").write_text("dog\nAnole\n")
     (tmp_path / "descriptions.json").write_text(json.dumps(
         [{"Zeppelin": ["a photo of a zeppelin.", "a rigid airship"]}, {"Anole": ["a small green lizard"]}]))
-    settings = ram_settings(family="ram_plus", checkpoint_path=str(PARITY / "ram_plus_tiny.pth"))
+    settings = tiny_model_settings("ram_plus")
     params = {"model": "custom", "device": "cpu", "label_field": "custom_vocab", "batch_size": 2,
               **{k: settings[k] for k in ("family", "checkpoint_path", "config", "tag_list", "thresholds")},
               "tags": ["cat", "Zeppelin"], "tags_file": str(tmp_path / "more_tags.txt"),
-              "descriptions": str(tmp_path / "descriptions.json"), "text_encoder": str(tiny_clip_dir()),
+              "descriptions": str(tmp_path / "descriptions.json"), "text_encoder": str(tiny_clip_text_dir()),
               "new_tag_threshold": 0.0}
     result = foo.execute_operator(URI, ctx={"view": dataset.view(), "params": params})
     assert result.error is None and result.result["tagged"] == 3
     dataset.reload()
 
-    tagger = load_tagger(settings["config"], settings["checkpoint_path"], family="ram_plus",
-                         tag_list=settings["tag_list"], thresholds=settings["thresholds"], device="cpu",
-                         tags=["cat", "Zeppelin", "dog", "Anole"], descriptions=tmp_path / "descriptions.json",
-                         text_encoder=tiny_clip_dir(), new_tag_threshold=0.0)
+    tagger = tiny_tagger("ram_plus", tags=["cat", "Zeppelin", "dog", "Anole"],
+                         descriptions=tmp_path / "descriptions.json", text_encoder=tiny_clip_text_dir(),
+                         new_tag_threshold=0.0)
     want = tagger.predict(dataset.values("filepath"))
     assert all({"Zeppelin", "Anole"} <= {name for name, _ in row} for row in want)  # threshold 0: always
-    assert _stored(dataset, "custom_vocab") == _approx(want)
+    assert_same_tags(stored(dataset, "custom_vocab"), want, names=tagger.tag_list, thresholds=tagger.thresholds)
     assert set(dataset.distinct("custom_vocab.classifications.label")) <= {"cat", "Zeppelin", "dog", "Anole"}
 
 
-def test_apply_model_with_zoo_load_model_keywords(dataset, tmp_path):
+def test_apply_model_with_zoo_load_model_keywords(dataset, tmp_path, clip_templates, tiny_clip_text_dir,
+                                                 tiny_model_settings, stored, assert_same_tags):
     from fiftyone_ram.fiftyone.zoo import CUSTOM, load_model
 
-    vocabulary = dict(tags=["cat", "Bagpipes", "dog", "yak-wool hat"], templates=list(TEMPLATES),
-                      text_encoder=str(tiny_clip_dir()), tag_thresholds={"Bagpipes": 0.0, "dog": 0.0})
-    model = load_model(CUSTOM, str(tmp_path / "unused"), **ram_settings(device="cpu", **vocabulary))
+    vocabulary = dict(tags=["cat", "Bagpipes", "dog", "yak-wool hat"], templates=list(clip_templates),
+                      text_encoder=str(tiny_clip_text_dir()), tag_thresholds={"Bagpipes": 0.0, "dog": 0.0})
+    model = load_model(CUSTOM, str(tmp_path / "unused"), **tiny_model_settings(device="cpu", **vocabulary))
     assert model.tagger.tag_list == vocabulary["tags"]
     dataset.apply_model(model, label_field="zoo_vocab", batch_size=2, num_workers=0)
 
-    stored = _stored(dataset, "zoo_vocab")
-    assert all({"Bagpipes", "dog"} <= {name for name, _ in row} for row in stored)
-    assert stored == _approx(model.tagger.predict(dataset.values("filepath")))
+    rows = stored(dataset, "zoo_vocab")
+    assert all({"Bagpipes", "dog"} <= {name for name, _ in row} for row in rows)
+    assert_same_tags(rows, model.tagger.predict(dataset.values("filepath")), names=model.tagger.tag_list,
+                     thresholds=model.tagger.thresholds)
     assert model.config.tags == vocabulary["tags"] and model.config.tag_thresholds == vocabulary["tag_thresholds"]
 
 
@@ -96,31 +91,26 @@ def test_form_offers_the_vocabulary_and_translates_it(dataset, tmp_path):
     assert tagger_kwargs({"tags": None, "keep_builtin": False, "new_tag_threshold": None}) == {}
 
 
-
-def test_cli_tags_a_dataset_with_a_vocabulary(tmp_path):
+def test_cli_tags_a_dataset_with_a_vocabulary(tmp_path, copy_pngs, tiny_cli_args, tiny_tagger, tiny_clip_text_dir,
+                                              stored, assert_same_tags):
     from click.testing import CliRunner
 
-    from fiftyone_ram import load_tagger
     from fiftyone_ram.cli import main
 
-    settings = ram_settings(family="ram_plus", checkpoint_path=str(PARITY / "ram_plus_tiny.pth"))
     paths = [str(p) for p in copy_pngs(tmp_path / "images")[3:]]
     (tmp_path / "tags.txt").write_text("dog\nZeppelin\ncat\n")
     (tmp_path / "descriptions.json").write_text(json.dumps([{"Zeppelin": ["a rigid airship"]}]))
     vocabulary = ["--tags", tmp_path / "tags.txt", "--descriptions", tmp_path / "descriptions.json",
-                  "--text-encoder", tiny_clip_dir(), "--new-tag-threshold", "0"]
-    args = ["tag", *paths, "--dataset", "vocab-cli", "--field", "mine", "--model", "ram_plus", "--config",
-            settings["config"], "--checkpoint", settings["checkpoint_path"], "--tag-list", settings["tag_list"],
-            "--thresholds", settings["thresholds"], "--device", "cpu", "--json", *vocabulary]
+                  "--text-encoder", tiny_clip_text_dir(), "--new-tag-threshold", "0"]
+    args = ["tag", *paths, "--dataset", "vocab-cli", "--field", "mine", *tiny_cli_args("ram_plus"), "--device", "cpu",
+            "--json", *vocabulary]
     result = CliRunner().invoke(main, [str(a) for a in args])
     assert result.exit_code == 0, result.output
 
     dataset = fo.load_dataset("vocab-cli")
-    tagger = load_tagger(settings["config"], settings["checkpoint_path"], family="ram_plus", device="cpu",
-                         tag_list=settings["tag_list"], thresholds=settings["thresholds"],
-                         tags=tmp_path / "tags.txt", descriptions=tmp_path / "descriptions.json",
-                         text_encoder=tiny_clip_dir(), new_tag_threshold=0.0)
+    tagger = tiny_tagger("ram_plus", tags=tmp_path / "tags.txt", descriptions=tmp_path / "descriptions.json",
+                         text_encoder=tiny_clip_text_dir(), new_tag_threshold=0.0)
     want = tagger.predict(dataset.values("filepath"))
     assert all("Zeppelin" in [name for name, _ in row] for row in want)
-    assert _stored(dataset, "mine") == _approx(want)
+    assert_same_tags(stored(dataset, "mine"), want, names=tagger.tag_list, thresholds=tagger.thresholds)
     dataset.delete()
