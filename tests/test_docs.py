@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
-
+ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 TOPICS = ("tagging", "vocabularies", "labels", "evaluation", "engine", "app", "benchmarks", "development")
