@@ -11,10 +11,11 @@ import hashlib
 import os
 from pathlib import Path
 
+from fiftyone_ram.errors import UserError
 from fiftyone_ram.upstream import UPSTREAM_COMMIT, UPSTREAM_FILES
 
 
-class AssetError(RuntimeError):
+class AssetError(UserError, RuntimeError):
     """A required file is missing and cannot be fetched; the message says where to put it."""
 
 

@@ -15,13 +15,15 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from fiftyone_ram.errors import UserError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 ImageInput = Union[str, Path, Image.Image, np.ndarray]
 
 
-class ImageError(ValueError):
+class ImageError(UserError, ValueError):
     """An input that is not a readable image; the message names it."""
 
 

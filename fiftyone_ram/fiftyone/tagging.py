@@ -15,8 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from fiftyone_ram.errors import UserError
 
-class FieldExistsError(ValueError):
+
+class FieldExistsError(UserError, ValueError):
     """The label field already holds labels and neither overwrite nor resume was asked for."""
 
 

@@ -16,6 +16,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from fiftyone_ram.errors import UserError
+
 DEBIAN_WORDNET_DIR = Path("/usr/share/wordnet")
 
 # The files NLTK's WordNet reader opens; ``lexnames`` is written, the others are copied.
@@ -51,7 +53,7 @@ _LEXICOGRAPHER_FILES = (
 _POS_NUMBERS = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
 
 
-class WordNetUnavailableError(RuntimeError):
+class WordNetUnavailableError(UserError, RuntimeError):
     """Neither NLTK's WordNet corpus nor the Debian WordNet files are on this machine."""
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from fiftyone_ram.errors import UserError
 from fiftyone_ram.models.beam_search import beam_search
 
 TAG_TOKENS = 40  # upstream pads or truncates the tag string to exactly 40 tokens
@@ -14,7 +15,7 @@ DEFAULT_TOKENIZER = "bert-base-uncased"
 DEC_TOKEN, ENC_TOKEN = "[DEC]", "[ENC]"
 
 
-class TokenizerError(RuntimeError):
+class TokenizerError(UserError, RuntimeError):
     """The WordPiece vocabulary for captions is not available."""
 
 

@@ -16,13 +16,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fiftyone_ram.errors import UserError
 from fiftyone_ram.models.backbone import convert_swin_state_dict, init_swin_buffers
 
 _LEGACY_RENAMES = (("vision_multi", "tagging_head"),)
 _SWIN_PREFIX = "visual_encoder."
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be read or does not fit the model; the message names the file and tensor."""
 
 

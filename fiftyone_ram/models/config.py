@@ -13,10 +13,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fiftyone_ram.errors import UserError
+
 FAMILIES = ("ram", "ram_plus", "tag2text")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config name or file that cannot describe a model."""
 
 

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from fiftyone_ram.errors import UserError
+
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import CLIPTextModelWithProjection, CLIPTokenizer
 
@@ -23,7 +25,7 @@ DEFAULT_TEXT_ENCODER = "openai/clip-vit-base-patch16"
 _FOLDER_FILES = ("*.json", "*.txt", "*.safetensors", "*.bin", "*.model")
 
 
-class TextEncoderError(RuntimeError):
+class TextEncoderError(UserError, RuntimeError):
     """The text encoder cannot be loaded (e.g. offline and not downloaded yet); the message says what to do."""
 
 
