@@ -185,8 +185,15 @@ class Tagger:
         out: list[list[int]] = []
         for pixels in batches:
             start = len(out)
-            out.extend(generate_caption_ids(self, pixels, None if given is None else given[start:start + len(pixels)],
-                                            **generation))
+            with torch.inference_mode():
+                embeds = self.model.image_embeds(pixels.to(self.device, self._dtype))
+                if given is None:
+                    probs = torch.sigmoid(self.model.logits(embeds)).float().cpu().numpy()
+                    predicted = self.decide(probs, self.class_indices(None))
+                    tags = [" | ".join(name for name, _ in row) for row in predicted]
+                else:
+                    tags = given[start:start + len(pixels)]
+            out.extend(generate_caption_ids(self.model, self.tokenizer, embeds, tags, **generation))
         return out
 
     @property
