@@ -1,14 +1,18 @@
-"""Tag2Text captions: tag string → tag encoder over image tokens → beam-searched text decoder."""
+"""Tag2Text captions: tag string → tag encoder over image tokens → beam search over the cached text decoder."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from fiftyone_ram.errors import UserError
 from fiftyone_ram.models.beam_search import beam_search
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fiftyone_ram.models.tag2text import Tag2Text
 
 TAG_TOKENS = 40  # upstream pads or truncates the tag string to exactly 40 tokens
 DEFAULT_TOKENIZER = "bert-base-uncased"
@@ -48,32 +52,45 @@ def _prompt_ids(tokenizer, prompt: str) -> list[int]:
 
 
 @torch.inference_mode()
-def generate_caption_ids(model: torch.nn.Module, tokenizer, image_embeds: torch.Tensor, tag_strings: Sequence[str], *,
+def generate_caption_ids(model: Tag2Text, tokenizer, image_embeds: torch.Tensor, tag_strings: Sequence[str], *,
                          num_beams: int = 3, max_length: int = 30, min_length: int = 10,
-                         repetition_penalty: float = 1.0, prompt: str = "a picture of ") -> list[list[int]]:
+                         repetition_penalty: float = 1.0, prompt: str = "a picture of ",
+                         use_cache: bool = True) -> list[list[int]]:
     """Token ids of the best caption per image, prompt included (starting with [DEC]).
 
-    ``model`` is a Tag2Text with its captioning branch, ``image_embeds`` its image tokens (B, 1 + L, C) and
-    ``tag_strings`` one "tag | tag" string per image: the tags that guide its caption.
+    ``image_embeds`` are the backbone's tokens (B, N, D) and ``tag_strings`` one "a | b" string per image.
+    ``use_cache=False`` re-runs the decoder over the whole prefix at every step (the reference the cached
+    path is tested against; same ids).
     """
-    if len(tokenizer) != model.text_decoder.cls.predictions.decoder.out_features:
-        raise TokenizerError(f"the tokenizer has {len(tokenizer)} tokens but the checkpoint's captioner "
-                             f"{model.text_decoder.cls.predictions.decoder.out_features}")
-    tags = list(tag_strings)
-    if len(tags) != len(image_embeds):
-        raise ValueError(f"{len(tags)} tag strings given for {len(image_embeds)} images")
+    vocab = model.text_decoder.cls.predictions.decoder.out_features
+    if len(tokenizer) != vocab:
+        raise TokenizerError(f"the tokenizer has {len(tokenizer)} tokens but the checkpoint's captioner {vocab}")
+    if len(tag_strings) != len(image_embeds):
+        raise ValueError(f"{len(tag_strings)} tag strings for {len(image_embeds)} images")
     device = image_embeds.device
-    encoded = tokenizer(tags, padding="max_length", truncation=True, max_length=TAG_TOKENS, return_tensors="pt")
+    encoded = tokenizer(list(tag_strings), padding="max_length", truncation=True, max_length=TAG_TOKENS,
+                        return_tensors="pt")
     input_ids = encoded.input_ids.to(device)
     input_ids[:, 0] = tokenizer.convert_tokens_to_ids(ENC_TOKEN)
     tag_states = model.tag_encoder(input_ids, encoded.attention_mask.to(device), image_embeds)
-    start = torch.tensor([_prompt_ids(tokenizer, prompt)] * len(tags), device=device)
-    rows = torch.arange(len(tags), device=device).repeat_interleave(num_beams)
+    start = torch.tensor([_prompt_ids(tokenizer, prompt)] * len(tag_strings), device=device)
+    rows = torch.arange(len(tag_strings), device=device).repeat_interleave(num_beams)
+    decoder = model.text_decoder
 
-    def next_logits(ids: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
-        return model.text_decoder(ids, tag_states[which])[:, -1, :]
+    if use_cache:
+        cache = decoder.start_cache(tag_states, rows)
 
-    best = beam_search(next_logits, start, rows, num_beams=num_beams, max_length=max_length,
-                       min_length=min_length, eos_id=tokenizer.sep_token_id,
-                       repetition_penalty=repetition_penalty)
+        def step(ids: torch.Tensor, parents: torch.Tensor | None) -> torch.Tensor:
+            if parents is not None:
+                cache.reorder(parents)
+            return decoder.step(ids[:, cache.length:], cache)
+    else:
+        def step(ids: torch.Tensor, parents: torch.Tensor | None) -> torch.Tensor:
+            nonlocal rows
+            if parents is not None:
+                rows = rows[parents]
+            return decoder(ids, tag_states[rows])[:, -1, :]
+
+    best = beam_search(step, start, num_beams=num_beams, max_length=max_length, min_length=min_length,
+                       eos_id=tokenizer.sep_token_id, repetition_penalty=repetition_penalty)
     return [seq.tolist() for seq in best]

@@ -4,9 +4,18 @@ Both are BERT stacks built from transformers' ``BertLayer``; what transformers' 
 is handled here: cross-attention keys and values read image tokens of another width, the tag encoder is
 bidirectional yet cross-attends (transformers ties cross-attention to causal decoders), and upstream's
 embeddings carry no token-type term. Masks are additive with upstream's -10000, passed to eager attention.
+
+The decoder also steps with a key/value cache (``DecoderCache``): each step feeds only the new tokens, reading
+the self-attention keys and values of earlier positions and the cross-attention keys and values of the tag
+states, projected once per input. transformers' own cache is not used: its API differs between the releases
+we support (tuples on 4.4x, ``EncoderDecoderCache`` passed as ``cache=`` on 5.x) and ``BertLayer`` takes it
+through that moving signature; the cached step reuses the layer's own submodules instead, whose names and
+calls are the same in every release because checkpoints depend on them.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -37,8 +46,9 @@ class TextEmbeddings(nn.Module):
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+    def forward(self, input_ids: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """``start``: the position of the first token (the length of the cached prefix)."""
+        positions = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)
         return self.LayerNorm(self.word_embeddings(input_ids) + self.position_embeddings(positions))
 
 
@@ -80,6 +90,26 @@ class _DecoderBert(nn.Module):
         self.encoder = _Layers(config, config.hidden_size)
 
 
+@dataclass
+class DecoderCache:
+    """What the decoder's next step needs from the steps before it.
+
+    Tensors are (rows, heads, tokens, head size). ``own`` holds per layer the self-attention keys and values
+    of the ``length`` positions decoded so far, one row per sequence (beam); ``tags`` the cross-attention keys
+    and values of the tag-encoder states, one row per input, which sequence ``i`` reads at ``rows[i]``.
+    """
+
+    own: list[tuple[torch.Tensor, torch.Tensor]]
+    tags: list[tuple[torch.Tensor, torch.Tensor]]
+    rows: torch.Tensor
+    length: int = 0
+
+    def reorder(self, parents: torch.Tensor) -> None:
+        """Sequence ``i`` now continues sequence ``parents[i]`` (beams re-ranked)."""
+        self.own = [(keys[parents], values[parents]) for keys, values in self.own]
+        self.rows = self.rows[parents]
+
+
 class TextDecoder(nn.Module):
     """Keys ``bert.*`` and ``cls.predictions.*`` as upstream's ``text_decoder`` (a BERT LM head model)."""
 
@@ -88,10 +118,54 @@ class TextDecoder(nn.Module):
         config = bert_layer_config(size, vocab_size)
         self.bert = _DecoderBert(config)
         self.cls = BertOnlyMLMHead(config)
+        self.num_heads = size.num_attention_heads
+        self.head_size = size.hidden_size // size.num_attention_heads
 
     def forward(self, input_ids: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        """Next-token logits at every position, (B, L, vocab)."""
+        """Next-token logits at every position, (B, L, vocab), recomputing the whole prefix."""
         length = input_ids.shape[1]
         causal = torch.ones(length, length, device=input_ids.device).tril()
         mask = ((1.0 - causal) * MASKED).to(memory.dtype)[None, None]
         return self.cls(self.bert.encoder(self.bert.embeddings(input_ids), mask, memory))
+
+    def start_cache(self, memory: torch.Tensor, rows: torch.Tensor) -> DecoderCache:
+        """An empty cache for sequences that read ``memory[rows]`` (memory: (inputs, tokens, width))."""
+        tags = [(self._heads(layer.crossattention.self.key(memory)),
+                 self._heads(layer.crossattention.self.value(memory))) for layer in self.bert.encoder.layer]
+        empty = memory.new_zeros(len(rows), self.num_heads, 0, self.head_size)
+        return DecoderCache(own=[(empty, empty)] * len(tags), tags=tags, rows=rows)
+
+    def step(self, input_ids: torch.Tensor, cache: DecoderCache) -> torch.Tensor:
+        """Next-token logits (rows, vocab) after ``input_ids``, the tokens that follow the cached prefix
+        (the whole prompt on the first step, then one token); the cache grows by them."""
+        new = input_ids.shape[1]
+        mask = None
+        if new > 1:  # new token i sees the cached prefix and new tokens up to i
+            visible = torch.ones(new, cache.length + new, device=input_ids.device).tril(cache.length)
+            mask = ((1.0 - visible) * MASKED).to(cache.tags[0][0].dtype)
+        x = self.bert.embeddings(input_ids, start=cache.length)
+        for i, layer in enumerate(self.bert.encoder.layer):
+            own = layer.attention.self
+            keys = torch.cat([cache.own[i][0], self._heads(own.key(x))], dim=2)
+            values = torch.cat([cache.own[i][1], self._heads(own.value(x))], dim=2)
+            cache.own[i] = (keys, values)
+            x = layer.attention.output(self._attend(own.query(x), keys, values, mask), x)
+            tag_keys, tag_values = cache.tags[i]
+            cross = self._attend(layer.crossattention.self.query(x), tag_keys[cache.rows], tag_values[cache.rows])
+            x = layer.crossattention.output(cross, x)
+            x = layer.output(layer.intermediate(x), x)
+        cache.length += new
+        return self.cls(x[:, -1])
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_size).transpose(1, 2)
+
+    def _attend(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Eager attention as transformers' (scaled scores, additive mask, softmax), heads merged back."""
+        q = self._heads(queries)
+        scores = torch.matmul(q, keys.transpose(2, 3)) * self.head_size ** -0.5
+        if mask is not None:
+            scores = scores + mask
+        out = torch.matmul(torch.softmax(scores, dim=-1), values)
+        return out.transpose(1, 2).reshape(queries.shape)
