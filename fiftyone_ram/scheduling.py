@@ -15,6 +15,7 @@ import os
 import queue
 import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -94,7 +95,7 @@ def model_seconds_per_image(macs: float, precision: str, device_type: str, cores
 def plan_loading(macs_per_image: float, precision: str, device_type: str, *, num_workers: int | None = None,
                  cores: int | None = None, decode_seconds: float = DECODE_SECONDS) -> LoadingPlan:
     """The split for a model of ``macs_per_image`` at ``precision`` on ``device_type``; ``num_workers`` (given
-    by the user) is kept as given.
+    by the user) is kept as given, and the model's threads are then left alone.
 
     * GPU: decoding must keep up with the device: every core but one decodes (the main process feeds the GPU
       and writes labels), up to :data:`MAX_GPU_WORKERS`, into pinned memory.
@@ -109,9 +110,8 @@ def plan_loading(macs_per_image: float, precision: str, device_type: str, *, num
     if device_type != "cpu":
         wanted = num_workers if num_workers is not None else min(max(cores - 1, 1), MAX_GPU_WORKERS)
         return LoadingPlan(wanted, None, device_type == "cuda", share)
-    if num_workers is not None:
-        threads = None if num_workers == 0 else max(cores - num_workers, 1) if share >= 0.1 * cores else cores
-        return LoadingPlan(num_workers, threads, False, share)
+    if num_workers is not None:  # the user's split: the model keeps torch's threads, as without a plan
+        return LoadingPlan(num_workers, None, False, share)
     if share < 0.1 * cores:
         return LoadingPlan(1, cores, False, share)
     # Decoding gets the cores in proportion to its cost (at least one, the model keeps at least one).
@@ -168,3 +168,31 @@ def _put(slots: queue.Queue, entry: tuple, stop: threading.Event) -> bool:
         except queue.Full:
             continue
     return False
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS says, else every core)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except (AttributeError, OSError):  # not on Linux
+        return max(os.cpu_count() or 1, 1)
+
+
+@contextmanager
+def planned_run(model: Any, num_workers: int | None = None) -> Iterator[LoadingPlan | None]:
+    """The plan for a FiftyOne ``apply_model`` run of ``model`` (a ``RamModel``, or anything with a ``tagger``),
+    with the model's torch threads set for the run and restored after; None (nothing changed) for other models."""
+    import torch
+
+    tagger = getattr(model, "tagger", None)
+    if tagger is None or not hasattr(tagger, "config"):
+        yield None
+        return
+    plan = plan_for(tagger, num_workers=num_workers, cores=available_cores())
+    before = torch.get_num_threads()
+    if plan.torch_threads is not None:
+        torch.set_num_threads(plan.torch_threads)
+    try:
+        yield plan
+    finally:
+        torch.set_num_threads(before)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from fiftyone_ram.errors import UserError
+from fiftyone_ram.scheduling import planned_run
 
 
 class FieldExistsError(UserError, ValueError):
@@ -63,7 +64,7 @@ def tag_samples(samples, model, label_field: str = "ram", *, overwrite: bool = F
     resume: tag only the samples without labels (what an interrupted run left)
     sample_tags: also add each sample's tag names to its ``tags`` (added, never removed)
     confidence_thresh: one threshold for all tags instead of the model's per-class thresholds
-    num_workers: image-decoding processes (None: FiftyOne's choice)
+    num_workers: image-decoding processes (None: ``fiftyone_ram.scheduling.plan_loading`` splits the machine)
     Other options go to ``apply_model``. Raises :class:`FieldExistsError` when ``label_field`` already holds
     labels in ``samples`` and neither ``overwrite`` nor ``resume`` is set.
     """
@@ -86,9 +87,12 @@ def tag_samples(samples, model, label_field: str = "ram", *, overwrite: bool = F
     if errors in samples.get_field_schema():
         stale = todo.exists(errors)
         stale.set_values(errors, [None] * stale.count())  # this run records its own failures
-    todo.apply_model(model, label_field=label_field, confidence_thresh=confidence_thresh,
-                     store_logits=store_logits, batch_size=batch_size, num_workers=num_workers,
-                     skip_failures=skip_failures, progress=progress)
+    with planned_run(model, num_workers) as plan:  # decoding workers and model threads split by their costs
+        todo.apply_model(model, label_field=label_field, confidence_thresh=confidence_thresh,
+                         store_logits=store_logits, batch_size=batch_size,
+                         num_workers=num_workers if plan is None else plan.num_workers,
+                         pin_memory=plan is not None and plan.pin_memory, skip_failures=skip_failures,
+                         progress=progress)
     _summarize(samples.select(ids), label_field, summary)
     if sample_tags:
         add_sample_tags(samples, label_field)
