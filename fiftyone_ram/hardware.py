@@ -10,13 +10,13 @@ can fake a machine there and nowhere else:
 * int8: the quantised engines of this torch build (``torch.backends.quantized.supported_engines``);
 * CUDA: ``torch.cuda.get_device_capability()``.
 
-What ``"auto"`` picks, and why (measured on RAM Swin-L 384; docs/benchmarks.md):
+What ``"auto"`` picks, and why (docs/tagging.md; figures in docs/benchmarks.md):
 
 * CUDA, compute capability 8.0 and up (Ampere, Hopper, ...): ``bf16`` (tensor cores; fp16's range issues
   avoided); older CUDA devices: ``fp16`` (they have no bf16 arithmetic);
-* a CPU with AVX512_BF16 or AMX: ``bf16`` (about 3x fp32, tag-set F1 0.99+ against fp32);
-* another x86 CPU with AVX2 or AVX-512: ``int8`` (dynamic quantisation of the Linear layers that tolerate it:
-  about 2x fp32 under AVX2, F1 0.99);
+* a CPU with AVX512_BF16 or AMX: ``bf16`` (its matrix units run bf16 about 3x as fast as fp32);
+* another x86 CPU with AVX2 or AVX-512: ``int8`` (dynamic quantisation of the MLP layers, whose int8 kernels
+  beat fp32's there: ``fiftyone_ram.models.precision``);
 * anything else (no AVX2, other architectures, other devices): ``fp32``.
 """
 
