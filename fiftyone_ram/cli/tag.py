@@ -102,7 +102,7 @@ def _report(found: Found, as_json: bool, *, skipped: bool = False) -> None:
     """One line on stderr for an entry that is not tagged: why (a problem) or what it is (a note)."""
     path = printable(found.path)
     if found.problem is not None:
-        reason = f"skipped: {found.problem}" if skipped else found.problem
+        reason = printable(f"skipped: {found.problem}" if skipped else found.problem)  # may quote a link target
         click.echo(json.dumps({"image": path, "error": reason}, ensure_ascii=False) if as_json
                    else f"{path}: error: {reason}", err=True)
     else:
