@@ -150,3 +150,29 @@ def test_a_killed_run_is_taken_over_by_the_next_resume(many_images, start, tmp_p
     assert summary["tagged"] == N_FILES - before and summary["skipped"] == before and summary["elsewhere"] == 0
     _check_exactly_once(dataset, [summary], before=before)
     dataset.delete()
+
+
+def test_adding_the_same_files_at_once_adds_each_once_every_time(many_images, tmp_path):
+    """Two processes add the same 300 files to the same new dataset at the same instant, five times over (the
+    issue's race: each read the paths, then added what it had not seen; or both created the dataset)."""
+    rounds = 5
+    names = [f"race-{tmp_path.name}-{i}" for i in range(rounds)]
+    start_at = time.time() + 15  # both processes are up by then; each round starts at the same instant
+    script = (
+        "import json, sys, time\n"
+        "from fiftyone_ram.fiftyone.datasets import add_images\n"
+        f"files = sorted(__import__('pathlib').Path({str(many_images)!r}).iterdir())\n"
+        f"for i, name in enumerate({names!r}):\n"
+        f"    time.sleep(max(0.0, {start_at!r} + 2 * i - time.time()))\n"
+        "    add_images(name, files)\n"
+        "print('done')\n")
+    fo.list_datasets()  # this process's database connection first (see ``start``)
+    processes = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for _ in range(2)]
+    for process in processes:
+        out, err = process.communicate(timeout=600)
+        assert process.returncode == 0 and out.strip() == "done" and "Traceback" not in err, err
+    for name in names:
+        paths = fo.load_dataset(name).values("filepath")
+        assert len(paths) == len(set(paths)) == N_FILES, name
+        fo.load_dataset(name).delete()
