@@ -224,7 +224,8 @@ class _VerifiedCache:
 
     def get(self, resolved: str, stat: os.stat_result) -> CheckpointIdentity | None:
         entry = self._read().get(resolved)
-        if not isinstance(entry, dict) or entry.get("size") != stat.st_size or entry.get("mtime_ns") != stat.st_mtime_ns:
+        if not isinstance(entry, dict) or (entry.get("size"), entry.get("mtime_ns")) != (stat.st_size,
+                                                                                         stat.st_mtime_ns):
             return None
         try:
             return CheckpointIdentity(resolved, stat.st_size, entry["fingerprint"], entry["verified_by"])

@@ -42,7 +42,8 @@ def _classes(value: str | None) -> list[str] | None:
 @click.option("--view", "saved_view", default=None, help="Evaluate this saved view of the dataset.")
 @click.option("--model-tags", type=click.Path(exists=True, dir_okay=False),
               help="The model's tag list (reads logits; reports classes the model lacks).")
-@click.option("--threshold", type=THRESHOLD, default=None, help="Re-decide tags at this threshold (default: stored tags).")
+@click.option("--threshold", type=THRESHOLD, default=None,
+              help="Re-decide tags at this threshold (default: stored tags).")
 @click.option("--thresholds", "thresholds_file", type=click.Path(exists=True, dir_okay=False),
               help="Per-class thresholds aligned with --model-tags (upstream's format).")
 @click.option("--mapping", type=click.Path(exists=True, dir_okay=False),

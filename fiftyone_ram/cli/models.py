@@ -6,9 +6,8 @@ import json
 
 import click
 
-from fiftyone_ram.cli.options import CommandError
-
 from fiftyone_ram import assets
+from fiftyone_ram.cli.options import CommandError
 from fiftyone_ram.models.registry import FAMILY_NAMES, default_cfgs, get_variant
 
 # Display names of the families (the operators' forms hold the same table; the registry has none).

@@ -97,7 +97,7 @@ def check_tagging_options(samples, label_field: str, *, overwrite: bool = False,
     if confidence_thresh is not None:
         check_threshold(confidence_thresh, "confidence_thresh (CLI: --threshold)")
     check_output_field(samples, label_field, fol.Classifications, option="label field")
-    check_string_field(samples, error_field(label_field), purpose=f"where tagging records unreadable images")
+    check_string_field(samples, error_field(label_field), purpose="where tagging records unreadable images")
 
 
 def tag_samples(samples, model, label_field: str = "ram", *, overwrite: bool = False, resume: bool = False,

@@ -54,7 +54,8 @@ def read_descriptions(source: DescriptionSource) -> dict[str, list[str]]:
         name = str(name).strip()
         if isinstance(texts, str) or not isinstance(texts, Sequence) or not texts \
                 or not all(isinstance(t, str) and t.strip() for t in texts):
-            raise VocabularyError(f"{origin}: the descriptions of {name!r} must be a non-empty list of non-empty strings")
+            raise VocabularyError(f"{origin}: the descriptions of {name!r} must be a non-empty list of non-empty "
+                                  f"strings")
         if name in out:
             raise VocabularyError(f"{origin}: {name!r} is described twice")
         out[name] = list(texts)
