@@ -9,14 +9,15 @@ import json
 
 import click
 
-from fiftyone_ram.cli.options import CAPTIONER_CHOICES, load_tagger_from_options, tagger_options
+from fiftyone_ram.cli.options import (CAPTIONER_CHOICES, THRESHOLD, CommandError, load_tagger_from_options,
+                                      tagger_options)
 
 
 def _collection(dataset_name: str, saved_view: str | None):
     import fiftyone as fo
 
     if not fo.dataset_exists(dataset_name):
-        raise click.ClickException(f"no FiftyOne dataset named {dataset_name!r}")
+        raise CommandError(f"no FiftyOne dataset named {dataset_name!r}")
     dataset = fo.load_dataset(dataset_name)
     return dataset.load_saved_view(saved_view) if saved_view else dataset
 
@@ -47,7 +48,7 @@ def _tagger_or_none(wanted: bool, model_name, checkpoint, config_path, tag_list,
                    "list such as 'tags'.")
 @click.option("--caption-field", "caption_fields", multiple=True, help="Caption field to parse (repeatable).")
 @click.option("--predict", is_flag=True, help="Add the tags the tagger (--model ...) predicts.")
-@click.option("--threshold", type=float, default=None, help="With --predict: one threshold for all tags.")
+@click.option("--threshold", type=THRESHOLD, default=None, help="With --predict: one threshold for all tags.")
 @click.option("--captioner", "captioner_model", type=click.Choice(CAPTIONER_CHOICES), default=None,
               help="Add tags parsed from Tag2Text captions: a released Tag2Text model, or 'tag2text' with "
                    "--captioner-config.")
@@ -79,7 +80,7 @@ def generate(dataset_name, model_name, checkpoint, config_path, tag_list, tag_li
                                 tagger=tagger, captioner=captioner, tag_list=parser_tags, threshold=threshold,
                                 batch_size=batch_size, overwrite=overwrite, progress=_progress)
     except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
     _report(summary, as_json)
 
 
@@ -93,8 +94,8 @@ def generate(dataset_name, model_name, checkpoint, config_path, tag_list, tag_li
 @click.option("--regions-field", default=None, help="Take regions from this Detections field instead of a detector.")
 @click.option("--detector", default=None, help="Grounding-DINO hub id or folder (default IDEA-Research/"
                                                  "grounding-dino-tiny).")
-@click.option("--box-threshold", type=float, default=0.35, show_default=True)
-@click.option("--text-threshold", type=float, default=0.25, show_default=True)
+@click.option("--box-threshold", type=THRESHOLD, default=0.35, show_default=True)
+@click.option("--text-threshold", type=THRESHOLD, default=0.25, show_default=True)
 @click.option("--max-regions", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--embedder", type=click.Choice(["ram", "clip"]), default="ram", show_default=True,
               help="Crop embeddings: the tagger's image encoder or CLIP's.")
@@ -157,5 +158,5 @@ def clean(dataset_name, model_name, checkpoint, config_path, tag_list, tag_list_
                              categories_per_batch=categories_per_batch, batch_size=batch_size, resume=resume,
                              overwrite=overwrite, progress=_progress)
     except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
     _report(summary, as_json)

@@ -29,7 +29,7 @@ import fiftyone.core.fields as fof
 import fiftyone.core.validation as fov
 from fiftyone.utils.eval.detection import DetectionEvaluation, DetectionEvaluationConfig, DetectionResults
 
-from fiftyone_ram.decision import decide
+from fiftyone_ram.decision import check_threshold, check_thresholds, decide
 from fiftyone_ram.evaluation import metrics as M
 from fiftyone_ram.evaluation.vocabulary import VocabularyMapper, VocabularyReport
 from fiftyone_ram.fiftyone.fields import (
@@ -694,7 +694,7 @@ def _resolve_model_tags(model_tags: Any) -> tuple[list[str] | None, str | None, 
 def _resolve_threshold(threshold: Any, tags: list[str] | None) -> tuple[Any, np.ndarray | None]:
     """(what the config records, per-class values aligned with ``tags`` or None)."""
     if threshold is None or isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
-        return (float(threshold) if threshold is not None else None), None
+        return (check_threshold(threshold, "threshold") if threshold is not None else None), None
     if tags is None:
         raise ValueError("per-class thresholds need model_tags (the tag list they are aligned with)")
     if isinstance(threshold, (str, Path)):
@@ -705,12 +705,12 @@ def _resolve_threshold(threshold: Any, tags: list[str] | None) -> tuple[Any, np.
         for t, v in threshold.items():
             if t not in position:
                 raise ValueError(f"threshold given for '{t}', which is not in model_tags")
-            default[position[t]] = v
+            default[position[t]] = check_threshold(v, f"threshold of {t!r}")
         return "per-class", default
     values = np.asarray(threshold, dtype=np.float32)
     if values.shape != (len(tags),):
         raise ValueError(f"per-class thresholds have shape {values.shape}; model_tags has {len(tags)} tags")
-    return "per-class", values
+    return "per-class", check_thresholds(values, "per-class thresholds")
 
 
 def _json_safe(obj: Any) -> Any:
