@@ -48,6 +48,15 @@ class EvaluateTags(foo.Operator):
         if eval_key is not None and (not eval_key.isidentifier()):
             key.invalid = True
             key.error_message = "The key must be a valid Python identifier"
+        elif eval_key and eval_key in ctx.dataset.list_evaluations():
+            from fiftyone_ram.evaluation.keys import METHOD
+
+            method = getattr(ctx.dataset.get_evaluation_info(eval_key).config, "method", None)
+            if method != METHOD:
+                key.invalid = True
+                key.error_message = f"'{eval_key}' is another evaluation's key ({method}): choose another"
+            else:
+                inputs.bool("overwrite", default=False, label=f"Replace the existing evaluation '{eval_key}'")
         inputs.float("threshold", label="Threshold (optional)",
                      description="Leave empty to judge the stored tags; a value re-decides tags from the scores")
         inputs.str("model_tags", label="Model tag list file (optional)",
@@ -78,6 +87,7 @@ class EvaluateTags(foo.Operator):
             top_k=top_k,
             ties=p.get("ties", "pessimistic"),
             empty_classes=p.get("empty_classes", "exclude"),
+            overwrite=bool(p.get("overwrite")),
             progress=lambda fraction, stage: ctx.set_progress(progress=fraction, label=stage),
         )
         if not ctx.delegated:
