@@ -56,7 +56,8 @@ class EvaluateTags(foo.Operator):
                 key.invalid = True
                 key.error_message = f"'{eval_key}' is another evaluation's key ({method}): choose another"
             else:
-                inputs.bool("overwrite", default=False, label=f"Replace the existing evaluation '{eval_key}'")
+                inputs.view("replaces", types.Notice(label=f"'{eval_key}' holds a tag evaluation already: it will "
+                                                           f"be replaced (choose another key to keep it)"))
         inputs.float("threshold", label="Threshold (optional)",
                      description="Leave empty to judge the stored tags; a value re-decides tags from the scores")
         inputs.str("model_tags", label="Model tag list file (optional)",
@@ -87,7 +88,6 @@ class EvaluateTags(foo.Operator):
             top_k=top_k,
             ties=p.get("ties", "pessimistic"),
             empty_classes=p.get("empty_classes", "exclude"),
-            overwrite=bool(p.get("overwrite")),
             progress=lambda fraction, stage: ctx.set_progress(progress=fraction, label=stage),
         )
         if not ctx.delegated:

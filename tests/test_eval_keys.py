@@ -1,6 +1,7 @@
 """Evaluation keys never overwrite user data: every name a tag evaluation would write is checked against the
 dataset first, a run is registered only once it is written, ``delete_evaluation`` deletes what the run wrote
-and nothing else, and an existing key is replaced only when asked (Python API, CLI and operator)."""
+and nothing else, and a key reused for a tag evaluation replaces that run alone (FiftyOne's convention) while
+``overwrite=False`` refuses it (Python API, CLI and operator)."""
 
 from __future__ import annotations
 
@@ -98,25 +99,27 @@ def test_delete_evaluation_deletes_only_what_the_run_wrote(dataset):
     assert ds.values("ram_copy.classifications.ev")[0] == ["mine"] * len(ds.first().ram.classifications)
 
 
-def test_an_existing_key_is_replaced_only_when_asked(dataset):
+def test_a_reused_key_replaces_its_own_run_and_nothing_else(dataset):
     ds = dataset
     first = evaluate_tags(ds, "ram", "gt", eval_key="ev")
-    message = _refused(ds, "ev", "already holds a tag evaluation of 'ram' against 'gt'", "overwrite=True")
-    assert "--overwrite" in message
+    message = _refused(ds, "ev", "already holds a tag evaluation of 'ram' against 'gt'", overwrite=False)
+    assert "choose another key" in message
     # replaced cleanly, on other fields: the old run's fields go, the new run's come, one run under the key
-    second = evaluate_tags(ds, "ram", "gt_det", eval_key="ev", overwrite=True)
+    second = evaluate_tags(ds, "ram", "gt_det", eval_key="ev")
     assert ds.list_evaluations() == ["ev"]
     assert ds.get_field("gt.classifications.ev") is None and ds.get_field("gt_det.detections.ev") is not None
     assert ds.get_evaluation_info("ev").config.gt_field == "gt_det"
     assert ds.load_evaluation_results("ev", cache=False).summary == pytest.approx(second.summary)
     assert first.summary["tp"] == second.summary["tp"]  # the same tags, boxed or not
-    # overwrite never reaches names that are not the old run's
+    # replacing never reaches names that are not the old run's: the user's attribute written since on a
+    # field the old run did not use blocks the new run
+    evaluate_tags(ds, "top1", "gt_one", eval_key="ev2")
     ds.set_values("ram.classifications.ev2", [["mine"] * len(v.classifications) for v in ds.values("ram")],
                   dynamic=True)
-    evaluate_tags(ds, "top1", "gt_one", eval_key="ev2")
-    ds.delete_evaluation("ev2")
-    evaluate_tags(ds, "top1", "gt_one", eval_key="ev3")
-    _refused(ds, "ev2", "ram.classifications.ev2", overwrite=True)
+    _refused(ds, "ev2", "ram.classifications.ev2")
+    assert ds.values("ram.classifications.ev2")[0] == ["mine"] * len(ds.first().ram.classifications)
+    evaluate_tags(ds, "top1", "gt_one", eval_key="ev2")  # on the run's own fields it is replaced
+    assert ds.values("ram.classifications.ev2")[0] == ["mine"] * len(ds.first().ram.classifications)
 
 
 def test_another_evaluation_key_is_never_replaced(dataset):
@@ -152,7 +155,7 @@ def test_a_run_that_fails_while_writing_leaves_no_key_and_no_fields(dataset, mon
     assert _snapshot(ds) == before  # registered, then failed: unregistered again, fields gone
 
 
-def test_cli_refuses_in_one_line_and_overwrites_when_asked(dataset):
+def test_cli_refuses_in_one_line_and_replaces_its_own_run(dataset):
     from fiftyone_ram.cli import main
 
     ds = dataset
@@ -163,15 +166,21 @@ def test_cli_refuses_in_one_line_and_overwrites_when_asked(dataset):
     assert len(lines) == 1 and "ram.classifications.tags" in lines[0] and "built-in" in lines[0]
     assert ds.list_evaluations() == []
 
+    ds.add_sample_field("ev_fn", fo.StringField)
+    taken = CliRunner().invoke(main, [*base, "--eval-key", "ev"])
+    assert taken.exit_code != 0 and len(taken.output.strip().splitlines()) == 1 and "ev_fn" in taken.output
+    ds.delete_sample_field("ev_fn")
     assert CliRunner().invoke(main, [*base, "--eval-key", "ev", "--json"]).exit_code == 0
-    again = CliRunner().invoke(main, [*base, "--eval-key", "ev"])
-    assert again.exit_code != 0 and len(again.output.strip().splitlines()) == 1 and "--overwrite" in again.output
-    replaced = CliRunner().invoke(main, [*base, "--eval-key", "ev", "--overwrite", "--json"])
-    assert replaced.exit_code == 0, replaced.output
+    again = CliRunner().invoke(main, [*base, "--eval-key", "ev", "--json"])
+    assert again.exit_code == 0, again.output
     assert ds.list_evaluations() == ["ev"]
+    ds.evaluate_classifications("top1", gt_field="gt_one", eval_key="simple")
+    other = CliRunner().invoke(main, [*base, "--eval-key", "simple"])
+    assert other.exit_code != 0 and "taken by another evaluation" in other.output
+    assert ds.get_evaluation_info("simple").config.method == "simple"
 
 
-def test_operator_form_offers_overwrite_and_refuses_another_evaluation(dataset):
+def test_operator_form_says_what_is_replaced_and_refuses_another_evaluation(dataset):
     import fiftyone.operators as foo
     from fiftyone.operators.executor import ExecutionContext
 
@@ -186,10 +195,12 @@ def test_operator_form_offers_overwrite_and_refuses_another_evaluation(dataset):
                                                "params": {"eval_key": key}})
         return operator.resolve_input(ctx).type.properties
 
-    assert "overwrite" in form("ev") and not form("ev")["eval_key"].invalid
-    assert form("simple")["eval_key"].invalid and "overwrite" not in form("simple")
-    params = {"pred_field": "ram", "gt_field": "gt", "eval_key": "ev", "top_k": "1", "open_panel": False}
-    with pytest.raises(Exception, match="already holds a tag evaluation"):
-        foo.execute_operator(uri, ctx={"dataset": ds, "params": params})
-    done = foo.execute_operator(uri, ctx={"dataset": ds, "params": {**params, "overwrite": True}})
-    assert done.error is None and done.result["eval_key"] == "ev"
+    assert "replaces" in form("ev") and not form("ev")["eval_key"].invalid
+    assert "replaces" not in form("new")
+    assert form("simple")["eval_key"].invalid and "replaces" not in form("simple")
+    params = {"pred_field": "ram", "gt_field": "gt", "top_k": "1", "open_panel": False}
+    with pytest.raises(Exception, match="'simple' is another evaluation's key"):  # the form's validation
+        foo.execute_operator(uri, ctx={"dataset": ds, "params": {**params, "eval_key": "simple"}})
+    assert ds.get_evaluation_info("simple").config.method == "simple"
+    done = foo.execute_operator(uri, ctx={"dataset": ds, "params": {**params, "eval_key": "ev"}})
+    assert done.error is None and done.result["eval_key"] == "ev" and ds.list_evaluations() == ["ev", "simple"]

@@ -177,7 +177,7 @@ def test_wrong_field_types_fail_before_anything_is_written(dataset):
     kept = evaluate_tags(dataset, "ram", "gt", eval_key="kept", model_tags=MODEL_TAGS)
     before = dataset.values("kept_tp")
     with pytest.raises(ValueError, match="logits but model_tags has"):
-        evaluate_tags(dataset, "ram", "gt", eval_key="kept", model_tags=MODEL_TAGS[:-1], overwrite=True)
+        evaluate_tags(dataset, "ram", "gt", eval_key="kept", model_tags=MODEL_TAGS[:-1])
     assert dataset.values("kept_tp") == before
     assert dataset.load_evaluation_results("kept", cache=False).summary == pytest.approx(kept.summary)
     dataset.delete_evaluation("kept")

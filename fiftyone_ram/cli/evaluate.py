@@ -39,7 +39,6 @@ def _classes(value: str | None) -> list[str] | None:
 @click.option("--gt", "gt_field", required=True,
               help="Ground truth: Classifications, Classification, Detections, Polylines or a string list (tags).")
 @click.option("--eval-key", default=None, help="Record the run under this key (fields <key>_tp, ...).")
-@click.option("--overwrite", is_flag=True, help="Replace an earlier tag evaluation recorded under --eval-key.")
 @click.option("--view", "saved_view", default=None, help="Evaluate this saved view of the dataset.")
 @click.option("--model-tags", type=click.Path(exists=True, dir_okay=False),
               help="The model's tag list (reads logits; reports classes the model lacks).")
@@ -63,8 +62,8 @@ def _classes(value: str | None) -> list[str] | None:
               help="With --tune-thresholds: classes with fewer positives keep their threshold.")
 @click.option("--top", type=int, default=None, help="Rows of the per-class table (best AP first).")
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
-def evaluate(dataset_name, pred_field, gt_field, eval_key, overwrite, saved_view, model_tags, threshold,
-             thresholds_file, mapping, classes, top_k, ties, empty_classes, tune_out, target_precision, base_thresholds,
+def evaluate(dataset_name, pred_field, gt_field, eval_key, saved_view, model_tags, threshold, thresholds_file,
+             mapping, classes, top_k, ties, empty_classes, tune_out, target_precision, base_thresholds,
              min_positives, top, as_json):
     """Measure tag quality (mAP, CP/CR/CF1, OP/OR/OF1, top-k) of a dataset's predicted tags."""
     import fiftyone as fo
@@ -82,7 +81,6 @@ def evaluate(dataset_name, pred_field, gt_field, eval_key, overwrite, saved_view
             samples, pred_field, gt_field, eval_key=eval_key, model_tags=model_tags,
             threshold=thresholds_file if thresholds_file else threshold, mapping=mapping,
             classes=_classes(classes), ties=ties, empty_classes=empty_classes, top_k=_top_k(top_k),
-            overwrite=overwrite,
         )
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -281,9 +281,8 @@ def run_benchmark(
     field = label_field or (family or "tags").replace("+", "_plus")
     thresholds = predict_benchmark(dataset, tagger, classes, label_field=field, threshold=threshold,
                                    batch_size=batch_size, reuse_scores=reuse_scores, progress=progress)
-    # The benchmark's dataset is its own: a rerun (``reuse_scores``) replaces its earlier run of the key.
     results = evaluate_tags(dataset, field, GT_FIELD, eval_key=eval_key, model_tags=classes,
-                            threshold=thresholds, classes=classes, empty_classes=empty_classes, overwrite=True)
+                            threshold=thresholds, classes=classes, empty_classes=empty_classes)
     return BenchmarkReport(bench, family, results, len(dataset), dataset.info["benchmark"]["missing_images"], threshold)
 
 

@@ -5,8 +5,9 @@ A tag evaluation writes sample fields (``<key>_tp``, ``<key>_fp``, ``<key>_fn``,
 already exist, and its ``delete_evaluation`` later deletes whatever carries those names. So the names are
 checked here first: a name that exists (declared in the schema, or present in the data without being
 declared) and does not belong to this key's own earlier run is refused, with one line that names it. A key
-already used by another evaluation is refused; one used by an earlier tag evaluation is replaced only when
-asked (``overwrite``).
+already used by another evaluation (another method) is refused. One used by an earlier tag evaluation is
+replaced, as FiftyOne replaces a run of the same type under a reused key (naming the key is the request);
+``overwrite=False`` refuses it instead.
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ def check_key(samples: Any, method: Any, key: Any, *, overwrite: bool) -> KeyPla
         if not overwrite:
             when = f", {info.timestamp:%Y-%m-%d %H:%M}" if getattr(info, "timestamp", None) else ""
             raise EvalKeyError(f"evaluation key '{key}' already holds a tag evaluation of '{config.pred_field}' "
-                               f"against '{config.gt_field}'{when}: pass overwrite=True (CLI: --overwrite) to "
-                               f"replace it, or choose another key")
+                               f"against '{config.gt_field}'{when}: choose another key, or allow replacing it "
+                               f"(overwrite=True)")
         owned = set(config.build().get_fields(dataset, key))
         replaces = True
     wanted = [name for name in method.get_fields(samples, key) if name not in owned]

@@ -315,7 +315,7 @@ def evaluate_tags(
     top_k: Sequence[int] = (1, 3),
     use_logits: bool = True,
     custom_metrics: Any = None,
-    overwrite: bool = False,
+    overwrite: bool = True,
     progress: Progress | None = None,
 ) -> TagEvaluationResults:
     """Evaluate predicted tags against ground truth and, with ``eval_key``, record a FiftyOne evaluation.
@@ -337,8 +337,9 @@ def evaluate_tags(
         top_k: k values for the top-k variants (each sample predicts its k best-scored classes)
         use_logits: read ``Classifications.logits`` when stored (full scores for mAP)
         custom_metrics: FiftyOne ``EvaluationMetric`` operators to compute as well
-        overwrite: replace an earlier tag evaluation recorded under ``eval_key`` (without it, an existing key
-            is refused); names that belong to anything else are refused either way
+        overwrite: replace an earlier tag evaluation recorded under ``eval_key`` (FiftyOne's convention for
+            a reused key); False refuses it. Names that belong to anything else (another evaluation, the
+            user's fields and label attributes) are refused either way
         progress: ``callable(fraction, stage)`` told about each stage
 
     Scores for mAP: ``sigmoid(logit)`` where a sample stores logits and ``model_tags`` is known, else the
