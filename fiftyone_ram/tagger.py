@@ -317,7 +317,7 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig, checkpoint: str
                 batch_size: int = 4, tags: str | Path | Sequence[str] | None = None,
                 descriptions: str | Path | Sequence[Mapping] | Mapping | None = None, keep_builtin: bool = False,
                 new_tag_threshold: float | None = None, tag_thresholds: Mapping[str, float] | None = None,
-                text_encoder=None, templates: Sequence[str] | None = None) -> Tagger:
+                text_encoder=None, templates: Sequence[str] | None = None, caption_branch: bool = False) -> Tagger:
     """Load RAM, RAM++ or Tag2Text.
 
     ``name_or_config``: a released variant (``ram_plus_swin_large_14m``, ``ram_swin_large_14m``,
@@ -328,6 +328,7 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig, checkpoint: str
     ``tag_list`` names the checkpoint's own tags; ``tags`` / ``descriptions`` / ``keep_builtin`` /
     ``new_tag_threshold`` / ``tag_thresholds`` / ``text_encoder`` / ``templates`` choose the vocabulary the
     tagger answers: a subset of its tags or new ones (see ``fiftyone_ram.vocabulary.build_vocabulary``).
+    ``caption_branch``: also load RAM's tag encoder and text decoder, which only training's caption loss uses.
     """
     config = resolve_config(name_or_config, family=family)
     labels = labels_for(config)
@@ -374,7 +375,7 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig, checkpoint: str
     limits = (read_thresholds(thresholds, len(names)) if thresholds is not None
               else default_thresholds(labels if own_labels else None, len(names)))
     excluded: Sequence[int] = labels.excluded if own_labels else ()
-    model = model_from_checkpoint(config, checkpoint, len(names))
+    model = model_from_checkpoint(config, checkpoint, len(names), caption_branch=caption_branch)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     tagger = Tagger(model, config, names, limits, tag_list_chinese=chinese, excluded=excluded, device=device,

@@ -8,6 +8,10 @@ from torch import nn
 
 from fiftyone_ram.models.config import ModelConfig
 
+#: Upstream's stochastic depth for every Swin it builds (rising linearly over the blocks, as timm's); it only
+#: acts in train mode, so inference is unchanged by it.
+DROP_PATH_RATE = 0.1
+
 
 def build_swin(config: ModelConfig) -> SwinTransformer:
     """timm's Swin at the config's size, headless (upstream's Swin has no classifier)."""
@@ -20,7 +24,7 @@ def build_swin(config: ModelConfig) -> SwinTransformer:
         depths=s.depths,
         num_heads=s.num_heads,
         num_classes=0,
-        drop_path_rate=0.0,
+        drop_path_rate=DROP_PATH_RATE,
     )
     # timm keeps Swin on its explicit-softmax attention unless TIMM_FUSED_ATTN=2; the fused kernel is ~1.4x
     # faster on CPU here and changes outputs only by ~1e-6, well inside the parity tolerance.
