@@ -13,6 +13,7 @@ import torch
 from fiftyone_ram import assets
 from fiftyone_ram.decision import decide
 from fiftyone_ram.images import ImageError, ImageInput, preprocess, read_pixel_values
+from fiftyone_ram.model_folder import find_model_folder
 from fiftyone_ram.models.base import TaggerModel
 from fiftyone_ram.models.config import ModelConfig
 from fiftyone_ram.models.factory import model_from_checkpoint
@@ -321,7 +322,8 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig, checkpoint: str
     """Load RAM, RAM++ or Tag2Text.
 
     ``name_or_config``: a released variant (``ram_plus_swin_large_14m``, ``ram_swin_large_14m``,
-    ``tag2text_swin_14m``), a JSON config file or dict (``family`` fills a missing family field).
+    ``tag2text_swin_14m``), a JSON config file or dict (``family`` fills a missing family field), or a model
+    folder as fine-tuning writes it (also when given as ``checkpoint``; see ``fiftyone_ram.model_folder``).
     Files not given are taken from the cache (downloaded on first use): the released weights and upstream's
     tag lists and thresholds. Explicit paths always win.
 
@@ -330,6 +332,12 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig, checkpoint: str
     tagger answers: a subset of its tags or new ones (see ``fiftyone_ram.vocabulary.build_vocabulary``).
     ``caption_branch``: also load RAM's tag encoder and text decoder, which only training's caption loss uses.
     """
+    folder = find_model_folder(name_or_config, checkpoint)
+    if folder is not None:  # a fine-tuned model folder: its files unless others are given
+        name_or_config, checkpoint = folder.config, folder.checkpoint
+        tag_list = folder.tag_list if tag_list is None else tag_list
+        tag_list_chinese = folder.tag_list_chinese if tag_list_chinese is None else tag_list_chinese
+        thresholds = folder.thresholds if thresholds is None else thresholds
     config = resolve_config(name_or_config, family=family)
     labels = labels_for(config)
     missing: list[str] = []
@@ -376,6 +384,8 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig, checkpoint: str
               else default_thresholds(labels if own_labels else None, len(names)))
     excluded: Sequence[int] = labels.excluded if own_labels else ()
     model = model_from_checkpoint(config, checkpoint, len(names), caption_branch=caption_branch)
+    if folder is not None and folder.description_counts is not None:
+        model.description_mask = folder.description_mask(config.descriptions_per_tag)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     tagger = Tagger(model, config, names, limits, tag_list_chinese=chinese, excluded=excluded, device=device,

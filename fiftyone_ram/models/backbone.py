@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
 from timm.models.swin_transformer import SwinTransformer, checkpoint_filter_fn
 from torch import nn
@@ -65,3 +67,13 @@ def set_fused_attention(swin: SwinTransformer, enabled: bool) -> None:
     for sub in swin.modules():
         if hasattr(sub, "fused_attn") and hasattr(sub, "relative_position_bias_table"):
             sub.fused_attn = enabled
+
+
+def to_upstream_swin_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """timm's Swin keys back to upstream's (the reverse of :func:`convert_swin_state_dict`): each downsample
+    moves from the start of stage i + 1 to the end of stage i. The recomputed buffers are not written (upstream's
+    loaders drop and rebuild them)."""
+    out = {}
+    for key, value in state_dict.items():
+        out[re.sub(r"^layers\.(\d+)\.downsample", lambda m: f"layers.{int(m.group(1)) - 1}.downsample", key)] = value
+    return out

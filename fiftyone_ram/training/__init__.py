@@ -6,9 +6,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
+    from fiftyone_ram.training.trainer import FinetuneResult, finetune  # noqa: F401
     from fiftyone_ram.training.objective import total_loss, training_losses  # noqa: F401
+    from fiftyone_ram.training.settings import WEAK_START, FinetuneSettings  # noqa: F401
 
-_EXPORTS = {"training_losses": "objective", "total_loss": "objective"}
+_EXPORTS = {"training_losses": "objective", "total_loss": "objective", "finetune": "trainer",
+            "FinetuneResult": "trainer", "FinetuneSettings": "settings", "WEAK_START": "settings"}
 
 __all__ = sorted(_EXPORTS)
 

@@ -41,8 +41,8 @@ class TrainingInputError(UserError, ValueError):
 def training_losses(tagger: Tagger, pixel_values: torch.Tensor, *, captions: Sequence[str] | None = None,
                     tag_targets: torch.Tensor | None = None, parse_targets: torch.Tensor | None = None,
                     clip_image_features: torch.Tensor | None = None,
-                    caption_text_embeds: torch.Tensor | None = None,
-                    prompt: str = CAPTION_PROMPT) -> dict[str, torch.Tensor]:
+                    caption_text_embeds: torch.Tensor | None = None, prompt: str = CAPTION_PROMPT,
+                    tag_loss: Mapping[str, float] | None = None) -> dict[str, torch.Tensor]:
     """The losses upstream's ``forward`` returns, by name (see ``upstream-ram-spec.md`` §1.2–1.5).
 
     pixel_values: (B, 3, S, S) preprocessed images. tag_targets: (B, C) multi-hot over the tagger's classes,
@@ -51,7 +51,8 @@ def training_losses(tagger: Tagger, pixel_values: torch.Tensor, *, captions: Seq
     on the tags of ``parse_targets`` (B, C) (Tag2Text: ``tag_targets`` when no parse targets are given).
     clip_image_features: (B, 512) CLIP image features -> ``"distillation"`` (RAM, RAM++).
     caption_text_embeds: (B, 512) unit CLIP text embeddings of the captions -> ``"alignment"`` (RAM++; image i
-    matches caption i).
+    matches caption i). tag_loss: ``asymmetric_loss`` keywords replacing upstream's tagging-loss settings
+    (gamma_neg, gamma_pos, clip), for a weak start.
     """
     family = tagger.family
     model = tagger.model
@@ -75,7 +76,7 @@ def training_losses(tagger: Tagger, pixel_values: torch.Tensor, *, captions: Seq
                                           prompt)
     if tag_targets is not None:
         logits = model.logits(embeds)
-        losses["tag"] = asymmetric_loss(logits, _targets(tag_targets, tagger, batch).to(device))
+        losses["tag"] = asymmetric_loss(logits, _targets(tag_targets, tagger, batch).to(device), **dict(tag_loss or {}))
     if clip_image_features is not None:
         losses["distillation"] = distillation_loss(model.image_embedding(embeds), clip_image_features.to(device))
     if caption_text_embeds is not None:
