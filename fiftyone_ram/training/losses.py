@@ -26,6 +26,10 @@ def asymmetric_loss(logits: torch.Tensor, targets: torch.Tensor, *, gamma_neg: f
     focusing weight is computed without gradient, as upstream's. Works in float32 whatever the autocast dtype.
     """
     logits, targets = logits.float(), targets.to(torch.float32)
+    if not clip and gamma_neg == 0 and gamma_pos == 0:
+        # Plain BCE (the weak start's warm-up): torch's log-sigmoid form keeps a gradient where the clamped
+        # log of upstream's formula has none (a saturated random model would never come back).
+        return F.binary_cross_entropy_with_logits(logits, targets, reduction="sum")
     p = torch.sigmoid(logits)
     p_neg = (1 - p + clip).clamp(max=1) if clip and clip > 0 else 1 - p
     loss = targets * torch.log(p.clamp(min=eps)) + (1 - targets) * torch.log(p_neg.clamp(min=eps))

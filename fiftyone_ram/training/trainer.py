@@ -48,7 +48,8 @@ class FinetuneError(UserError, RuntimeError):
 
 @dataclass
 class FinetuneResult:
-    """What a run did. ``history``: one entry per validated epoch (``epoch`` -1: before training)."""
+    """What a run did. ``history``: one entry per validated epoch (``epoch`` -1: before training); ``tagger``:
+    the model as training left it (eval mode; the folder holds the best epoch's, the same without validation)."""
 
     output_dir: Path
     steps: int
@@ -57,6 +58,7 @@ class FinetuneResult:
     best: dict[str, float | None] | None
     history: list[dict[str, Any]] = field(default_factory=list)
     report: dict[str, Any] = field(default_factory=dict)
+    tagger: Any = None
 
 
 def finetune(samples: Any, output_dir: str | Path, *, model: str | Path | dict = DEFAULT_VARIANT,
@@ -481,8 +483,10 @@ class _Run:
             self._log({"type": "end", "steps": self.step, "best_epoch": self.best_epoch, "best": self.best})
             shutil.rmtree(self.resume_dir, ignore_errors=True)
         self.world.barrier()
+        self.tagger.model.eval()
+        self.tagger.model.clear_query_cache()
         return FinetuneResult(self.output, self.step, self.epoch, self.best_epoch, self.best, self.history,
-                              self.examples.report)
+                              self.examples.report, self.tagger)
 
     def _log(self, record: Mapping[str, Any]) -> None:
         if self.world.is_main:
