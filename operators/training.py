@@ -87,10 +87,12 @@ class FinetuneModel(foo.Operator):
             options["freeze"] = tuple(params["freeze"])
         if params.get("teacher"):
             options["teacher"] = params["teacher"]
-        dataset = ctx.dataset
-        validation = dataset.match_tags(params["validation_tag"]) if params.get("validation_tag") else None
+        samples, validation = ctx.target_view(), None
+        if params.get("validation_tag"):  # never trained on what it is validated on
+            validation = ctx.dataset.match_tags(params["validation_tag"])
+            samples = samples.match_tags(params["validation_tag"], bool=False)
         result = finetune(
-            ctx.target_view(), params["output_dir"], model=model, checkpoint=kwargs.pop("checkpoint_path", None),
+            samples, params["output_dir"], model=model, checkpoint=kwargs.pop("checkpoint_path", None),
             tag_field=params.get("tag_field") or None, caption_field=params.get("caption_field") or None,
             validation=validation, resume_run=bool(params.get("resume")), overwrite=bool(params.get("overwrite")),
             progress=lambda fraction, label: ctx.set_progress(progress=fraction, label=label), **kwargs, **options)
