@@ -239,7 +239,7 @@ class _Run:
             if name.startswith("label_embed"):
                 trainable = train_queries and "tagging_head" not in s.freeze
             param.requires_grad_(trainable)
-            if part == "tagging_head":
+            if part in ("tagging_head", "projection"):
                 self.head_names.add(name)
         if not any(p.requires_grad for p in model.parameters()):
             raise FinetuneError("every part of the model is frozen: nothing to train")
@@ -309,7 +309,7 @@ class _Run:
             self.dataset, batch_sampler=batches, num_workers=s.num_workers,
             collate_fn=functools.partial(D.collate, num_classes=len(self.tagger.tag_list)),
             generator=torch.Generator())  # its own generator: the global one is the run's (resumable) state
-        self.tagger.model.train()
+        self.tagger.model.train(self.settings.dropout)  # eval mode: no dropout nor stochastic depth
         started, seen, running = time.monotonic(), 0, None
         pending: list[dict[str, Any]] = []
         for position, batch in enumerate(loader):
@@ -425,7 +425,7 @@ class _Run:
             shown = ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if v is not None and k in ("mAP", "CP", "CR"))
             label = "before training" if epoch < 0 else f"epoch {epoch + 1}"
             self.say(f"validation {label}: {shown}{' (best so far: saved)' if improved else ''}")
-            self.tagger.model.train()
+            self.tagger.model.train(s.dropout)
         state = self.world.broadcast((self.history, self.best, self.best_epoch, self.stale_epochs))
         self.history, self.best, self.best_epoch, self.stale_epochs = state
 
