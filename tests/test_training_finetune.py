@@ -151,3 +151,29 @@ def test_unmapped_tags_are_reported_and_a_missing_teacher_switches_distillation_
     assert any("not in the model's vocabulary" in n and "'triangle'" in n and "'zigzag'" in n for n in notes)
     assert any("distillation is off" in n for n in notes)
     assert set(result.report["unmapped"]) == {"triangle", "zigzag"}
+
+
+@pytest.mark.parametrize("family", ["tag2text", "ram_plus"])
+def test_captions_and_other_families_train_and_load(family, shapes, tmp_path, parity_dir, upstream_dir,
+                                                    tiny_clip_text_dir, parity_pngs, one_thread):
+    """Tag2Text from captions only (parsed into tags, the caption loss on); RAM++ from tags and captions."""
+    from fiftyone_ram import load_tagger
+    from fiftyone_ram.training import finetune
+
+    dataset, tag_file = shapes
+    view = dataset.match_tags("validation")
+    view.set_values("caption", [" and ".join(f"a {c.label}" for c in label.classifications)
+                                for label in view.values("gt")])
+    options = _model(parity_dir, upstream_dir, tiny_clip_text_dir, tag_file, family)
+    if family == "tag2text":
+        options = {k: v for k, v in options.items() if k not in ("tags", "text_encoder", "templates")}
+    targets = {"caption_field": "caption"} if family == "tag2text" else {"tag_field": "gt", "caption_field": "caption"}
+    result = finetune(view, tmp_path / family, **options, **targets, teacher=None, device="cpu", progress=False,
+                      messages=lambda _: None, epochs=1, batch_size=3, max_steps=1)
+    losses = [json.loads(line) for line in (tmp_path / family / "log.jsonl").read_text().splitlines()
+              if '"step"' in line][0]["losses"]
+    assert set(losses) == ({"caption", "tag"} if family == "tag2text" else {"tag"})
+    assert result.report["positives"] > 0
+    loaded = load_tagger(tmp_path / family, device="cpu")
+    assert loaded.family == family and loaded.tag_list == result.tagger.tag_list
+    assert len(loaded.predict([str(parity_pngs[0])])) == 1
