@@ -39,9 +39,9 @@ def test_finetune_writes_a_folder_that_loads_with_the_same_tags(shapes, tmp_path
     dataset, tag_file = shapes
     before = torch.load(parity_dir / "ram_tiny.pth", map_location="cpu", weights_only=True)["model"]
     out = tmp_path / "model"
-    result = finetune(dataset.match_tags("train"), out, **_model(parity_dir, upstream_dir, tiny_clip_text_dir, tag_file),
-                      tag_field="gt", teacher=None, device="cpu", progress=False, messages=lambda _: None,
-                      epochs=1, batch_size=4, lr=1e-5, rand_augment=False)
+    model = _model(parity_dir, upstream_dir, tiny_clip_text_dir, tag_file)
+    result = finetune(dataset.match_tags("train"), out, **model, tag_field="gt", teacher=None, device="cpu",
+                      progress=False, messages=lambda _: None, epochs=1, batch_size=4, lr=1e-5, rand_augment=False)
     assert result.steps == 2 and result.epochs == 1 and result.best is None
     folder = read_model_folder(out)
     assert folder.thresholds is not None

@@ -124,7 +124,8 @@ def finetune(dataset_name, output_dir, model_name, checkpoint, config_path, tag_
     result = run_finetune(samples, output_dir, model=model, checkpoint=checkpoint, family=family, tag_list=tag_list,
                           tag_list_chinese=tag_list_chinese, thresholds=thresholds, tags=vocab_tags,
                           descriptions=descriptions, keep_builtin=keep_builtin, new_tag_threshold=new_tag_threshold,
-                          text_encoder=text_encoder, templates=_lines(templates), tag_field=tag_field, caption_field=caption_field,
+                          text_encoder=text_encoder, templates=_lines(templates), tag_field=tag_field,
+                          caption_field=caption_field,
                           validation=validation, mapping=mapping, resume_run=resume_run, overwrite=overwrite,
                           device=device, progress=not as_json, **options)
     summary = {"output": str(result.output_dir), "steps": result.steps, "epochs": result.epochs,

@@ -76,7 +76,8 @@ def training_losses(tagger: Tagger, pixel_values: torch.Tensor, *, captions: Seq
                                           prompt)
     if tag_targets is not None:
         logits = model.logits(embeds)
-        losses["tag"] = asymmetric_loss(logits, _targets(tag_targets, tagger, batch).to(device), **dict(tag_loss or {}))
+        targets = _targets(tag_targets, tagger, batch).to(device)
+        losses["tag"] = asymmetric_loss(logits, targets, **dict(tag_loss or {}))
     if clip_image_features is not None:
         losses["distillation"] = distillation_loss(model.image_embedding(embeds), clip_image_features.to(device))
     if caption_text_embeds is not None:

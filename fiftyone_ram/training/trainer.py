@@ -67,7 +67,8 @@ def finetune(samples: Any, output_dir: str | Path, *, model: str | Path | dict =
              tag_list_chinese: str | Path | Sequence[str] | None = None,
              thresholds: str | Path | Sequence[float] | None = None, tags: Any = None, descriptions: Any = None,
              keep_builtin: bool = False, new_tag_threshold: float | None = None, text_encoder: Any = None,
-             templates: Sequence[str] | None = None, tag_field: str | None = None, caption_field: str | None = None, validation: Any = None,
+             templates: Sequence[str] | None = None, tag_field: str | None = None,
+             caption_field: str | None = None, validation: Any = None,
              mapping: Any = None, caption_parser: Any = None, settings: FinetuneSettings | None = None,
              resume_run: bool = False, overwrite: bool = False, device: str | None = None,
              progress: bool | Progress | None = True, messages: Callable[[str], None] | None = None,
@@ -76,9 +77,9 @@ def finetune(samples: Any, output_dir: str | Path, *, model: str | Path | dict =
 
     The model: ``model`` / ``checkpoint`` / ``family`` / ``tag_list`` / ``thresholds`` as ``load_tagger`` takes
     them (a model folder too), and optionally a custom vocabulary (``tags``, ``descriptions``,
-    ``keep_builtin``, ``new_tag_threshold``, ``text_encoder``, ``templates``): new tags keep their CLIP queries, frozen, and the
-    model learns to score them. Targets: ``tag_field`` (any field ``evaluate_tags`` accepts as ground truth,
-    names mapped with ``mapping`` as there) and/or ``caption_field`` (a string or list of strings; parsed into
+    ``keep_builtin``, ``new_tag_threshold``, ``text_encoder``, ``templates``): new tags keep their CLIP queries,
+    frozen, and the model learns to score them. Targets: ``tag_field`` (any field ``evaluate_tags`` accepts as
+    ground truth, names mapped with ``mapping`` as there) and/or ``caption_field`` (a string or list of strings; parsed into
     tags with ``caption_parser``, default: one over the model's tag list). ``validation``: a view scored after
     every epoch with ``evaluate_tags``; the best epoch is kept and per-class thresholds are tuned on it.
 
@@ -325,7 +326,8 @@ class _Run:
             running = value if running is None else 0.9 * running + 0.1 * value
             rate = seen / max(time.monotonic() - started, 1e-9)
             lr = self.optimizer.param_groups[0]["lr"]
-            if self.step % s.log_every == 0 or self.done_in_epoch == self.micro_batches:
+            last_step = self.done_in_epoch == self.micro_batches or self.step >= (s.max_steps or self.total_steps + 1)
+            if self.step % s.log_every == 0 or last_step:
                 self._log({"type": "step", "epoch": self.epoch, "step": self.step, "lr": lr,
                            "losses": {k: v.item() for k, v in losses.items()}, "loss": value,
                            "images_per_s": rate})
