@@ -28,8 +28,9 @@ TAG_LIST_CHINESE_FILE = "tag_list_chinese.txt"
 THRESHOLDS_FILE = "thresholds.txt"
 TOKENIZER_FILE = "vocab.txt"
 INFO_FILE = "finetune.json"
-#: config.json's entry for RAM++ classes with fewer description rows than the widest (zero rows padded out).
-DESCRIPTION_COUNTS = "description_counts"
+#: RAM++ classes with fewer description rows than the widest (zero rows padded out): the real rows per class,
+#: beside the architecture (config.json holds only what ``config_from_dict`` accepts).
+DESCRIPTION_COUNTS_FILE = "description_counts.json"
 
 
 class ModelFolderError(UserError, ValueError):
@@ -75,10 +76,12 @@ def read_model_folder(path: str | Path) -> ModelFolder:
         raise ModelFolderError(f"{folder} is not a model folder: it lacks {', '.join(missing)} (a fine-tuning "
                                f"output folder holds {MODEL_FILE}, {CONFIG_FILE}, {TAG_LIST_FILE} and "
                                f"{THRESHOLDS_FILE})")
-    try:
-        counts = json.loads((folder / CONFIG_FILE).read_text()).get(DESCRIPTION_COUNTS)
-    except (OSError, json.JSONDecodeError, AttributeError) as exc:
-        raise ModelFolderError(f"cannot read {folder / CONFIG_FILE}: {exc}") from exc
+    counts = None
+    if (folder / DESCRIPTION_COUNTS_FILE).is_file():
+        try:
+            counts = json.loads((folder / DESCRIPTION_COUNTS_FILE).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ModelFolderError(f"cannot read {folder / DESCRIPTION_COUNTS_FILE}: {exc}") from exc
     optional = {name: folder / name if (folder / name).is_file() else None
                 for name in (THRESHOLDS_FILE, TAG_LIST_CHINESE_FILE)}
     return ModelFolder(folder, folder / CONFIG_FILE, folder / MODEL_FILE, folder / TAG_LIST_FILE,
@@ -105,12 +108,15 @@ def write_model_folder(folder: str | Path, state_dict: Mapping[str, Any], config
     if tokenizer and Path(tokenizer).is_file():
         _replace(folder / TOKENIZER_FILE, lambda tmp: shutil.copyfile(tokenizer, tmp))
         config["tokenizer"] = TOKENIZER_FILE
-    if description_counts is not None:
-        config[DESCRIPTION_COUNTS] = [int(c) for c in description_counts]
     _replace(folder / MODEL_FILE, lambda tmp: torch.save({"model": dict(state_dict)}, tmp))
     _replace(folder / CONFIG_FILE, lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))
     _replace(folder / TAG_LIST_FILE, lambda tmp: tmp.write_text("\n".join(tag_list) + "\n", encoding="utf-8"))
     _replace(folder / THRESHOLDS_FILE, lambda tmp: write_thresholds(tmp, np.asarray(thresholds, np.float32)))
+    if description_counts is not None:
+        counts = json.dumps([int(c) for c in description_counts])
+        _replace(folder / DESCRIPTION_COUNTS_FILE, lambda tmp: tmp.write_text(counts + "\n"))
+    elif (folder / DESCRIPTION_COUNTS_FILE).exists():
+        (folder / DESCRIPTION_COUNTS_FILE).unlink()  # an older model's, in a folder being overwritten
     if tag_list_chinese is not None:
         _replace(folder / TAG_LIST_CHINESE_FILE,
                  lambda tmp: tmp.write_text("\n".join(tag_list_chinese) + "\n", encoding="utf-8"))
