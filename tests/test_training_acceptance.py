@@ -13,7 +13,7 @@ import pytest
 fo = pytest.importorskip("fiftyone")
 
 TEMPLATES = ("a photo of {article} {}.", "itap of my {}.")
-EPOCHS = 11
+EPOCHS = 16
 
 
 def _average_precision(scores: np.ndarray, truth: np.ndarray) -> float:
