@@ -14,6 +14,7 @@ from fiftyone_ram import assets
 from fiftyone_ram.decision import check_threshold, decide
 from fiftyone_ram.errors import OptionError
 from fiftyone_ram.images import ImageError, ImageInput, preprocess, read_pixel_values
+from fiftyone_ram.model_folder import find_model_folder
 from fiftyone_ram.models.base import TaggerModel
 from fiftyone_ram.models.config import ModelConfig
 from fiftyone_ram.models.factory import model_from_checkpoint
@@ -355,11 +356,13 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig, checkpoint: str
                 batch_size: int = 4, tags: str | Path | Sequence[str] | None = None,
                 descriptions: str | Path | Sequence[Mapping] | Mapping | None = None, keep_builtin: bool = False,
                 new_tag_threshold: float | None = None, tag_thresholds: Mapping[str, float] | None = None,
-                text_encoder=None, templates: Sequence[str] | None = None, precision: str | None = None) -> Tagger:
+                text_encoder=None, templates: Sequence[str] | None = None, precision: str | None = None,
+                caption_branch: bool = False) -> Tagger:
     """Load RAM, RAM++ or Tag2Text.
 
     ``name_or_config``: a released variant (``ram_plus_swin_large_14m``, ``ram_swin_large_14m``,
-    ``tag2text_swin_14m``), a JSON config file or dict (``family`` fills a missing family field).
+    ``tag2text_swin_14m``), a JSON config file or dict (``family`` fills a missing family field), or a model
+    folder as fine-tuning writes it (also when given as ``checkpoint``; see ``fiftyone_ram.model_folder``).
     Files not given are taken from the cache (downloaded on first use): the released weights and upstream's
     tag lists and thresholds. Explicit paths always win.
 
@@ -370,11 +373,19 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig, checkpoint: str
     ``precision``: ``"auto"`` (what the device runs fast: see ``fiftyone_ram.hardware``), ``"fp32"``,
     ``"bf16"``, ``"fp16"`` or ``"int8"`` (CPU); None: ``$FIFTYONE_RAM_PRECISION``, else ``"auto"``. The tagger's
     ``precision`` says what it resolved to.
+
+    ``caption_branch``: also load RAM's tag encoder and text decoder, which only training's caption loss uses.
     """
     from fiftyone_ram.hardware import resolve_device, resolve_precision
 
     device = resolve_device(device)
     precision = resolve_precision(precision, device)  # a bad value fails before anything is read
+    folder = find_model_folder(name_or_config, checkpoint)
+    if folder is not None:  # a fine-tuned model folder: its files unless others are given
+        name_or_config, checkpoint = folder.config, folder.checkpoint
+        tag_list = folder.tag_list if tag_list is None else tag_list
+        tag_list_chinese = folder.tag_list_chinese if tag_list_chinese is None else tag_list_chinese
+        thresholds = folder.thresholds if thresholds is None else thresholds
     config = resolve_config(name_or_config, family=family)
     labels = labels_for(config)
     missing: list[str] = []
@@ -428,7 +439,10 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig, checkpoint: str
               else default_thresholds(labels if own_labels else None, len(names)))
     excluded: Sequence[int] = labels.excluded if own_labels else ()
     identity = assets.verify_checkpoint(checkpoint)  # once per file (cached): a damaged file fails here
-    model = set_precision(model_from_checkpoint(config, checkpoint, len(names)), precision)
+    model = model_from_checkpoint(config, checkpoint, len(names), caption_branch=caption_branch)
+    if folder is not None and folder.description_counts is not None:
+        model.description_mask = folder.description_mask(config.descriptions_per_tag)
+    model = set_precision(model, precision)
     tagger = Tagger(model, config, names, limits, tag_list_chinese=chinese, excluded=excluded, device=device,
                     batch_size=batch_size, precision=precision)
     tagger.checkpoint = identity

@@ -606,3 +606,60 @@ def stored_tags() -> Callable:
         return None if label is None else [(c.label, c.confidence) for c in label.classifications]
 
     return rows
+
+
+# -- a synthetic fine-tuning task: coloured shapes named by tags ------------------------------------------------
+
+#: Shapes the synthetic images show, each in its own colour: three tags of RAM's vocabulary and a new one.
+SHAPE_TAGS = {"circle": (220, 40, 40), "square": (40, 60, 220), "triangle": (40, 200, 60), "zigzag": (230, 210, 30)}
+NEW_SHAPE_TAG = "zigzag"
+
+
+def _shape_image(path: Path, names: Sequence[str], rng: np.random.Generator) -> Path:
+    """A 96x96 gray-noise image with each named shape drawn in its colour, in its own quarter-ish cell."""
+    from PIL import Image, ImageDraw
+
+    image = Image.fromarray(rng.normal(128, 15, (96, 96, 3)).clip(0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for k, name in enumerate(names):
+        x, y = 8 + 44 * (k % 2) + int(rng.integers(0, 6)), 8 + 44 * (k // 2) + int(rng.integers(0, 30))
+        x1, y1, colour = x + 38, y + 38, SHAPE_TAGS[name]
+        if name == "circle":
+            draw.ellipse([x, y, x1, y1], fill=colour)
+        elif name == "square":
+            draw.rectangle([x, y, x1, y1], fill=colour)
+        elif name == "triangle":
+            draw.polygon([(x, y1), (x1, y1), ((x + x1) // 2, y)], fill=colour)
+        else:
+            draw.line([(x, y), (x + 12, y1), (x + 24, y), (x1, y1)], fill=colour, width=6)
+    image.save(path)
+    return path
+
+
+def _shapes_dataset(folder: Path, *, train: int = 36, validation: int = 24, seed: int = 0, name: str | None = None):
+    """A dataset of shape images: field ``gt`` (Classifications) names the shapes; sample tags ``train`` and
+    ``validation`` split it. Returns (dataset, tag file of the four shape tags)."""
+    import fiftyone as fo
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    names = list(SHAPE_TAGS)
+    samples = []
+    for i in range(train + validation):
+        chosen = [names[j] for j in sorted(rng.choice(len(names), int(rng.integers(1, 3)), replace=False))]
+        path = _shape_image(folder / f"shapes{i:03d}.png", chosen, rng)
+        samples.append(fo.Sample(filepath=str(path), tags=["train" if i < train else "validation"],
+                                 gt=fo.Classifications(classifications=[fo.Classification(label=t) for t in chosen])))
+    dataset = fo.Dataset(name)
+    dataset.add_samples(samples)
+    tag_file = folder / "shape_tags.txt"
+    tag_file.write_text("\n".join(names) + "\n")
+    return dataset, tag_file
+
+
+@pytest.fixture(scope="session")
+def shapes_dataset() -> Callable:
+    """``shapes_dataset(folder, *, train=36, validation=24, seed=0, name=None)``: a new dataset of coloured
+    shapes (see :data:`SHAPE_TAGS`; ``zigzag`` is not a RAM tag) and the file of its four tags. The caller owns
+    (and deletes) the dataset."""
+    return _shapes_dataset

@@ -15,7 +15,7 @@ import fiftyone_ram.cli as cli_package
 
 CLI_DIR = Path(cli_package.__file__).parent
 MODULES = sorted(f"fiftyone_ram.cli.{m.name}" for m in pkgutil.iter_modules([str(CLI_DIR)]) if m.name != "__main__")
-COMMANDS = ["benchmark", "clean", "evaluate", "generate", "models", "parse-captions", "tag"]
+COMMANDS = ["benchmark", "clean", "evaluate", "finetune", "generate", "models", "parse-captions", "tag"]
 
 
 def _python(*args: str) -> subprocess.CompletedProcess:
@@ -24,7 +24,7 @@ def _python(*args: str) -> subprocess.CompletedProcess:
 
 def test_the_command_modules_are_all_found():
     assert MODULES == [f"fiftyone_ram.cli.{name}" for name in
-                       ("engine", "evaluate", "labels", "models", "options", "tag")]
+                       ("engine", "evaluate", "finetune", "labels", "models", "options", "tag")]
 
 
 @pytest.mark.parametrize("module", ["fiftyone_ram.cli", *MODULES])

@@ -93,6 +93,24 @@ def test_load_zoo_model_with_a_checkpoint_and_apply_it(source_url, tmp_path, tin
                      names=model.tagger.tag_list, thresholds=model.tagger.thresholds)
 
 
+
+def test_load_zoo_model_with_a_model_folder(source_url, tmp_path, tiny_tagger, parity_pngs, assert_same_tags):
+    """A model folder (fine-tuning's output) is the whole model: no config, family or tag list needed."""
+    import numpy as np
+
+    from fiftyone_ram.model_folder import write_model_folder
+    from fiftyone_ram.models.checkpoint import upstream_state_dict
+
+    tagger = tiny_tagger("ram")
+    thresholds = np.full(len(tagger.tag_list), 0.7, np.float32)
+    write_model_folder(tmp_path / "folder", upstream_state_dict(tagger.model), tagger.config.to_dict(),
+                       tagger.tag_list, thresholds)
+    model = foz.load_zoo_model("recognize-anything-custom", checkpoint_path=str(tmp_path / "folder"), device="cpu")
+    assert model.tagger.family == "ram" and model.tagger.tag_list == tagger.tag_list
+    np.testing.assert_array_equal(model.tagger.thresholds, thresholds)
+    images = [str(p) for p in parity_pngs]
+    assert_same_tags(model.tagger.predict(images), tagger.predict(images, threshold=0.7), thresholds=0.7)
+
 def test_a_released_name_uses_its_downloaded_weights(source_url, parity_dir, tiny_model_settings):
     """With the weights file in place (here: the tiny checkpoint), ``load_model`` takes it from the zoo."""
     zoo_model = foz.get_zoo_model("ram-swin-large-14m")

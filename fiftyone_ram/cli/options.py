@@ -56,7 +56,8 @@ CAPTIONER_CHOICES = (*list_variants("tag2text"), "tag2text")
 model_option = click.option(
     "--model", "model_name", type=click.Choice(MODEL_CHOICES), default=DEFAULT_VARIANT, show_default=True,
     help=f"Released model, or a family ({', '.join(FAMILIES)}) with --config.")
-checkpoint_option = click.option("--checkpoint", type=click.Path(dir_okay=False), help="Upstream checkpoint (.pth).")
+checkpoint_option = click.option("--checkpoint", type=click.Path(), help="Upstream checkpoint (.pth), or a model "
+                                 "folder written by fine-tuning (then --model and --config are not needed).")
 config_option = click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
                              help="JSON architecture config (may name the family).")
 tag_list_option = click.option("--tag-list", type=click.Path(exists=True, dir_okay=False),

@@ -63,8 +63,11 @@ def load_model(model_name: str, model_path: str, **kwargs: Any):
         if not kwargs.get("checkpoint_path"):
             raise ValueError(f"{CUSTOM} needs checkpoint_path= (and config= or model=, family= when the config "
                              f"does not name it)")
-        if not kwargs.get("config") and not kwargs.get("model"):
-            raise ValueError(f"{CUSTOM} needs config= (an architecture JSON) or model= (a released variant)")
+        from fiftyone_ram.model_folder import is_model_folder
+
+        if not kwargs.get("config") and not kwargs.get("model") and not is_model_folder(kwargs["checkpoint_path"]):
+            raise ValueError(f"{CUSTOM} needs config= (an architecture JSON) or model= (a released variant), "
+                             f"unless checkpoint_path is a model folder (fine-tuning's output)")
         return build(**kwargs)
     kwargs.setdefault("model", _variant(name))
     if not kwargs.get("checkpoint_path"):
@@ -99,6 +102,7 @@ _CUSTOM_NOTE = """\
 This entry loads your own RAM / RAM++ / Tag2Text checkpoint; it has no weights of its own:
 
     foz.load_zoo_model("recognize-anything-custom", checkpoint_path="my.pth", config="arch.json", family="ram")
+    foz.load_zoo_model("recognize-anything-custom", checkpoint_path="finetuned_folder")
 """
 
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
 from timm.models.swin_transformer import SwinTransformer, checkpoint_filter_fn
 from torch import nn
 
 from fiftyone_ram.models.config import ModelConfig
+
+#: Upstream's stochastic depth for every Swin it builds (rising linearly over the blocks, as timm's); it only
+#: acts in train mode, so inference is unchanged by it.
+DROP_PATH_RATE = 0.1
 
 
 def build_swin(config: ModelConfig) -> SwinTransformer:
@@ -20,7 +26,7 @@ def build_swin(config: ModelConfig) -> SwinTransformer:
         depths=s.depths,
         num_heads=s.num_heads,
         num_classes=0,
-        drop_path_rate=0.0,
+        drop_path_rate=DROP_PATH_RATE,
     )
     # timm keeps Swin on its explicit-softmax attention unless TIMM_FUSED_ATTN=2; the fused kernel is ~1.4x
     # faster on CPU here and changes outputs only by ~1e-6, well inside the parity tolerance.
@@ -61,3 +67,13 @@ def set_fused_attention(swin: SwinTransformer, enabled: bool) -> None:
     for sub in swin.modules():
         if hasattr(sub, "fused_attn") and hasattr(sub, "relative_position_bias_table"):
             sub.fused_attn = enabled
+
+
+def to_upstream_swin_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """timm's Swin keys back to upstream's (the reverse of :func:`convert_swin_state_dict`): each downsample
+    moves from the start of stage i + 1 to the end of stage i. The recomputed buffers are not written (upstream's
+    loaders drop and rebuild them)."""
+    out = {}
+    for key, value in state_dict.items():
+        out[re.sub(r"^layers\.(\d+)\.downsample", lambda m: f"layers.{int(m.group(1)) - 1}.downsample", key)] = value
+    return out

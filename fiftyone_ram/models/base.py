@@ -44,6 +44,32 @@ class TaggerModel(nn.Module):
         """One vector per image: the (projected) mean token."""
         return image_embeds[:, 0, :]
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute the backbone's activations in the backward pass instead of keeping them (timm's
+        ``set_grad_checkpointing``): less memory for training at the cost of a second forward."""
+        self.visual_encoder.set_grad_checkpointing(enable)
+
+    # -- the captioning branch (RAM and Tag2Text) ---------------------------------------------------------
+    @property
+    def has_caption_branch(self) -> bool:
+        """Whether the tag encoder and text decoder are built (Tag2Text for captions; RAM and Tag2Text for the
+        caption loss of training)."""
+        return "text_decoder" in self._modules
+
+    def _add_caption_branch(self, vocab_size: int, kv_width: int) -> None:
+        from fiftyone_ram.models.captioning import TagEncoder, TextDecoder
+
+        self.tag_encoder = TagEncoder(self.config.bert, vocab_size, kv_width=kv_width)
+        self.text_decoder = TextDecoder(self.config.bert, vocab_size)
+
+    def tie_weights(self) -> None:
+        """Upstream's parameter sharing between the captioning branch and the tagging head (after loading:
+        loading assigns each key its own tensor)."""
+        if self.has_caption_branch:
+            from fiftyone_ram.models.captioning import tie_caption_branch
+
+            tie_caption_branch(self.tag_encoder, self.text_decoder, self.tagging_head)
+
     # -- label side -------------------------------------------------------------------------------------
     def logits(self, image_embeds: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError

@@ -51,6 +51,17 @@ def _prompt_ids(tokenizer, prompt: str) -> list[int]:
     return ids
 
 
+def encode_tag_strings(tokenizer, tag_strings: Sequence[str], device: torch.device | str
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and attention mask (B, 40) of "a | b" tag strings as upstream feeds its tag encoder: padded or
+    truncated to exactly 40 tokens, the first one [ENC]."""
+    encoded = tokenizer(list(tag_strings), padding="max_length", truncation=True, max_length=TAG_TOKENS,
+                        return_tensors="pt")
+    input_ids = encoded.input_ids.to(device)
+    input_ids[:, 0] = tokenizer.convert_tokens_to_ids(ENC_TOKEN)
+    return input_ids, encoded.attention_mask.to(device)
+
+
 @torch.inference_mode()
 def generate_caption_ids(model: Tag2Text, tokenizer, image_embeds: torch.Tensor, tag_strings: Sequence[str], *,
                          num_beams: int = 3, max_length: int = 30, min_length: int = 10,
@@ -68,11 +79,7 @@ def generate_caption_ids(model: Tag2Text, tokenizer, image_embeds: torch.Tensor,
     if len(tag_strings) != len(image_embeds):
         raise ValueError(f"{len(tag_strings)} tag strings for {len(image_embeds)} images")
     device = image_embeds.device
-    encoded = tokenizer(list(tag_strings), padding="max_length", truncation=True, max_length=TAG_TOKENS,
-                        return_tensors="pt")
-    input_ids = encoded.input_ids.to(device)
-    input_ids[:, 0] = tokenizer.convert_tokens_to_ids(ENC_TOKEN)
-    tag_states = model.tag_encoder(input_ids, encoded.attention_mask.to(device), image_embeds)
+    tag_states = model.tag_encoder(*encode_tag_strings(tokenizer, tag_strings, device), image_embeds)
     start = torch.tensor([_prompt_ids(tokenizer, prompt)] * len(tag_strings), device=device)
     rows = torch.arange(len(tag_strings), device=device).repeat_interleave(num_beams)
     decoder = model.text_decoder

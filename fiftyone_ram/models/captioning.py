@@ -22,7 +22,7 @@ from torch import nn
 from transformers import BertConfig
 from transformers.models.bert.modeling_bert import BertLayer, BertOnlyMLMHead
 
-from fiftyone_ram.models.config import BertSize
+from fiftyone_ram.models.config import BERT_DROPOUT, BertSize
 
 MASKED = -10000.0  # upstream's additive mask value (transformers uses the dtype minimum)
 
@@ -31,25 +31,28 @@ def bert_layer_config(size: BertSize, vocab_size: int) -> BertConfig:
     config = BertConfig(vocab_size=vocab_size, hidden_size=size.hidden_size,
                         intermediate_size=size.intermediate_size, num_attention_heads=size.num_attention_heads,
                         num_hidden_layers=size.num_hidden_layers, hidden_act="gelu", layer_norm_eps=1e-12,
-                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, max_position_embeddings=512,
+                        hidden_dropout_prob=BERT_DROPOUT, attention_probs_dropout_prob=BERT_DROPOUT,
+                        max_position_embeddings=512,
                         is_decoder=True, add_cross_attention=True)
     config._attn_implementation = "eager"  # the only path that takes our additive masks as they are
     return config
 
 
 class TextEmbeddings(nn.Module):
-    """Word plus learned absolute position embeddings, then LayerNorm (no token-type embedding upstream)."""
+    """Word plus learned absolute position embeddings, then LayerNorm and dropout (no token-type embedding
+    upstream)."""
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
         self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=0)
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: torch.Tensor, start: int = 0) -> torch.Tensor:
         """``start``: the position of the first token (the length of the cached prefix)."""
         positions = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)
-        return self.LayerNorm(self.word_embeddings(input_ids) + self.position_embeddings(positions))
+        return self.dropout(self.LayerNorm(self.word_embeddings(input_ids) + self.position_embeddings(positions)))
 
 
 class _Layers(nn.Module):
@@ -121,11 +124,18 @@ class TextDecoder(nn.Module):
         self.num_heads = size.num_attention_heads
         self.head_size = size.hidden_size // size.num_attention_heads
 
-    def forward(self, input_ids: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        """Next-token logits at every position, (B, L, vocab), recomputing the whole prefix."""
+    def forward(self, input_ids: torch.Tensor, memory: torch.Tensor,
+                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Next-token logits at every position, (B, L, vocab), recomputing the whole prefix.
+
+        ``attention_mask`` (B, L), 1 for real tokens: padded captions in training, where upstream masks the
+        padding out of the self-attention on top of the causal mask (masked scores get -10000 once).
+        """
         length = input_ids.shape[1]
-        causal = torch.ones(length, length, device=input_ids.device).tril()
-        mask = ((1.0 - causal) * MASKED).to(memory.dtype)[None, None]
+        visible = torch.ones(length, length, device=input_ids.device).tril()[None]
+        if attention_mask is not None:
+            visible = visible * attention_mask[:, None, :].to(visible.dtype)
+        mask = ((1.0 - visible) * MASKED).to(memory.dtype)[:, None]
         return self.cls(self.bert.encoder(self.bert.embeddings(input_ids), mask, memory))
 
     def start_cache(self, memory: torch.Tensor, rows: torch.Tensor) -> DecoderCache:
@@ -169,3 +179,25 @@ class TextDecoder(nn.Module):
             scores = scores + mask
         out = torch.matmul(torch.softmax(scores, dim=-1), values)
         return out.transpose(1, 2).reshape(queries.shape)
+
+
+def tie_caption_branch(tag_encoder: TagEncoder, text_decoder: TextDecoder, tagging_head: nn.Module) -> None:
+    """Upstream's weight ties, so that training updates one tensor where upstream updates one.
+
+    The tag encoder's lowest layers use the tagging head's cross-attention and feed-forward parameters (the
+    same matrices under another head split: 12 heads of 64 there, 4 of 192 in the head), and the decoder's
+    output layer is its word-embedding matrix, with ``cls.predictions.bias`` as its bias. Both copies stay in
+    the state dict under both names, as in upstream's files.
+    """
+    for encoder_layer, head_layer in zip(tag_encoder.encoder.layer, tagging_head.encoder.layer):
+        for path in ("crossattention.self.query", "crossattention.self.key", "crossattention.self.value",
+                     "crossattention.output.dense", "crossattention.output.LayerNorm", "intermediate.dense",
+                     "output.dense", "output.LayerNorm"):
+            mine, theirs = encoder_layer.get_submodule(path), head_layer.get_submodule(path)
+            if mine.weight.shape != theirs.weight.shape:
+                raise ValueError(f"cannot tie tag_encoder {path} {tuple(mine.weight.shape)} to the tagging head's "
+                                 f"{tuple(theirs.weight.shape)}: the two BERT sizes must have the same widths")
+            mine.weight, mine.bias = theirs.weight, theirs.bias
+    predictions = text_decoder.cls.predictions
+    predictions.decoder.weight = text_decoder.bert.embeddings.word_embeddings.weight
+    predictions.decoder.bias = predictions.bias

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from fiftyone_ram.errors import UserError
-from fiftyone_ram.models.backbone import convert_swin_state_dict, init_swin_buffers
+from fiftyone_ram.models.backbone import convert_swin_state_dict, init_swin_buffers, to_upstream_swin_keys
 
 _LEGACY_RENAMES = (("vision_multi", "tagging_head"),)
 _SWIN_PREFIX = "visual_encoder."
@@ -128,6 +128,18 @@ def _to_model_keys(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str
     rest = {k: v for k, v in state.items() if not k.startswith(_SWIN_PREFIX)}
     if swin:
         rest.update({_SWIN_PREFIX + k: v for k, v in convert_swin_state_dict(swin, model.visual_encoder).items()})
+    return rest
+
+
+def upstream_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's tensors under upstream's key names (the layout :func:`read_state_dict` reads and upstream's
+    loaders take): copies, so that the file does not depend on memory-mapped pages; a tied tensor is one copy
+    under each of its names (saved once, as in upstream's files)."""
+    copies: dict[int, torch.Tensor] = {}
+    state = {k: copies.setdefault(id(v), v.detach().clone()) for k, v in model.state_dict(keep_vars=True).items()}
+    swin = {k[len(_SWIN_PREFIX):]: v for k, v in state.items() if k.startswith(_SWIN_PREFIX)}
+    rest = {k: v for k, v in state.items() if not k.startswith(_SWIN_PREFIX)}
+    rest.update({_SWIN_PREFIX + k: v for k, v in to_upstream_swin_keys(swin).items()})
     return rest
 
 

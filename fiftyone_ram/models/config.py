@@ -16,6 +16,9 @@ from typing import Any
 from fiftyone_ram.errors import UserError
 
 FAMILIES = ("ram", "ram_plus", "tag2text")
+#: Hidden and attention dropout of every BERT stack upstream builds (med_config.json, q2l_config.json); it only
+#: acts in train mode.
+BERT_DROPOUT = 0.1
 
 
 class ConfigError(UserError, ValueError):

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from fiftyone_ram.models.base import TaggerModel
-from fiftyone_ram.models.checkpoint import check_family, load_into, read_state_dict
+from fiftyone_ram.models.checkpoint import CheckpointError, check_family, load_into, read_state_dict
 from fiftyone_ram.models.config import ModelConfig
 from fiftyone_ram.models.ram import RAM
 from fiftyone_ram.models.ram_plus import RAMPlus
@@ -17,25 +17,33 @@ _CAPTION_VOCAB_KEY = "text_decoder.bert.embeddings.word_embeddings.weight"
 
 
 def build_model(config: ModelConfig, num_classes: int, *, vocab_size: int | None = None) -> TaggerModel:
-    """An unfilled model: parameters live on the meta device until a checkpoint is assigned."""
+    """An unfilled model: parameters live on the meta device until a checkpoint is assigned. ``vocab_size``
+    adds the captioning branch (RAM, Tag2Text)."""
     with torch.device("meta"):
         if config.family == "ram":
-            return RAM(config, num_classes)
+            return RAM(config, num_classes, vocab_size=vocab_size)
         if config.family == "ram_plus":
             return RAMPlus(config, num_classes)
         return Tag2Text(config, num_classes, vocab_size=vocab_size)
 
 
-def model_from_checkpoint(config: ModelConfig, checkpoint: str | Path, num_classes: int) -> TaggerModel:
+def model_from_checkpoint(config: ModelConfig, checkpoint: str | Path, num_classes: int, *,
+                          caption_branch: bool = False) -> TaggerModel:
     """The tagging model from an upstream checkpoint; Tag2Text gets its captioner when the file has one.
 
-    The captioner's tensors stay memory-mapped and are only read from disk when a caption is asked for.
+    ``caption_branch``: also build RAM's tag encoder and text decoder (training's caption loss needs them;
+    tagging does not, so by default RAM loads without them); the file must then have them. The captioner's
+    tensors stay memory-mapped and are only read from disk when a caption is asked for.
     """
     state = read_state_dict(checkpoint)
     check_family(state, checkpoint, config.family)
-    vocab_size = None
-    if config.family == "tag2text" and _CAPTION_VOCAB_KEY in state:
-        vocab_size = state[_CAPTION_VOCAB_KEY].shape[0]
+    has_branch = _CAPTION_VOCAB_KEY in state
+    if caption_branch and config.family != "ram_plus" and not has_branch:
+        raise CheckpointError(f"checkpoint {checkpoint} has no captioning branch (tag_encoder.*, text_decoder.*), "
+                              f"which the caption loss needs")
+    wants_branch = config.family == "tag2text" or (caption_branch and config.family == "ram")
+    vocab_size = state[_CAPTION_VOCAB_KEY].shape[0] if wants_branch and has_branch else None
     model = build_model(config, num_classes, vocab_size=vocab_size)
     load_into(model, state, checkpoint)
+    model.tie_weights()
     return model.eval()

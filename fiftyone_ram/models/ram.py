@@ -15,7 +15,9 @@ from fiftyone_ram.models.tagging_head import TaggingHead
 class RAM(TaggerModel):
     family = "ram"
 
-    def __init__(self, config: ModelConfig, num_classes: int) -> None:
+    def __init__(self, config: ModelConfig, num_classes: int, *, vocab_size: int | None = None) -> None:
+        """``vocab_size`` (the tokenizer's length) adds the captioning branch, which only training uses (its
+        caption loss); None builds the tagger alone."""
         super().__init__(config, num_classes)
         hidden = config.q2l.hidden_size
         self.image_proj = nn.Linear(config.swin.num_features, config.embed_dim)
@@ -23,6 +25,8 @@ class RAM(TaggerModel):
         self.wordvec_proj = nn.Linear(config.embed_dim, hidden)
         self.tagging_head = TaggingHead(config.q2l, kv_width=config.embed_dim)
         self.fc = nn.Linear(hidden, 1)
+        if vocab_size is not None:
+            self._add_caption_branch(vocab_size, kv_width=config.embed_dim)
 
     def image_embeds(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.image_proj(super().image_embeds(pixel_values))

@@ -35,14 +35,11 @@ class Tag2Text(TaggerModel):
         self.tagging_head = TaggingHead(config.q2l, kv_width=config.swin.num_features)
         self.fc = GroupWiseLinear(num_classes, hidden)
         if vocab_size is not None:
-            from fiftyone_ram.models.captioning import TagEncoder, TextDecoder
-
-            self.tag_encoder = TagEncoder(config.bert, vocab_size, kv_width=config.swin.num_features)
-            self.text_decoder = TextDecoder(config.bert, vocab_size)
+            self._add_caption_branch(vocab_size, kv_width=config.swin.num_features)
 
     @property
     def can_caption(self) -> bool:
-        return hasattr(self, "text_decoder")
+        return self.has_caption_branch
 
     def _queries(self, classes: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         def build():

@@ -14,14 +14,14 @@ from torch import nn
 from transformers import BertConfig
 from transformers.models.bert.modeling_bert import BertIntermediate, BertOutput, BertSelfOutput
 
-from fiftyone_ram.models.config import BertSize
+from fiftyone_ram.models.config import BERT_DROPOUT, BertSize
 
 
 def _bert_config(size: BertSize) -> BertConfig:
     return BertConfig(hidden_size=size.hidden_size, intermediate_size=size.intermediate_size,
                       num_attention_heads=size.num_attention_heads, num_hidden_layers=size.num_hidden_layers,
-                      hidden_act="gelu", layer_norm_eps=1e-12, hidden_dropout_prob=0.0,
-                      attention_probs_dropout_prob=0.0)
+                      hidden_act="gelu", layer_norm_eps=1e-12, hidden_dropout_prob=BERT_DROPOUT,
+                      attention_probs_dropout_prob=BERT_DROPOUT)
 
 
 class QueryKeyValue(nn.Module):
@@ -38,6 +38,7 @@ class CrossAttention(nn.Module):
     def __init__(self, config: BertConfig, kv_width: int) -> None:
         super().__init__()
         self.num_heads = config.num_attention_heads
+        self.attention_dropout = config.attention_probs_dropout_prob
         self.self = QueryKeyValue(config.hidden_size, kv_width)
         self.output = BertSelfOutput(config)
 
@@ -49,7 +50,8 @@ class CrossAttention(nn.Module):
         q = q.expand(b, *q.shape[-2:]) if q.dim() == 2 else q
         n, d = q.shape[1], q.shape[2] // h
         q = q.view(b, n, h, d).transpose(1, 2)
-        context = F.scaled_dot_product_attention(q, keys, values)  # image mask is all ones upstream
+        dropout = self.attention_dropout if self.training else 0.0
+        context = F.scaled_dot_product_attention(q, keys, values, dropout_p=dropout)  # image mask: all ones
         context = context.transpose(1, 2).reshape(b, n, h * d)
         return self.output(context, queries)
 

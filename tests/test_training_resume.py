@@ -1,0 +1,106 @@
+"""Fine-tuning in real processes: a run killed (SIGKILL) mid-epoch and resumed ends with the weights of an
+uninterrupted run (CPU, fp32, fixed seed), and two processes under torchrun (gloo) train one model that
+loads."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+fo = pytest.importorskip("fiftyone")
+
+TEMPLATES = ("a photo of {article} {}.", "itap of my {}.")
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory, shapes_dataset):
+    """Persistent: other processes read it."""
+    dataset, tag_file = shapes_dataset(tmp_path_factory.mktemp("shapes"), train=8, validation=0)
+    dataset.persistent = True
+    yield dataset, tag_file
+    dataset.delete()
+
+
+@pytest.fixture(scope="module")
+def command(shapes, tmp_path_factory, tiny_cli_args, tiny_clip_text_dir, repo_root):
+    dataset, tag_file = shapes
+    templates = tmp_path_factory.mktemp("templates") / "templates.txt"
+    templates.write_text("\n".join(TEMPLATES) + "\n")
+
+    def args(output: Path, *extra: str) -> list[str]:
+        return ["finetune", dataset.name, "--output", str(output), *tiny_cli_args("ram"), "--tags", str(tag_file),
+                "--text-encoder", str(tiny_clip_text_dir(0)), "--templates", str(templates), "--tag-field", "gt",
+                "--no-teacher", "--epochs", "3", "--batch-size", "4", "--lr", "1e-5", "--checkpoint-every", "1",
+                "--device", "cpu", "--json", *extra]
+
+    return args
+
+
+def _env(repo_root: Path) -> dict[str, str]:
+    path = os.pathsep.join(filter(None, [str(repo_root), os.environ.get("PYTHONPATH")]))
+    # one thread in every process: the same float reductions in each run
+    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _cli(repo_root: Path, args: list[str], **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "fiftyone_ram.cli", *args], env=_env(repo_root),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return torch.load(folder / "model.pth", map_location="cpu", weights_only=True)["model"]
+
+
+def test_killed_and_resumed_equals_uninterrupted(command, tmp_path, repo_root, assert_scores_close):
+    whole = _cli(repo_root, command(tmp_path / "whole"))
+    killed = _cli(repo_root, command(tmp_path / "killed"))
+    state_file = tmp_path / "killed" / "resume" / "state.pt"
+    deadline = time.monotonic() + 600
+    step = 0
+    while killed.poll() is None and time.monotonic() < deadline:
+        if state_file.is_file():
+            try:
+                step = torch.load(state_file, map_location="cpu", weights_only=True)["step"]
+            except (EOFError, RuntimeError, OSError):  # being replaced: read it next time
+                step = 0
+            if step >= 3:  # in the second epoch (2 steps an epoch)
+                killed.send_signal(signal.SIGKILL)
+                break
+        time.sleep(0.1)
+    killed.wait(timeout=60)
+    assert killed.returncode == -signal.SIGKILL, f"the run ended before it could be killed: {killed.stderr.read()}"
+    resumed = _cli(repo_root, command(tmp_path / "killed", "--resume"))
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+    assert "resuming at epoch" in err
+    out_whole, err_whole = whole.communicate(timeout=600)
+    assert whole.returncode == 0, err_whole
+    a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "killed")
+    assert set(a) == set(b)
+    for key in a:
+        assert_scores_close(b[key], a[key], err_msg=key)
+    key = "tagging_head.encoder.layer.0.output.dense.weight"
+    start = torch.load(repo_root.parent / "shared" / "fixtures" / "parity" / "ram_tiny.pth", weights_only=True)
+    assert not torch.equal(a[key], start["model"][key])  # it trained
+    assert not (tmp_path / "killed" / "resume").exists()
+
+
+def test_two_processes_with_gloo(command, tmp_path, repo_root, parity_pngs):
+    from fiftyone_ram import load_tagger
+
+    out = tmp_path / "ddp"
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
+                          "--nproc-per-node", "2", "-m", "fiftyone_ram.cli", *command(out, "--max-steps", "2")],
+                         env=_env(repo_root), capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert '"steps": 2' in run.stdout
+    tagger = load_tagger(out, device="cpu")
+    assert tagger.tag_list == ["circle", "square", "triangle", "zigzag"]
+    assert len(tagger.predict([str(p) for p in parity_pngs[:2]], threshold=0.0)[0]) == 4
