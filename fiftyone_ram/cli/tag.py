@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from fiftyone_ram.cli.options import load_tagger_from_options, tagger_options
+from fiftyone_ram.cli.options import engine_options, load_tagger_from_options, ray_options_from, tagger_options
 
 if TYPE_CHECKING:  # pragma: no cover
     from fiftyone_ram.tagger import Tagger
@@ -39,6 +39,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
               help="Images per model call.")
 @click.option("--num-workers", type=click.IntRange(min=0), default=None,
               help="With --dataset: image loading processes (default: FiftyOne's choice).")
+@engine_options
 @click.option("--sample-tags", is_flag=True, help="With --dataset: also add the tags to each sample's tags.")
 @click.option("--tags", "vocab_tags", type=click.Path(exists=True, dir_okay=False),
               help="Answer only these tags (one per line): the model's own are selected, new ones are embedded "
@@ -52,11 +53,18 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 @click.option("--text-encoder", default=None,
               help="CLIP text model (hub name or folder) for new tags; default openai/clip-vit-base-patch16.")
 def tag(inputs, model_name, checkpoint, config_path, tag_list, tag_list_chinese, thresholds, device, threshold,
-        lang, caption, as_json, dataset_name, field, resume, overwrite, batch_size, num_workers, sample_tags,
-        vocab_tags, descriptions, keep_builtin, new_tag_threshold, text_encoder):
+        lang, caption, as_json, dataset_name, field, resume, overwrite, batch_size, num_workers, engine,
+        ray_address, workers, gpus_per_worker, sample_tags, vocab_tags, descriptions, keep_builtin,
+        new_tag_threshold, text_encoder):
     """Tag images (files or folders) and print each tag with its probability, or store them in a dataset."""
     if not inputs and not dataset_name:
         raise click.UsageError("give image files or folders, or --dataset NAME")
+    if engine != "local" and not dataset_name:
+        raise click.UsageError("--engine ray tags into a dataset: add --dataset NAME")
+    try:
+        ray_options = ray_options_from(engine, ray_address, workers, gpus_per_worker)
+    except ImportError as exc:  # RayUnavailableError: one line saying how to install Ray
+        raise click.ClickException(str(exc)) from None
     vocabulary = dict(tags=vocab_tags, descriptions=descriptions, keep_builtin=keep_builtin,
                       new_tag_threshold=new_tag_threshold, text_encoder=text_encoder)
     tagger = load_tagger_from_options(model_name, checkpoint, config_path, tag_list, tag_list_chinese,
@@ -68,7 +76,7 @@ def tag(inputs, model_name, checkpoint, config_path, tag_list, tag_list_chinese,
             overwrite=overwrite, batch_size=batch_size, num_workers=num_workers, threshold=threshold,
             language=lang, caption=with_caption, sample_tags=sample_tags, as_json=as_json, checkpoint=checkpoint,
             tag_list=tag_list, tag_list_chinese=tag_list_chinese, thresholds=thresholds, device=device,
-            vocabulary=vocabulary))
+            vocabulary=vocabulary, ray_options=ray_options))
     failed = 0
     for record in tag_paths(tagger, iter_images(inputs), batch_size=batch_size, threshold=threshold,
                             language=lang, caption=with_caption):
@@ -130,12 +138,13 @@ def tag_into_dataset(tagger: Tagger, *, dataset_name: str, paths: Iterable[Path]
                      overwrite: bool, batch_size: int, num_workers: int | None, threshold: float | None,
                      language: str, caption: bool, sample_tags: bool, as_json: bool, checkpoint: str | None,
                      tag_list: str | None, tag_list_chinese: str | None, thresholds: str | None,
-                     device: str | None, vocabulary: dict[str, Any] | None = None) -> int:
+                     device: str | None, vocabulary: dict[str, Any] | None = None, ray_options=None) -> int:
     """``tag --dataset``: add ``paths`` to the dataset, tag it, print the summary; returns the exit status
     (1 when some image was unreadable or left untagged).
 
     ``vocabulary``: the vocabulary options the tagger was loaded with (``tags``, ``descriptions``, ...); the
-    FiftyOne model is built from the same options so that spawned loader workers can rebuild it."""
+    FiftyOne model is built from the same options so that spawned loader workers can rebuild it.
+    ``ray_options``: run on the Ray engine with these settings (None: the local engine)."""
     from fiftyone_ram import assets
     from fiftyone_ram.fiftyone import FieldExistsError, from_tagger, tag_samples
     from fiftyone_ram.fiftyone.datasets import add_images
@@ -149,6 +158,7 @@ def tag_into_dataset(tagger: Tagger, *, dataset_name: str, paths: Iterable[Path]
     try:
         summary = tag_samples(dataset, model, field, overwrite=overwrite, resume=resume, sample_tags=sample_tags,
                               batch_size=batch_size, num_workers=num_workers,
+                              engine="local" if ray_options is None else "ray", ray_options=ray_options,
                               progress=not as_json)  # the bar writes to stdout: keep --json output clean
     except FieldExistsError as exc:
         raise click.ClickException(str(exc)) from None

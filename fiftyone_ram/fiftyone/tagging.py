@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from fiftyone_ram.errors import UserError
+from fiftyone_ram.fiftyone.ray_engine import RayOptions, check_engine
 
 
 class FieldExistsError(UserError, ValueError):
@@ -56,14 +57,17 @@ class TaggingSummary:
 def tag_samples(samples, model, label_field: str = "ram", *, overwrite: bool = False, resume: bool = False,
                 sample_tags: bool = False, batch_size: int | None = None, num_workers: int | None = None,
                 confidence_thresh: float | None = None, store_logits: bool = False,
-                progress: bool | Callable | None = None, skip_failures: bool = True) -> TaggingSummary:
+                progress: bool | Callable | None = None, skip_failures: bool = True, engine: str = "local",
+                ray_options: RayOptions | None = None) -> TaggingSummary:
     """Tag ``samples`` (a dataset or view) with ``model`` into ``label_field``.
 
     overwrite: re-tag samples that already have labels (an unreadable one keeps its old labels)
     resume: tag only the samples without labels (what an interrupted run left)
     sample_tags: also add each sample's tag names to its ``tags`` (added, never removed)
     confidence_thresh: one threshold for all tags instead of the model's per-class thresholds
-    num_workers: image-decoding processes (None: FiftyOne's choice)
+    num_workers: image-decoding processes (None: FiftyOne's choice; the local engine)
+    engine: ``local`` (``apply_model`` in this process) or ``ray`` (Ray Data, :mod:`.ray_engine`, with
+        ``ray_options``); both store the same fields and follow the same resume rules
     Other options go to ``apply_model``. Raises :class:`FieldExistsError` when ``label_field`` already holds
     labels in ``samples`` and neither ``overwrite`` nor ``resume`` is set.
     """
@@ -79,6 +83,7 @@ def tag_samples(samples, model, label_field: str = "ram", *, overwrite: bool = F
                 f"overwrite (CLI: --overwrite) to replace them or resume (--resume) to tag only the samples "
                 f"without them")
         todo = samples.exists(label_field, False)
+    check_engine(engine)
     ids = todo.values("id")
     if not ids:
         return summary
@@ -86,13 +91,35 @@ def tag_samples(samples, model, label_field: str = "ram", *, overwrite: bool = F
     if errors in samples.get_field_schema():
         stale = todo.exists(errors)
         stale.set_values(errors, [None] * stale.count())  # this run records its own failures
-    todo.apply_model(model, label_field=label_field, confidence_thresh=confidence_thresh,
-                     store_logits=store_logits, batch_size=batch_size, num_workers=num_workers,
-                     skip_failures=skip_failures, progress=progress)
+    if engine == "ray":
+        _tag_on_ray(todo, model, label_field, ray_options or RayOptions(), total=len(ids), batch_size=batch_size,
+                    confidence_thresh=confidence_thresh, store_logits=store_logits, progress=progress)
+    else:
+        todo.apply_model(model, label_field=label_field, confidence_thresh=confidence_thresh,
+                         store_logits=store_logits, batch_size=batch_size, num_workers=num_workers,
+                         skip_failures=skip_failures, progress=progress)
     _summarize(samples.select(ids), label_field, summary)
     if sample_tags:
         add_sample_tags(samples, label_field)
     return summary
+
+
+def _tag_on_ray(todo, model, label_field: str, options: RayOptions, *, total: int, batch_size: int | None,
+                confidence_thresh: float | None, store_logits: bool, progress) -> None:
+    """The Ray engine's run: pages of ids and paths to the cluster, outputs written back as they arrive."""
+    import fiftyone.core.utils as fou
+
+    from fiftyone_ram.fiftyone.label_writer import LabelWriter, iter_pages
+    from fiftyone_ram.fiftyone.ray_engine import predict_pages
+
+    size = max(int(batch_size or model.tagger.batch_size), 1)
+    with fou.SetAttributes(model, store_logits=store_logits):
+        stream = predict_pages(iter_pages(todo, size), model, options, max_pages=-(-total // size))
+        with fou.ProgressBar(total=total, progress=progress) as bar, \
+                LabelWriter(todo, label_field, confidence_thresh=confidence_thresh) as writer:
+            for ids, outputs in stream:
+                writer.write(ids, outputs)
+                bar.update(len(ids))
 
 
 def _summarize(processed, label_field: str, summary: TaggingSummary) -> None:
