@@ -1,21 +1,23 @@
 """The Ray engine: a model over a collection on Ray Data (one node or a cluster), results back to the driver.
 
-The pipeline, for one run (the narrow seam :func:`predict_pages`): pages of ``(sample_id, filepath)`` pulled
-from the view by the driver go through a bounded Ray queue into a few *read tasks* that decode the images
-(Ray tasks, in parallel, on any node), then into an *actor pool* that holds the model (``map_batches`` with a
-callable class: ``workers`` actors, ``gpus_per_worker`` GPUs each), and the per-sample results stream back to
-the driver, which writes them with the local engine's writer. So:
+The pipeline of one run (the narrow seam :func:`predict_pages`): the driver reads pages of
+``(sample_id, filepath)`` from the view and puts them into a bounded Ray queue; *page slots* (Ray tasks, a
+few at a time, on any node) each take one page from the queue and decode its images; an *actor pool* holds
+the model (``map_batches`` with a callable class: ``workers`` actors with ``gpus_per_worker`` GPUs each); the
+per-sample outputs stream back to the driver, which writes them by sample id
+(:class:`~fiftyone_ram.fiftyone.label_writer.LabelWriter`). So:
 
-- the driver never holds the whole view: it reads ids and paths a page at a time and the queue bounds what
-  is in flight (Ray Data's back-pressure does the rest);
+- the driver never holds the whole view: it reads one page at a time and the queue bounds what is in
+  flight (Ray Data's back-pressure bounds the rest);
 - only the driver talks to the FiftyOne database: workers need the media (shared storage or cloud URLs)
   and this package, not the database;
-- a worker that dies is replaced and its batch retried: Ray Data gives actor pools ``max_restarts=-1`` and
-  ``max_task_retries=-1`` (set here explicitly, as that is what the engine relies on);
-- a driver that dies loses only the results in flight; the run is resumed by sample id like a local one.
+- a worker that dies is replaced and its batch retried (Ray Data's actor pools have ``max_restarts=-1`` and
+  ``max_task_retries=-1``);
+- a driver that dies loses only the outputs in flight; the run is resumed by sample id like a local one.
 
-Why a queue feeding read tasks instead of ``ray.data.from_items``: the items would have to be listed whole up
-front, and each new dataset execution would start (and load the model into) a new actor pool.
+Why a queue and page slots rather than ``ray.data.from_items(all pages)``: the pages would be listed whole
+up front; and rather than one long read task: Ray Data merges the small blocks a read task yields into one,
+so nothing would reach the model before the task ended.
 """
 
 from __future__ import annotations
