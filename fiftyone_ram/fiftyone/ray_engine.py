@@ -213,20 +213,18 @@ class _DecodeImages:
         self.image_size = image_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import torch
+        # Not through inputs.read_input (the same call and messages): that module imports FiftyOne's torch
+        # utilities, seconds of start-up in every decoding process.
+        from fiftyone_ram.images import ImageError, read_pixel_values
 
-        from fiftyone_ram.fiftyone.inputs import PixelTransform, read_input
-
-        transform = PixelTransform(self.image_size)
         pixels = np.zeros((len(batch["id"]), 3, self.image_size, self.image_size), np.float32)
         errors = []
         for row, path in enumerate(batch["filepath"]):
-            item = read_input(str(path), transform)
-            if isinstance(item, torch.Tensor):
-                pixels[row] = item.numpy()
+            try:
+                pixels[row] = read_pixel_values(str(path), self.image_size).numpy()
                 errors.append("")
-            else:
-                errors.append(item.message)
+            except ImageError as exc:
+                errors.append(str(exc))
         return {"id": batch["id"], "pixels": pixels, "error": np.array(errors, dtype=object)}
 
 
