@@ -107,6 +107,9 @@ def main() -> None:
                              "driver_rss_mib": rss_mib()})
                 last_time, last_count = now, writer.written
                 marks.pop(0)
+                if not args.json:  # as it goes: a long run shows its figures before it ends
+                    print(f"  {rows[-1]['samples']} written, {rows[-1]['segment_per_s']:.0f}/s, driver RSS "
+                          f"{rows[-1]['driver_rss_mib']:.0f} MiB", flush=True)
     written = dataset.exists("ram").count()
     load = os.getloadavg()
     result = {"model": STAND_IN, "samples": args.samples, "written": written, "page": args.page,
