@@ -119,52 +119,32 @@ class RaySession:
     chunks and needs each chunk's outputs before the next (the tagging driver claims samples a window at a
     time): :meth:`run` feeds a chunk's pages and yields their outputs until all are back.
 
-    A page whose decoding task died never comes back (Ray retries the task, which takes another page):
-    after ``stall_timeout`` seconds without any output the chunk's missing samples are given up (the caller
-    counts them as not tagged; a resume tags them).
+    The outputs are read in the calling thread (Ray Data's iterator stalled when read from another one).
+    A page whose decoding task died would not come back (Ray retries the task, which takes another page):
+    the run then waits; interrupt it and resume.
     """
 
-    def __init__(self, model: RamModel, options: RayOptions, *, max_pages: int, stall_timeout: float = 600.0):
+    def __init__(self, model: RamModel, options: RayOptions, *, max_pages: int) -> None:
         import queue
 
         self._pages: queue.Queue = queue.Queue()
-        self._outputs: queue.Queue = queue.Queue()
-        self._stall_timeout = stall_timeout
         self._stream = predict_pages(self._queued(), model, options, max_pages=max_pages)
-        # Ray Data's iterator blocks until a batch is ready: a thread drains it, so run() can time out.
-        self._drain = threading.Thread(target=self._drain_stream, name="fiftyone-ram-ray-results", daemon=True)
-        self._drain.start()
 
     def _queued(self) -> Iterator[Sequence[tuple[str, str]]]:
         while (page := self._pages.get()) is not None:
             yield page
 
-    def _drain_stream(self) -> None:
-        try:
-            for item in self._stream:
-                self._outputs.put(item)
-        except BaseException as exc:  # raised in run()
-            self._outputs.put(exc)
-        self._outputs.put(None)
-
     def run(self, pages: Iterable[Sequence[tuple[str, str]]]) -> Iterator[tuple[list[str], list[Any]]]:
-        """Feed ``pages``; yield ``(ids, outputs)`` until every sample of them is back (or given up)."""
-        import queue
-
+        """Feed ``pages``; yield ``(ids, outputs)`` until every sample of them is back."""
         waiting = set()
         for page in pages:
             waiting.update(sample for sample, _ in page)
             self._pages.put(list(page))
         while waiting:
             try:
-                item = self._outputs.get(timeout=self._stall_timeout)
-            except queue.Empty:
+                ids, outputs = next(self._stream)
+            except StopIteration:
                 return
-            if item is None:
-                return  # the pipeline ended (closed)
-            if isinstance(item, BaseException):
-                raise item
-            ids, outputs = item
             mine = [(i, o) for i, o in zip(ids, outputs, strict=True) if i in waiting]
             waiting.difference_update(i for i, _ in mine)
             if mine:
@@ -173,7 +153,8 @@ class RaySession:
     def close(self) -> None:
         """End the pipeline: its page slots find end markers, its actors stop."""
         self._pages.put(None)
-        self._drain.join()
+        for _ in self._stream:
+            pass
 
     def __enter__(self) -> RaySession:
         return self
@@ -181,8 +162,9 @@ class RaySession:
     def __exit__(self, *exc_info) -> None:
         if exc_info[0] is None:
             self.close()
-        else:  # interrupted: the pipeline's threads are daemons and the cluster cleans up after this driver
+        else:  # interrupted: stop reading; Ray Data shuts the pipeline down
             self._pages.put(None)
+            self._stream.close()
 
 
 def stream_pages(pages: Iterable[Sequence[tuple[str, str]]], *, max_pages: int, decode: Callable[[dict], dict],
