@@ -114,59 +114,6 @@ def predict_pages(pages: Iterable[Sequence[tuple[str, str]]], model: RamModel, o
         yield list(batch["id"]), list(batch["output"])
 
 
-class RaySession:
-    """One pipeline (one actor pool, the model loaded once per actor) for a run that hands its work over in
-    chunks and needs each chunk's outputs before the next (the tagging driver claims samples a window at a
-    time): :meth:`run` feeds a chunk's pages and yields their outputs until all are back.
-
-    The outputs are read in the calling thread (Ray Data's iterator stalled when read from another one).
-    A page whose decoding task died would not come back (Ray retries the task, which takes another page):
-    the run then waits; interrupt it and resume.
-    """
-
-    def __init__(self, model: RamModel, options: RayOptions, *, max_pages: int) -> None:
-        import queue
-
-        self._pages: queue.Queue = queue.Queue()
-        self._stream = predict_pages(self._queued(), model, options, max_pages=max_pages)
-
-    def _queued(self) -> Iterator[Sequence[tuple[str, str]]]:
-        while (page := self._pages.get()) is not None:
-            yield page
-
-    def run(self, pages: Iterable[Sequence[tuple[str, str]]]) -> Iterator[tuple[list[str], list[Any]]]:
-        """Feed ``pages``; yield ``(ids, outputs)`` until every sample of them is back."""
-        waiting = set()
-        for page in pages:
-            waiting.update(sample for sample, _ in page)
-            self._pages.put(list(page))
-        while waiting:
-            try:
-                ids, outputs = next(self._stream)
-            except StopIteration:
-                return
-            mine = [(i, o) for i, o in zip(ids, outputs, strict=True) if i in waiting]
-            waiting.difference_update(i for i, _ in mine)
-            if mine:
-                yield [i for i, _ in mine], [o for _, o in mine]
-
-    def close(self) -> None:
-        """End the pipeline: its page slots find end markers, its actors stop."""
-        self._pages.put(None)
-        for _ in self._stream:
-            pass
-
-    def __enter__(self) -> RaySession:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        if exc_info[0] is None:
-            self.close()
-        else:  # interrupted: stop reading; Ray Data shuts the pipeline down
-            self._pages.put(None)
-            self._stream.close()
-
-
 def stream_pages(pages: Iterable[Sequence[tuple[str, str]]], *, max_pages: int, decode: Callable[[dict], dict],
                  predictor: type, predictor_kwargs: dict[str, Any], options: RayOptions,
                  ) -> Iterator[dict[str, np.ndarray]]:

@@ -19,14 +19,14 @@ again with ``resume=True`` tags only what is still missing (or, for an overwrite
 
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from fiftyone_ram.decision import check_threshold
 from fiftyone_ram.errors import OptionError, UserError
 from fiftyone_ram.fiftyone import claims
-from fiftyone_ram.fiftyone.ray_engine import RayOptions, RaySession, check_engine
+from fiftyone_ram.fiftyone.ray_engine import RayOptions, check_engine
 from fiftyone_ram.fiftyone.tagging_runs import (
     TaggingRecord,
     differences,
@@ -282,18 +282,17 @@ def _tag_claimed(samples, model, label_field: str, todo: list[str], plan: _Plan,
                  confidence_thresh: float | None, store_logits: bool, progress, skip_failures: bool,
                  ray_options: RayOptions | None = None) -> None:
     """Claim ``todo`` a window at a time and tag what was claimed; then sweep once more for claims that a
-    crashed run left behind. With ``ray_options``, one Ray pipeline tags every window (its actors load the
-    model once), a window as wide as all of its workers' batches."""
+    crashed run left behind. With ``ray_options``, the window is all of ``todo``: one Ray pipeline (its actors
+    load the model once) tags what was claimed."""
     import fiftyone as fo
     import fiftyone.core.utils as fou
 
-    window = max(int(batch_size or 1), 1) * CLAIM_BATCHES * (ray_options.workers if ray_options else 1)
+    window = max(int(batch_size or 1), 1) * CLAIM_BATCHES if ray_options is None else max(len(todo), 1)
     options = dict(confidence_thresh=confidence_thresh, store_logits=store_logits, batch_size=batch_size,
                    num_workers=num_workers, skip_failures=skip_failures)
     attempted: set[str] = set()
     shown = callable(progress) or (fo.config.show_progress_bars if progress is None else bool(progress))
-    session = _ray_session(model, ray_options, len(todo), batch_size, window, store_logits)
-    with session or nullcontext(), fou.ProgressBar(total=len(todo), progress=progress) as bar:
+    with fou.ProgressBar(total=len(todo), progress=progress) as bar:
         done = 0
         for sweep in range(2):
             pending = [i for i in todo if i not in attempted]
@@ -310,7 +309,7 @@ def _tag_claimed(samples, model, label_field: str, todo: list[str], plan: _Plan,
                     continue
                 attempted.update(mine)
                 inner = _forward(bar, done, len(todo)) if shown else False
-                _tag_chunk(samples, model, label_field, mine, plan, holder, summary, options, inner, session)
+                _tag_chunk(samples, model, label_field, mine, plan, holder, summary, options, inner, ray_options)
                 done += len(mine)
                 bar.set_iteration(min(done, len(todo)))
     summary.elsewhere = len(todo) - len(attempted)
@@ -318,8 +317,8 @@ def _tag_claimed(samples, model, label_field: str, todo: list[str], plan: _Plan,
 
 def _tag_chunk(samples, model, label_field: str, ids: list[str], plan: _Plan, holder: claims.Holder,
                summary: TaggingSummary, options: dict[str, Any], progress: Callable | bool,
-               session: RaySession | None = None) -> None:
-    """Tag the claimed ``ids`` with ``apply_model`` (or the Ray ``session``) and record what became of each.
+               ray_options: RayOptions | None = None) -> None:
+    """Tag the claimed ``ids`` with ``apply_model`` (or on Ray) and record what became of each.
     A sample counts as written when it was saved (its ``last_modified_at`` moved) without an error."""
     errors = error_field(label_field)
     chunk = samples.select(ids, ordered=True)
@@ -329,10 +328,10 @@ def _tag_chunk(samples, model, label_field: str, ids: list[str], plan: _Plan, ho
     before = dict(zip(*chunk.values(["id", "last_modified_at"])))
     try:
         with _hidden_inner_bar(progress):
-            if session is None:
+            if ray_options is None:
                 chunk.apply_model(model, label_field=label_field, progress=progress, **options)
             else:
-                _tag_on_ray(chunk, session, label_field, model, options)
+                _tag_on_ray(chunk, len(ids), label_field, model, ray_options, options)
     except BaseException:  # interrupted: what was saved is finished, the rest goes back to the pool
         written, _ = _outcome(chunk, label_field, before, TaggingSummary(label_field))
         claims.finish(plan.scope, holder, written, [])
@@ -341,27 +340,20 @@ def _tag_chunk(samples, model, label_field: str, ids: list[str], plan: _Plan, ho
     claims.finish(plan.scope, holder, written, failed)
 
 
-def _ray_session(model, ray_options: RayOptions | None, count: int, batch_size: int | None, window: int,
-                 store_logits: bool) -> RaySession | None:
-    """The Ray pipeline of a run (None: the local engine, or nothing to tag), with a page slot for every
-    sample in pages of ``batch_size`` plus a partial page per window, over both sweeps."""
+def _tag_on_ray(chunk, count: int, label_field: str, model, ray_options: RayOptions,
+                options: dict[str, Any]) -> None:
+    """The claimed samples through one Ray pipeline, written back as ``apply_model`` writes."""
     import copy
 
-    if ray_options is None or not count:
-        return None
-    size = max(int(batch_size or model.tagger.batch_size), 1)
-    model = copy.copy(model)  # the tagger shared, not the caller's settings changed
-    model.store_logits = store_logits  # what apply_model sets for its run
-    return RaySession(model, ray_options, max_pages=-(-count // size) + 2 * (-(-count // window)) + 1)
-
-
-def _tag_on_ray(chunk, session: RaySession, label_field: str, model, options: dict[str, Any]) -> None:
-    """One claimed window through the run's Ray pipeline, written back as ``apply_model`` writes."""
     from fiftyone_ram.fiftyone.label_writer import LabelWriter, iter_pages
+    from fiftyone_ram.fiftyone.ray_engine import predict_pages
 
     size = max(int(options["batch_size"] or model.tagger.batch_size), 1)
+    model = copy.copy(model)  # the tagger shared, the caller's settings left alone
+    model.store_logits = options["store_logits"]  # what apply_model sets for its run
+    stream = predict_pages(iter_pages(chunk, size), model, ray_options, max_pages=-(-count // size))
     with LabelWriter(chunk, label_field, confidence_thresh=options["confidence_thresh"]) as writer:
-        for ids, outputs in session.run(list(iter_pages(chunk, size))):
+        for ids, outputs in stream:
             writer.write(ids, outputs)
 
 
