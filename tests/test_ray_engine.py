@@ -50,6 +50,13 @@ def _tag(tiny_cli_args, folder, name: str, *extra: str):
     return CliRunner().invoke(main, args, catch_exceptions=False)
 
 
+def _summary(result) -> dict:
+    """The run's JSON summary: the last JSON line (Ray's worker log lines may follow it in the output)."""
+    lines = [line for line in result.output.splitlines() if line.startswith('{"dataset"')]
+    assert lines, result.output
+    return json.loads(lines[-1])
+
+
 def _labels(dataset) -> dict[str, list[tuple[str, float]]]:
     paths, labels = dataset.values(["filepath", "ram"])
     return {path: [(c.label, c.confidence) for c in label.classifications] if label is not None else None
@@ -85,7 +92,7 @@ def test_cli_ray_engine_gives_the_local_labels(cluster, images, local_labels, ti
     name = f"ray-cli-{os.getpid()}"
     result = _tag(tiny_cli_args, images, name, "--engine", "ray", "--workers", "2")
     assert result.exit_code == 1, result.output
-    summary = json.loads(result.output.strip().splitlines()[-1])
+    summary = _summary(result)
     assert summary["tagged"] == N_IMAGES and list(summary["failed"]) == [str(images / "broken.png")]
     assert "cannot read image" in summary["failed"][str(images / "broken.png")]
     dataset = fo.load_dataset(name)
@@ -130,7 +137,7 @@ def test_driver_killed_midway_then_resumed_tags_every_sample_once(cluster, image
     assert 0 < len(first) < N_IMAGES, "the run was to be killed midway"
 
     result = _tag(tiny_cli_args, images, name, "--engine", "ray", "--workers", "2", "--resume")
-    summary = json.loads(result.output.strip().splitlines()[-1])
+    summary = _summary(result)
     dataset.reload()
     assert summary["skipped"] == len(first) and summary["tagged"] == N_IMAGES - len(first), summary
     kept = dict(zip(*dataset.select_by("filepath", list(first)).values(["filepath", "ram"])))
