@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
+import resource
 import shutil
 import tempfile
 import time
@@ -60,8 +62,15 @@ def make_images(folder: Path, count: int) -> list[str]:
     return paths
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the DataLoader workers end with each run)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def best_of(repeats: int, runs: dict) -> dict:
-    """Best time of each run; the runs are interleaved so that a slow spell on a shared machine hits all.
+    """Best (wall, CPU) seconds of each run; the runs are interleaved so that a slow spell on a shared machine
+    hits all. CPU seconds are the steadier figure on a loaded machine (they do not count the time waited).
 
     ``runs`` maps a key to ``(warm_up, run)``; warm-ups (a batch each: page in the memory-mapped weights,
     start the database) are not timed.
@@ -71,20 +80,28 @@ def best_of(repeats: int, runs: dict) -> dict:
     times = {key: [] for key in runs}
     for _ in range(repeats):
         for key, (_, run) in runs.items():
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), _cpu_seconds()
             run()
-            times[key].append(time.perf_counter() - start)
+            times[key].append((time.perf_counter() - start, _cpu_seconds() - cpu))
     return {key: min(values) for key, values in times.items()}
+
+
+def _workers(value: str) -> int | None:
+    return None if value == "auto" else int(value)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--num-workers", type=int, nargs="+", default=[2])
+    parser.add_argument("--num-workers", type=_workers, nargs="+", default=[2],
+                        help="DataLoader workers per run; 'auto': FiftyOne's default for apply_model, the "
+                             "driver's plan (fiftyone_ram.scheduling) for tag_samples")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--full", action="store_true", help="released RAM size with random weights (slow on CPU)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="auto", help="auto, fp32, bf16, fp16 or int8 (load_tagger's)")
+    parser.add_argument("--json", dest="json_out", help="also write the results to this JSON file")
     parser.add_argument("--threshold", type=float, default=None,
                         help="one threshold for all tags on both sides (default: per-class thresholds); the "
                              "tiny random-weight model emits ~150 tags per image with its per-class thresholds, "
@@ -98,11 +115,14 @@ def main() -> None:
     import torch
 
     import fiftyone_ram.fiftyone as forf
+    from fiftyone_ram.hardware import describe
+    from fiftyone_ram.scheduling import plan_for
 
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = full_settings() if args.full else tiny_settings()
-    model = forf.load_model(device=args.device, confidence_thresh=args.threshold, **settings)
+    model = forf.load_model(device=args.device, confidence_thresh=args.threshold, precision=args.precision,
+                            **settings)
     tagger = model.tagger
     tagger.batch_size = args.batch_size
     folder = Path(tempfile.mkdtemp(prefix="ram-bench-"))
@@ -128,8 +148,9 @@ def main() -> None:
             runs[("apply_model", workers)] = (lambda run=plain: run(dataset.limit(args.batch_size)), plain)
             runs[("tag_samples", workers)] = (lambda run=driver: run(dataset.limit(args.batch_size)), driver)
         best = best_of(args.repeats, runs)
-        rows = [("Tagger.predict (raw)", "-", best.pop("raw"))]
-        rows += [(method, str(workers), seconds) for (method, workers), seconds in sorted(best.items())]
+        rows = [("Tagger.predict (raw)", "-", *best.pop("raw"))]
+        rows += [(method, "auto" if workers is None else str(workers), *seconds)
+                 for (method, workers), seconds in sorted(best.items(), key=lambda item: str(item[0]))]
 
         stored = [[(c.label, c.confidence) for c in label.classifications] for label in dataset.values("ram")]
         assert stored == raw_output, "apply_model labels differ from Tagger.predict"
@@ -138,12 +159,21 @@ def main() -> None:
         raw = rows[0][2]
         name = "RAM Swin-L 384 (random weights)" if args.full else "tiny parity fixture (224 px)"
         decided = "per-class thresholds" if args.threshold is None else f"threshold {args.threshold}"
-        print(f"\n{name}, {decided}, {args.images} images, batch {args.batch_size}, device {args.device}, "
-              f"{os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}, {tags_per_image:.0f} tags/image; "
-              f"best of {args.repeats}")
-        print(f"{'method':<24}{'workers':>8}{'seconds':>10}{'images/s':>10}{'vs raw':>8}")
-        for method, workers, seconds in rows:
-            print(f"{method:<24}{workers:>8}{seconds:>10.2f}{args.images / seconds:>10.1f}{raw / seconds:>8.2f}")
+        machine = describe(args.device)
+        print(f"\n{name}, {decided}, precision {tagger.precision}, {args.images} images, batch {args.batch_size}, "
+              f"{tags_per_image:.0f} tags/image; best of {args.repeats}; load average "
+              f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+        print("ran on: " + ", ".join(f"{k} {v}" for k, v in machine.items()))
+        print(f"driver plan (workers 'auto'): {plan_for(tagger).describe()}")
+        print(f"{'method':<24}{'workers':>8}{'seconds':>10}{'CPU s':>8}{'images/s':>10}{'vs raw':>8}")
+        for method, workers, seconds, cpu in rows:
+            print(f"{method:<24}{workers:>8}{seconds:>10.2f}{cpu:>8.1f}{args.images / seconds:>10.2f}"
+                  f"{raw / seconds:>8.2f}")
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps({
+                "model": name, "precision": tagger.precision, "images": args.images, "batch": args.batch_size,
+                "machine": machine, "load_average": os.getloadavg(),
+                "rows": [dict(zip(("method", "workers", "seconds", "cpu_seconds"), row)) for row in rows]}, indent=1))
     finally:
         dataset.delete()
         shutil.rmtree(folder, ignore_errors=True)

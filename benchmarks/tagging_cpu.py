@@ -1,4 +1,7 @@
-"""Images/s and peak RSS of RAM Swin-L 384 (fp32, CPU) at batch 1 and 4, on an upstream-layout checkpoint.
+"""Images/s and peak RSS of RAM Swin-L 384 on the CPU at batch 1 and 4, on an upstream-layout checkpoint, at
+each ``--precisions`` (default ``auto fp32``: what this machine picks, and the reference), with the agreement of
+every reduced precision with fp32 (tag-set F1 at the per-class thresholds, max |Δprobability|; our fp32 equals
+upstream's to ~1e-6, benchmarks/full_size_parity.py). The CPU, its instruction set and the threads are printed.
 
 The checkpoint is random weights in the released RAM layout (every key and shape of the released file,
 captioning branch included, ~1.9 GB), written once to the cache. Each measurement runs in a fresh process so
@@ -23,6 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ROOT.parent / "shared" / "docs" / "state-dict-keys" / "ram_released.tsv"
+THRESHOLD = 0.65  # every class's threshold in the benchmark's tag files
 
 
 def bench_dir() -> Path:
@@ -59,11 +63,11 @@ def _images(count: int):
     return [Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)) for _ in range(count)]
 
 
-def _report(args: argparse.Namespace, elapsed: float, implementation: str) -> None:
+def _report(args: argparse.Namespace, elapsed: float, implementation: str, precision: str = "fp32") -> None:
     import torch
 
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"implementation": implementation, "batch": args.batch,
+    print(json.dumps({"implementation": implementation, "batch": args.batch, "precision": precision,
                       "images_per_s": args.batch * args.repeats / elapsed, "peak_rss_gb": peak_mb / 1024,
                       "threads": torch.get_num_threads(), "fused_attention": args.fused or "default"}))
 
@@ -92,7 +96,8 @@ def child(args: argparse.Namespace) -> None:
 
     folder = Path(args.folder)
     tagger = load_tagger("ram_swin_large_14m", folder / "ram_random.pth", tag_list=folder / "tags.txt",
-                         thresholds=folder / "thresholds.txt", device="cpu", batch_size=args.batch)
+                         thresholds=folder / "thresholds.txt", device="cpu", batch_size=args.batch,
+                         precision=args.precision)
     if args.fused is not None:
         from fiftyone_ram.models.backbone import set_fused_attention
 
@@ -102,7 +107,12 @@ def child(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     for _ in range(args.repeats):
         tagger.predict(images)
-    _report(args, time.perf_counter() - start, "fiftyone-ram")
+    elapsed = time.perf_counter() - start
+    import numpy as np
+
+    (batch,) = tagger.iter_batches(images, batch_size=len(images))  # the scores, for the agreement (untimed)
+    np.save(folder / f"probs_{tagger.precision}_{args.batch}.npy", batch.probabilities)
+    _report(args, elapsed, "fiftyone-ram", tagger.precision)
 
 
 def main() -> None:
@@ -111,6 +121,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--fused", choices=["on", "off"], nargs="*", default=[None],
                         help="timm Swin attention path(s) to measure (default: timm's own choice)")
+    parser.add_argument("--precisions", nargs="+", default=["auto", "fp32"],
+                        help="load_tagger precisions to measure (auto: what this machine picks)")
+    parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     parser.add_argument("--upstream", help="checkout of upstream recognize-anything to measure side by side")
     parser.add_argument("--upstream-python", default=sys.executable, help="interpreter that runs upstream")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -128,23 +141,47 @@ def main() -> None:
         print(f"writing a random upstream-layout RAM checkpoint to {checkpoint} ...", flush=True)
         make_checkpoint(checkpoint, KEYS)
     (folder / "tags.txt").write_text("".join(f"tag {i}\n" for i in range(4585)))
-    (folder / "thresholds.txt").write_text("0.65\n" * 4585)
+    (folder / "thresholds.txt").write_text(f"{THRESHOLD}\n" * 4585)
     print(f"checkpoint: {checkpoint} ({checkpoint.stat().st_size / 1e9:.2f} GB), CPU cores: {os.cpu_count()}")
-    runs = [([sys.executable, __file__, "--child"] + (["--fused", fused] if fused else []), batch)
-            for fused in args.fused for batch in args.batches]
+    from fiftyone_ram.hardware import describe
+
+    machine = describe("cpu")
+    print("ran on: " + ", ".join(f"{k} {v}" for k, v in machine.items()))
+    precisions = list(dict.fromkeys(machine["auto_precision"] if p == "auto" else p for p in args.precisions))
+    runs = [([sys.executable, __file__, "--child", "--precision", precision]
+             + (["--fused", fused] if fused else []), batch)
+            for precision in precisions for fused in args.fused for batch in args.batches]
     if args.upstream:
         runs += [([args.upstream_python, __file__, "--upstream-child", "--upstream", args.upstream], batch)
                  for batch in args.batches]
     rows = []
     for command, batch in runs:
         command = command + ["--batch", str(batch), "--repeats", str(args.repeats), "--folder", str(folder)]
+        load = os.getloadavg()[0]
         out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
-    print(f"\nRAM Swin-L 384, fp32, CPU ({rows[0]['threads']} threads)")
-    print(f"{'implementation':<16}{'batch':>6}{'attention':>12}{'images/s':>10}{'peak RSS GB':>13}")
+        rows.append({**json.loads(out.strip().splitlines()[-1]), "load": (load + os.getloadavg()[0]) / 2})
+    _agreement(rows, folder)
+    print(f"\nRAM Swin-L 384, CPU ({rows[0]['threads']} threads); load: the 1-minute load average around each run")
+    print(f"{'implementation':<16}{'precision':>10}{'batch':>6}{'attention':>12}{'images/s':>10}{'peak RSS GB':>13}"
+          f"{'load':>6}  agreement with fp32")
     for r in rows:
-        print(f"{r['implementation']:<16}{r['batch']:>6}{r['fused_attention']:>12}{r['images_per_s']:>10.3f}"
-              f"{r['peak_rss_gb']:>13.2f}")
+        print(f"{r['implementation']:<16}{r['precision']:>10}{r['batch']:>6}{r['fused_attention']:>12}"
+              f"{r['images_per_s']:>10.3f}{r['peak_rss_gb']:>13.2f}{r['load']:>6.1f}  {r.get('agreement', '')}")
+
+
+def _agreement(rows: list[dict], folder: Path) -> None:
+    """Adds each reduced-precision row's agreement with the fp32 run of the same batch (when it was run)."""
+    import numpy as np
+
+    from fiftyone_ram.evaluation.agreement import agreement
+
+    for row in rows:
+        if row["implementation"] != "fiftyone-ram" or row["precision"] == "fp32":
+            continue
+        reference = folder / f"probs_fp32_{row['batch']}.npy"
+        if reference.is_file():
+            mine = np.load(folder / f"probs_{row['precision']}_{row['batch']}.npy")
+            row["agreement"] = str(agreement(np.load(reference), mine, THRESHOLD))
 
 
 if __name__ == "__main__":

@@ -64,13 +64,18 @@ def _array_to_pil(array: np.ndarray) -> Image.Image:
     return Image.fromarray(array)
 
 
+_MEAN = np.asarray(IMAGENET_MEAN, dtype=np.float32).reshape(3, 1, 1)
+_STD = np.asarray(IMAGENET_STD, dtype=np.float32).reshape(3, 1, 1)
+
+
 def to_pixel_values(image: Image.Image, image_size: int) -> torch.Tensor:
-    """(3, S, S) float32: bilinear resize, /255, ImageNet normalisation."""
+    """(3, S, S) float32: bilinear resize, /255, ImageNet normalisation.
+
+    The arithmetic is numpy's, not torch's (the same float32 operations, so the same values): decoding runs in a
+    prefetch thread beside the model, and torch ops there would start a second pool of intra-op threads."""
     resized = image.resize((image_size, image_size), Image.BILINEAR)
-    pixels = torch.from_numpy(np.asarray(resized, dtype=np.uint8).copy()).permute(2, 0, 1).float().div(255)
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    return pixels.sub(mean).div(std)
+    pixels = np.ascontiguousarray(np.asarray(resized, dtype=np.uint8).transpose(2, 0, 1)).astype(np.float32) / 255
+    return torch.from_numpy((pixels - _MEAN) / _STD)
 
 
 def preprocess(images: Sequence[ImageInput], image_size: int) -> torch.Tensor:

@@ -17,6 +17,7 @@ from fiftyone_ram.images import ImageError, ImageInput, preprocess, read_pixel_v
 from fiftyone_ram.models.base import TaggerModel
 from fiftyone_ram.models.config import ModelConfig
 from fiftyone_ram.models.factory import model_from_checkpoint
+from fiftyone_ram.models.precision import autocast, set_precision
 from fiftyone_ram.models.registry import (
     FALLBACK_THRESHOLD,
     LabelSet,
@@ -24,6 +25,7 @@ from fiftyone_ram.models.registry import (
     resolve_config,
     tag_list_signature,
 )
+from fiftyone_ram.scheduling import prefetch
 from fiftyone_ram.tag_files import TagFileError, check_tag_names, read_tag_list, read_thresholds
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -66,10 +68,14 @@ class Tagger:
 
     def __init__(self, model: TaggerModel, config: ModelConfig, tag_list: list[str], thresholds: np.ndarray,
                  *, tag_list_chinese: list[str] | Callable[[], list[str] | None] | None = None,
-                 excluded: Sequence[int] = (), device: torch.device | str = "cpu", batch_size: int = 4) -> None:
+                 excluded: Sequence[int] = (), device: torch.device | str = "cpu", batch_size: int = 4,
+                 precision: str = "fp32") -> None:
         """``tag_list_chinese`` may be a function, called on the first Chinese request (the file may need a
-        download that an English-only user should not depend on)."""
+        download that an English-only user should not depend on). ``precision``: what the model was prepared
+        for (``fiftyone_ram.models.precision.set_precision``); ``load_tagger`` resolves and applies it."""
         self.model = model.to(device)
+        #: "fp32", "bf16", "fp16" or "int8": the resolved precision (never "auto"); tagging runs record it.
+        self.precision = precision
         self.config = config
         self.tag_list = tag_list
         self.thresholds = thresholds
@@ -138,7 +144,7 @@ class Tagger:
 
         excluded = [c for c, i in enumerate(builtin) if i >= 0 and self.excluded[i]]
         tagger = Tagger(model, self.config, list(vocabulary.names), vocabulary.thresholds, tag_list_chinese=chinese,
-                        excluded=excluded, device=self.device, batch_size=self.batch_size)
+                        excluded=excluded, device=self.device, batch_size=self.batch_size, precision=self.precision)
         tagger.vocabulary = vocabulary
         tagger.checkpoint = self.checkpoint
         tagger._tokenizer = self._tokenizer
@@ -175,16 +181,28 @@ class Tagger:
             images = [images]
         given = _tags_per_image(caption_tags, len(images))
         size = max(int(batch_size or self.batch_size), 1)
-        for start in range(0, len(images), size):
-            pixels, positions, errors = [], [], {}
-            for position in range(start, min(start + size, len(images))):
-                try:
-                    pixels.append(read_pixel_values(images[position], self.image_size))
-                    positions.append(position)
-                except ImageError as exc:
-                    errors[position] = str(exc)
-            yield self._score(torch.stack(pixels) if pixels else None, positions, errors, indices, classes,
-                              caption, options, None if given is None else [given[p] for p in positions])
+        decoded = (self._decode(images, start, min(start + size, len(images))) for start in range(0, len(images), size))
+        # The next batch is decoded in a thread while the model runs this one (decoding costs milliseconds per
+        # image next to the model's hundreds; the model keeps every core).
+        for pixels, positions, errors in prefetch(decoded):
+            yield self._score(pixels, positions, errors, indices, classes, caption, options,
+                              None if given is None else [given[p] for p in positions])
+
+    def _decode(self, images: Sequence[ImageInput], start: int, stop: int
+                ) -> tuple[torch.Tensor | None, list[int], dict[int, str]]:
+        """Pixels of ``images[start:stop]`` that can be read (pinned for a GPU), their positions, and why the
+        others cannot."""
+        pixels, positions, errors = [], [], {}
+        for position in range(start, stop):
+            try:
+                pixels.append(read_pixel_values(images[position], self.image_size))
+                positions.append(position)
+            except ImageError as exc:
+                errors[position] = str(exc)
+        batch = torch.stack(pixels) if pixels else None
+        if batch is not None and self.device.type == "cuda":
+            batch = batch.pin_memory()  # lets the copy to the device run asynchronously
+        return batch, positions, errors
 
     @torch.inference_mode()
     def _score(self, pixels: torch.Tensor | None, positions: list[int], errors: dict[int, str],
@@ -195,21 +213,25 @@ class Tagger:
             return TaggedBatch([], indices, np.zeros((0, len(indices)), np.float32),
                                np.zeros((0, len(indices)), np.float32), np.zeros((0, self.embedding_dim), np.float32),
                                errors, [] if caption else None, [] if caption else None)
-        embeds = self.model.image_embeds(pixels.to(self.device, self._dtype))
-        if len(indices):
-            logits = self.model.logits(embeds, classes).float().cpu()
-        else:
-            logits = torch.zeros(len(pixels), 0)
+        with autocast(self.model, self.device):
+            embeds = self.model.image_embeds(pixels.to(self.device, self._dtype, non_blocking=True))
+            logits = self.model.logits(embeds, classes).float() if len(indices) else None
+            embedding = self.model.image_embedding(embeds).float()
+        logits = logits.cpu() if logits is not None else torch.zeros(len(pixels), 0)
         probs = torch.sigmoid(logits).numpy()
-        batch = TaggedBatch(positions, indices, logits.numpy(), probs,
-                            self.model.image_embedding(embeds).float().cpu().numpy(), errors)
+        batch = TaggedBatch(positions, indices, logits.numpy(), probs, embedding.cpu().numpy(), errors)
         if caption:
             from fiftyone_ram.models.captioner import generate_caption_ids
 
             if guidance is None:
-                full = probs if classes is None else torch.sigmoid(self.model.logits(embeds).float().cpu()).numpy()
+                if classes is None:
+                    full = probs
+                else:
+                    with autocast(self.model, self.device):
+                        full = torch.sigmoid(self.model.logits(embeds).float().cpu()).numpy()
                 guidance = [" | ".join(name for name, _ in row) for row in self.decide(full, self.class_indices(None))]
-            batch.caption_ids = generate_caption_ids(self.model, self.tokenizer, embeds, guidance, **options)
+            # beam search runs in fp32 on fp32 weights (the captioner is never reduced)
+            batch.caption_ids = generate_caption_ids(self.model, self.tokenizer, embeds.float(), guidance, **options)
             prompt = options.get("prompt", CAPTION_PROMPT)
             batch.captions = [self.tokenizer.decode(ids, skip_special_tokens=True)[len(prompt):]
                               for ids in batch.caption_ids]
@@ -268,6 +290,14 @@ class Tagger:
         distillation), Tag2Text's Swin-B mean token."""
         return np.concatenate([b.embeddings for b in self._readable(self.iter_batches(images, tags=[]))])
 
+    def compile(self, **options: Any) -> Tagger:
+        """``torch.compile`` the image encoder and the tagging head in place (``nn.Module.compile``: the state
+        dict keeps its keys); returns the tagger. Worth it on GPUs for long runs at one batch size (the first
+        batch of each new shape compiles for tens of seconds); ``options`` go to ``torch.compile``."""
+        self.model.visual_encoder.compile(**options)
+        self.model.tagging_head.compile(**options)
+        return self
+
     # -- captions (Tag2Text) ----------------------------------------------------------------------------
     def caption(self, images: Images, tags: str | Sequence[str] | None = None, **generation) -> list[str]:
         """Captions guided by the predicted tags, or by ``tags`` (one string "a | b" or list per image, or
@@ -293,6 +323,9 @@ class Tagger:
     # -- helpers ----------------------------------------------------------------------------------------
     @property
     def _dtype(self) -> torch.dtype:
+        """The type pixels go in as: float32 under autocast (reduced precision), else the weights' type."""
+        if self.model.compute_dtype is not None:
+            return torch.float32
         return next(self.model.parameters()).dtype
 
     @staticmethod
@@ -322,7 +355,7 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig, checkpoint: str
                 batch_size: int = 4, tags: str | Path | Sequence[str] | None = None,
                 descriptions: str | Path | Sequence[Mapping] | Mapping | None = None, keep_builtin: bool = False,
                 new_tag_threshold: float | None = None, tag_thresholds: Mapping[str, float] | None = None,
-                text_encoder=None, templates: Sequence[str] | None = None) -> Tagger:
+                text_encoder=None, templates: Sequence[str] | None = None, precision: str | None = None) -> Tagger:
     """Load RAM, RAM++ or Tag2Text.
 
     ``name_or_config``: a released variant (``ram_plus_swin_large_14m``, ``ram_swin_large_14m``,
@@ -333,7 +366,15 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig, checkpoint: str
     ``tag_list`` names the checkpoint's own tags; ``tags`` / ``descriptions`` / ``keep_builtin`` /
     ``new_tag_threshold`` / ``tag_thresholds`` / ``text_encoder`` / ``templates`` choose the vocabulary the
     tagger answers: a subset of its tags or new ones (see ``fiftyone_ram.vocabulary.build_vocabulary``).
+
+    ``precision``: ``"auto"`` (what the device runs fast: see ``fiftyone_ram.hardware``), ``"fp32"``,
+    ``"bf16"``, ``"fp16"`` or ``"int8"`` (CPU); None: ``$FIFTYONE_RAM_PRECISION``, else ``"auto"``. The tagger's
+    ``precision`` says what it resolved to.
     """
+    from fiftyone_ram.hardware import resolve_device, resolve_precision
+
+    device = resolve_device(device)
+    precision = resolve_precision(precision, device)  # a bad value fails before anything is read
     config = resolve_config(name_or_config, family=family)
     labels = labels_for(config)
     missing: list[str] = []
@@ -387,11 +428,9 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig, checkpoint: str
               else default_thresholds(labels if own_labels else None, len(names)))
     excluded: Sequence[int] = labels.excluded if own_labels else ()
     identity = assets.verify_checkpoint(checkpoint)  # once per file (cached): a damaged file fails here
-    model = model_from_checkpoint(config, checkpoint, len(names))
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = set_precision(model_from_checkpoint(config, checkpoint, len(names)), precision)
     tagger = Tagger(model, config, names, limits, tag_list_chinese=chinese, excluded=excluded, device=device,
-                    batch_size=batch_size)
+                    batch_size=batch_size, precision=precision)
     tagger.checkpoint = identity
     if tags is None and descriptions is None and not keep_builtin and not tag_thresholds:
         return tagger

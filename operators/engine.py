@@ -72,12 +72,13 @@ def _load_model(params, prefix: str, default: str):
     if choice == "none":
         return None
     device = params.get("device") if params.get("device") not in (None, "auto") else None
+    precision = params.get("precision") or None
     if choice == "custom":
         return load_tagger(params.get(f"{prefix}config") or params.get(f"{prefix}family") or "ram_plus",
                            params[f"{prefix}checkpoint"], family=params.get(f"{prefix}family"),
                            tag_list=params.get(f"{prefix}tag_list") or None,
-                           thresholds=params.get(f"{prefix}thresholds") or None, device=device)
-    return load_tagger(choice, params.get(f"{prefix}checkpoint") or None, device=device)
+                           thresholds=params.get(f"{prefix}thresholds") or None, device=device, precision=precision)
+    return load_tagger(choice, params.get(f"{prefix}checkpoint") or None, device=device, precision=precision)
 
 
 def _progress(ctx):
@@ -89,6 +90,9 @@ def _device_input(inputs) -> None:
     for choice in ("auto", "cpu", "cuda"):
         device.add_choice(choice, label=choice)
     inputs.enum("device", device.values(), default="auto", label="Device", view=device)
+    from fiftyone_ram.fiftyone.forms import add_precision_option
+
+    add_precision_option(inputs)
 
 
 # -- operators -----------------------------------------------------------------------------------------

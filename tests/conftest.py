@@ -41,6 +41,9 @@ os.environ["FIFTYONE_MODEL_ZOO_DIR"] = str(_TMP / "zoo")
 os.environ["FIFTYONE_PLUGINS_DIR"] = str(_TMP / "plugins")
 os.environ["FIFTYONE_RAM_HOME"] = str(_TMP / "ram-home")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Taggers load at fp32 unless a test asks for another precision: the parity oracles hold at 1e-5 only there
+# ("auto" would pick bf16 or int8 on most CPUs; see docs/tagging.md).
+os.environ.setdefault("FIFTYONE_RAM_PRECISION", "fp32")
 (_TMP / "plugins").mkdir(parents=True, exist_ok=True)
 # The plugin is installed the way developers do it: a link from the plugins folder to the checkout.
 os.symlink(ROOT, _TMP / "plugins" / "fiftyone-ram", target_is_directory=True)

@@ -31,11 +31,11 @@ def _progress(fraction: float, label: str) -> None:
 
 
 def _tagger_or_none(wanted: bool, model_name, checkpoint, config_path, tag_list, tag_list_chinese, thresholds,
-                    device, batch_size):
+                    device, batch_size, precision=None):
     if not wanted:
         return None
     return load_tagger_from_options(model_name, checkpoint, config_path, tag_list, tag_list_chinese, thresholds,
-                                    device, batch_size=batch_size)
+                                    device, batch_size=batch_size, precision=precision)
 
 
 @click.command("generate")
@@ -61,7 +61,7 @@ def _tagger_or_none(wanted: bool, model_name, checkpoint, config_path, tag_list,
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def generate(dataset_name, model_name, checkpoint, config_path, tag_list, tag_list_chinese, thresholds, device,
-             saved_view, out_field, tag_fields, caption_fields, predict, threshold, captioner_model,
+             precision, saved_view, out_field, tag_fields, caption_fields, predict, threshold, captioner_model,
              captioner_checkpoint, captioner_config, captioner_tag_list, parser_tags, overwrite, batch_size,
              as_json):
     """Merge existing, parsed, predicted and captioned tags of DATASET_NAME into --out-field, each tag with
@@ -75,11 +75,12 @@ def generate(dataset_name, model_name, checkpoint, config_path, tag_list, tag_li
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     tagger = _tagger_or_none(predict, model_name, checkpoint, config_path, tag_list, tag_list_chinese, thresholds,
-                             device, batch_size)
+                             device, batch_size, precision)
     captioner = None
     if captioner_model:
         captioner = load_tagger_from_options(captioner_model, captioner_checkpoint, captioner_config,
-                                             captioner_tag_list, None, None, device, batch_size=batch_size)
+                                             captioner_tag_list, None, None, device, batch_size=batch_size,
+                                             precision=precision)
     try:
         summary = generate_tags(samples, out_field, tag_fields=tag_fields, caption_fields=caption_fields,
                                 tagger=tagger, captioner=captioner, tag_list=parser_tags, threshold=threshold,
@@ -127,7 +128,7 @@ def generate(dataset_name, model_name, checkpoint, config_path, tag_list, tag_li
 @click.option("--undo", "do_undo", is_flag=True, help="Instead of cleaning: restore --tag-field from its original.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def clean(dataset_name, model_name, checkpoint, config_path, tag_list, tag_list_chinese, thresholds, device,
-          saved_view, tag_field, categories, top, regions_field, detector, box_threshold, text_threshold,
+          precision, saved_view, tag_field, categories, top, regions_field, detector, box_threshold, text_threshold,
           max_regions, embedder, clip_model, no_check, fraction, rule, per_category, seed, categories_per_batch,
           batch_size,
           resume, overwrite, do_apply, accept, do_undo, as_json):
@@ -163,7 +164,7 @@ def clean(dataset_name, model_name, checkpoint, config_path, tag_list, tag_list_
             raise click.UsageError("give --resume or --overwrite, not both")
         check_cleaning(samples, tag_field, resume=resume, overwrite=overwrite)  # before the models load
         tagger = _tagger_or_none(embedder == "ram" or not no_check, model_name, checkpoint, config_path, tag_list,
-                                 tag_list_chinese, thresholds, device, batch_size)
+                                 tag_list_chinese, thresholds, device, batch_size, precision)
         encoder = make_encoder(embedder, tagger=tagger, clip_model=clip_model, device=device, check=not no_check)
         regions = make_regions(samples, field=regions_field, detector=detector, box_threshold=box_threshold,
                                text_threshold=text_threshold, max_regions=max_regions, device=device)

@@ -11,7 +11,8 @@ from pathlib import Path
 import click
 
 from fiftyone_ram.cli.options import (THRESHOLD, CommandError, checkpoint_option, config_option, device_option,
-                                      load_tagger_from_options, model_option, tag_list_option, thresholds_option)
+                                      load_tagger_from_options, model_option, precision_option, tag_list_option,
+                                      thresholds_option)
 from fiftyone_ram.evaluation.benchmarks import BENCHMARKS
 from fiftyone_ram.evaluation.metrics import EMPTY_CLASSES, TIES
 
@@ -113,6 +114,7 @@ def evaluate(dataset_name, pred_field, gt_field, eval_key, saved_view, model_tag
 @tag_list_option
 @thresholds_option
 @device_option
+@precision_option
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--threshold", type=THRESHOLD, default=None,
               help="One threshold for all classes (paper P/R: 0.86 for RAM, 0.68 for Tag2Text).")
@@ -134,14 +136,14 @@ def evaluate(dataset_name, pred_field, gt_field, eval_key, saved_view, model_tag
 @click.option("--reuse-scores", is_flag=True,
               help="Use the logits already stored in the label field instead of running the model again.")
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
-def benchmark(name, model_name, checkpoint, config_path, tag_list, thresholds, device, batch_size, threshold,
+def benchmark(name, model_name, checkpoint, config_path, tag_list, thresholds, device, precision, batch_size, threshold,
               taglist, annots, images_dir, descriptions, text_encoder, max_samples, dataset_name, eval_key,
               label_field, reuse_scores, as_json):
     """Build upstream's OpenImages benchmark, tag it, and print mAP and P/R beside the papers' figures."""
     from fiftyone_ram.evaluation.benchmarks import format_benchmark, run_benchmark
 
     tagger = load_tagger_from_options(model_name, checkpoint, config_path, tag_list, None, thresholds, device,
-                                      batch_size=batch_size)
+                                      batch_size=batch_size, precision=precision)
 
     def progress(done: int, total: int) -> None:
         if not as_json:

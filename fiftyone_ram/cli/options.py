@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from fiftyone_ram.hardware import PRECISION_CHOICES, PRECISION_ENV
 from fiftyone_ram.models.config import FAMILIES
 from fiftyone_ram.models.registry import DEFAULT_VARIANT, default_cfgs, list_variants
 
@@ -65,14 +66,18 @@ thresholds_option = click.option("--thresholds", type=click.Path(exists=True, di
                                  help="Per-class thresholds, one per line (upstream's format).")
 device_option = click.option("--device", default=None,
                              help="cpu, cuda, cuda:1, ... (default: cuda when available).")
+precision_option = click.option(
+    "--precision", type=click.Choice(PRECISION_CHOICES), default=None,
+    help=f"Numeric precision; auto: bf16 on GPUs and bf16-capable CPUs, int8 on other x86 CPUs, else fp32 "
+         f"(default: ${PRECISION_ENV}, else auto).")
 
 _TAGGER_OPTIONS = (model_option, checkpoint_option, config_option, tag_list_option, tag_list_chinese_option,
-                   thresholds_option, device_option)
+                   thresholds_option, device_option, precision_option)
 
 
 def tagger_options(command: F) -> F:
     """Options that choose and configure a tagger (``model_name``, ``checkpoint``, ``config_path``,
-    ``tag_list``, ``tag_list_chinese``, ``thresholds``, ``device``), in that order in ``--help``."""
+    ``tag_list``, ``tag_list_chinese``, ``thresholds``, ``device``, ``precision``), in that order in ``--help``."""
     for option in reversed(_TAGGER_OPTIONS):
         command = option(command)
     return command
@@ -80,7 +85,8 @@ def tagger_options(command: F) -> F:
 
 def load_tagger_from_options(model_name: str, checkpoint: str | None, config_path: str | None,
                              tag_list: str | None, tag_list_chinese: str | None, thresholds: str | None,
-                             device: str | None, batch_size: int = 4, **vocabulary: Any) -> Tagger:
+                             device: str | None, batch_size: int = 4, precision: str | None = None,
+                             **vocabulary: Any) -> Tagger:
     """The tagger :func:`tagger_options` describe. ``vocabulary``: ``load_tagger``'s vocabulary options
     (tags, descriptions, keep_builtin, ...). A name, file or download that cannot give a model raises a
     :class:`~fiftyone_ram.errors.UserError`, which the command line shows as one line (exit status 2)."""
@@ -89,7 +95,7 @@ def load_tagger_from_options(model_name: str, checkpoint: str | None, config_pat
     family = model_name if model_name in FAMILIES else None
     return load_tagger(config_path or model_name, checkpoint, family=family, tag_list=tag_list,
                        tag_list_chinese=tag_list_chinese, thresholds=thresholds, device=device,
-                       batch_size=batch_size, **vocabulary)
+                       batch_size=batch_size, precision=precision, **vocabulary)
 
 
 _ENGINE_OPTIONS = (

@@ -63,8 +63,8 @@ __all__ = ["tag", "iter_images", "tag_paths", "tag_into_dataset", "IMAGE_SUFFIXE
               help="Threshold of new (embedded) tags; default 0.5 as upstream's open set.")
 @click.option("--text-encoder", default=None,
               help="CLIP text model (hub name or folder) for new tags; default openai/clip-vit-base-patch16.")
-def tag(inputs, model_name, checkpoint, config_path, tag_list, tag_list_chinese, thresholds, device, threshold,
-        lang, caption, as_json, dataset_name, field, resume, overwrite, batch_size, num_workers, engine,
+def tag(inputs, model_name, checkpoint, config_path, tag_list, tag_list_chinese, thresholds, device, precision,
+        threshold, lang, caption, as_json, dataset_name, field, resume, overwrite, batch_size, num_workers, engine,
         ray_address, workers, gpus_per_worker, sample_tags, vocab_tags, descriptions, keep_builtin,
         new_tag_threshold, text_encoder):
     """Tag images (files or folders) and print each tag with its probability, or store them in a dataset."""
@@ -78,7 +78,7 @@ def tag(inputs, model_name, checkpoint, config_path, tag_list, tag_list_chinese,
     vocabulary = dict(tags=vocab_tags, descriptions=descriptions, keep_builtin=keep_builtin,
                       new_tag_threshold=new_tag_threshold, text_encoder=text_encoder)
     tagger = load_tagger_from_options(model_name, checkpoint, config_path, tag_list, tag_list_chinese,
-                                      thresholds, device, batch_size=batch_size, **vocabulary)
+                                      thresholds, device, batch_size=batch_size, precision=precision, **vocabulary)
     with_caption = tagger.family == "tag2text" if caption is None else caption
     if dataset_name:
         raise SystemExit(tag_into_dataset(

@@ -8,10 +8,14 @@ from typing import Any
 
 import fiftyone.operators.types as types
 
+from fiftyone_ram.hardware import PRECISION_CHOICES
 from fiftyone_ram.models.registry import FAMILY_NAMES
 
 PER_CLASS, GLOBAL = "per_class", "global"
 CUSTOM = "custom"
+_PRECISION_NOTES = {"auto": " (what this machine runs fast)", "fp32": " (exact)", "fp16": " (GPU)", "int8": " (CPU)"}
+#: The precision menu, in the order of ``fiftyone_ram.hardware.PRECISION_CHOICES``.
+PRECISION_LABELS = {choice: choice + _PRECISION_NOTES.get(choice, "") for choice in PRECISION_CHOICES}
 
 
 def model_choices(*, captions_only: bool = False, custom_label: str = "Your own checkpoint") -> dict[str, str]:
@@ -86,7 +90,17 @@ def add_tagger_options(inputs: types.Object, values: dict[str, Any], *, family: 
     for choice in ("auto", "cpu", "cuda"):
         device.add_choice(choice, label=choice)
     inputs.enum("device", device.values(), default="auto", label="Device", view=device)
+    add_precision_option(inputs)
     return complete
+
+
+def add_precision_option(inputs: types.Object) -> None:
+    """The numeric precision of the model (``load_tagger(precision=...)``)."""
+    precision = types.DropdownView()
+    for choice, label in PRECISION_LABELS.items():
+        precision.add_choice(choice, label=label)
+    inputs.enum("precision", precision.values(), default="auto", label="Precision", view=precision,
+                description="auto: bf16 on GPUs and on CPUs with bf16 instructions, int8 on other x86 CPUs")
 
 
 def tagger_kwargs(values: dict[str, Any]) -> dict[str, Any]:
@@ -105,6 +119,8 @@ def tagger_kwargs(values: dict[str, Any]) -> dict[str, Any]:
         out["classes"] = [c for c in classes if c]
     if values.get("device") and values["device"] != "auto":
         out["device"] = values["device"]
+    if values.get("precision"):
+        out["precision"] = values["precision"]
     if "caption" in values and values["caption"] is not None:
         out["caption"] = bool(values["caption"])
     out.update(_vocabulary_kwargs(values))

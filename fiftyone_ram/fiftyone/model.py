@@ -39,7 +39,7 @@ VOCABULARY_KEYS = ("tags", "descriptions", "keep_builtin", "new_tag_threshold", 
 
 #: Keys accepted by ``load_model`` / ``RamModelConfig`` (and so by ``foz.load_zoo_model(..., **kwargs)``).
 CONFIG_KEYS = ("model", "config", "family", "checkpoint_path", "tag_list", "tag_list_chinese", "thresholds",
-               "classes", "language", "confidence_thresh", "device", "caption", "caption_options",
+               "classes", "language", "confidence_thresh", "device", "precision", "caption", "caption_options",
                *VOCABULARY_KEYS)
 
 
@@ -56,6 +56,7 @@ class RamModelConfig(foc.Config):
     confidence_thresh: one threshold for all tags instead of the per-class ones
     filter_classes: set by ``apply_model(classes=...)``: only emit these labels
     device: ``cpu``, ``cuda``, ``cuda:1``...; None picks CUDA when available
+    precision: ``auto`` | ``fp32`` | ``bf16`` | ``fp16`` | ``int8`` (see ``load_tagger``); None: the default
     caption: Tag2Text only: also write a caption (beam search, one image at a time; slower), guided as
         upstream by the tags the per-class thresholds select
     caption_options: generation options for the caption (num_beams, max_length, min_length,
@@ -83,6 +84,7 @@ class RamModelConfig(foc.Config):
         self.confidence_thresh = self.parse_number(d, "confidence_thresh", default=None)
         self.filter_classes = self.parse_array(d, "filter_classes", default=None)
         self.device = self.parse_string(d, "device", default=None)
+        self.precision = self.parse_string(d, "precision", default=None)  # checked by load_tagger (one line)
         self.caption = self.parse_bool(d, "caption", default=True)
         self.caption_options = self.parse_dict(d, "caption_options", default={})
         self.tags = self.parse_raw(d, "tags", default=None)
@@ -268,7 +270,7 @@ def _load_tagger(config: RamModelConfig):
         checkpoint = assets.download_weights(variant.name)
     return load_tagger(source, checkpoint, tag_list=config.tag_list, tag_list_chinese=config.tag_list_chinese,
                        thresholds=config.thresholds, device=config.device, family=family,
-                       **{key: getattr(config, key) for key in VOCABULARY_KEYS})
+                       precision=config.precision, **{key: getattr(config, key) for key in VOCABULARY_KEYS})
 
 
 def load_model(**kwargs: Any) -> RamModel:
@@ -296,6 +298,7 @@ def from_tagger(tagger, **kwargs: Any) -> RamModel:
     """Wrap an already loaded ``Tagger``. Give ``checkpoint_path`` (and ``config``/``model``) too if the model
     must be pickled to spawned workers without copying the weights."""
     config = RamModelConfig({"config": tagger.config.to_dict(), "family": tagger.family,
+                             "precision": getattr(tagger, "precision", None),  # a re-read tagger runs the same
                              **{k: _plain(v) for k, v in kwargs.items() if v is not None}})
     return RamModel(config, tagger=tagger)
 

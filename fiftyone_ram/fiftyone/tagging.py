@@ -34,6 +34,7 @@ from fiftyone_ram.fiftyone.tagging_runs import (
     save_record,
     tagging_settings,
 )
+from fiftyone_ram.scheduling import planned_run
 
 #: Samples claimed at a time, in batches: a run takes this many batches, tags them, and claims the next. Small
 #: enough that concurrent runs share a few hundred samples; large enough that ``apply_model``'s start-up (its
@@ -114,7 +115,7 @@ def tag_samples(samples, model, label_field: str = "ram", *, overwrite: bool = F
     sample_tags: also add each sample's tag names to its ``tags`` (added, never removed), also to samples
         tagged before (a resume with nothing left to tag still adds them)
     confidence_thresh: one threshold for all tags instead of the model's per-class thresholds
-    num_workers: image-decoding processes (None: FiftyOne's choice; the local engine)
+    num_workers: image-decoding processes (None: ``fiftyone_ram.scheduling.plan_loading`` splits the machine)
     engine: ``local`` (``apply_model`` in this process) or ``ray`` (Ray Data, :mod:`.ray_engine`, with
         ``ray_options``); both store the same fields and follow the same run records and resume rules
     Other options go to ``apply_model``. Raises :class:`FieldExistsError` when ``label_field`` already holds
@@ -327,11 +328,14 @@ def _tag_chunk(samples, model, label_field: str, ids: list[str], plan: _Plan, ho
         stale.set_values(errors, [None] * stale.count())  # this run records its own failures
     before = dict(zip(*chunk.values(["id", "last_modified_at"])))
     try:
-        with _hidden_inner_bar(progress):
-            if ray_options is None:
-                chunk.apply_model(model, label_field=label_field, progress=progress, **options)
-            else:
+        if ray_options is not None:
+            with _hidden_inner_bar(progress):
                 _tag_on_ray(chunk, len(ids), label_field, model, ray_options, options)
+        else:
+            with _hidden_inner_bar(progress), planned_run(model, options.get("num_workers")) as split:
+                if split is not None:  # decoding workers and model threads split by their costs
+                    options = {**options, "num_workers": split.num_workers, "pin_memory": split.pin_memory}
+                chunk.apply_model(model, label_field=label_field, progress=progress, **options)
     except BaseException:  # interrupted: what was saved is finished, the rest goes back to the pool
         written, _ = _outcome(chunk, label_field, before, TaggingSummary(label_field))
         claims.finish(plan.scope, holder, written, [])

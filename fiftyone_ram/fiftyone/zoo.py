@@ -55,7 +55,7 @@ def download_model(model_name: str, model_path: str) -> None:
 def load_model(model_name: str, model_path: str, **kwargs: Any):
     """A :class:`~fiftyone_ram.fiftyone.model.RamModel`; ``kwargs`` are its config keys (``checkpoint_path``,
     ``config``, ``family``, ``thresholds``, ``confidence_thresh``/``threshold``, ``classes``, ``language``,
-    ``device``, ``caption``, and the vocabulary: ``tags``, ``descriptions``, ``tag_thresholds``...)."""
+    ``device``, ``precision``, ``caption``, and the vocabulary: ``tags``, ``descriptions``, ``tag_thresholds``...)."""
     from fiftyone_ram.fiftyone.model import load_model as build
 
     name = base_name(model_name)

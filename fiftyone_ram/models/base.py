@@ -18,6 +18,8 @@ class TaggerModel(nn.Module):
 
     family: str = ""
     num_classes: int
+    #: The autocast type of the forward pass (``models.precision.set_precision``); None: as the weights.
+    compute_dtype: torch.dtype | None = None
 
     def __init__(self, config: ModelConfig, num_classes: int) -> None:
         super().__init__()
@@ -47,7 +49,10 @@ class TaggerModel(nn.Module):
         raise NotImplementedError
 
     def forward(self, pixel_values: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
-        return self.logits(self.image_embeds(pixel_values), classes)
+        from fiftyone_ram.models.precision import autocast
+
+        with autocast(self, pixel_values.device):
+            return self.logits(self.image_embeds(pixel_values), classes).float()
 
     def clear_query_cache(self) -> None:
         """Call after changing the label queries in place."""

@@ -8,6 +8,7 @@ from torch import nn
 
 from fiftyone_ram.models.base import TaggerModel, frozen
 from fiftyone_ram.models.config import ModelConfig
+from fiftyone_ram.models.precision import fp32_region
 from fiftyone_ram.models.tagging_head import TaggingHead
 
 
@@ -36,7 +37,9 @@ class RAM(TaggerModel):
 
     def logits(self, image_embeds: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
         queries, projected = self._queries(classes)
-        return self.fc(self.tagging_head(queries, image_embeds, projected)).squeeze(-1)
+        hidden = self.tagging_head(queries, image_embeds, projected)
+        with fp32_region(hidden):  # the logit layer in fp32 under reduced precision
+            return self.fc(hidden.float()).squeeze(-1)
 
     def label_queries(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.label_embed.detach()[:, None, :], None

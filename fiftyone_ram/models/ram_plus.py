@@ -8,6 +8,7 @@ from torch import nn
 
 from fiftyone_ram.models.base import TaggerModel, frozen
 from fiftyone_ram.models.config import ModelConfig
+from fiftyone_ram.models.precision import fp32_region
 from fiftyone_ram.models.tagging_head import TaggingHead
 
 
@@ -53,8 +54,12 @@ class RAMPlus(TaggerModel):
         return torch.einsum("bck,ckd->bcd", weights, descriptions)
 
     def logits(self, image_embeds: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
-        queries = F.relu(self.wordvec_proj(self.tag_embeddings(image_embeds, classes)))
-        return self.fc(self.tagging_head(queries, image_embeds)).squeeze(-1)
+        with fp32_region(image_embeds):  # the reweighting's softmax over similarities in fp32 (reduced precision)
+            mixed = self.tag_embeddings(image_embeds.float(), classes)
+        queries = F.relu(self.wordvec_proj(mixed))
+        hidden = self.tagging_head(queries, image_embeds)
+        with fp32_region(hidden):
+            return self.fc(hidden.float()).squeeze(-1)
 
     def label_queries(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.label_embed.detach().view(self.num_classes, self.descriptions_per_tag, -1), self.description_mask

@@ -7,6 +7,7 @@ from torch import nn
 
 from fiftyone_ram.models.base import TaggerModel, frozen
 from fiftyone_ram.models.config import ModelConfig
+from fiftyone_ram.models.precision import fp32_region
 from fiftyone_ram.models.tagging_head import TaggingHead
 
 
@@ -52,7 +53,9 @@ class Tag2Text(TaggerModel):
 
     def logits(self, image_embeds: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
         queries, projected = self._queries(classes)
-        return self.fc(self.tagging_head(queries, image_embeds, projected), classes)
+        hidden = self.tagging_head(queries, image_embeds, projected)
+        with fp32_region(hidden):  # the per-class output layer in fp32 under reduced precision
+            return self.fc(hidden.float(), classes)
 
     def select_classes(self, index: torch.Tensor) -> Tag2Text:
         """Tag2Text's queries and output weights are learned per class: selecting is all it can do."""

@@ -84,8 +84,9 @@ class _Encoder(nn.Module):
 class TaggingHead(nn.Module):
     """Keys mirror upstream: ``encoder.layer.N.{crossattention.self.*, crossattention.output.*, ...}``.
 
-    Classes are processed in chunks: queries never interact, so a chunk gives exactly the scores the full
-    vocabulary would, and memory stays bounded by the chunk, not by the vocabulary size.
+    On the CPU, classes are processed in chunks: queries never interact, so a chunk gives exactly the scores
+    the full vocabulary would, and memory stays bounded by the chunk, not by the vocabulary size. On a GPU the
+    head runs unchunked: one launch per layer keeps the device busy, and its memory has room.
     """
 
     def __init__(self, size: BertSize, kv_width: int, chunk_size: int = 1024) -> None:
@@ -102,9 +103,10 @@ class TaggingHead(nn.Module):
                 projected: torch.Tensor | None = None) -> torch.Tensor:
         """Query states of the last layer: (B, C, hidden). ``queries`` is (C, hidden) or (B, C, hidden)."""
         kvs = [layer.split_kv(image_tokens) for layer in self.encoder.layer]
+        step = self.chunk_size if image_tokens.device.type == "cpu" else max(queries.shape[-2], 1)
         outputs = []
-        for start in range(0, queries.shape[-2], self.chunk_size):
-            stop = start + self.chunk_size
+        for start in range(0, queries.shape[-2], step):
+            stop = start + step
             x = queries[..., start:stop, :]
             first = None if projected is None else projected[..., start:stop, :]
             for i, layer in enumerate(self.encoder.layer):

@@ -1,0 +1,164 @@
+"""Reduced precision: what ``auto`` resolves to on each kind of machine (capabilities injected where torch reads
+them), that bf16 / fp16 / int8 taggers really run reduced and still agree with fp32 on the tiny fixtures, and
+that the CLI, the FiftyOne model and the forms pass the choice through."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from fiftyone_ram import hardware
+from fiftyone_ram.evaluation.agreement import agreement
+from fiftyone_ram.hardware import Capabilities, PrecisionError, auto_precision, resolve_precision
+
+CPU = torch.device("cpu")
+
+AVX512_BF16 = Capabilities("cpu", cpu_capability="AVX512", cpu_bf16=True, int8_engine=True)
+AVX512 = Capabilities("cpu", cpu_capability="AVX512", cpu_bf16=False, int8_engine=True)
+AVX2 = Capabilities("cpu", cpu_capability="AVX2", cpu_bf16=True, int8_engine=True)  # AMX/bf16 unused by ATen here
+AVX2_NO_ENGINE = Capabilities("cpu", cpu_capability="AVX2", int8_engine=False)
+ARM = Capabilities("cpu", cpu_capability="DEFAULT", int8_engine=True)
+
+
+@pytest.mark.parametrize(("capabilities", "expected"), [
+    (AVX512_BF16, "bf16"), (AVX512, "int8"), (AVX2, "int8"), (AVX2_NO_ENGINE, "fp32"), (ARM, "fp32"),
+    (Capabilities("cuda", cuda_capability=(9, 0)), "bf16"), (Capabilities("cuda", cuda_capability=(8, 0)), "bf16"),
+    (Capabilities("cuda", cuda_capability=(7, 5)), "fp16"), (Capabilities("cuda", cuda_capability=(6, 1)), "fp16"),
+    (Capabilities("mps"), "fp32"),
+])
+def test_auto_rule(capabilities, expected):
+    assert auto_precision(capabilities) == expected
+
+
+@pytest.mark.parametrize(("capabilities", "expected"), [(AVX512_BF16, "bf16"), (AVX2, "int8"), (ARM, "fp32")])
+def test_load_tagger_auto_follows_detected_hardware(monkeypatch, tiny_tagger, capabilities, expected):
+    monkeypatch.setattr(hardware, "detect_capabilities", lambda device: capabilities)
+    tagger = tiny_tagger("ram", precision="auto")
+    assert tagger.precision == expected
+    linear = tagger.model.visual_encoder.layers[0].blocks[0].mlp.fc1
+    if expected == "bf16":
+        assert linear.weight.dtype == torch.bfloat16 and tagger.model.fc.weight.dtype == torch.float32
+    elif expected == "int8":
+        assert type(linear).__module__.startswith("torch.ao.nn.quantized")
+        assert isinstance(tagger.model.visual_encoder.layers[0].blocks[0].attn.qkv, torch.nn.Linear)  # kept fp32
+    else:
+        assert linear.weight.dtype == torch.float32
+
+
+def test_environment_default_and_explicit_value(monkeypatch):
+    monkeypatch.setattr(hardware, "detect_capabilities", lambda device: AVX2)
+    monkeypatch.setenv(hardware.PRECISION_ENV, "auto")
+    assert resolve_precision(None, CPU) == "int8"
+    monkeypatch.setenv(hardware.PRECISION_ENV, "BF16")
+    assert resolve_precision(None, CPU) == "bf16"
+    assert resolve_precision("fp32", CPU) == "fp32"  # an explicit value wins over the environment
+    monkeypatch.delenv(hardware.PRECISION_ENV)
+    assert resolve_precision(None, CPU) == "int8"  # unset: auto
+
+
+def test_bad_precision_is_one_line_before_anything_is_read(monkeypatch, tmp_path):
+    from fiftyone_ram import load_tagger
+    from fiftyone_ram.errors import UserError
+
+    with pytest.raises(PrecisionError, match="unknown precision 'fp8'; expected one of auto, fp32") as info:
+        load_tagger("ram_swin_large_14m", tmp_path / "missing.pth", precision="fp8")
+    assert isinstance(info.value, UserError) and "\n" not in str(info.value)
+    monkeypatch.setenv(hardware.PRECISION_ENV, "half")
+    with pytest.raises(PrecisionError, match=r"\(from \$FIFTYONE_RAM_PRECISION\)"):
+        resolve_precision(None, CPU)
+    with pytest.raises(PrecisionError, match="int8 runs on the CPU only"):
+        resolve_precision("int8", torch.device("cuda"))
+
+
+def test_this_machine_is_detected(monkeypatch):
+    """The real detection runs and agrees with what torch says of this CPU."""
+    capabilities = hardware.detect_capabilities(CPU)
+    assert capabilities.cpu_capability == torch.backends.cpu.get_cpu_capability()
+    assert capabilities.int8_engine == ("onednn" in torch.backends.quantized.supported_engines)
+    facts = hardware.describe("cpu")
+    assert facts["auto_precision"] == auto_precision(capabilities) and facts["cores"] >= 1
+
+
+#: Least tag-set F1 against fp32 on the tiny random-weight fixtures (224 px, 150-450 tags per image, many
+#: near a threshold; measured 0.97-1.0 for bf16/fp16 and 0.93-0.98 for int8). Real weights are more confident.
+MIN_F1 = {"bf16": 0.95, "fp16": 0.98, "int8": 0.9}
+
+
+@pytest.mark.parametrize("family", ["ram", "ram_plus", "tag2text"])
+@pytest.mark.parametrize("precision", ["bf16", "fp16", "int8"])
+def test_reduced_precision_agrees_with_fp32(tiny_tagger, parity_dir, family, precision):
+    images = sorted(str(p) for p in parity_dir.glob("*.png"))
+    reference, reduced = tiny_tagger(family), tiny_tagger(family, precision=precision)
+    assert (reference.precision, reduced.precision) == ("fp32", precision)
+    want = np.concatenate([b.probabilities for b in reference.iter_batches(images)])
+    got = np.concatenate([b.probabilities for b in reduced.iter_batches(images)])
+    result = agreement(want, got, reference.thresholds)
+    assert result.tag_f1 >= MIN_F1[precision], result
+    assert 1e-5 < result.max_abs_delta < 0.25, result  # reduced for real, yet close
+    embeds = np.concatenate([b.embeddings for b in reduced.iter_batches(images)])
+    assert embeds.dtype == np.float32 and np.isfinite(embeds).all()
+
+
+def test_reduced_tagger_keeps_precision_through_vocabulary_and_fiftyone(tiny_tagger, tiny_model_settings):
+    import fiftyone_ram.fiftyone as forf
+
+    tagger = tiny_tagger("ram", precision="int8", tags=["dog", "cat"])  # a vocabulary makes a new Tagger
+    assert tagger.precision == "int8" and tagger.tag_list == ["dog", "cat"]
+    model = forf.load_model(**tiny_model_settings("ram", precision="bf16"))
+    assert model.tagger.precision == "bf16"
+    assert forf.from_tagger(tagger).config.precision == "int8"  # a worker re-reading it runs the same
+
+
+def test_agreement_figures():
+    reference = np.array([[0.9, 0.2, 0.6], [0.1, 0.8, 0.4]], np.float32)
+    moved = np.array([[0.9, 0.2, 0.4], [0.1, 0.8, 0.6]], np.float32)
+    result = agreement(reference, moved, np.array([0.5, 0.5, 0.5]))
+    assert result.tag_f1 == pytest.approx(2 * 2 / 6) and result.max_abs_delta == pytest.approx(0.2)
+    assert agreement(reference, reference, 0.95).tag_f1 == 1.0  # nothing selected on either side
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "fiftyone_ram.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_cli_precision_flag(parity_dir, tiny_cli_args, tiny_tagger, assert_same_tags):
+    images = [parity_dir / "chelsea.png", parity_dir / "rocket.png"]
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        result = _cli("tag", *images, *tiny_cli_args("ram"), "--precision", precision, "--json")
+        assert result.returncode == 0, result.stderr
+        runs[precision] = [json.loads(line) for line in result.stdout.splitlines()]
+    tagger = tiny_tagger("ram")
+    assert_same_tags([[(t["tag"], t["probability"]) for t in r["tags"]] for r in runs["fp32"]],
+                     tagger.predict([str(p) for p in images]), thresholds=tagger.thresholds, names=tagger.names())
+    fp32 = [{t["tag"]: t["probability"] for t in r["tags"]} for r in runs["fp32"]]
+    bf16 = [{t["tag"]: t["probability"] for t in r["tags"]} for r in runs["bf16"]]
+    assert fp32 != bf16  # the flag reached the model
+    pooled = [len(a.keys() & b.keys()) * 2 / (len(a) + len(b)) for a, b in zip(fp32, bf16, strict=True)]
+    assert min(pooled) >= MIN_F1["bf16"]
+
+    bad = _cli("tag", images[0], *tiny_cli_args("ram"), "--precision", "fp8")
+    assert bad.returncode == 2 and "'fp8' is not one of" in bad.stderr
+
+
+@pytest.mark.parametrize("command", [["tag"], ["generate"], ["clean"], ["benchmark"]])
+def test_every_command_that_loads_a_tagger_takes_precision(command):
+    from click.testing import CliRunner
+
+    from fiftyone_ram.cli import main
+
+    result = CliRunner().invoke(main, [*command, "--help"])
+    assert result.exit_code == 0 and "--precision [auto|fp32|bf16|fp16|int8]" in result.output
+
+
+def test_forms_pass_precision():
+    from fiftyone_ram.fiftyone.forms import PRECISION_LABELS, tagger_kwargs
+
+    assert list(PRECISION_LABELS) == list(hardware.PRECISION_CHOICES)
+    assert tagger_kwargs({"model": "ram_swin_large_14m", "precision": "int8"})["precision"] == "int8"
