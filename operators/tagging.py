@@ -72,6 +72,17 @@ class TagImages(foo.Operator):
         inputs.int("batch_size", default=8, min=1, label="Batch size")
         inputs.int("num_workers", default=None, min=0, required=False, label="Image loading workers",
                    description="Delegated runs only (immediate runs load in the App's process)")
+        inputs.enum("engine", ["local", "ray"], default="local", label="Engine",
+                    view=types.RadioGroup(),
+                    description="ray: Ray Data over a cluster's workers (delegated runs only)")
+        if ctx.params.get("engine") == "ray":
+            inputs.str("ray_address", default=None, required=False, label="Ray cluster address",
+                       description="auto, ray://host:10001 or host:6379; empty: a local cluster")
+            inputs.int("workers", default=1, min=1, label="Model workers")
+            inputs.float("gpus_per_worker", default=0.0, min=0.0, label="GPUs per worker")
+            if not ctx.delegated:
+                inputs.view("ray_delegated", types.Warning(
+                    label="The Ray engine runs only as a delegated operation: schedule this run"))
         if not complete:
             inputs.view("incomplete", types.Notice(label="Complete the form to tag"))
         return types.Property(inputs, view=types.View(label="Tag images with Recognize Anything"))
@@ -85,6 +96,15 @@ class TagImages(foo.Operator):
             kwargs["model"] = model_name
         model = forf.load_model(**kwargs)
 
+        engine = params.get("engine") or "local"
+        ray_options = None
+        if engine == "ray":
+            if not ctx.delegated:
+                raise ValueError("the Ray engine runs only as a delegated operation: schedule the run")
+            from fiftyone_ram.fiftyone.ray_engine import RayOptions
+
+            ray_options = RayOptions(address=params.get("ray_address") or None, workers=params.get("workers") or 1,
+                                     gpus_per_worker=float(params.get("gpus_per_worker") or 0.0))
         existing = params.get("existing")
         progress = None
         if ctx.delegated:
@@ -97,7 +117,7 @@ class TagImages(foo.Operator):
             batch_size=params.get("batch_size") or 8,
             # Immediate runs execute inside the App server: no worker processes there (@voxel51/zoo does same)
             num_workers=params.get("num_workers") if ctx.delegated else 0,
-            progress=progress)
+            engine=engine, ray_options=ray_options, progress=progress)
         if not ctx.delegated:
             ctx.trigger("reload_dataset")
         result = summary.to_dict()

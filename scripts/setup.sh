@@ -26,6 +26,11 @@ if ! "$PY" -c "import torch, torchvision, timm, transformers, fiftyone, nltk, sk
   "$PY" -m pip install -q torch==2.14.1 torchvision==0.29.1
   "$PY" -m pip install -q -e ".[test]"
 fi
+# The Ray engine's extra (ray[data]); its tests run in CI.
+if ! "$PY" -c "import ray, ray.data, pyarrow" 2>/dev/null; then
+  say "installing the Ray engine's extra (.[ray])"
+  "$PY" -m pip install -q -e ".[ray]"
+fi
 # The editable install must point at this checkout (CI clones into a new folder each time).
 here=$("$PY" -c "import fiftyone_ram, os; print(os.path.dirname(os.path.dirname(os.path.abspath(fiftyone_ram.__file__))))" 2>/dev/null || true)
 if [ "$here" != "$root" ] || ! command -v fiftyone-ram >/dev/null 2>&1; then

@@ -146,8 +146,10 @@ def _canonical(name: str) -> str:
 
 
 def _declared() -> set[str]:
+    """The dependencies and the optional extras the shipped code imports (``ray``; not ``test``)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    return {_canonical(re.split(r"[\s<>=!~;\[]", spec, maxsplit=1)[0]) for spec in project["dependencies"]}
+    specs = [*project["dependencies"], *project.get("optional-dependencies", {}).get("ray", [])]
+    return {_canonical(re.split(r"[\s<>=!~;\[]", spec, maxsplit=1)[0]) for spec in specs}
 
 
 def _third_party_imports() -> dict[str, set[str]]:

@@ -97,3 +97,34 @@ def load_tagger_from_options(model_name: str, checkpoint: str | None, config_pat
     return load_tagger(config_path or model_name, checkpoint, family=family, tag_list=tag_list,
                        tag_list_chinese=tag_list_chinese, thresholds=thresholds, device=device,
                        batch_size=batch_size, precision=precision, **vocabulary)
+
+
+_ENGINE_OPTIONS = (
+    click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                 help="With --dataset: run the model here, or on Ray Data (a local cluster or --ray-address)."),
+    click.option("--ray-address", default=None,
+                 help="With --engine ray: the cluster (auto, ray://host:10001, host:6379); default: start a "
+                      "local one."),
+    click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+                 help="With --engine ray: model workers (one per GPU, or CPU workers)."),
+    click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=0.0, show_default=True,
+                 help="With --engine ray: GPUs each worker reserves (fractions share a GPU)."),
+)
+
+
+def engine_options(command: F) -> F:
+    """Options that choose where the model runs over a dataset (``engine``, ``ray_address``, ``workers``,
+    ``gpus_per_worker``); :func:`ray_options_from` turns them into the engine's settings."""
+    for option in reversed(_ENGINE_OPTIONS):
+        command = option(command)
+    return command
+
+
+def ray_options_from(engine: str, ray_address: str | None, workers: int, gpus_per_worker: float):
+    """The Ray engine's settings, or None for the local engine (Ray Data is only imported for ``ray``)."""
+    if engine != "ray":
+        return None
+    from fiftyone_ram.fiftyone.ray_engine import RayOptions, check_engine
+
+    check_engine(engine)
+    return RayOptions(address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker)

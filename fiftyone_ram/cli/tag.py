@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from fiftyone_ram.cli.options import THRESHOLD, load_tagger_from_options, tagger_options
+from fiftyone_ram.cli.options import (
+    THRESHOLD,
+    engine_options,
+    load_tagger_from_options,
+    ray_options_from,
+    tagger_options,
+)
 from fiftyone_ram.image_files import IMAGE_SUFFIXES, Found, find_images, is_utf8, printable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -44,6 +50,7 @@ __all__ = ["tag", "iter_images", "tag_paths", "tag_into_dataset", "IMAGE_SUFFIXE
               help="Images per model call.")
 @click.option("--num-workers", type=click.IntRange(min=0), default=None,
               help="With --dataset: image loading processes (default: FiftyOne's choice).")
+@engine_options
 @click.option("--sample-tags", is_flag=True, help="With --dataset: also add the tags to each sample's tags.")
 @click.option("--tags", "vocab_tags", type=click.Path(exists=True, dir_okay=False),
               help="Answer only these tags (one per line): the model's own are selected, new ones are embedded "
@@ -56,12 +63,16 @@ __all__ = ["tag", "iter_images", "tag_paths", "tag_into_dataset", "IMAGE_SUFFIXE
               help="Threshold of new (embedded) tags; default 0.5 as upstream's open set.")
 @click.option("--text-encoder", default=None,
               help="CLIP text model (hub name or folder) for new tags; default openai/clip-vit-base-patch16.")
-def tag(inputs, model_name, checkpoint, config_path, tag_list, tag_list_chinese, thresholds, device, precision, threshold,
-        lang, caption, as_json, dataset_name, field, resume, overwrite, batch_size, num_workers, sample_tags,
-        vocab_tags, descriptions, keep_builtin, new_tag_threshold, text_encoder):
+def tag(inputs, model_name, checkpoint, config_path, tag_list, tag_list_chinese, thresholds, device, precision,
+        threshold, lang, caption, as_json, dataset_name, field, resume, overwrite, batch_size, num_workers, engine,
+        ray_address, workers, gpus_per_worker, sample_tags, vocab_tags, descriptions, keep_builtin,
+        new_tag_threshold, text_encoder):
     """Tag images (files or folders) and print each tag with its probability, or store them in a dataset."""
     if not inputs and not dataset_name:
         raise click.UsageError("give image files or folders, or --dataset NAME")
+    if engine != "local" and not dataset_name:
+        raise click.UsageError("--engine ray tags into a dataset: add --dataset NAME")
+    ray_options = ray_options_from(engine, ray_address, workers, gpus_per_worker)  # Ray missing: one line
     if dataset_name:  # what can be refused without the model is refused before it is loaded
         _check_dataset_options(dataset_name, field, overwrite=overwrite, resume=resume)
     vocabulary = dict(tags=vocab_tags, descriptions=descriptions, keep_builtin=keep_builtin,
@@ -75,7 +86,7 @@ def tag(inputs, model_name, checkpoint, config_path, tag_list, tag_list_chinese,
             overwrite=overwrite, batch_size=batch_size, num_workers=num_workers, threshold=threshold,
             language=lang, caption=with_caption, sample_tags=sample_tags, as_json=as_json, checkpoint=checkpoint,
             tag_list=tag_list, tag_list_chinese=tag_list_chinese, thresholds=thresholds, device=device,
-            vocabulary=vocabulary))
+            vocabulary=vocabulary, ray_options=ray_options))
     failed = 0
     images: list[Path] = []
     for found in find_images(inputs):
@@ -164,7 +175,8 @@ def tag_into_dataset(tagger: Tagger, *, dataset_name: str, inputs: Iterable[str]
                      overwrite: bool, batch_size: int, num_workers: int | None, threshold: float | None,
                      language: str, caption: bool, sample_tags: bool, as_json: bool, checkpoint: str | None,
                      tag_list: str | None, tag_list_chinese: str | None, thresholds: str | None,
-                     device: str | None, vocabulary: dict[str, Any] | None = None) -> int:
+                     device: str | None, vocabulary: dict[str, Any] | None = None,
+                     ray_options=None) -> int:
     """``tag --dataset``: add the images of ``inputs`` to the dataset, tag it, print the summary; returns the
     exit status (1 when some image was unreadable, skipped or left untagged).
 
@@ -172,7 +184,7 @@ def tag_into_dataset(tagger: Tagger, *, dataset_name: str, inputs: Iterable[str]
     Entries that cannot be samples (a dangling link, a name that is not UTF-8, which FiftyOne cannot store)
     are skipped with one line each. ``vocabulary``: the vocabulary options the tagger was loaded with
     (``tags``, ``descriptions``, ...); the FiftyOne model is built from the same options so that spawned loader
-    workers can rebuild it."""
+    workers can rebuild it. ``ray_options``: run on the Ray engine with these settings (None: the local one)."""
     import fiftyone as fo
 
     from fiftyone_ram import assets
@@ -201,6 +213,7 @@ def tag_into_dataset(tagger: Tagger, *, dataset_name: str, inputs: Iterable[str]
     dataset = add_images(dataset_name, paths)
     summary = tag_samples(dataset, model, field, overwrite=overwrite, resume=resume, sample_tags=sample_tags,
                           batch_size=batch_size, num_workers=num_workers,
+                          engine="local" if ray_options is None else "ray", ray_options=ray_options,
                           progress=not as_json)  # the bar writes to stdout: keep --json output clean
     if as_json:
         click.echo(json.dumps({"dataset": dataset.name, **summary.to_dict(), "skipped_files": skipped},

@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterator
 from fiftyone_ram.decision import check_threshold
 from fiftyone_ram.errors import OptionError, UserError
 from fiftyone_ram.fiftyone import claims
+from fiftyone_ram.fiftyone.ray_engine import RayOptions, check_engine
 from fiftyone_ram.fiftyone.tagging_runs import (
     TaggingRecord,
     differences,
@@ -104,7 +105,8 @@ def check_tagging_options(samples, label_field: str, *, overwrite: bool = False,
 def tag_samples(samples, model, label_field: str = "ram", *, overwrite: bool = False, resume: bool = False,
                 sample_tags: bool = False, batch_size: int | None = None, num_workers: int | None = None,
                 confidence_thresh: float | None = None, store_logits: bool = False,
-                progress: bool | Callable | None = None, skip_failures: bool = True) -> TaggingSummary:
+                progress: bool | Callable | None = None, skip_failures: bool = True, engine: str = "local",
+                ray_options: RayOptions | None = None) -> TaggingSummary:
     """Tag ``samples`` (a dataset or view) with ``model`` into ``label_field``.
 
     overwrite: re-tag samples that already have labels (an unreadable one keeps its old labels)
@@ -114,6 +116,8 @@ def tag_samples(samples, model, label_field: str = "ram", *, overwrite: bool = F
         tagged before (a resume with nothing left to tag still adds them)
     confidence_thresh: one threshold for all tags instead of the model's per-class thresholds
     num_workers: image-decoding processes (None: ``fiftyone_ram.scheduling.plan_loading`` splits the machine)
+    engine: ``local`` (``apply_model`` in this process) or ``ray`` (Ray Data, :mod:`.ray_engine`, with
+        ``ray_options``); both store the same fields and follow the same run records and resume rules
     Other options go to ``apply_model``. Raises :class:`FieldExistsError` when ``label_field`` already holds
     labels in ``samples`` and neither ``overwrite`` nor ``resume`` is set, :class:`RunMismatchError` when a
     resume's settings differ from the recorded run's, and ``FieldNameError`` for a field that cannot hold
@@ -122,6 +126,7 @@ def tag_samples(samples, model, label_field: str = "ram", *, overwrite: bool = F
     """
     check_tagging_options(samples, label_field, overwrite=overwrite, resume=resume,
                           confidence_thresh=confidence_thresh)
+    check_engine(engine)
     settings = tagging_settings(model, confidence_thresh=confidence_thresh, store_logits=store_logits)
     dataset = samples._root_dataset
     summary = TaggingSummary(label_field)
@@ -135,7 +140,8 @@ def tag_samples(samples, model, label_field: str = "ram", *, overwrite: bool = F
         try:
             _tag_claimed(samples, model, label_field, todo, plan, holder, summary, batch_size=batch_size,
                          num_workers=num_workers, confidence_thresh=confidence_thresh, store_logits=store_logits,
-                         progress=progress, skip_failures=skip_failures)
+                         progress=progress, skip_failures=skip_failures,
+                         ray_options=(ray_options or RayOptions()) if engine == "ray" else None)
         except BaseException:
             claims.release(plan.scope, holder)
             _end(dataset, plan, holder, todo, interrupted=True)
@@ -274,13 +280,15 @@ def _candidates(samples, label_field: str, plan: _Plan, summary: TaggingSummary)
 
 def _tag_claimed(samples, model, label_field: str, todo: list[str], plan: _Plan, holder: claims.Holder,
                  summary: TaggingSummary, *, batch_size: int | None, num_workers: int | None,
-                 confidence_thresh: float | None, store_logits: bool, progress, skip_failures: bool) -> None:
+                 confidence_thresh: float | None, store_logits: bool, progress, skip_failures: bool,
+                 ray_options: RayOptions | None = None) -> None:
     """Claim ``todo`` a window at a time and tag what was claimed; then sweep once more for claims that a
-    crashed run left behind."""
+    crashed run left behind. With ``ray_options``, the window is all of ``todo``: one Ray pipeline (its actors
+    load the model once) tags what was claimed."""
     import fiftyone as fo
     import fiftyone.core.utils as fou
 
-    window = max(int(batch_size or 1), 1) * CLAIM_BATCHES
+    window = max(int(batch_size or 1), 1) * CLAIM_BATCHES if ray_options is None else max(len(todo), 1)
     options = dict(confidence_thresh=confidence_thresh, store_logits=store_logits, batch_size=batch_size,
                    num_workers=num_workers, skip_failures=skip_failures)
     attempted: set[str] = set()
@@ -302,16 +310,17 @@ def _tag_claimed(samples, model, label_field: str, todo: list[str], plan: _Plan,
                     continue
                 attempted.update(mine)
                 inner = _forward(bar, done, len(todo)) if shown else False
-                _tag_chunk(samples, model, label_field, mine, plan, holder, summary, options, inner)
+                _tag_chunk(samples, model, label_field, mine, plan, holder, summary, options, inner, ray_options)
                 done += len(mine)
                 bar.set_iteration(min(done, len(todo)))
     summary.elsewhere = len(todo) - len(attempted)
 
 
 def _tag_chunk(samples, model, label_field: str, ids: list[str], plan: _Plan, holder: claims.Holder,
-               summary: TaggingSummary, options: dict[str, Any], progress: Callable | bool) -> None:
-    """Tag the claimed ``ids`` with ``apply_model`` and record what became of each. A sample counts as
-    written when ``apply_model`` saved it (its ``last_modified_at`` moved) without an error."""
+               summary: TaggingSummary, options: dict[str, Any], progress: Callable | bool,
+               ray_options: RayOptions | None = None) -> None:
+    """Tag the claimed ``ids`` with ``apply_model`` (or on Ray) and record what became of each.
+    A sample counts as written when it was saved (its ``last_modified_at`` moved) without an error."""
     errors = error_field(label_field)
     chunk = samples.select(ids, ordered=True)
     stale = chunk.exists(errors)
@@ -319,16 +328,37 @@ def _tag_chunk(samples, model, label_field: str, ids: list[str], plan: _Plan, ho
         stale.set_values(errors, [None] * stale.count())  # this run records its own failures
     before = dict(zip(*chunk.values(["id", "last_modified_at"])))
     try:
-        with _hidden_inner_bar(progress), planned_run(model, options.get("num_workers")) as split:
-            if split is not None:  # decoding workers and model threads split by their costs
-                options = {**options, "num_workers": split.num_workers, "pin_memory": split.pin_memory}
-            chunk.apply_model(model, label_field=label_field, progress=progress, **options)
+        if ray_options is not None:
+            with _hidden_inner_bar(progress):
+                _tag_on_ray(chunk, len(ids), label_field, model, ray_options, options)
+        else:
+            with _hidden_inner_bar(progress), planned_run(model, options.get("num_workers")) as split:
+                if split is not None:  # decoding workers and model threads split by their costs
+                    options = {**options, "num_workers": split.num_workers, "pin_memory": split.pin_memory}
+                chunk.apply_model(model, label_field=label_field, progress=progress, **options)
     except BaseException:  # interrupted: what was saved is finished, the rest goes back to the pool
         written, _ = _outcome(chunk, label_field, before, TaggingSummary(label_field))
         claims.finish(plan.scope, holder, written, [])
         raise
     written, failed = _outcome(chunk, label_field, before, summary)
     claims.finish(plan.scope, holder, written, failed)
+
+
+def _tag_on_ray(chunk, count: int, label_field: str, model, ray_options: RayOptions,
+                options: dict[str, Any]) -> None:
+    """The claimed samples through one Ray pipeline, written back as ``apply_model`` writes."""
+    import copy
+
+    from fiftyone_ram.fiftyone.label_writer import LabelWriter, iter_pages
+    from fiftyone_ram.fiftyone.ray_engine import predict_pages
+
+    size = max(int(options["batch_size"] or model.tagger.batch_size), 1)
+    model = copy.copy(model)  # the tagger shared, the caller's settings left alone
+    model.store_logits = options["store_logits"]  # what apply_model sets for its run
+    stream = predict_pages(iter_pages(chunk, size), model, ray_options, max_pages=-(-count // size))
+    with LabelWriter(chunk, label_field, confidence_thresh=options["confidence_thresh"]) as writer:
+        for ids, outputs in stream:
+            writer.write(ids, outputs)
 
 
 def _outcome(chunk, label_field: str, before: dict[str, Any], summary: TaggingSummary

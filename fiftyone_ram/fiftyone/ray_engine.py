@@ -1,0 +1,249 @@
+"""The Ray engine: a model over a collection on Ray Data (one node or a cluster), results back to the driver.
+
+The pipeline of one run (the narrow seam :func:`predict_pages`): the driver reads pages of
+``(sample_id, filepath)`` from the view and puts them into a bounded Ray queue; *page slots* (Ray tasks, a
+few at a time, on any node) each take one page from the queue and decode its images; an *actor pool* holds
+the model (``map_batches`` with a callable class: ``workers`` actors with ``gpus_per_worker`` GPUs each); the
+per-sample outputs stream back to the driver, which writes them by sample id
+(:class:`~fiftyone_ram.fiftyone.label_writer.LabelWriter`). So:
+
+- the driver never holds the whole view: it reads one page at a time and the queue bounds what is in
+  flight (Ray Data's back-pressure bounds the rest);
+- only the driver talks to the FiftyOne database: workers need the media (shared storage or cloud URLs)
+  and this package, not the database;
+- a worker that dies is replaced and its batch retried (Ray Data's actor pools have ``max_restarts=-1`` and
+  ``max_task_retries=-1``);
+- a driver that dies loses only the outputs in flight; the run is resumed by sample id like a local one.
+
+Why a queue and page slots rather than ``ray.data.from_items(all pages)``: the pages would be listed whole
+up front; and rather than one long read task: Ray Data merges the small blocks a read task yields into one,
+so nothing would reach the model before the task ended.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fiftyone_ram.errors import UserError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fiftyone_ram.fiftyone.model import RamModel
+
+#: The engines a run over a collection can use.
+ENGINES = ("local", "ray")
+#: Pages waiting in the queue per read task: enough to keep the decoders busy, small enough to bound memory.
+QUEUE_PAGES_PER_READER = 2
+
+
+class RayUnavailableError(UserError, ImportError):
+    """``engine="ray"`` without Ray installed."""
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how wide a Ray run goes.
+
+    address: an existing cluster (``auto``, ``ray://host:10001``, ``host:6379``); None starts a local one (or
+        uses the one this process already started with ``ray.init``)
+    workers: model actors (one per GPU, or CPU actors)
+    gpus_per_worker: GPUs each actor reserves (0: CPU actors; fractions share a GPU)
+    cpus_per_worker: CPUs each actor reserves (its torch threads)
+    readers: decoding tasks at once
+    """
+
+    address: str | None = None
+    workers: int = 1
+    gpus_per_worker: float = 0.0
+    cpus_per_worker: float = 1.0
+    readers: int = 2
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise OptionValueError(f"workers must be at least 1, not {self.workers}")
+        if self.gpus_per_worker < 0 or self.cpus_per_worker < 0 or self.readers < 1:
+            raise OptionValueError("gpus_per_worker and cpus_per_worker must be >= 0 and readers >= 1")
+
+
+class OptionValueError(UserError, ValueError):
+    """A Ray option out of range."""
+
+
+def check_engine(engine: str) -> str:
+    """``engine`` if known (and, for ``ray``, importable), else one clear line."""
+    if engine not in ENGINES:
+        raise OptionValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if engine == "ray":
+        require_ray()
+    return engine
+
+
+def require_ray():
+    """The ``ray`` module with Ray Data, or the one line that says how to install it."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        raise RayUnavailableError(
+            f"the Ray engine needs Ray Data ({exc}): pip install 'fiftyone-ram[ray]'") from None
+    return ray
+
+
+def connect(options: RayOptions) -> None:
+    """Join ``options.address``, or start a local cluster, unless this process is connected already (a
+    caller's own ``ray.init`` wins: tests start a small one, notebooks their own)."""
+    ray = require_ray()
+    if ray.is_initialized():
+        return
+    ray.init(address=options.address, include_dashboard=False, log_to_driver=True,
+             configure_logging=False)
+
+
+def predict_pages(pages: Iterable[Sequence[tuple[str, str]]], model: RamModel, options: RayOptions, *,
+                  max_pages: int) -> Iterator[tuple[list[str], list[Any]]]:
+    """Run ``model`` over ``pages`` of ``(sample_id, filepath)`` on Ray; yield ``(ids, outputs)`` as results
+    arrive (any order). An output is what ``RamModel.predict_all`` gives: the labels, or ``{"error": ...}``
+    for an unreadable image. One page is one model batch."""
+    size = model.tagger.image_size
+    for batch in stream_pages(pages, max_pages=max_pages, decode=_DecodeImages(size), predictor=_ModelActor,
+                              predictor_kwargs={"model": model}, options=options):
+        yield list(batch["id"]), list(batch["output"])
+
+
+def stream_pages(pages: Iterable[Sequence[tuple[str, str]]], *, max_pages: int, decode: Callable[[dict], dict],
+                 predictor: type, predictor_kwargs: dict[str, Any], options: RayOptions,
+                 ) -> Iterator[dict[str, np.ndarray]]:
+    """The generic pipeline: ``pages`` (at most ``max_pages``) → ``options.readers`` tasks at a time taking one
+    page each from the queue and running ``decode`` on it (columns ``id``, ``filepath``) → ``options.workers``
+    actors of ``predictor(**predictor_kwargs)`` → batches back here, as they finish."""
+    ray = require_ray()
+    from ray.util.queue import Queue
+
+    connect(options)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # the driver shows one bar over the samples
+    queue = Queue(maxsize=options.readers * QUEUE_PAGES_PER_READER)
+    feeder = _Feeder(pages, queue)
+    feeder.start()
+    # One row (a page slot) per block: each slot is one task that takes the next page from the queue, so
+    # pages stay one block each (Ray Data merges the small blocks of one long read task into one). From the
+    # driver, not ``ray.data.range``: its read tasks would each wait for a CPU the actors may all hold.
+    count = max(max_pages, 1)
+    slots = ray.data.from_items([{"slot": i} for i in range(count)], override_num_blocks=count)
+    decoded = slots.map_batches(_TakePage(queue, decode), batch_size=None, batch_format="numpy",
+                                compute=ray.data.TaskPoolStrategy(size=options.readers), num_cpus=0)
+    # Ray Data gives actor pools max_restarts=-1 and max_task_retries=-1: a dead actor is replaced and the
+    # batch it held is run again on a live one.
+    outputs = decoded.map_batches(
+        predictor, fn_constructor_kwargs=predictor_kwargs, batch_size=None, batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=options.workers), num_gpus=options.gpus_per_worker or None,
+        num_cpus=options.cpus_per_worker)
+    try:
+        yield from outputs.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1)
+    finally:
+        feeder.stop()
+    if feeder.error is not None:
+        raise feeder.error
+
+
+class _Feeder(threading.Thread):
+    """Puts the driver's pages into the queue (blocking while it is full), then end markers until stopped:
+    page slots left over (fewer pages than slots, or a retried task) find a marker and return nothing."""
+
+    def __init__(self, pages: Iterable[Sequence[tuple[str, str]]], queue) -> None:
+        super().__init__(name="fiftyone-ram-ray-feeder", daemon=True)
+        self.pages, self.queue = pages, queue
+        self.error: BaseException | None = None
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            for page in self.pages:
+                if not page:
+                    continue
+                ids, paths = zip(*page)
+                if not self._put({"id": list(ids), "filepath": [str(p) for p in paths]}):
+                    return
+        except BaseException as exc:  # raised by the driver once the stream ends
+            self.error = exc
+        while self._put(None):
+            pass
+
+    def _put(self, item) -> bool:
+        """False once stopped."""
+        from ray.util.queue import Full
+
+        while not self._stopped.is_set():
+            try:
+                self.queue.put(item, timeout=0.5)
+                return True
+            except Full:
+                continue
+            except Exception:  # the queue's actor is gone: the cluster shut down
+                return False
+        return False
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
+class _TakePage:
+    """A page slot: the next page from the queue, decoded (an empty batch at the end marker)."""
+
+    def __init__(self, queue, decode: Callable[[dict], dict]) -> None:
+        self.queue, self.decode = queue, decode
+
+    def __call__(self, slot: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        page = self.queue.get()
+        if page is None:
+            page = {"id": [], "filepath": []}
+        return self.decode({"id": np.array(page["id"], dtype=object),
+                            "filepath": np.array(page["filepath"], dtype=object)})
+
+
+class _DecodeImages:
+    """A page's images to pixels, as the local engine's loader workers do; an unreadable one becomes zeros
+    and its message (the model skips it)."""
+
+    def __init__(self, image_size: int) -> None:
+        self.image_size = image_size
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # Not through inputs.read_input (the same call and messages): that module imports FiftyOne's torch
+        # utilities, seconds of start-up in every decoding process.
+        from fiftyone_ram.images import ImageError, read_pixel_values
+
+        pixels = np.zeros((len(batch["id"]), 3, self.image_size, self.image_size), np.float32)
+        errors = []
+        for row, path in enumerate(batch["filepath"]):
+            try:
+                pixels[row] = read_pixel_values(str(path), self.image_size).numpy()
+                errors.append("")
+            except ImageError as exc:
+                errors.append(str(exc))
+        return {"id": batch["id"], "pixels": pixels, "error": np.array(errors, dtype=object)}
+
+
+class _ModelActor:
+    """One model in one Ray actor: loaded once (from its checkpoint, memory-mapped), then batch after batch."""
+
+    def __init__(self, model: RamModel) -> None:
+        self.model = model
+        self.model.tagger  # noqa: B018 - load now, not in the first batch
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        from fiftyone_ram.fiftyone.inputs import ImageBatch
+
+        errors = [str(e) or None for e in batch["error"]]
+        readable = [row for row, error in enumerate(errors) if error is None]
+        pixels = torch.from_numpy(np.ascontiguousarray(batch["pixels"][readable])) if readable else None
+        outputs = self.model.predict_all(ImageBatch(pixels, errors))
+        column = np.empty(len(outputs), dtype=object)
+        column[:] = outputs
+        return {"id": batch["id"], "output": column}
