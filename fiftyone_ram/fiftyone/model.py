@@ -36,7 +36,7 @@ VOCABULARY_KEYS = ("tags", "descriptions", "keep_builtin", "new_tag_threshold", 
 
 #: Keys accepted by ``load_model`` / ``RamModelConfig`` (and so by ``foz.load_zoo_model(..., **kwargs)``).
 CONFIG_KEYS = ("model", "config", "family", "checkpoint_path", "tag_list", "tag_list_chinese", "thresholds",
-               "classes", "language", "confidence_thresh", "device", "caption", "caption_options",
+               "classes", "language", "confidence_thresh", "device", "caption", "caption_options", "tokenizer",
                *VOCABULARY_KEYS)
 
 
@@ -44,9 +44,12 @@ class RamModelConfig(foc.Config):
     """Settings of a :class:`RamModel` (JSON-serialisable, so ``fom.load_model`` can build one).
 
     model: a released variant (``ram_plus_swin_large_14m``, ``ram_swin_large_14m``, ``tag2text_swin_14m``)
-    config: an architecture JSON file or dict instead of (or overriding the sizes of) ``model``
-    family: ``ram`` | ``ram_plus`` | ``tag2text`` when ``config`` does not say
+    config: an architecture JSON file or dict instead of (or overriding the sizes of) ``model``; with neither,
+        the architecture is read from ``checkpoint_path``'s tensor shapes
+    family: ``ram`` | ``ram_plus`` | ``tag2text`` when ``config`` does not say (read from the checkpoint's keys
+        when neither does)
     checkpoint_path: the weights; None downloads the released ones of ``model``
+    tokenizer: Tag2Text: the captioner's vocab.txt when it is not bert-base-uncased's
     tag_list, tag_list_chinese, thresholds: files (or lists) replacing upstream's
     classes: only score these tags (faster; their scores are the same as with the full list)
     language: ``en`` | ``zh`` label names
@@ -89,8 +92,12 @@ class RamModelConfig(foc.Config):
         self.tag_thresholds = self.parse_dict(d, "tag_thresholds", default=None)
         self.text_encoder = self.parse_string(d, "text_encoder", default=None)
         self.templates = self.parse_array(d, "templates", default=None)
-        if self.model is None and self.config is None:
-            raise ValueError("name a released model (model=...) or give an architecture (config=...)")
+        self.tokenizer = self.parse_string(d, "tokenizer", default=None)
+        if self.model is None and self.config is None and self.checkpoint_path is None:
+            from fiftyone_ram.models.config import ConfigError
+
+            raise ConfigError("name a released model (model=...), give an architecture (config=...) or give a "
+                              "checkpoint (checkpoint_path=...: its architecture is read from its shapes)")
 
 
 class RamModel(fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin, fom.EmbeddingsMixin, fom.Model):
@@ -228,7 +235,7 @@ def _load_tagger(config: RamModelConfig):
 
     variant = get_variant(config.model) if config.model is not None else None
     family = config.family or (variant.family if variant is not None else None)
-    source = config.config if config.config is not None else variant.name
+    source = config.config if config.config is not None else variant.name if variant is not None else None
     checkpoint = config.checkpoint_path
     if checkpoint is None and config.config is not None and variant is not None:
         from fiftyone_ram import assets
@@ -236,7 +243,7 @@ def _load_tagger(config: RamModelConfig):
         checkpoint = assets.download_weights(variant.name)
     return load_tagger(source, checkpoint, tag_list=config.tag_list, tag_list_chinese=config.tag_list_chinese,
                        thresholds=config.thresholds, device=config.device, family=family,
-                       **{key: getattr(config, key) for key in VOCABULARY_KEYS})
+                       tokenizer=config.tokenizer, **{key: getattr(config, key) for key in VOCABULARY_KEYS})
 
 
 def load_model(**kwargs: Any) -> RamModel:
