@@ -27,6 +27,12 @@ def error_field(label_field: str) -> str:
     return f"{label_field}_error"
 
 
+def caption_field(label_field: str) -> str:
+    """Where Tag2Text's caption is shown: a declared string field, since the App's sidebar lists neither the
+    label container's dynamic ``caption`` attribute nor a declared one (checked in FiftyOne 1.22.1)."""
+    return f"{label_field}_caption"
+
+
 @dataclass
 class TaggingSummary:
     """What one run did. ``failed`` maps each unreadable file to the reason."""
@@ -90,6 +96,7 @@ def tag_samples(samples, model, label_field: str = "ram", *, overwrite: bool = F
                      store_logits=store_logits, batch_size=batch_size, num_workers=num_workers,
                      skip_failures=skip_failures, progress=progress)
     _summarize(samples.select(ids), label_field, summary)
+    show_captions(samples.select(ids), label_field)
     if sample_tags:
         add_sample_tags(samples, label_field)
     return summary
@@ -105,6 +112,13 @@ def _summarize(processed, label_field: str, summary: TaggingSummary) -> None:
         missing = missing.exists(errors, False)
     summary.untagged = missing.count()
     summary.tagged = len(processed) - len(summary.failed) - summary.untagged
+
+
+def show_captions(samples, label_field: str) -> None:
+    """Copy Tag2Text captions (``<label_field>.caption``) to :func:`caption_field`, so the App shows them."""
+    captioned = samples.exists(f"{label_field}.caption")
+    if captioned.count():
+        captioned.set_values(caption_field(label_field), captioned.values(f"{label_field}.caption"))
 
 
 def add_sample_tags(samples, label_field: str) -> None:
