@@ -24,9 +24,9 @@ from typing import Any
 
 #: Images per second a CPU is assumed to tag with a released Swin-L model (what sizes the immediate limit).
 IMAGES_PER_SECOND_FLOOR = 1.0
-#: The hidden form value that marks a request from the App's form (which streams progress); Python callers
-#: of ``execute_operator`` get the plain result instead.
-FROM_APP_PARAM = "stream_progress"
+#: A key every App request carries (the App's context; ``execute_operator`` from Python sends none): such a
+#: request reads a streamed run, Python callers get the plain result instead.
+APP_REQUEST_KEY = "prompt_id"
 
 
 def delegation_available() -> bool:
@@ -70,7 +70,6 @@ def add_execution_notice(inputs, count: int, cli_command: str) -> bool:
     """Tell the user how the run will execute; returns False when it cannot run from the App at all."""
     import fiftyone.operators.types as types
 
-    inputs.bool(FROM_APP_PARAM, default=True, view=types.HiddenView())
     if count <= immediate_limit():
         if not delegation_available():
             inputs.view("execution_notice", types.Notice(
@@ -89,7 +88,7 @@ def add_execution_notice(inputs, count: int, cli_command: str) -> bool:
 
 def streams_progress(ctx) -> bool:
     """Whether this execution reports progress to the App's form as it goes (an immediate run from the App)."""
-    return not ctx.delegated and bool(ctx.params.get(FROM_APP_PARAM))
+    return not ctx.delegated and APP_REQUEST_KEY in ctx.request_params
 
 
 def stream_progress(ctx, work: Callable[[Callable[[float, str], None]], Any], *, label: str,

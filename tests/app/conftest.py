@@ -45,7 +45,7 @@ PNG_NAMES = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.png", "camera
 CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
                  "--disable-background-networking", "--disable-component-update", "--disable-dev-shm-usage")
 #: Seconds the App may take for one step on a loaded two-core machine (first page load, a model run).
-STEP_TIMEOUT_S = 120
+STEP_TIMEOUT_S = 300
 SERVER_START_TIMEOUT_S = 120
 
 
@@ -315,32 +315,43 @@ class AppPage:
 
     def execute(self, *, schedule: bool = False) -> None:
         """Run the operator: the Execute button, or the split button's 'Schedule' entry."""
-        self._execute_button.wait_for()
+        self._execute_button.or_(self.prompt.get_by_role("button", name="Schedule", exact=True)).first.wait_for()
         if schedule:
             self._execute_menu_button.click()
             self.page.get_by_role("menuitem").filter(has_text="Schedule").first.click()
-            self._execute_button.or_(self.prompt.get_by_role("button", name="Schedule", exact=True)).first.click()
+            self.prompt.get_by_role("button", name="Schedule", exact=True).click()
         else:
             self._execute_button.click()
 
     def execution_choices(self) -> list[str]:
         """The entries of the Execute split button's menu, e.g. ['Execute FOR TESTING ...', 'Schedule NOT
         AVAILABLE ...'], or ['Execute'] when the operator runs only immediately."""
-        self._execute_button.wait_for()
+        self._execute_button.or_(self.prompt.get_by_role("button", name="Schedule", exact=True)).first.wait_for()
         if not self._execute_menu_button.count():
             return ["Execute"]
         self._execute_menu_button.click()
         items = self.page.get_by_role("menuitem")
         items.first.wait_for()
         texts = [" ".join(t.split()) for t in items.all_inner_texts()]
-        self.page.keyboard.press("Escape")
+        # Close the menu by re-picking the current choice (Escape would also close the form)
+        self.page.locator("[role=menuitem].Mui-selected").first.click()
         items.first.wait_for(state="hidden")
         return texts
 
     def wait_for_output(self, heading: str, timeout_s: float = STEP_TIMEOUT_S) -> str:
-        """Wait until the prompt shows ``heading`` (an operator's output view title); returns its text."""
-        self.prompt.get_by_text(heading, exact=True).first.wait_for(timeout=timeout_s * 1000)
-        return self.text()
+        """Wait until a dialog shows ``heading`` (an operator's output view title: in the form's modal, or in
+        the one ``show_output`` opens after a streamed run); returns that dialog's text."""
+        try:
+            self.page.get_by_text(heading, exact=True).first.wait_for(timeout=timeout_s * 1000)
+        except Exception:
+            self.page.screenshot(path=str(self.server.log.with_name(f"failed-{heading.replace(' ', '_')}.png")))
+            raise
+        return self.page.locator("[role=dialog]").filter(has_text=heading).last.inner_text()
+
+    def close_output(self) -> None:
+        """Close the output dialog (its Close / Done button)."""
+        dialog = self.page.locator("[role=dialog]").last
+        dialog.get_by_role("button", name="Close").or_(dialog.get_by_role("button", name="Done")).first.click()
 
     def wait_for_text(self, text: str, timeout_s: float = STEP_TIMEOUT_S):
         """Wait until ``text`` shows anywhere on the page (a notification, a panel)."""
