@@ -24,9 +24,9 @@ from typing import Any
 
 #: Images per second a CPU is assumed to tag with a released Swin-L model (what sizes the immediate limit).
 IMAGES_PER_SECOND_FLOOR = 1.0
-#: A key every App request carries (the App's context; ``execute_operator`` from Python sends none): such a
+#: A key every App request carries (its selection style; ``execute_operator`` from Python sends none): such a
 #: request reads a streamed run, Python callers get the plain result instead.
-APP_REQUEST_KEY = "prompt_id"
+APP_REQUEST_KEY = "sample_selection_style"
 
 
 def delegation_available() -> bool:

@@ -339,12 +339,13 @@ class AppPage:
         return texts
 
     def wait_for_output(self, heading: str, timeout_s: float = STEP_TIMEOUT_S) -> str:
-        """Wait until a dialog shows ``heading`` (an operator's output view title: in the form's modal, or in
-        the one ``show_output`` opens after a streamed run); returns that dialog's text."""
+        """Wait until a dialog shows ``heading`` (a title or field label of an operator's output: in the form's
+        modal, or in the one ``show_output`` opens after a streamed run); returns that dialog's text."""
         try:
-            self.page.get_by_text(heading, exact=True).first.wait_for(timeout=timeout_s * 1000)
+            self.page.locator("[role=dialog]").get_by_text(heading).first.wait_for(timeout=timeout_s * 1000)
         except Exception:
             self.page.screenshot(path=str(self.server.log.with_name(f"failed-{heading.replace(' ', '_')}.png")))
+            print("browser console errors:", *self.console[-20:], sep="\n")
             raise
         return self.page.locator("[role=dialog]").filter(has_text=heading).last.inner_text()
 

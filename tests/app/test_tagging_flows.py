@@ -12,6 +12,7 @@ from pathlib import Path
 import fiftyone as fo
 
 TAG_IMAGES = "Tag images (Recognize Anything)"
+SUMMARY = "Already tagged (skipped)"  # a row of the summary a run ends with
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = ROOT / "docs" / "images"
 PARITY = ROOT.parent / "shared" / "fixtures" / "parity"
@@ -45,9 +46,9 @@ def test_own_checkpoint_without_config_then_a_rerun_that_resumes(app_page, app_d
     assert choices[0].startswith("Execute") and any("Schedule" in c and "NOT AVAILABLE" in c for c in choices)
     app.screenshot(IMAGES / "tag-own-checkpoint.png", prompt_only=True)
     app.execute()
-    output = app.wait_for_output("Tagging finished")
-    assert "3" in output
-    app.page.locator("[role=dialog]").filter(has_text="Tagging finished").last.screenshot(
+    output = app.wait_for_output(SUMMARY)
+    assert "Tagged: 3" in " ".join(output.split())
+    app.page.locator("[role=dialog]").filter(has_text=SUMMARY).last.screenshot(
         path=str(IMAGES / "tag-finished.png"))
     app.close_output()
 
@@ -66,8 +67,8 @@ def test_own_checkpoint_without_config_then_a_rerun_that_resumes(app_page, app_d
     app.wait_for_text("'ram' already exists")
     app.choose("Tag only the samples without labels")
     app.execute()
-    output = app.wait_for_output("Tagging finished")
-    assert "2" in output and "3" in output  # tagged 2, skipped 3
+    output = " ".join(app.wait_for_output(SUMMARY).split())
+    assert "Tagged: 2" in output and "Already tagged (skipped): 3" in output
     dataset.reload()
     assert len(dataset.exists("ram")) == 5
 
@@ -80,7 +81,7 @@ def test_immediate_runs_stream_their_progress_to_the_form(app_page, app_dataset,
     app.fill("Batch size", 1)
     with app.page.expect_response("**/operators/execute/generator") as answer:
         app.execute()
-    app.wait_for_output("Tagging finished")
+    app.wait_for_output(SUMMARY)
     messages = [json.loads(line) for line in answer.value.text().splitlines() if line.strip()]
     progress = [m["body"]["params"] for m in messages if m["body"] and m["body"].get("operator_uri", "").endswith(
         "set_progress")]
@@ -128,7 +129,7 @@ def test_tag2text_captions_show_in_the_sidebar(app_page, app_dataset):
     app.fill("Output field", "t2t")
     assert "Caption vocabulary" not in app.text()
     app.execute()
-    app.wait_for_output("Tagging finished")
+    app.wait_for_output(SUMMARY)
     app.close_output()
     dataset.reload()
     caption = dataset.first()["t2t_caption"]
