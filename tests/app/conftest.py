@@ -361,10 +361,26 @@ class AppPage:
         return found
 
     def screenshot(self, path: Path, *, prompt_only: bool = False) -> Path:
-        """A PNG of the page (or of the prompt alone) for the docs."""
+        """A small PNG of the page (or of the prompt alone) for the docs."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        (self.prompt if prompt_only else self.page).screenshot(path=str(path))
-        return path
+        return self.screenshot_of(self.prompt if prompt_only else self.page, path)
+
+    def screenshot_of(self, target, path: Path) -> Path:
+        """A small PNG of a page or locator (e.g. an output dialog) for the docs."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        target.screenshot(path=str(path))
+        return shrink_png(path)
+
+
+def shrink_png(path: Path, *, colors: int = 64, max_width: int = 1000) -> Path:
+    """Docs screenshots stay small in the repository: at most ``max_width`` px wide, a ``colors`` palette."""
+    from PIL import Image
+
+    image = Image.open(path).convert("RGB")
+    if image.width > max_width:
+        image = image.resize((max_width, round(image.height * max_width / image.width)), Image.LANCZOS)
+    image.quantize(colors=colors).save(path, optimize=True)
+    return path
 
 
 def _exactly(text: str):

@@ -48,8 +48,7 @@ def test_own_checkpoint_without_config_then_a_rerun_that_resumes(app_page, app_d
     app.execute()
     output = app.wait_for_output(SUMMARY)
     assert "Tagged: 3" in " ".join(output.split())
-    app.page.locator("[role=dialog]").filter(has_text=SUMMARY).last.screenshot(
-        path=str(IMAGES / "tag-finished.png"))
+    app.screenshot_of(app.page.locator("[role=dialog]").filter(has_text=SUMMARY).last, IMAGES / "tag-finished.png")
     app.close_output()
 
     dataset.reload()
