@@ -48,6 +48,16 @@ class EvaluateTags(foo.Operator):
         if eval_key is not None and (not eval_key.isidentifier()):
             key.invalid = True
             key.error_message = "The key must be a valid Python identifier"
+        elif eval_key and eval_key in ctx.dataset.list_evaluations():
+            from fiftyone_ram.evaluation.keys import METHOD
+
+            method = getattr(ctx.dataset.get_evaluation_info(eval_key).config, "method", None)
+            if method != METHOD:
+                key.invalid = True
+                key.error_message = f"'{eval_key}' is another evaluation's key ({method}): choose another"
+            else:
+                inputs.view("replaces", types.Notice(label=f"'{eval_key}' holds a tag evaluation already: it will "
+                                                           f"be replaced (choose another key to keep it)"))
         inputs.float("threshold", label="Threshold (optional)",
                      description="Leave empty to judge the stored tags; a value re-decides tags from the scores")
         inputs.str("model_tags", label="Model tag list file (optional)",
