@@ -54,7 +54,7 @@ def upstream_file(name: str, *, download: bool = True) -> Path:
         spec = UPSTREAM_FILES[name]
     except KeyError:
         raise AssetError(f"unknown upstream file {name!r}; known: {', '.join(sorted(UPSTREAM_FILES))}") from None
-    target = ram_home() / "upstream" / UPSTREAM_COMMIT[:7] / name
+    target = upstream_target(name)
     if target.is_file() and sha256_of(target) == spec.sha256:
         return target
     url = spec.url
@@ -65,6 +65,23 @@ def upstream_file(name: str, *, download: bool = True) -> Path:
     except Exception as exc:
         raise AssetError(_missing_message(name, target, url) + f" (download failed: {exc})") from exc
     return target
+
+
+def upstream_target(name: str) -> Path:
+    """Where a pinned upstream data file is cached (put it there by hand on an offline machine)."""
+    return ram_home() / "upstream" / UPSTREAM_COMMIT[:7] / name
+
+
+def missing_upstream_message(names: list[str]) -> str:
+    """One line for upstream data files that could not be fetched: which ones, the folder to put them in
+    and where they come from (the App shows errors as one toast; a line per URL would fill the screen)."""
+    folder = upstream_target(names[0]).parent
+    source = UPSTREAM_FILES[names[0]].url.rsplit("/", 1)[0]
+    if len(names) == 1:
+        return (f"{names[0]} is missing and could not be downloaded: put it in {folder}/ (from {source}/) "
+                f"or give its path")
+    return (f"{' and '.join([', '.join(names[:-1]), names[-1]])} are missing and could not be downloaded: put "
+            f"them in {folder}/ (from {source}/) or give their paths")
 
 
 def _missing_message(name: str, target: Path, url: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -348,7 +348,7 @@ def _tags_per_image(tags: str | Sequence[str] | None, count: int) -> list[str] |
     return [" | ".join(t) if not isinstance(t, str) else t for t in tags]
 
 
-def load_tagger(name_or_config: str | Path | dict | ModelConfig, checkpoint: str | Path | None = None, *,
+def load_tagger(name_or_config: str | Path | dict | ModelConfig | None, checkpoint: str | Path | None = None, *,
                 tag_list: str | Path | Sequence[str] | None = None,
                 tag_list_chinese: str | Path | Sequence[str] | None = None,
                 thresholds: str | Path | Sequence[float] | None = None,
@@ -357,12 +357,14 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig, checkpoint: str
                 descriptions: str | Path | Sequence[Mapping] | Mapping | None = None, keep_builtin: bool = False,
                 new_tag_threshold: float | None = None, tag_thresholds: Mapping[str, float] | None = None,
                 text_encoder=None, templates: Sequence[str] | None = None, precision: str | None = None,
-                caption_branch: bool = False) -> Tagger:
+                caption_branch: bool = False, tokenizer: str | Path | None = None) -> Tagger:
     """Load RAM, RAM++ or Tag2Text.
 
     ``name_or_config``: a released variant (``ram_plus_swin_large_14m``, ``ram_swin_large_14m``,
-    ``tag2text_swin_14m``), a JSON config file or dict (``family`` fills a missing family field), or a model
-    folder as fine-tuning writes it (also when given as ``checkpoint``; see ``fiftyone_ram.model_folder``).
+    ``tag2text_swin_14m``), a JSON config file or dict (``family`` fills a missing family field), a model
+    folder as fine-tuning writes it (also when given as ``checkpoint``; see ``fiftyone_ram.model_folder``), or
+    None: the architecture of ``checkpoint`` read from its tensor shapes (``fiftyone_ram.models.architecture``).
+    ``tokenizer``: Tag2Text's caption vocabulary (a vocab.txt) when it is not bert-base-uncased's.
     Files not given are taken from the cache (downloaded on first use): the released weights and upstream's
     tag lists and thresholds. Explicit paths always win.
 
@@ -386,17 +388,22 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig, checkpoint: str
         tag_list = folder.tag_list if tag_list is None else tag_list
         tag_list_chinese = folder.tag_list_chinese if tag_list_chinese is None else tag_list_chinese
         thresholds = folder.thresholds if thresholds is None else thresholds
+    if name_or_config is None:
+        name_or_config = _architecture_of(checkpoint, family, tag_list)
     config = resolve_config(name_or_config, family=family)
+    if tokenizer is not None:
+        config = replace(config, tokenizer=str(tokenizer))
     labels = labels_for(config)
-    missing: list[str] = []
+    missing: list[str] = []  # messages of other missing files (the weights)
+    missing_upstream: list[str] = []  # upstream data files that could not be fetched
 
     def fetch(name: str | None) -> Path | None:
         if name is None:
             return None
         try:
             return assets.upstream_file(name)
-        except assets.AssetError as exc:
-            missing.append(str(exc))
+        except assets.AssetError:
+            missing_upstream.append(name)
             return None
 
     if checkpoint is None:
@@ -409,15 +416,16 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig, checkpoint: str
     # The label set's own rules (Chinese names, thresholds, excluded tags) apply to its own tag list only.
     own_labels = tag_list is None
     if own_labels:
-        tag_list = fetch(labels.tag_list)
-        if tag_list_chinese is None and labels.tag_list_chinese is not None:
-            tag_list_chinese = fetch(labels.tag_list_chinese)
+        tag_list = fetch(labels.tag_list)  # the Chinese names are fetched when first asked for (below)
     else:
         own_labels = labels.matches(read_tag_list(tag_list))
     if own_labels and thresholds is None:
         thresholds = fetch(labels.thresholds)
+    if missing_upstream:
+        missing.append(assets.missing_upstream_message(missing_upstream))
     if missing:  # one message for everything a first offline use lacks
-        raise assets.AssetError(f"{len(missing)} file(s) missing: " + "; ".join(missing))
+        raise assets.AssetError(missing[0] if len(missing) == 1 else
+                                f"{len(missing)} file(s) missing: " + "; ".join(missing))
     names = read_tag_list(tag_list)
     if not labels.matches(names):  # upstream's own lists are trusted by sha256 (Tag2Text's has homographs)
         check_tag_names(names, _origin(tag_list, "the tag list"))
@@ -434,7 +442,7 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig, checkpoint: str
                                f"{blank[0]}")
     elif own_labels and labels.tag_list_chinese is not None:
         chinese_file = labels.tag_list_chinese
-        chinese = lambda: read_tag_list(assets.upstream_file(chinese_file))  # noqa: E731  fetched on first use
+        chinese = lambda: read_tag_list(_fetch_when_asked(chinese_file))  # noqa: E731  fetched on first use
     limits = (read_thresholds(thresholds, len(names)) if thresholds is not None
               else default_thresholds(labels if own_labels else None, len(names)))
     excluded: Sequence[int] = labels.excluded if own_labels else ()
@@ -454,6 +462,42 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig, checkpoint: str
         tagger.family, tagger.tag_list, tagger.thresholds, tags=tags, descriptions=descriptions,
         keep_builtin=keep_builtin, new_tag_threshold=new_tag_threshold, tag_thresholds=tag_thresholds,
         text_encoder=text_encoder, templates=templates, device=tagger.device))
+
+
+def _fetch_when_asked(name: str) -> Path:
+    try:
+        return assets.upstream_file(name)
+    except assets.AssetError:
+        raise assets.AssetError(assets.missing_upstream_message([name])) from None
+
+
+def _architecture_of(checkpoint: str | Path | None, family: str | None,
+                     tag_list: str | Path | Sequence[str] | None) -> ModelConfig:
+    """A checkpoint's architecture from its shapes; RAM++ needs its number of tags (the tag list's, else
+    the family's released label set's)."""
+    from fiftyone_ram.models.config import ConfigError
+    from fiftyone_ram.models.factory import checkpoint_family, config_from_checkpoint
+    from fiftyone_ram.models.registry import labels_for_family
+
+    if checkpoint is None:
+        raise ConfigError("name a released model, give an architecture config file, or give a checkpoint "
+                          "(its architecture is read from its tensor shapes)")
+    family = family or checkpoint_family(checkpoint)
+    if family is None:
+        raise ConfigError(f"cannot tell which model wrote {checkpoint}: give the model family")
+    count = len(read_tag_list(tag_list)) if tag_list is not None else labels_for_family(family).num_classes
+    return config_from_checkpoint(checkpoint, count, family=family, tokenizer=_own_vocabulary(checkpoint))
+
+
+def _own_vocabulary(checkpoint: str | Path) -> str | None:
+    """A ``vocab.txt`` beside a Tag2Text checkpoint whose captioner is not bert-base-uncased's size (how
+    upstream-layout checkpoints with their own tokenizer travel); None otherwise."""
+    from fiftyone_ram.models.architecture import BERT_BASE_CAPTION_VOCAB, caption_vocab_size
+    from fiftyone_ram.models.checkpoint import read_state_dict
+
+    vocab = Path(checkpoint).with_name("vocab.txt")
+    size = caption_vocab_size(read_state_dict(checkpoint))
+    return str(vocab) if size not in (None, BERT_BASE_CAPTION_VOCAB) and vocab.is_file() else None
 
 
 def _origin(source: Any, what: str) -> str:

@@ -28,10 +28,17 @@ class TagImages(foo.Operator):
             label="Tag images (Recognize Anything)",
             description="Tag images with RAM, RAM++ or Tag2Text: one label per tag with its confidence",
             dynamic=True,
+            execute_as_generator=True,  # immediate runs from the App stream their progress
             allow_immediate_execution=True,
             allow_delegated_execution=True,
             default_choice_to_delegated=True,
+            resolve_execution_options_on_change=True,  # the target view's size decides
         )
+
+    def resolve_execution_options(self, ctx):
+        from fiftyone_ram.fiftyone import execution
+
+        return execution.execution_options(len(ctx.target_view()))
 
     def resolve_input(self, ctx):
         _, forms = _package()
@@ -83,47 +90,72 @@ class TagImages(foo.Operator):
             if not ctx.delegated:
                 inputs.view("ray_delegated", types.Warning(
                     label="The Ray engine runs only as a delegated operation: schedule this run"))
+        from fiftyone_ram.fiftyone import execution
+
+        if not execution.add_execution_notice(inputs, len(ctx.target_view()), _cli_command(ctx, label_field)):
+            complete = False
         if not complete:
             inputs.view("incomplete", types.Notice(label="Complete the form to tag"))
         return types.Property(inputs, view=types.View(label="Tag images with Recognize Anything"))
 
     def execute(self, ctx):
+        """Tag the target view. From the App's form an immediate run streams its progress (a generator of
+        progress messages, then the summary); a delegated run reports through ``ctx.set_progress``; a Python
+        caller gets the summary as the result."""
         forf, forms = _package()
+        from fiftyone_ram.errors import UserError
+        from fiftyone_ram.fiftyone import execution
+
         params = ctx.params
+        view = ctx.target_view()
+        label_field = params.get("label_field") or "ram"
+        count = len(view)
+        if not ctx.delegated and count > execution.immediate_limit():
+            raise UserError(execution.too_large_message(count, _cli_command(ctx, label_field)))
         model_name = params.get("model") or forms.default_model()
         kwargs = forms.tagger_kwargs(params)
         if model_name != forms.CUSTOM:
             kwargs["model"] = model_name
-        model = forf.load_model(**kwargs)
 
         engine = params.get("engine") or "local"
         ray_options = None
         if engine == "ray":
             if not ctx.delegated:
-                raise ValueError("the Ray engine runs only as a delegated operation: schedule the run")
+                raise UserError("the Ray engine runs only as a delegated operation: schedule the run")
             from fiftyone_ram.fiftyone.ray_engine import RayOptions
 
             ray_options = RayOptions(address=params.get("ray_address") or None, workers=params.get("workers") or 1,
                                      gpus_per_worker=float(params.get("gpus_per_worker") or 0.0))
-        existing = params.get("existing")
-        progress = None
-        if ctx.delegated:
-            progress = fo.report_progress(
-                lambda pb: ctx.set_progress(progress=pb.progress, label="Tagging"), dt=5.0)
-        summary = forf.tag_samples(
-            ctx.target_view(), model, params.get("label_field") or "ram",
-            overwrite=existing == "overwrite", resume=existing == "resume",
-            sample_tags=bool(params.get("sample_tags")), store_logits=bool(params.get("store_logits")),
-            batch_size=params.get("batch_size") or 8,
-            # Immediate runs execute inside the App server: no worker processes there (@voxel51/zoo does same)
-            num_workers=params.get("num_workers") if ctx.delegated else 0,
-            engine=engine, ray_options=ray_options, progress=progress)
+
+        def work(progress):
+            model = forf.load_model(**kwargs)
+            report = None
+            if progress is not None:
+                report = fo.report_progress(lambda pb: progress(pb.progress, "Tagging"), dt=1.0)
+            existing = params.get("existing")
+            summary = forf.tag_samples(
+                view, model, label_field,
+                overwrite=existing == "overwrite", resume=existing == "resume",
+                sample_tags=bool(params.get("sample_tags")), store_logits=bool(params.get("store_logits")),
+                batch_size=params.get("batch_size") or 8,
+                # Immediate runs execute inside the App server: no worker processes there (@voxel51/zoo does
+                # the same)
+                num_workers=params.get("num_workers") if ctx.delegated else 0,
+                engine=engine, ray_options=ray_options, progress=report)
+            return _result(summary)
+
+        if execution.streams_progress(ctx):
+            return execution.stream_progress(ctx, work, label="Tagging", finish=lambda result: self._show(ctx, result))
+        result = work((lambda fraction, label: ctx.set_progress(progress=fraction, label=label))
+                      if ctx.delegated else None)
         if not ctx.delegated:
             ctx.trigger("reload_dataset")
-        result = summary.to_dict()
-        result["failed_count"] = len(summary.failed)
-        result["failed"] = dict(list(summary.failed.items())[:100])  # the error field holds them all
         return result
+
+    def _show(self, ctx, result):
+        """The end of a streamed run: reload the grid and show the summary in the form."""
+        yield ctx.trigger("reload_dataset")
+        yield ctx.ops.show_output(outputs=self.resolve_output(ctx).to_json(), results=result)
 
     def resolve_output(self, ctx):
         outputs = types.Object()
@@ -132,6 +164,18 @@ class TagImages(foo.Operator):
         outputs.int("skipped", label="Already tagged (skipped)")
         outputs.int("failed_count", label="Unreadable images (see <field>_error)")
         return types.Property(outputs, view=types.View(label="Tagging finished"))
+
+
+def _result(summary) -> dict:
+    result = summary.to_dict()
+    result["failed_count"] = len(summary.failed)
+    result["failed"] = dict(list(summary.failed.items())[:100])  # the error field holds them all
+    return result
+
+
+def _cli_command(ctx, label_field: str) -> str:
+    """The command that tags the same dataset outside the App (for views too large to tag inside it)."""
+    return f"fiftyone-ram tag --dataset {ctx.dataset.name} --field {label_field} --resume"
 
 
 def register(p):

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import fiftyone.operators.types as types
@@ -45,19 +46,7 @@ def add_tagger_options(inputs: types.Object, values: dict[str, Any], *, family: 
     """Add the fields; ``values`` are the form's current values. Returns whether the form is complete."""
     complete = True
     if custom:
-        family_choices = types.RadioGroup()
-        for key, label in FAMILY_NAMES.items():
-            family_choices.add_choice(key, label=label)
-        inputs.enum("family", family_choices.values(), required=True, default="ram_plus", label="Model family",
-                    view=family_choices)
-        family = values.get("family") or "ram_plus"
-        inputs.str("checkpoint_path", required=True, label="Checkpoint",
-                   description="Path of an upstream-layout checkpoint (.pth) on the machine that runs the tagging")
-        inputs.str("config", required=False, label="Architecture config",
-                   description="JSON file with the architecture sizes; empty = the released architecture")
-        inputs.str("tag_list", required=False, label="Tag list (optional)",
-                   description="One tag per line, in the checkpoint's class order; empty = upstream's")
-        complete = bool(values.get("checkpoint_path"))
+        family, complete = _add_checkpoint_fields(inputs, values)
     else:
         inputs.str("checkpoint_path", required=False, label="Checkpoint (optional)",
                    description="Your own weights instead of the released ones (same architecture)")
@@ -79,9 +68,21 @@ def add_tagger_options(inputs: types.Object, values: dict[str, Any], *, family: 
         language.add_choice("en", label="English")
         language.add_choice("zh", label="Chinese")
         inputs.enum("language", language.values(), default="en", label="Tag language", view=language)
+        if values.get("language") == "zh" and (custom or values.get("tag_list")):
+            own_list = bool(values.get("tag_list"))
+            inputs.str("tag_list_chinese", required=own_list, label="Chinese tag list" + ("" if own_list else
+                       " (optional)"), description="One Chinese name per line, aligned with the tag list"
+                       + ("" if own_list else "; empty = upstream's (cached, downloaded on first use)"))
+            complete = complete and (bool(values.get("tag_list_chinese")) or not own_list)
     else:
         inputs.bool("caption", default=True, label="Caption",
-                    description="Also write a caption (stored as the field's `caption` attribute; slower)")
+                    description="Also write a caption (the field's `caption` attribute, shown in the sidebar; "
+                                "slower)")
+        if custom and values.get("caption", True) and _needs_vocabulary(values.get("checkpoint_path")):
+            inputs.str("tokenizer", required=True, label="Caption vocabulary (vocab.txt)",
+                       description="This checkpoint's captioner does not use BERT's 30524 tokens: its "
+                                   "vocab.txt (or put it beside the checkpoint)")
+            complete = complete and bool(values.get("tokenizer"))
     inputs.list("classes", types.String(), required=False, label="Only these tags (optional)",
                 description="Score only these tags (faster; same scores); empty = the whole vocabulary")
     if family != "tag2text":  # Tag2Text's queries are learned: "Only these tags" is all it can do
@@ -106,7 +107,8 @@ def add_precision_option(inputs: types.Object) -> None:
 def tagger_kwargs(values: dict[str, Any]) -> dict[str, Any]:
     """Form values to ``fiftyone_ram.fiftyone.load_model`` keywords (empty fields dropped)."""
     out: dict[str, Any] = {}
-    for key in ("family", "checkpoint_path", "config", "tag_list", "thresholds", "language"):
+    for key in ("family", "checkpoint_path", "config", "tag_list", "tag_list_chinese", "thresholds", "language",
+                "tokenizer"):
         if values.get(key):
             out[key] = values[key]
     if values.get("threshold_mode") == GLOBAL and values.get("threshold") is not None:
@@ -125,6 +127,77 @@ def tagger_kwargs(values: dict[str, Any]) -> dict[str, Any]:
         out["caption"] = bool(values["caption"])
     out.update(_vocabulary_kwargs(values))
     return out
+
+
+def _add_checkpoint_fields(inputs: types.Object, values: dict[str, Any]) -> tuple[str | None, bool]:
+    """Your own checkpoint: only its path is needed; the family and architecture are read from it (a config
+    file and the family choice stay available for checkpoints that are not upstream-layout)."""
+    inputs.str("checkpoint_path", required=True, label="Checkpoint",
+               description="Path of an upstream-layout checkpoint (.pth) on the machine that runs the tagging")
+    path = values.get("checkpoint_path")
+    found = checkpoint_summary(path) if path else None
+    if isinstance(found, str):  # the reason the file cannot be read
+        inputs.view("checkpoint_error", types.Error(label="This checkpoint cannot be read", description=found))
+        return None, False
+    if found is not None:
+        inputs.view("checkpoint_found", types.Notice(label=f"{FAMILY_NAMES[found[0]]} checkpoint; architecture "
+                                                           f"read from its tensor shapes ({found[1]})"))
+    family = found[0] if found is not None else values.get("family")
+    if found is None:  # not read yet (no path) or not recognisable: ask
+        family_choices = types.RadioGroup()
+        for key, label in FAMILY_NAMES.items():
+            family_choices.add_choice(key, label=label)
+        inputs.enum("family", family_choices.values(), required=bool(path), label="Model family",
+                    view=family_choices)
+    inputs.str("config", required=False, label="Architecture config (optional)",
+               description="JSON file with the architecture sizes; empty = read from the checkpoint")
+    inputs.str("tag_list", required=False, label="Tag list (optional)",
+               description="One tag per line, in the checkpoint's class order; empty = upstream's (cached, "
+                           "downloaded on first use)")
+    return family, bool(path) and family is not None
+
+
+def checkpoint_summary(path: str) -> tuple[str, str, int | None] | str | None:
+    """(family, "Swin 192, 384 px", captioner vocabulary size or None) of a checkpoint, the reason it cannot
+    be read, or None when its family is not recognisable. Cached per file version: the form re-resolves on
+    every keystroke."""
+    from pathlib import Path
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        return f"{file} does not exist (on the machine that runs the App server)"
+    stat = file.stat()
+    return _checkpoint_summary(str(file), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=16)
+def _checkpoint_summary(path: str, mtime_ns: int, size: int) -> tuple[str, str, int | None] | str | None:
+    from fiftyone_ram.errors import UserError
+    from fiftyone_ram.models.architecture import caption_vocab_size, infer_config
+    from fiftyone_ram.models.checkpoint import detect_family, read_state_dict
+    from fiftyone_ram.models.registry import labels_for_family
+
+    try:
+        state = read_state_dict(path)
+        family = detect_family(state)
+        if family is None:
+            return None
+        config = infer_config(state, num_classes=labels_for_family(family).num_classes, family=family)
+    except UserError as exc:
+        return str(exc)
+    return family, f"Swin {config.swin.embed_dim}, {config.image_size} px", caption_vocab_size(state)
+
+
+def _needs_vocabulary(path: str | None) -> bool:
+    """Whether a Tag2Text checkpoint's captioner needs a vocab.txt that is not beside it."""
+    from pathlib import Path
+
+    from fiftyone_ram.models.architecture import BERT_BASE_CAPTION_VOCAB
+
+    if not path or (Path(path).expanduser().parent / "vocab.txt").is_file():
+        return False
+    found = checkpoint_summary(path)
+    return isinstance(found, tuple) and found[2] not in (None, BERT_BASE_CAPTION_VOCAB)
 
 
 def _add_vocabulary_options(inputs: types.Object, family: str | None) -> None:

@@ -32,7 +32,6 @@ from fiftyone_ram.errors import OptionError
 from fiftyone_ram.fiftyone.inputs import ImageBatch, PixelTransform, TaggerGetItem, collate_images, read_input
 from fiftyone_ram.fiftyone.outputs import tag_thresholds, to_classifications
 from fiftyone_ram.images import ImageError
-from fiftyone_ram.model_folder import is_model_folder
 
 #: The vocabulary options of ``load_tagger`` (see ``fiftyone_ram.vocabulary.build_vocabulary``).
 VOCABULARY_KEYS = ("tags", "descriptions", "keep_builtin", "new_tag_threshold", "tag_thresholds", "text_encoder",
@@ -41,17 +40,20 @@ VOCABULARY_KEYS = ("tags", "descriptions", "keep_builtin", "new_tag_threshold", 
 #: Keys accepted by ``load_model`` / ``RamModelConfig`` (and so by ``foz.load_zoo_model(..., **kwargs)``).
 CONFIG_KEYS = ("model", "config", "family", "checkpoint_path", "tag_list", "tag_list_chinese", "thresholds",
                "classes", "language", "confidence_thresh", "device", "precision", "caption", "caption_options",
-               *VOCABULARY_KEYS)
+               "tokenizer", *VOCABULARY_KEYS)
 
 
 class RamModelConfig(foc.Config):
     """Settings of a :class:`RamModel` (JSON-serialisable, so ``fom.load_model`` can build one).
 
     model: a released variant (``ram_plus_swin_large_14m``, ``ram_swin_large_14m``, ``tag2text_swin_14m``)
-    config: an architecture JSON file or dict instead of (or overriding the sizes of) ``model``
-    family: ``ram`` | ``ram_plus`` | ``tag2text`` when ``config`` does not say
-    checkpoint_path: the weights, or a model folder (fine-tuning's output: then neither model nor config is
-        needed); None downloads the released ones of ``model``
+    config: an architecture JSON file or dict instead of (or overriding the sizes of) ``model``; with neither,
+        the architecture is read from ``checkpoint_path``'s tensor shapes
+    family: ``ram`` | ``ram_plus`` | ``tag2text`` when ``config`` does not say (read from the checkpoint's keys
+        when neither does)
+    checkpoint_path: the weights, or a model folder (fine-tuning's output); None downloads the released ones
+        of ``model``
+    tokenizer: Tag2Text: the captioner's vocab.txt when it is not bert-base-uncased's
     tag_list, tag_list_chinese, thresholds: files (or lists) replacing upstream's
     classes: only score these tags (faster; their scores are the same as with the full list)
     language: ``en`` | ``zh`` label names
@@ -96,9 +98,10 @@ class RamModelConfig(foc.Config):
         self.tag_thresholds = self.parse_dict(d, "tag_thresholds", default=None)
         self.text_encoder = self.parse_string(d, "text_encoder", default=None)
         self.templates = self.parse_array(d, "templates", default=None)
-        if self.model is None and self.config is None and not is_model_folder(self.checkpoint_path):
-            raise OptionError("name a released model (model=...), give an architecture (config=...) or a model "
-                              "folder as checkpoint_path")
+        self.tokenizer = self.parse_string(d, "tokenizer", default=None)
+        if self.model is None and self.config is None and self.checkpoint_path is None:
+            raise OptionError("name a released model (model=...), give an architecture (config=...) or give a "
+                              "checkpoint (checkpoint_path=...: its architecture is read from its shapes)")
         if self.confidence_thresh is not None:
             check_threshold(self.confidence_thresh, "confidence_thresh")
 
@@ -265,15 +268,16 @@ def _load_tagger(config: RamModelConfig):
 
     variant = get_variant(config.model) if config.model is not None else None
     family = config.family or (variant.family if variant is not None else None)
+    source = config.config if config.config is not None else variant.name if variant is not None else None
     checkpoint = config.checkpoint_path
-    source = config.config if config.config is not None else variant.name if variant is not None else checkpoint
     if checkpoint is None and config.config is not None and variant is not None:
         from fiftyone_ram import assets
 
         checkpoint = assets.download_weights(variant.name)
     return load_tagger(source, checkpoint, tag_list=config.tag_list, tag_list_chinese=config.tag_list_chinese,
                        thresholds=config.thresholds, device=config.device, family=family,
-                       precision=config.precision, **{key: getattr(config, key) for key in VOCABULARY_KEYS})
+                       precision=config.precision, tokenizer=config.tokenizer,
+                       **{key: getattr(config, key) for key in VOCABULARY_KEYS})
 
 
 def load_model(**kwargs: Any) -> RamModel:

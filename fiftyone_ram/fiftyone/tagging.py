@@ -55,6 +55,12 @@ def error_field(label_field: str) -> str:
     return f"{label_field}_error"
 
 
+def caption_field(label_field: str) -> str:
+    """Where Tag2Text's caption is shown: a declared string field, since the App's sidebar lists neither the
+    label container's dynamic ``caption`` attribute nor a declared one (checked in FiftyOne 1.22.1)."""
+    return f"{label_field}_caption"
+
+
 @dataclass
 class TaggingSummary:
     """What one run did. ``failed`` maps each unreadable file to the reason."""
@@ -147,6 +153,7 @@ def tag_samples(samples, model, label_field: str = "ram", *, overwrite: bool = F
             _end(dataset, plan, holder, todo, interrupted=True)
             raise
         _end(dataset, plan, holder, todo, interrupted=False)
+    show_captions(samples, label_field)
     if sample_tags:
         add_sample_tags(samples, label_field)
     return summary
@@ -417,6 +424,13 @@ def _end(dataset, plan: _Plan, holder: claims.Holder, todo: list[str], *, interr
             record.state = "complete"
             claims.forget(plan.scope)
         save_record(dataset, record)
+
+
+def show_captions(samples, label_field: str) -> None:
+    """Copy Tag2Text captions (``<label_field>.caption``) to :func:`caption_field`, so the App shows them."""
+    captioned = samples.exists(f"{label_field}.caption")
+    if captioned.count():
+        captioned.set_values(caption_field(label_field), captioned.values(f"{label_field}.caption"))
 
 
 def add_sample_tags(samples, label_field: str) -> None:

@@ -1,0 +1,118 @@
+"""How an operator's run is executed from the App: scheduled (delegated) only where the App can schedule it,
+immediately with real progress otherwise, and never immediately for a view too large for the App server.
+
+- Scheduling: the open-source App can only schedule an operation when ``FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS``
+  is true in the App server's environment, and the operation then waits for a ``fiftyone delegated launch``
+  process; without the setting the App shows "Schedule - NOT AVAILABLE". :func:`delegation_available` reads
+  the same setting FiftyOne's own ``ExecutionOptions`` does.
+- Immediate runs execute inside the App server. :func:`immediate_limit` is the largest view one may take:
+  FiftyOne cancels an immediate operation after ``fo.config.operator_timeout`` seconds (600 by default), and
+  the released Swin-L models tag about one image per second on a CPU, so the limit is one image per second
+  of that timeout (``FIFTYONE_RAM_IMMEDIATE_LIMIT`` overrides it). Larger views are scheduled, or, where
+  scheduling is unavailable, refused with the CLI command that does the same work.
+- :func:`stream_progress` runs the work in a thread and yields the App's progress messages while it goes
+  (FiftyOne's generator-operator protocol: ``ctx.ops.set_progress``), then the result.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+#: Images per second a CPU is assumed to tag with a released Swin-L model (what sizes the immediate limit).
+IMAGES_PER_SECOND_FLOOR = 1.0
+#: A key every App request carries (its selection style; ``execute_operator`` from Python sends none): such a
+#: request reads a streamed run, Python callers get the plain result instead.
+APP_REQUEST_KEY = "sample_selection_style"
+
+
+def delegation_available() -> bool:
+    """Whether the App server this runs in can schedule (delegate) operations."""
+    from fiftyone.operators.executor import ExecutionOptions
+
+    return not ExecutionOptions().orchestrator_registration_enabled
+
+
+def immediate_limit() -> int:
+    """The most samples an immediate run may take (see the module docstring)."""
+    override = os.environ.get("FIFTYONE_RAM_IMMEDIATE_LIMIT")
+    if override:
+        return max(int(override), 0)
+    import fiftyone as fo
+
+    return int((fo.config.operator_timeout or 600) * IMAGES_PER_SECOND_FLOOR)
+
+
+def too_large_message(count: int, cli_command: str) -> str:
+    """Why a view cannot run immediately, and the two ways to run it."""
+    return (f"{count} samples are more than an immediate run can take ({immediate_limit()}, before FiftyOne's "
+            f"operator timeout): schedule it (start the App with FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true and "
+            f"run `fiftyone delegated launch`) or run `{cli_command}`")
+
+
+def execution_options(count: int, *, prefer_delegated: bool = True):
+    """The App's execution choices for a run over ``count`` samples: scheduling is the default only where
+    the App can schedule; it stays allowed everywhere, since Python callers (``request_delegation=True``)
+    queue operations that ``fiftyone delegated launch`` or ``DelegatedOperationService`` run without the
+    App (where the App cannot schedule, its menu shows the choice as not available)."""
+    from fiftyone.operators.executor import ExecutionOptions
+
+    available = delegation_available()
+    large = count > immediate_limit()
+    return ExecutionOptions(allow_immediate_execution=not (large and available), allow_delegated_execution=True,
+                            default_choice_to_delegated=available and (large or prefer_delegated))
+
+
+def add_execution_notice(inputs, count: int, cli_command: str) -> bool:
+    """Tell the user how the run will execute; returns False when it cannot run from the App at all."""
+    import fiftyone.operators.types as types
+
+    if count <= immediate_limit():
+        if not delegation_available():
+            inputs.view("execution_notice", types.Notice(
+                label=f"Runs now, inside the App ({count} samples). To run in the background instead, start the "
+                      f"App with FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true beside `fiftyone delegated launch`"))
+        return True
+    if delegation_available():
+        inputs.view("execution_notice", types.Notice(
+            label=f"{count} samples: this run is scheduled; `fiftyone delegated launch` executes it and the "
+                  f"Runs page shows its progress"))
+        return True
+    inputs.view("execution_notice", types.Error(label="Too many samples to run in the App",
+                                                description=too_large_message(count, cli_command)))
+    return False
+
+
+def streams_progress(ctx) -> bool:
+    """Whether this execution reports progress to the App's form as it goes (an immediate run from the App)."""
+    return not ctx.delegated and APP_REQUEST_KEY in ctx.request_params
+
+
+def stream_progress(ctx, work: Callable[[Callable[[float, str], None]], Any], *, label: str,
+                    finish: Callable[[Any], Iterator]) -> Iterator:
+    """Run ``work(progress)`` in a thread, yielding ``ctx.ops.set_progress`` messages as it reports (the App's
+    bar moves), then whatever ``finish(result)`` yields. An exception in ``work`` is raised here."""
+    updates: queue.Queue = queue.Queue()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = work(lambda fraction, text=label: updates.put((fraction, text)))
+        except BaseException as exc:  # re-raised in the generator, where FiftyOne reports it
+            outcome["error"] = exc
+        finally:
+            updates.put(None)
+
+    thread = threading.Thread(target=run, name=f"fiftyone-ram {label}", daemon=True)
+    thread.start()
+    yield ctx.ops.set_progress(progress=0.0, label=label)
+    while (update := updates.get()) is not None:
+        fraction, text = update
+        yield ctx.ops.set_progress(progress=float(fraction), label=text)
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    yield from finish(outcome["result"])

@@ -1,0 +1,141 @@
+"""Tagging from the real App: your own checkpoint with no config, a rerun that resumes, a scheduled run
+executed by a real ``fiftyone delegated launch``, progress streamed to the form, Tag2Text captions in the
+sidebar. Screenshots of the main flows go to docs/images/ (the docs link them)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import fiftyone as fo
+
+TAG_IMAGES = "Tag images (Recognize Anything)"
+SUMMARY = "Already tagged (skipped)"  # a row of the summary a run ends with
+ROOT = Path(__file__).resolve().parents[2]
+IMAGES = ROOT / "docs" / "images"
+PARITY = ROOT.parent / "shared" / "fixtures" / "parity"
+UPSTREAM = ROOT.parent / "shared" / "upstream"
+
+
+def _open_custom_form(app, checkpoint: Path, family_label: str) -> None:
+    """What a user types for a checkpoint of their own: the file, and (no cache here) the tag files."""
+    app.open_operator("tag_images", TAG_IMAGES)
+    app.select("Model", "Your own checkpoint")
+    app.fill("Checkpoint", checkpoint)
+    app.wait_for_text(f"{family_label} checkpoint; architecture read from its tensor shapes")
+    tag_list = "tag2text_ori_tag_list.txt" if family_label == "Tag2Text" else "ram_tag_list.txt"
+    app.fill("Tag list (optional)", UPSTREAM / tag_list)
+    if family_label != "Tag2Text":
+        app.fill("Threshold file (optional)", UPSTREAM / "ram_tag_list_threshold.txt")
+    app.select("Device", "cpu")
+
+
+def test_own_checkpoint_without_config_then_a_rerun_that_resumes(app_page, app_dataset, tiny_tagger, stored_tags,
+                                                                 assert_same_tags, tmp_path):
+    dataset = app_dataset("own_checkpoint", count=3)
+    checkpoint = Path(shutil.copyfile(PARITY / "ram_tiny.pth", tmp_path / "my_ram.pth"))  # no config beside it
+    app = app_page()
+    app.open_dataset(dataset.name)
+    _open_custom_form(app, checkpoint, "RAM")
+    text = app.text()
+    assert "Architecture config (optional)" in text and "Model family" not in text  # read from the file
+    assert "Runs now, inside the App" in text  # this App cannot schedule: it says so, and runs immediately
+    choices = app.execution_choices()
+    assert choices[0].startswith("Execute") and any("Schedule" in c and "NOT AVAILABLE" in c for c in choices)
+    app.screenshot(IMAGES / "tag-own-checkpoint.png", prompt_only=True)
+    app.execute()
+    output = app.wait_for_output(SUMMARY)
+    assert "Tagged: 3" in " ".join(output.split())
+    app.screenshot_of(app.page.locator("[role=dialog]").filter(has_text=SUMMARY).last, IMAGES / "tag-finished.png")
+    app.close_output()
+
+    dataset.reload()
+    assert len(dataset.exists("ram")) == 3
+    tagger = tiny_tagger("ram")
+    assert_same_tags([stored_tags(label) for label in dataset.values("ram")], tagger.predict(dataset.values("filepath")),
+                     names=tagger.tag_list, thresholds=tagger.thresholds)
+
+    # two new images; the rerun tags only them
+    for name in ("rocket.png", "camera.png"):
+        dataset.add_sample(fo.Sample(filepath=str(shutil.copyfile(PARITY / name, tmp_path / name))))
+    app.page.reload()
+    app.open_dataset(dataset.name)
+    _open_custom_form(app, checkpoint, "RAM")
+    app.wait_for_text("'ram' already exists")
+    app.choose("Tag only the samples without labels")
+    app.execute()
+    output = " ".join(app.wait_for_output(SUMMARY).split())
+    assert "Tagged: 2" in output and "Already tagged (skipped): 3" in output
+    dataset.reload()
+    assert len(dataset.exists("ram")) == 5
+
+
+def test_immediate_runs_stream_their_progress_to_the_form(app_page, app_dataset, tmp_path):
+    dataset = app_dataset("progress", count=4)
+    app = app_page()
+    app.open_dataset(dataset.name)
+    _open_custom_form(app, PARITY / "ram_plus_tiny.pth", "RAM++")
+    app.fill("Batch size", 1)
+    with app.page.expect_response("**/operators/execute/generator") as answer:
+        app.execute()
+    app.wait_for_output(SUMMARY)
+    messages = [json.loads(line) for line in answer.value.text().splitlines() if line.strip()]
+    progress = [m["body"]["params"] for m in messages if m["body"] and m["body"].get("operator_uri", "").endswith(
+        "set_progress")]
+    assert len(progress) >= 2 and progress[-1]["progress"] == 1.0  # several updates, up to done
+    assert all(p["label"] == "Tagging" for p in progress)
+    dataset.reload()
+    assert len(dataset.exists("ram")) == 4
+
+
+def test_a_scheduled_run_is_executed_by_fiftyone_delegated_launch(app_page, app_dataset, delegated_launcher):
+    dataset = app_dataset("scheduled", count=3)
+    launcher = delegated_launcher()
+    app = app_page(delegation=True)  # the App started with FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true
+    app.open_dataset(dataset.name)
+    _open_custom_form(app, PARITY / "ram_tiny.pth", "RAM")
+    assert "Runs now" not in app.text()
+    choices = app.execution_choices()
+    assert any(c.startswith("Schedule") and "NOT AVAILABLE" not in c for c in choices)
+    app.screenshot(IMAGES / "tag-schedule.png", prompt_only=True)
+    assert app.prompt.get_by_role("button", name="Schedule", exact=True).count() == 1  # the default here
+    app.prompt.get_by_role("button", name="Schedule", exact=True).click()
+    app.prompt.wait_for(state="hidden")
+
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and len(dataset.exists("ram")) < 3:
+        assert launcher.process.poll() is None, launcher.tail()
+        time.sleep(2)
+        dataset.reload()
+    assert len(dataset.exists("ram")) == 3, launcher.tail()
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    (operation,) = DelegatedOperationService().list_operations(dataset_name=dataset.name)
+    deadline = time.monotonic() + 60
+    while operation.run_state != "completed" and time.monotonic() < deadline:
+        time.sleep(1)
+        operation = DelegatedOperationService().get(operation.id)
+    assert operation.run_state == "completed" and operation.result.result["tagged"] == 3
+
+
+def test_tag2text_captions_show_in_the_sidebar(app_page, app_dataset):
+    dataset = app_dataset("captions", count=2)
+    app = app_page()
+    app.open_dataset(dataset.name)
+    _open_custom_form(app, PARITY / "tag2text_tiny.pth", "Tag2Text")  # its vocab.txt lies beside it
+    app.fill("Output field", "t2t")
+    assert "Caption vocabulary" not in app.text()
+    app.execute()
+    app.wait_for_output(SUMMARY)
+    app.close_output()
+    dataset.reload()
+    caption = dataset.first()["t2t_caption"]
+    assert caption
+    app.page.reload()
+    app.page.wait_for_selector("[data-cy=action-browse-operations]")
+    app.wait_for_text("t2t_caption")  # listed in the sidebar's primitives
+    app.page.locator("[data-cy=looker]").first.click()
+    app.wait_for_text(caption)  # the sample's caption in the modal's sidebar
+    app.screenshot(IMAGES / "tag2text-caption.png")
