@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares this machine for fiftyone-ram: Python packages (torch from the local wheel cache), the package
-# itself (editable), a working FiftyOne database and WordNet for NLTK. Safe to run again: every step first
-# checks whether its work is already done.
+# itself (editable), a working FiftyOne database, WordNet for NLTK, and chromium + playwright for the App
+# tests. Safe to run again: every step first checks whether its work is already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -52,7 +52,23 @@ fi
 "$PY" -c "from fiftyone_ram.labels.wordnet import ensure_wordnet; ensure_wordnet()" 2>/dev/null \
   || say "note: WordNet for NLTK not prepared yet (fiftyone_ram.labels.wordnet.ensure_wordnet)"
 
-# 5. Check that FiftyOne can reach its database.
+# 5. The App tests (tests/app): Debian's chromium, driven by the playwright package through its
+#    executable_path (never `playwright install`, which downloads a browser of its own).
+if ! command -v chromium >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    say "installing chromium (for the App tests)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    say "warning: chromium is missing and apt-get is not usable; the App tests (tests/app) will fail"
+  fi
+fi
+if ! "$PY" -c "import playwright.sync_api" 2>/dev/null; then
+  say "installing playwright (the Python package only)"
+  "$PY" -m pip install -q "playwright>=1.40"
+fi
+
+# 6. Check that FiftyOne can reach its database.
 FIFTYONE_DATABASE_VALIDATION=false FIFTYONE_DO_NOT_TRACK=true \
   "$PY" -c "import fiftyone as fo; fo.list_datasets()" >/dev/null
 say "ready"

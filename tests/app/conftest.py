@@ -1,0 +1,381 @@
+"""The browser-test harness: the real FiftyOne App, driven by headless Chromium through Playwright.
+
+Every test in this folder carries the ``app`` marker (``python3 -m pytest -q -m app tests`` selects them).
+What it provides:
+
+- ``app_server(delegation=False)``: the App server (``python -m fiftyone.server.main``) on 127.0.0.1 and a
+  free port, started once per setting and shared by the session. It sees this run's private database (the
+  root conftest's ``FIFTYONE_DATABASE_NAME`` on the same mongod as the tests), its plugins folder (a link to
+  this checkout) and this checkout on ``PYTHONPATH``. ``delegation=True`` starts it with
+  ``FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true``, the setting that lets the open-source App schedule work.
+- ``delegated_launcher()``: a real ``fiftyone delegated launch`` process with the same environment.
+- ``app_dataset(name)``: a persistent dataset of the five fixture PNGs (other processes only see persistent
+  datasets), deleted after the test.
+- ``app_page(delegation=False)``: an :class:`AppPage` over a fresh browser page: open a dataset, open the operator browser, pick an
+  operator, fill its form by the fields' labels, execute (immediately or scheduled), wait for the result.
+
+Chromium is Debian's (``/usr/bin/chromium``, or ``FIFTYONE_RAM_CHROMIUM``), launched through
+``executable_path``: nothing is downloaded. A missing browser or Playwright fails the tests (they must not be
+skipped silently in CI); ``scripts/setup.sh`` installs both.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+PARITY = ROOT.parent / "shared" / "fixtures" / "parity"
+PNG_NAMES = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.png", "camera.png")
+
+#: Chromium flags for a sandbox-less, offline container (what FiftyOne's own Playwright set-up uses, plus no
+#: background traffic that would only fail offline).
+CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update", "--disable-dev-shm-usage")
+#: Seconds the App may take for one step on a loaded two-core machine (first page load, a model run).
+STEP_TIMEOUT_S = 120
+SERVER_START_TIMEOUT_S = 120
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test of this folder ``app`` (a conftest cannot set ``pytestmark`` for its folder)."""
+    for item in items:
+        if HERE in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.app)
+
+
+def _chromium() -> str:
+    path = os.environ.get("FIFTYONE_RAM_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).exists():
+        pytest.fail("the App tests need Debian's chromium (apt-get install chromium; scripts/setup.sh does it)")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- processes that share this run's database ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def child_env() -> dict[str, str]:
+    """The environment of the App server and the delegated launcher: this process's FiftyOne settings, this
+    checkout first on ``PYTHONPATH``, and the address of the mongod this process uses (so that no child starts
+    a database service of its own)."""
+    import fiftyone.core.odm as foo
+
+    env = dict(os.environ)
+    if not env.get("FIFTYONE_DATABASE_URI"):
+        host, port = foo.get_db_client().address
+        env["FIFTYONE_DATABASE_URI"] = f"mongodb://{host}:{port}"
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    env.pop("FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS", None)  # each server states its own setting
+    return env
+
+
+@dataclass
+class ChildProcess:
+    """A process the harness started, with its log (shown when it fails)."""
+
+    process: subprocess.Popen
+    log: Path
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _start(command: list[str], env: dict[str, str], log: Path) -> ChildProcess:
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=log.parent)
+    return ChildProcess(process, log)
+
+
+@dataclass
+class AppServer(ChildProcess):
+    url: str = ""
+    delegation: bool = False
+
+    def dataset_url(self, name: str) -> str:
+        return f"{self.url}/datasets/{name}"
+
+
+def _wait_for_server(server: AppServer) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"the App server exited with {server.process.returncode}:\n{server.tail()}")
+        try:
+            with urllib.request.urlopen(f"{server.url}/fiftyone", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    server.stop()
+    pytest.fail(f"the App server did not answer within {SERVER_START_TIMEOUT_S} s:\n{server.tail()}")
+
+
+@pytest.fixture(scope="session")
+def app_server(child_env, tmp_path_factory) -> Iterator[Callable[..., AppServer]]:
+    """``app_server(delegation=False)``: the running App server with that orchestrator setting (one per
+    setting for the whole session)."""
+    servers: dict[bool, AppServer] = {}
+    folder = tmp_path_factory.mktemp("app-server")
+
+    def get(delegation: bool = False) -> AppServer:
+        if delegation not in servers:
+            port = _free_port()
+            env = dict(child_env)
+            if delegation:
+                env["FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS"] = "true"
+            child = _start([sys.executable, "-m", "fiftyone.server.main", "--address", "127.0.0.1",
+                            "--port", str(port)], env, folder / f"server-{port}.log")
+            server = AppServer(child.process, child.log, url=f"http://127.0.0.1:{port}", delegation=delegation)
+            _wait_for_server(server)
+            servers[delegation] = server
+        return servers[delegation]
+
+    yield get
+    for server in servers.values():
+        server.stop()
+
+
+@pytest.fixture()
+def delegated_launcher(child_env, tmp_path) -> Iterator[Callable[[], ChildProcess]]:
+    """``delegated_launcher()``: starts ``fiftyone delegated launch`` (what a user runs beside the App to
+    execute scheduled operations); stopped after the test."""
+    started: list[ChildProcess] = []
+
+    def start() -> ChildProcess:
+        env = dict(child_env, FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS="true")
+        launcher = shutil.which("fiftyone", path=os.path.dirname(sys.executable)) or shutil.which("fiftyone")
+        command = [launcher] if launcher else [sys.executable, "-m", "fiftyone.core.cli"]
+        child = _start([*command, "delegated", "launch"], env, tmp_path / f"launcher-{len(started)}.log")
+        started.append(child)
+        return child
+
+    yield start
+    for child in started:
+        child.stop()
+
+
+# -- datasets -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def app_dataset(tmp_path) -> Iterator[Callable[..., object]]:
+    """``app_dataset(name, count=5)``: a new persistent dataset of the first ``count`` fixture PNGs (copied
+    into the test's folder), deleted after the test."""
+    import fiftyone as fo
+
+    made = []
+
+    def make(name: str, count: int = len(PNG_NAMES)):
+        if fo.dataset_exists(name):
+            fo.delete_dataset(name)
+        folder = tmp_path / name
+        folder.mkdir()
+        paths = [shutil.copyfile(PARITY / png, folder / png) for png in PNG_NAMES[:count]]
+        dataset = fo.Dataset(name, persistent=True)
+        dataset.add_samples([fo.Sample(filepath=str(p)) for p in paths])
+        made.append(dataset)
+        return dataset
+
+    yield make
+    for dataset in made:
+        if not dataset.deleted:
+            dataset.delete()
+
+
+# -- the browser --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("the App tests need the playwright package (pip install playwright; scripts/setup.sh does "
+                    "it; never `playwright install`: Debian's chromium is used)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=_chromium(), args=list(CHROMIUM_ARGS))
+        yield chromium
+        chromium.close()
+
+
+@dataclass
+class AppPage:
+    """One browser page on the App, with the steps a user takes. Form fields are found by their labels (the
+    App's operator forms carry no test ids on fields)."""
+
+    page: object  # playwright.sync_api.Page
+    server: AppServer
+    console: list[str] = field(default_factory=list)
+
+    # -- navigation
+
+    def open_dataset(self, name: str) -> None:
+        """Load the dataset's grid and dismiss the first-visit 'Explore Enterprise' popover (its invisible
+        backdrop swallows clicks)."""
+        self.page.goto(self.server.dataset_url(name))
+        self.page.wait_for_selector("[data-cy=action-browse-operations]")
+        dismiss = self.page.get_by_role("button", name="Dismiss")
+        try:
+            dismiss.first.wait_for(timeout=5000)
+            dismiss.first.click()
+        except Exception:  # the popover did not show this time
+            self.page.keyboard.press("Escape")
+
+    def open_operator(self, query: str, label: str) -> None:
+        """Open the operator browser (backtick), search ``query`` and pick the entry showing ``label``."""
+        self.page.keyboard.press("`")
+        browser = self.page.locator("[data-cy=operators-browser]")
+        browser.wait_for()
+        self.page.fill("[data-cy=operators-browser-search]", query)
+        browser.get_by_text(label, exact=True).first.click()
+        self.prompt.wait_for()
+
+    @property
+    def prompt(self):
+        return self.page.locator("[data-cy=operators-prompt-modal]")
+
+    # -- the form
+
+    def field(self, label: str):
+        """The input (text, number or select) that follows the field label ``label``."""
+        title = self.prompt.locator("p").filter(has_text=_exactly(label)).first
+        title.wait_for()
+        return title.locator("xpath=following::*[self::input[not(@type='radio') and not(@type='checkbox')]"
+                             " or self::textarea or @role='combobox'][1]")
+
+    def fill(self, label: str, value: object) -> None:
+        """Type into a text or number field, then leave it (forms re-resolve on change)."""
+        box = self.field(label)
+        box.fill(str(value))
+        box.press("Tab")
+        self.settle()
+
+    def choose(self, option: str) -> None:
+        """Pick a radio button by its option label."""
+        self.prompt.get_by_role("radio", name=option, exact=True).check()
+        self.settle()
+
+    def select(self, label: str, option: str) -> None:
+        """Pick ``option`` in the dropdown under ``label``."""
+        self.field(label).click()
+        self.page.get_by_role("option", name=option, exact=True).click()
+        self.settle()
+
+    def check(self, label: str, value: bool = True) -> None:
+        box = self.prompt.get_by_role("checkbox", name=label, exact=True)
+        box.set_checked(value)
+        self.settle()
+
+    def settle(self, seconds: float = 0.5) -> None:
+        """Give a dynamic form time to re-resolve its inputs on the server after a change."""
+        self.page.wait_for_timeout(int(seconds * 1000))
+
+    def text(self) -> str:
+        return self.prompt.inner_text()
+
+    # -- execution
+
+    @property
+    def _execute_button(self):
+        return self.prompt.get_by_role("button", name="Execute", exact=True)
+
+    @property
+    def _execute_menu_button(self):
+        """The caret of the Execute split button (present when the operator offers more than one mode)."""
+        return self.prompt.locator("[aria-label='split button'] button[aria-haspopup=menu]")
+
+    def execute(self, *, schedule: bool = False) -> None:
+        """Run the operator: the Execute button, or the split button's 'Schedule' entry."""
+        self._execute_button.wait_for()
+        if schedule:
+            self._execute_menu_button.click()
+            self.page.get_by_role("menuitem").filter(has_text="Schedule").first.click()
+            self._execute_button.or_(self.prompt.get_by_role("button", name="Schedule", exact=True)).first.click()
+        else:
+            self._execute_button.click()
+
+    def execution_choices(self) -> list[str]:
+        """The entries of the Execute split button's menu, e.g. ['Execute FOR TESTING ...', 'Schedule NOT
+        AVAILABLE ...'], or ['Execute'] when the operator runs only immediately."""
+        self._execute_button.wait_for()
+        if not self._execute_menu_button.count():
+            return ["Execute"]
+        self._execute_menu_button.click()
+        items = self.page.get_by_role("menuitem")
+        items.first.wait_for()
+        texts = [" ".join(t.split()) for t in items.all_inner_texts()]
+        self.page.keyboard.press("Escape")
+        items.first.wait_for(state="hidden")
+        return texts
+
+    def wait_for_output(self, heading: str, timeout_s: float = STEP_TIMEOUT_S) -> str:
+        """Wait until the prompt shows ``heading`` (an operator's output view title); returns its text."""
+        self.prompt.get_by_text(heading, exact=True).first.wait_for(timeout=timeout_s * 1000)
+        return self.text()
+
+    def wait_for_text(self, text: str, timeout_s: float = STEP_TIMEOUT_S):
+        """Wait until ``text`` shows anywhere on the page (a notification, a panel)."""
+        found = self.page.get_by_text(text).first
+        found.wait_for(timeout=timeout_s * 1000)
+        return found
+
+    def screenshot(self, path: Path, *, prompt_only: bool = False) -> Path:
+        """A PNG of the page (or of the prompt alone) for the docs."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        (self.prompt if prompt_only else self.page).screenshot(path=str(path))
+        return path
+
+
+def _exactly(text: str):
+    import re
+
+    return re.compile(rf"^\s*{re.escape(text)}\s*$")
+
+
+@pytest.fixture()
+def app_page(browser, app_server) -> Callable[..., AppPage]:
+    """``app_page(delegation=False)``: an :class:`AppPage` on the App server with that setting, in a fresh
+    browser context (no state shared between tests)."""
+    contexts = []
+
+    def make(delegation: bool = False) -> AppPage:
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        context.set_default_timeout(STEP_TIMEOUT_S * 1000)
+        contexts.append(context)
+        page = context.new_page()
+        app = AppPage(page, app_server(delegation))
+        page.on("console", lambda m: app.console.append(f"{m.type}: {m.text}") if m.type == "error" else None)
+        return app
+
+    yield make
+    for context in contexts:
+        context.close()
