@@ -13,6 +13,7 @@ import fiftyone.operators.types as types
 
 _TAG_TYPES = ("Classifications", "Classification", "Detections", "Polylines")
 CAPTIONER = "captioner_"
+REVIEW_PANEL = "tag_review_panel"
 ACTIONS = {"clean": "Find wrong tags", "apply": "Apply the accepted removals", "undo": "Undo the apply"}
 
 
@@ -257,6 +258,7 @@ class CleanTags(foo.Operator):
             inputs.enum("existing", again.values(), default="resume", label="These tags were cleaned before",
                         view=again)
         _device_input(inputs)
+        inputs.bool("open_panel", default=True, label="Open the Tag review panel when done")
         inputs.int("categories_per_batch", default=32, min=1, label="Categories per batch")
         inputs.int("batch_size", default=8, min=1, label="Images per batch")
         return types.Property(inputs, view=types.View(label="Clean tags"))
@@ -278,6 +280,8 @@ class CleanTags(foo.Operator):
             result = _flatten(self._clean(ctx, view, clean_tags, make_encoder, make_regions).to_dict(), "flagged")
         if not ctx.delegated:
             ctx.trigger("reload_dataset")
+            if action == "clean" and params.get("open_panel", True):
+                ctx.ops.open_panel(REVIEW_PANEL, layout="horizontal", state={"tag_field": params["tag_field"]})
         return result
 
     @staticmethod

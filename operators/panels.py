@@ -133,18 +133,15 @@ class TagReviewPanel(foo.Panel):
         return name, fields.get(name)
 
     def _load(self, ctx):
-        from fiftyone_ram.engine.review import default_fields
         from fiftyone_ram.engine.review_marks import flagged_rows, review_counts
 
         name, review = self._field(ctx)
         if review is None:
             return
         counts = review_counts(ctx.dataset, review)
-        applied = ctx.dataset.get_field(default_fields(name)["backup_field"]) is not None
         ctx.panel.state.status = (f"**{counts['flagged']}** tags flagged in `{review}`: **{counts['keep']}** "
-                                  f"marked keep, **{counts['remove']}** marked remove. " +
-                                  ("Removals applied (undo restores the original)." if applied
-                                   else "Nothing applied yet."))
+                                  f"marked keep, **{counts['remove']}** marked remove. Apply removes every "
+                                  f"flagged tag not marked keep, and those marked remove.")
         ctx.panel.data.flags = flagged_rows(ctx.dataset, review)
 
     def show(self, ctx):
@@ -175,8 +172,7 @@ class TagReviewPanel(foo.Panel):
 
         name, _ = self._field(ctx)
         result = apply_cleaning(ctx.dataset, name)
-        ctx.ops.notify(f"Removed {result['removed']} tags from '{name}' (original kept in "
-                       f"'{result['backup_field']}')", variant="success")
+        ctx.ops.notify(f"Removed {result['removed']} tags from '{name}' (undo puts them back)", variant="success")
         ctx.ops.reload_dataset()
         self._load(ctx)
 
@@ -185,11 +181,11 @@ class TagReviewPanel(foo.Panel):
 
         name, _ = self._field(ctx)
         try:
-            undo_cleaning(ctx.dataset, name)
+            result = undo_cleaning(ctx.dataset, name)
         except ValueError as exc:
-            ctx.ops.notify(str(exc), variant="warning")
+            ctx.ops.notify(str(exc).splitlines()[0], variant="warning")
             return
-        ctx.ops.notify(f"Restored '{name}' as it was before apply", variant="success")
+        ctx.ops.notify(result.get("message") or f"Restored '{name}' as it was before apply", variant="success")
         ctx.ops.reload_dataset()
         self._load(ctx)
 
@@ -208,7 +204,7 @@ class TagReviewPanel(foo.Panel):
         buttons.btn("show", label="Show flagged tags", on_click=self.show, variant="outlined")
         buttons.btn("apply", label="Apply removals", on_click=self.apply, variant="contained")
         buttons.btn("undo", label="Undo apply", on_click=self.undo, variant="outlined")
-        table = types.TableView()
+        table = types.TableView(max_inline_actions=2)  # both buttons on the row: one click each
         for column, label in (("file", "Image"), ("tag", "Tag"), ("reason", "Reason"), ("score", "Score"),
                               ("mark", "Mark")):
             table.add_column(column, label=label)
