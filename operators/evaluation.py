@@ -196,7 +196,7 @@ class PlotTagPRCurves(foo.Operator):
         outputs.str("eval_key", label="Evaluation key")
         outputs.plot("curves", label="Precision-recall", layout=PR_LAYOUT,
                      data=(ctx.results or {}).get("curves"))
-        return types.Property(outputs, view=types.View(label="Tag PR curves"))
+        return types.Property(outputs, view=types.View(label="Precision-recall curves"))
 
 
 class TuneTagThresholds(foo.Operator):

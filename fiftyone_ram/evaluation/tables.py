@@ -180,4 +180,4 @@ def pr_traces(results: Any, classes: Sequence[str] | None = None, points: int = 
 
 PR_LAYOUT = {"xaxis": {"title": {"text": "Recall"}, "range": [0, 1.02]},
              "yaxis": {"title": {"text": "Precision"}, "range": [0, 1.02]},
-             "height": 360, "margin": {"l": 50, "r": 10, "t": 10, "b": 40}}
+             "showlegend": True, "legend": {"x": 0.02, "y": 0.02}, "height": 360, "margin": {"l": 50, "r": 10, "t": 10, "b": 40}}

@@ -68,7 +68,7 @@ def test_evaluate_with_the_defaults_then_read_the_panel(app_page, app_dataset, t
     table = app.page.get_by_role("table").first
     assert {"cat", "cup", "person"} <= {c.strip() for c in table.locator("tbody tr td:first-child").all_inner_texts()}
     app.wait_for_text("Confusions (missed tag × wrong tags on the same image)")
-    assert app.page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 1  # PR curves drawn
+    app.page.locator(".js-plotly-plot .scatterlayer .trace").first.wait_for(state="attached")  # PR curves drawn
     _shot(app, tmp_path, "app-tag-evaluation-panel.png")
 
 
@@ -102,8 +102,12 @@ def test_pr_curves_and_threshold_tuning(app_page, app_dataset, tmp_path):
     app.open_dataset(dataset.name)
     app.open_operator("plot_tag_pr_curves", "Tag PR curves")
     app.execute()
-    app.wait_for_output("Tag PR curves")
-    assert app.prompt.locator(".js-plotly-plot .scatterlayer .trace").count() == 3  # the three best classes
+    app.wait_for_output("Precision-recall curves")
+    traces = app.prompt.locator(".js-plotly-plot .scatterlayer .trace")
+    traces.first.wait_for(state="attached")
+    assert traces.count() == 3  # the three classes with the best AP
+    legend = app.prompt.locator(".js-plotly-plot .legendtext").all_text_contents()
+    assert len(legend) == 3 and all("(AP " in name for name in legend), legend
     _shot(app, tmp_path, "app-pr-curves.png")
     app.prompt.get_by_role("button", name="Close", exact=True).click()
     app.prompt.wait_for(state="hidden")
