@@ -67,9 +67,15 @@ class TagEvaluationPanel(foo.Panel):
         """The samples where the chosen class was missed or wrongly predicted, in the grid."""
         from fiftyone import ViewField as F
 
-        key, cls = ctx.panel.state.eval_key, ctx.params.get("row_data", {}).get("class") or ctx.panel.state.pr_class
-        if not key or not cls:
+        from fiftyone_ram.evaluation.tables import class_rows
+
+        key, index = ctx.panel.state.eval_key, ctx.params.get("row")
+        if not key or not isinstance(index, int):
             return
+        rows = class_rows(ctx.dataset.load_evaluation_results(key))  # the table's rows (the App sends the index)
+        if not 0 <= index < len(rows):
+            return
+        cls = rows[index]["class"]
         pred = ctx.dataset.get_evaluation_info(key).config.pred_field
         view = ctx.dataset.load_evaluation_view(key)
         missed = F(f"{key}_missed").contains(cls)
@@ -155,10 +161,13 @@ class TagReviewPanel(foo.Panel):
     def _mark(self, ctx, value):
         from fiftyone_ram.engine.review_marks import mark
 
+        from fiftyone_ram.engine.review_marks import flagged_rows
+
         _, review = self._field(ctx)
-        row = ctx.params.get("row_data") or {}
-        if row.get("label_id"):
-            mark(ctx.dataset, review, [row["label_id"]], value)
+        rows = flagged_rows(ctx.dataset, review)  # the table's rows, in the order shown (the App sends the index)
+        index = ctx.params.get("row")
+        if isinstance(index, int) and 0 <= index < len(rows):
+            mark(ctx.dataset, review, [rows[index]["label_id"]], value)
         self._load(ctx)
 
     def keep(self, ctx):
