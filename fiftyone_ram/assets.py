@@ -8,8 +8,13 @@ file is already in the cache or an explicit path is given.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import tempfile
+import zipfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from fiftyone_ram.errors import UserError
 from fiftyone_ram.upstream import UPSTREAM_COMMIT, UPSTREAM_FILES
@@ -120,4 +125,122 @@ def download_weights(name: str, *, download: bool = True) -> Path:
         raise AssetError(f"{fetched}: sha256 does not match the released {spec.sha256}; delete it and retry")
     if fetched != target:
         fetched.replace(target)
+    if spec.sha256 is not None:  # just checked: the first load need not read the file again
+        stat = target.stat()
+        _VerifiedCache().put(CheckpointIdentity(str(target.resolve()), stat.st_size, spec.sha256, "sha256"), stat)
     return target
+
+
+# -- checkpoint verification ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CheckpointIdentity:
+    """What a checkpoint is, independently of where it lies: ``fingerprint`` is the released sha256, the
+    sha256 of a zip checkpoint's CRC table, or the file's sha256 (torch's legacy format has no CRCs)."""
+
+    path: str
+    size: int
+    fingerprint: str
+    verified_by: str  # "sha256" (a released file, against the registry), "crc32" (zip entries), "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def verify_checkpoint(path: str | Path) -> CheckpointIdentity:
+    """Check a checkpoint once, at its first use, and remember the result (keyed by path, size and mtime), so
+    that later loads cost one ``stat``.
+
+    A released file in the cache is checked against the registry's sha256; any other zip checkpoint (torch's
+    format since 1.6) against the CRC-32 of every entry, which covers each tensor's bytes. A damaged file
+    raises :class:`~fiftyone_ram.models.checkpoint.CheckpointError` naming it. A file that is not a checkpoint
+    at all is left for the loader to describe.
+    """
+    from fiftyone_ram.models import checkpoint as ckpt
+
+    path = Path(path)
+    try:
+        stat = path.stat()
+        resolved = str(path.resolve())
+    except (OSError, RuntimeError):  # missing, a symlink loop...: the loader says what is wrong
+        return CheckpointIdentity(str(path), 0, "", "none")
+    cache = _VerifiedCache()
+    known = cache.get(resolved, stat)
+    if known is not None:
+        return known
+    released = _released_sha256(path)
+    if released is not None:
+        actual = sha256_of(path)
+        if actual != released:
+            raise ckpt.CheckpointError(f"checkpoint {path} is damaged: its sha256 {actual[:12]}... is not the "
+                                       f"released {released[:12]}...; delete it and download it again")
+        identity = CheckpointIdentity(resolved, stat.st_size, actual, "sha256")
+    elif zipfile.is_zipfile(path):
+        bad = ckpt.zip_crc_failure(path)
+        if bad is not None:
+            raise ckpt.CheckpointError(f"checkpoint {path} is damaged: entry {bad} fails its CRC-32 check "
+                                       f"(copy or download the file again)")
+        identity = CheckpointIdentity(resolved, stat.st_size, ckpt.zip_fingerprint(path), "crc32")
+    elif stat.st_size:
+        identity = CheckpointIdentity(resolved, stat.st_size, sha256_of(path), "none")
+    else:
+        return CheckpointIdentity(resolved, 0, "", "none")
+    cache.put(identity, stat)
+    return identity
+
+
+def _released_sha256(path: Path) -> str | None:
+    """The pinned sha256 when ``path`` is where a released checkpoint is cached."""
+    from fiftyone_ram.models.registry import default_cfgs
+
+    for name, cfg in default_cfgs.items():
+        if cfg.weights.sha256 and _same_file(path, weights_path(name)):
+            return cfg.weights.sha256
+    return None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
+
+
+class _VerifiedCache:
+    """``verified.json`` in the cache root: resolved path -> size, mtime and identity of a checked file.
+
+    Written whole to a temporary file and renamed, so concurrent runs never read half a file (one of two
+    simultaneous updates may be lost: that file is then checked again next time)."""
+
+    def __init__(self) -> None:
+        self.path = ram_home() / "verified.json"
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def get(self, resolved: str, stat: os.stat_result) -> CheckpointIdentity | None:
+        entry = self._read().get(resolved)
+        if not isinstance(entry, dict) or (entry.get("size"), entry.get("mtime_ns")) != (stat.st_size,
+                                                                                         stat.st_mtime_ns):
+            return None
+        try:
+            return CheckpointIdentity(resolved, stat.st_size, entry["fingerprint"], entry["verified_by"])
+        except KeyError:
+            return None
+
+    def put(self, identity: CheckpointIdentity, stat: os.stat_result) -> None:
+        data = self._read()
+        data[identity.path] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                               "fingerprint": identity.fingerprint, "verified_by": identity.verified_by}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile("w", dir=self.path.parent, delete=False, suffix=".tmp",
+                                             encoding="utf-8") as f:
+                json.dump(data, f)
+            os.replace(f.name, self.path)
+        except OSError:  # a read-only cache: the file is checked again next time, nothing else is lost
+            pass

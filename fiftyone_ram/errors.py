@@ -10,3 +10,7 @@ from __future__ import annotations
 
 class UserError(Exception):
     """An error caused by the input, fixable by the user; ``str(error)`` is one line."""
+
+
+class OptionError(UserError, ValueError):
+    """An argument or option value that cannot work (a threshold of 1.5, an unknown language, ...)."""

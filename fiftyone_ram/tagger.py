@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from fiftyone_ram import assets
-from fiftyone_ram.decision import decide
+from fiftyone_ram.decision import check_threshold, decide
+from fiftyone_ram.errors import OptionError
 from fiftyone_ram.images import ImageError, ImageInput, preprocess, read_pixel_values
 from fiftyone_ram.models.base import TaggerModel
 from fiftyone_ram.models.config import ModelConfig
@@ -23,7 +24,7 @@ from fiftyone_ram.models.registry import (
     resolve_config,
     tag_list_signature,
 )
-from fiftyone_ram.tag_files import read_tag_list, read_thresholds
+from fiftyone_ram.tag_files import TagFileError, check_tag_names, read_tag_list, read_thresholds
 
 if TYPE_CHECKING:  # pragma: no cover
     from fiftyone_ram.vocabulary import Vocabulary
@@ -60,6 +61,8 @@ class Tagger:
 
     #: The custom vocabulary this tagger answers (see ``with_vocabulary``); None: the checkpoint's tags.
     vocabulary: Vocabulary | None = None
+    #: What the weights were read from (set by ``load_tagger``): tagging runs record it with their labels.
+    checkpoint: assets.CheckpointIdentity | None = None
 
     def __init__(self, model: TaggerModel, config: ModelConfig, tag_list: list[str], thresholds: np.ndarray,
                  *, tag_list_chinese: list[str] | Callable[[], list[str] | None] | None = None,
@@ -84,7 +87,7 @@ class Tagger:
         if callable(self._chinese):
             names = self._chinese()
             if names is not None and len(names) != len(self.tag_list):
-                raise ValueError(f"the Chinese tag list has {len(names)} names, the tag list {len(self.tag_list)}")
+                raise TagFileError(f"the Chinese tag list has {len(names)} names, the tag list {len(self.tag_list)}")
             self._chinese = names
         return self._chinese
 
@@ -111,7 +114,7 @@ class Tagger:
         unknown = [t for t in tags if t not in self._index]
         if unknown:
             shown = ", ".join(repr(t) for t in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
-            raise ValueError(f"{len(unknown)} tag(s) are not in this tagger's vocabulary: {shown}")
+            raise OptionError(f"{len(unknown)} tag(s) are not in this tagger's vocabulary: {shown}")
         return np.asarray([self._index[t] for t in tags], dtype=np.int64)
 
     def with_vocabulary(self, vocabulary: Vocabulary) -> Tagger:
@@ -137,6 +140,7 @@ class Tagger:
         tagger = Tagger(model, self.config, list(vocabulary.names), vocabulary.thresholds, tag_list_chinese=chinese,
                         excluded=excluded, device=self.device, batch_size=self.batch_size)
         tagger.vocabulary = vocabulary
+        tagger.checkpoint = self.checkpoint
         tagger._tokenizer = self._tokenizer
         return tagger
 
@@ -216,7 +220,7 @@ class Tagger:
         """Turn scores over ``indices`` of the tag list into per-image predictions (see
         :func:`fiftyone_ram.decision.decide`: strictly above the threshold, excluded tags never, tag-list order)."""
         names = self.names(language)
-        limits = self.thresholds[indices] if threshold is None else threshold
+        limits = self.thresholds[indices] if threshold is None else check_threshold(threshold)
         rows = decide(probs, limits, indices=indices, excluded=self.excluded)
         return [[(names[indices[j]], float(row[j])) for j in columns] for row, columns in zip(probs, rows)]
 
@@ -254,9 +258,10 @@ class Tagger:
             return self.tag_list
         if language == "zh":
             if self.tag_list_chinese is None:
-                raise ValueError(f"no Chinese tag names for this {self.family} tagger: pass tag_list_chinese=")
+                raise OptionError(f"no Chinese tag names for this {self.family} tagger: pass tag_list_chinese= "
+                                  f"(CLI: --tag-list-chinese)")
             return self.tag_list_chinese
-        raise ValueError(f"unknown language {language!r}; expected 'en' or 'zh'")
+        raise OptionError(f"unknown language {language!r}; expected 'en' or 'zh'")
 
     def embed(self, images: Images) -> np.ndarray:
         """Image embeddings (B, D): RAM/RAM++'s 512-d projected mean token (CLIP-aligned by upstream's
@@ -344,7 +349,7 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig, checkpoint: str
 
     if checkpoint is None:
         if config.name is None:
-            raise ValueError("a checkpoint path is required for a model given by a config file")
+            raise OptionError("a checkpoint path is required for a model given by a config file (CLI: --checkpoint)")
         try:
             checkpoint = assets.download_weights(config.name)
         except assets.AssetError as exc:
@@ -360,25 +365,34 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig, checkpoint: str
     if own_labels and thresholds is None:
         thresholds = fetch(labels.thresholds)
     if missing:  # one message for everything a first offline use lacks
-        raise assets.AssetError("missing files:\n  " + "\n  ".join(missing))
+        raise assets.AssetError(f"{len(missing)} file(s) missing: " + "; ".join(missing))
     names = read_tag_list(tag_list)
+    if not labels.matches(names):  # upstream's own lists are trusted by sha256 (Tag2Text's has homographs)
+        check_tag_names(names, _origin(tag_list, "the tag list"))
 
     chinese: list[str] | Callable[[], list[str] | None] | None = None
     if tag_list_chinese is not None:
         chinese = read_tag_list(tag_list_chinese)
         if len(chinese) != len(names):
-            raise ValueError(f"the Chinese tag list has {len(chinese)} names, the tag list {len(names)}")
+            raise TagFileError(f"{_origin(tag_list_chinese, 'the Chinese tag list')} has {len(chinese)} names, the "
+                               f"tag list {len(names)}")
+        blank = [i + 1 for i, name in enumerate(chinese) if not name]
+        if blank:  # repeats are fine here: several English tags may share one Chinese name
+            raise TagFileError(f"{_origin(tag_list_chinese, 'the Chinese tag list')} has a blank name at line "
+                               f"{blank[0]}")
     elif own_labels and labels.tag_list_chinese is not None:
         chinese_file = labels.tag_list_chinese
         chinese = lambda: read_tag_list(assets.upstream_file(chinese_file))  # noqa: E731  fetched on first use
     limits = (read_thresholds(thresholds, len(names)) if thresholds is not None
               else default_thresholds(labels if own_labels else None, len(names)))
     excluded: Sequence[int] = labels.excluded if own_labels else ()
+    identity = assets.verify_checkpoint(checkpoint)  # once per file (cached): a damaged file fails here
     model = model_from_checkpoint(config, checkpoint, len(names))
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     tagger = Tagger(model, config, names, limits, tag_list_chinese=chinese, excluded=excluded, device=device,
                     batch_size=batch_size)
+    tagger.checkpoint = identity
     if tags is None and descriptions is None and not keep_builtin and not tag_thresholds:
         return tagger
     from fiftyone_ram.vocabulary import build_vocabulary
@@ -387,6 +401,11 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig, checkpoint: str
         tagger.family, tagger.tag_list, tagger.thresholds, tags=tags, descriptions=descriptions,
         keep_builtin=keep_builtin, new_tag_threshold=new_tag_threshold, tag_thresholds=tag_thresholds,
         text_encoder=text_encoder, templates=templates, device=tagger.device))
+
+
+def _origin(source: Any, what: str) -> str:
+    """How a tag list is named in messages: its file, or what it is when given as a list."""
+    return f"{what} {source}" if isinstance(source, (str, Path)) else what
 
 
 def default_thresholds(labels: LabelSet | None, count: int) -> np.ndarray:

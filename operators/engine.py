@@ -152,13 +152,17 @@ class GenerateTags(foo.Operator):
         return types.Property(inputs, view=types.View(label="Generate tags"))
 
     def execute(self, ctx):
-        from fiftyone_ram.engine.generation import generate_tags
+        from fiftyone_ram.engine.generation import check_generation, generate_tags
 
         params = ctx.params
+        out_field = params.get("out_field") or "generated"
+        check_generation(ctx.target_view(), out_field, tag_fields=params.get("tag_fields") or (),
+                         caption_fields=params.get("caption_fields") or (),
+                         overwrite=bool(params.get("overwrite")))  # before the models load
         tagger = _load_model(params, "", "ram_plus_swin_large_14m") if params.get("predict", True) else None
         captioner = _load_model(params, CAPTIONER, "none")
         summary = generate_tags(
-            ctx.target_view(), params.get("out_field") or "generated", tag_fields=params.get("tag_fields") or (),
+            ctx.target_view(), out_field, tag_fields=params.get("tag_fields") or (),
             caption_fields=params.get("caption_fields") or (), tagger=tagger, captioner=captioner,
             tag_list=params.get("parser_tags") or None, threshold=params.get("threshold"),
             batch_size=params.get("batch_size") or 8, overwrite=bool(params.get("overwrite")),
@@ -251,12 +255,17 @@ class CleanTags(foo.Operator):
                                 "each tag (the paper's rule)", view=types.RadioGroup())
         inputs.bool("per_category", default=False, label="Judge each tag alone",
                     description="Do not compare with other tags' modes (for overlapping tags: animal / dog)")
-        if ctx.dataset.has_run(f"ram_clean_{params.get('tag_field') or fields[0]}"):
+        run_key = f"ram_clean_{params.get('tag_field') or fields[0]}"
+        if ctx.dataset.has_run(run_key):
+            state = ctx.dataset.load_run_results(run_key, cache=False)
+            done = len(getattr(state, "categories_done", None) or [])
+            finished = (getattr(state, "status", None) or "completed") == "completed"
             again = types.RadioGroup()
             again.add_choice("resume", label="Resume (skip the categories done)")
             again.add_choice("overwrite", label="Start again")
-            inputs.enum("existing", again.values(), default="resume", label="These tags were cleaned before",
-                        view=again)
+            inputs.enum("existing", again.values(), default="resume", view=again,
+                        label="These tags were cleaned before" if finished else
+                        f"An earlier cleaning of these tags did not finish ({done} categories done)")
         _device_input(inputs)
         inputs.bool("open_panel", default=True, label="Open the Tag review panel when done")
         inputs.int("categories_per_batch", default=32, min=1, label="Categories per batch")
@@ -286,7 +295,11 @@ class CleanTags(foo.Operator):
 
     @staticmethod
     def _clean(ctx, view, clean_tags, make_encoder, make_regions):
+        from fiftyone_ram.engine.cleaning import check_cleaning
+
         params = ctx.params
+        check_cleaning(view, params["tag_field"], resume=params.get("existing") == "resume",
+                       overwrite=params.get("existing") == "overwrite")  # before the models load
         embedder, check = params.get("embedder") or "ram", params.get("check", True)
         tagger = _load_model(params, "", "ram_plus_swin_large_14m") if embedder == "ram" or check else None
         device = params.get("device") if params.get("device") not in (None, "auto") else None

@@ -73,9 +73,13 @@ class EvaluateTags(foo.Operator):
             gt.invalid, gt.error_message = True, "Choose a field other than the predictions"
         key = inputs.str("eval_key", required=True, label="Evaluation key", default="eval_tags")
         eval_key = ctx.params.get("eval_key") or "eval_tags"
+        method = _method_of(ctx.dataset, eval_key)
         if not eval_key.isidentifier():
             key.invalid, key.error_message = True, "The key must be a valid Python identifier"
-        elif ctx.dataset.has_evaluation(eval_key):
+        elif method is not None and method != _tag_method():
+            key.invalid = True
+            key.error_message = f"'{eval_key}' is another evaluation's key ({method}): choose another"
+        elif method is not None:
             inputs.view("exists", types.Warning(
                 label=f"An evaluation '{eval_key}' exists",
                 description="Replacing it deletes its results and its per-sample fields"))
@@ -108,13 +112,6 @@ class EvaluateTags(foo.Operator):
         p = ctx.params
         if p["pred_field"] == p["gt_field"]:
             raise UserError(f"'{p['pred_field']}' is chosen as both the predictions and the ground truth")
-        if ctx.dataset.has_evaluation(p["eval_key"]) and p.get("existing") != "replace":
-            raise UserError(f"an evaluation '{p['eval_key']}' exists: choose 'Replace it' or another key")
-        if ctx.dataset.has_evaluation(p["eval_key"]):
-            config = ctx.dataset.get_evaluation_info(p["eval_key"]).config
-            if (config.pred_field, config.gt_field) != (p["pred_field"], p["gt_field"]):
-                # FiftyOne replaces a run in place only with the same fields; the user asked to replace it.
-                ctx.dataset.delete_evaluation(p["eval_key"])
         view, left_out = _readable(ctx.target_view(), p["pred_field"])
         top_k = [int(k) for k in str(p.get("top_k") or "").replace(" ", "").split(",") if k]
         results = evaluate_tags(
@@ -128,6 +125,7 @@ class EvaluateTags(foo.Operator):
             top_k=top_k,
             ties=p.get("ties", "pessimistic"),
             empty_classes=p.get("empty_classes", "exclude"),
+            overwrite=p.get("existing") == "replace",  # an existing run goes only when the user chose so
             progress=lambda fraction, stage: ctx.set_progress(progress=fraction, label=stage),
         )
         if not ctx.delegated:
@@ -286,6 +284,19 @@ class TuneTagThresholds(foo.Operator):
             table.add_column(column, label=label)
         outputs.list("thresholds", types.Object(), label="Tuned thresholds", view=table)
         return types.Property(outputs, view=types.View(label="Tuned thresholds"))
+
+
+def _tag_method() -> str:
+    from fiftyone_ram.evaluation.keys import METHOD
+
+    return METHOD
+
+
+def _method_of(dataset, key: str) -> str | None:
+    """The method of the evaluation recorded under ``key``; None when the key is free."""
+    if key not in dataset.list_evaluations():
+        return None
+    return getattr(dataset.get_evaluation_info(key).config, "method", None) or "?"
 
 
 def _say_which_samples(inputs, ctx) -> None:

@@ -168,7 +168,7 @@ def test_wrong_field_types_fail_before_anything_is_written(dataset):
     for (pred, gt), message in cases:
         with pytest.raises(ValueError, match=message):
             evaluate_tags(dataset, pred, gt, eval_key="bad", model_tags=MODEL_TAGS)
-    with pytest.raises(ValueError, match="Invalid evaluation key"):
+    with pytest.raises(ValueError, match="invalid evaluation key 'not a key'"):
         evaluate_tags(dataset, "ram", "gt", eval_key="not a key")
     assert "bad" not in dataset.list_evaluations()
     assert set(dataset.get_field_schema(flat=True)) == schema

@@ -95,4 +95,4 @@ def test_models_download_fetches_weights_and_tag_lists(monkeypatch, tmp_path):
 
     monkeypatch.setattr(assets, "download_weights", offline)
     failed = CliRunner().invoke(main, ["models", "download", "all"])
-    assert failed.exit_code == 1 and "is not available" in failed.output
+    assert failed.exit_code == 2 and "is not available" in failed.output  # a user error: one line, status 2

@@ -143,11 +143,15 @@ def test_embeddings_similarity_and_visualization(model, pngs, tmp_path, assert_s
     fob.compute_visualization(dataset, embeddings="ram_embedding", method="pca", brain_key="ram_viz")
     assert dataset.load_brain_results("ram_viz").points.shape == (5, 2)
 
-    # An unreadable image fails only its own batch (FiftyOne's skip_failures semantics).
+    # An unreadable image costs only its own embedding, also in a batch with readable ones (issue 11, case 11).
     dataset.add_sample(fo.Sample(filepath=str(tmp_path / "missing.png")))
-    dataset.compute_embeddings(model, embeddings_field="with_bad", batch_size=1, num_workers=0)
+    dataset.compute_embeddings(model, embeddings_field="with_bad", batch_size=6, num_workers=0)
     values = dataset.values("with_bad")
     assert values[-1] is None and all(v is not None for v in values[:-1])
+    assert_scores_close(np.stack(values[:-1]), embeddings)
+    with pytest.raises(Exception, match="missing.png"):  # asked not to skip failures: an error, as FiftyOne's models
+        dataset.compute_embeddings(model, embeddings_field="strict", batch_size=6, num_workers=0,
+                                   skip_failures=False)
 
 
 def test_tag2text_caption_is_stored_on_the_field(pngs, tiny_model_settings, stored_tags, assert_same_tags):

@@ -72,10 +72,12 @@ def test_overwrite_retags_and_an_unreadable_sample_keeps_its_labels(model, datas
         else:
             assert sample.ram.classifications[0].id != old[sample.filepath] and sample.ram_error is None
 
-    # The file is back: resuming does nothing (it still has labels), overwriting clears the stale error.
-    assert forf.tag_samples(dataset, model, "ram", resume=True).tagged == 0
-    forf.tag_samples(dataset, model, "ram", overwrite=True, batch_size=4, num_workers=0)
+    # The file is back: resuming finishes the overwrite for it (its last attempt failed) and clears the error.
+    resumed = forf.tag_samples(dataset, model, "ram", resume=True)
+    assert resumed.tagged == 1 and resumed.skipped == len(dataset) - 1
+    assert dataset.one(fo.ViewField("filepath") == gone).ram.classifications[0].id != old[gone]
     assert dataset.count("ram_error") == 0
+    assert forf.tag_samples(dataset, model, "ram", resume=True).tagged == 0  # now nothing is left
 
 
 def test_a_fixed_file_is_tagged_on_resume_and_its_error_cleared(model, dataset, tmp_path):

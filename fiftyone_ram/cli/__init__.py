@@ -3,18 +3,57 @@
 One module per command group; :mod:`fiftyone_ram.cli.options` (the shared tagger options) is the leaf they all
 import. This package only assembles them into :func:`main`, the console script. The submodules stay bound
 under their own names here (``fiftyone_ram.cli.tag`` is the module; its command is ``tag.tag``).
+
+Exit status: 0 when everything worked, 1 when some images could not be read (the rest was done), 2 for an
+error the user can fix (:class:`fiftyone_ram.errors.UserError`, a bad option, a missing file): one line
+naming the file, field or option, without a traceback unless ``--debug`` or ``FIFTYONE_RAM_DEBUG=1``.
 """
 
 from __future__ import annotations
 
+import os
+import traceback
+
 import click
 
 from fiftyone_ram.cli import engine, evaluate, labels, models, tag
+from fiftyone_ram.cli.options import CommandError
+from fiftyone_ram.errors import UserError
+
+DEBUG_VARIABLE = "FIFTYONE_RAM_DEBUG"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _debugging(ctx: click.Context) -> bool:
+    return bool(ctx.params.get("debug")) or os.environ.get(DEBUG_VARIABLE, "").strip() not in ("", "0")
+
+
+def _one_line(message: str) -> str:
+    return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+
+
+class _Main(click.Group):
+    """The group that turns user errors into one line and exit status 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (UserError, OSError) as exc:
+            if isinstance(exc, OSError) and not isinstance(exc, UserError) and exc.filename is None:
+                raise  # not about a file the user named: a bug, keep the traceback
+            if _debugging(ctx):
+                traceback.print_exc()
+                ctx.exit(2)
+            if isinstance(exc, UserError):
+                message = str(exc)
+            else:
+                message = f"{exc.filename}: {exc.strerror or exc}"
+            raise CommandError(_one_line(message)) from None
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="fiftyone-ram")
-def main() -> None:
+@click.option("--debug", is_flag=True, help=f"Show the traceback of an error (also: {DEBUG_VARIABLE}=1).")
+def main(debug: bool) -> None:
     """Recognize Anything (RAM, RAM++, Tag2Text) image tagging for FiftyOne."""
 
 

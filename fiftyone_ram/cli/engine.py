@@ -9,14 +9,15 @@ import json
 
 import click
 
-from fiftyone_ram.cli.options import CAPTIONER_CHOICES, load_tagger_from_options, tagger_options
+from fiftyone_ram.cli.options import (CAPTIONER_CHOICES, THRESHOLD, CommandError, load_tagger_from_options,
+                                      tagger_options)
 
 
 def _collection(dataset_name: str, saved_view: str | None):
     import fiftyone as fo
 
     if not fo.dataset_exists(dataset_name):
-        raise click.ClickException(f"no FiftyOne dataset named {dataset_name!r}")
+        raise CommandError(f"no FiftyOne dataset named {dataset_name!r}")
     dataset = fo.load_dataset(dataset_name)
     return dataset.load_saved_view(saved_view) if saved_view else dataset
 
@@ -47,7 +48,7 @@ def _tagger_or_none(wanted: bool, model_name, checkpoint, config_path, tag_list,
                    "list such as 'tags'.")
 @click.option("--caption-field", "caption_fields", multiple=True, help="Caption field to parse (repeatable).")
 @click.option("--predict", is_flag=True, help="Add the tags the tagger (--model ...) predicts.")
-@click.option("--threshold", type=float, default=None, help="With --predict: one threshold for all tags.")
+@click.option("--threshold", type=THRESHOLD, default=None, help="With --predict: one threshold for all tags.")
 @click.option("--captioner", "captioner_model", type=click.Choice(CAPTIONER_CHOICES), default=None,
               help="Add tags parsed from Tag2Text captions: a released Tag2Text model, or 'tag2text' with "
                    "--captioner-config.")
@@ -65,9 +66,14 @@ def generate(dataset_name, model_name, checkpoint, config_path, tag_list, tag_li
              as_json):
     """Merge existing, parsed, predicted and captioned tags of DATASET_NAME into --out-field, each tag with
     its sources (original, parsed, predicted, captioned) and its confidence when predicted."""
-    from fiftyone_ram.engine.generation import generate_tags
+    from fiftyone_ram.engine.generation import check_generation, generate_tags
 
     samples = _collection(dataset_name, saved_view)
+    try:  # what can be refused is refused before the models load
+        check_generation(samples, out_field, tag_fields=tag_fields, caption_fields=caption_fields,
+                         overwrite=overwrite)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
     tagger = _tagger_or_none(predict, model_name, checkpoint, config_path, tag_list, tag_list_chinese, thresholds,
                              device, batch_size)
     captioner = None
@@ -79,7 +85,7 @@ def generate(dataset_name, model_name, checkpoint, config_path, tag_list, tag_li
                                 tagger=tagger, captioner=captioner, tag_list=parser_tags, threshold=threshold,
                                 batch_size=batch_size, overwrite=overwrite, progress=_progress)
     except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
     _report(summary, as_json)
 
 
@@ -93,8 +99,8 @@ def generate(dataset_name, model_name, checkpoint, config_path, tag_list, tag_li
 @click.option("--regions-field", default=None, help="Take regions from this Detections field instead of a detector.")
 @click.option("--detector", default=None, help="Grounding-DINO hub id or folder (default IDEA-Research/"
                                                  "grounding-dino-tiny).")
-@click.option("--box-threshold", type=float, default=0.35, show_default=True)
-@click.option("--text-threshold", type=float, default=0.25, show_default=True)
+@click.option("--box-threshold", type=THRESHOLD, default=0.35, show_default=True)
+@click.option("--text-threshold", type=THRESHOLD, default=0.25, show_default=True)
 @click.option("--max-regions", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--embedder", type=click.Choice(["ram", "clip"]), default="ram", show_default=True,
               help="Crop embeddings: the tagger's image encoder or CLIP's.")
@@ -127,7 +133,7 @@ def clean(dataset_name, model_name, checkpoint, config_path, tag_list, tag_list_
           resume, overwrite, do_apply, accept, do_undo, as_json):
     """Flag wrong tags of --tag-field in DATASET_NAME (regions, crop clusters, the tagger's opinion), for
     review in the App (saved view <tag-field>_flagged); --apply commits, --undo reverts."""
-    from fiftyone_ram.engine.cleaning import clean_tags
+    from fiftyone_ram.engine.cleaning import check_cleaning, clean_tags
     from fiftyone_ram.engine.crops import make_encoder
     from fiftyone_ram.engine.regions import make_regions
     from fiftyone_ram.engine.review import apply_cleaning, undo_cleaning
@@ -136,16 +142,26 @@ def clean(dataset_name, model_name, checkpoint, config_path, tag_list, tag_list_
     if do_apply and do_undo:
         raise click.UsageError("--apply and --undo are two different steps")
     try:
-        if do_apply or do_undo:
-            if do_apply:
-                result = apply_cleaning(samples, tag_field, accept=accept)
-            else:
-                result = undo_cleaning(samples, tag_field)
-            click.echo(json.dumps(result) if as_json else ", ".join(f"{k}: {v}" for k, v in result.items()))
+        if do_apply:
+            result = apply_cleaning(samples, tag_field, accept=accept)
+            click.echo(json.dumps(result) if as_json else
+                       f"removed {result['removed']} tag(s) from {result['samples']} sample(s) of '{tag_field}'"
+                       + (" (undo with --undo)" if result["removed"] else ""))
+            return
+        if do_undo:
+            result = undo_cleaning(samples, tag_field)
+            message = result.pop("message")
+            click.echo(json.dumps(result) if as_json else message)
+            if result["not_restored"]:
+                # Part of what apply removed is not back (the user changed it since): not a full success.
+                click.get_current_context().exit(1)
             return
         if categories and top:
             raise click.UsageError("give --categories or --top, not both")
         wanted = [c.strip() for c in categories.split(",") if c.strip()] if categories else top
+        if resume and overwrite:
+            raise click.UsageError("give --resume or --overwrite, not both")
+        check_cleaning(samples, tag_field, resume=resume, overwrite=overwrite)  # before the models load
         tagger = _tagger_or_none(embedder == "ram" or not no_check, model_name, checkpoint, config_path, tag_list,
                                  tag_list_chinese, thresholds, device, batch_size)
         encoder = make_encoder(embedder, tagger=tagger, clip_model=clip_model, device=device, check=not no_check)
@@ -157,5 +173,5 @@ def clean(dataset_name, model_name, checkpoint, config_path, tag_list, tag_list_
                              categories_per_batch=categories_per_batch, batch_size=batch_size, resume=resume,
                              overwrite=overwrite, progress=_progress)
     except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
     _report(summary, as_json)

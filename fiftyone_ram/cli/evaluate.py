@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from fiftyone_ram.cli.options import (checkpoint_option, config_option, device_option, load_tagger_from_options,
-                                      model_option, tag_list_option, thresholds_option)
+from fiftyone_ram.cli.options import (THRESHOLD, CommandError, checkpoint_option, config_option, device_option,
+                                      load_tagger_from_options, model_option, tag_list_option, thresholds_option)
 from fiftyone_ram.evaluation.benchmarks import BENCHMARKS
 from fiftyone_ram.evaluation.metrics import EMPTY_CLASSES, TIES
 
@@ -42,7 +42,8 @@ def _classes(value: str | None) -> list[str] | None:
 @click.option("--view", "saved_view", default=None, help="Evaluate this saved view of the dataset.")
 @click.option("--model-tags", type=click.Path(exists=True, dir_okay=False),
               help="The model's tag list (reads logits; reports classes the model lacks).")
-@click.option("--threshold", type=float, default=None, help="Re-decide tags at this threshold (default: stored tags).")
+@click.option("--threshold", type=THRESHOLD, default=None,
+              help="Re-decide tags at this threshold (default: stored tags).")
 @click.option("--thresholds", "thresholds_file", type=click.Path(exists=True, dir_okay=False),
               help="Per-class thresholds aligned with --model-tags (upstream's format).")
 @click.option("--mapping", type=click.Path(exists=True, dir_okay=False),
@@ -54,7 +55,7 @@ def _classes(value: str | None) -> list[str] | None:
               help="Classes without positives: left out of mAP / CP / CR, or counted as 0 (upstream).")
 @click.option("--tune-thresholds", "tune_out", type=click.Path(dir_okay=False),
               help="Write per-class thresholds tuned on this view (upstream's format) to this file.")
-@click.option("--target-precision", type=float, default=None,
+@click.option("--target-precision", type=THRESHOLD, default=None,
               help="With --tune-thresholds: lowest threshold reaching this precision instead of best F1.")
 @click.option("--base-thresholds", type=click.Path(exists=True, dir_okay=False),
               help="With --tune-thresholds: values for classes the view cannot tune (default: --thresholds).")
@@ -83,14 +84,14 @@ def evaluate(dataset_name, pred_field, gt_field, eval_key, saved_view, model_tag
             classes=_classes(classes), ties=ties, empty_classes=empty_classes, top_k=_top_k(top_k),
         )
     except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
     tuning = None
     if tune_out:
         try:
             tuning = results.tune_thresholds(target_precision=target_precision, min_positives=min_positives,
                                              base_thresholds=base_thresholds)
         except ValueError as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise CommandError(str(exc)) from exc
         tuning.write(tune_out)
     if as_json:
         out = results.to_json_dict()
@@ -113,7 +114,7 @@ def evaluate(dataset_name, pred_field, gt_field, eval_key, saved_view, model_tag
 @thresholds_option
 @device_option
 @click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--threshold", type=float, default=None,
+@click.option("--threshold", type=THRESHOLD, default=None,
               help="One threshold for all classes (paper P/R: 0.86 for RAM, 0.68 for Tag2Text).")
 @click.option("--taglist", type=click.Path(exists=True, dir_okay=False),
               help="Benchmark tag list (default: upstream's, downloaded once).")
@@ -153,7 +154,7 @@ def benchmark(name, model_name, checkpoint, config_path, tag_list, thresholds, d
                                reuse_scores=reuse_scores, descriptions=descriptions, text_encoder=text_encoder,
                                progress=progress)
     except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(report.to_json_dict(), ensure_ascii=False))
     else:

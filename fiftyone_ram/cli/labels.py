@@ -6,6 +6,8 @@ import json
 
 import click
 
+from fiftyone_ram.cli.options import CommandError
+
 
 @click.command("parse-captions")
 @click.argument("file", type=click.File("r", encoding="utf-8"))
@@ -27,7 +29,7 @@ def parse_captions(file, tag_list: str | None, as_json: bool) -> None:
     try:
         parser = load_parser(tag_list)
     except (WordNetUnavailableError, RuntimeError, OSError, ValueError) as error:
-        raise click.ClickException(str(error)) from error
+        raise CommandError(str(error)) from error
     for line in file:
         tags = parser.tags(line.rstrip("\n"))
         click.echo(json.dumps(tags, ensure_ascii=False) if as_json else ", ".join(tags))

@@ -7,6 +7,7 @@ import json
 import click
 
 from fiftyone_ram import assets
+from fiftyone_ram.cli.options import CommandError
 from fiftyone_ram.models.registry import FAMILY_NAMES, default_cfgs, get_variant
 
 # Display names of the families (the operators' forms hold the same table; the registry has none).
@@ -66,7 +67,7 @@ def download(names: tuple[str, ...]) -> None:
                 assets.upstream_file(data_file)
             click.echo(f"{name}: {assets.download_weights(name)}")
     except assets.AssetError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise CommandError(str(exc)) from None
 
 
 @models.command("info")

@@ -19,6 +19,34 @@ if TYPE_CHECKING:  # pragma: no cover
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+
+class CommandError(click.ClickException):
+    """A user error as the command line shows it: ``Error: <one line>``, exit status 2 (1 is kept for "some
+    images could not be read")."""
+
+    exit_code = 2
+
+
+class ThresholdType(click.ParamType):
+    """A threshold option: a finite number with 0 <= t <= 1 (``nan``, ``1.5`` and ``-1`` are refused)."""
+
+    name = "threshold"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        from fiftyone_ram.decision import THRESHOLD_RULE
+
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number ({THRESHOLD_RULE})", param, ctx)
+        if not (number == number and 0.0 <= number <= 1.0):  # number == number: not NaN
+            self.fail(f"{value!r} is not a valid threshold ({THRESHOLD_RULE})", param, ctx)
+        return number
+
+
+#: For every option that is a threshold or another probability (a target precision).
+THRESHOLD = ThresholdType()
+
 #: What ``--model`` accepts: a released variant, or a family whose sizes come from ``--config``.
 MODEL_CHOICES = (*default_cfgs, *FAMILIES)
 #: What ``--captioner`` accepts: the released Tag2Text variants, or the family with ``--captioner-config``.
@@ -54,17 +82,11 @@ def load_tagger_from_options(model_name: str, checkpoint: str | None, config_pat
                              tag_list: str | None, tag_list_chinese: str | None, thresholds: str | None,
                              device: str | None, batch_size: int = 4, **vocabulary: Any) -> Tagger:
     """The tagger :func:`tagger_options` describe. ``vocabulary``: ``load_tagger``'s vocabulary options
-    (tags, descriptions, keep_builtin, ...). A name, file or download that cannot give a model is one line
-    of error (exit status 1), not a traceback."""
+    (tags, descriptions, keep_builtin, ...). A name, file or download that cannot give a model raises a
+    :class:`~fiftyone_ram.errors.UserError`, which the command line shows as one line (exit status 2)."""
     from fiftyone_ram import load_tagger
-    from fiftyone_ram.assets import AssetError
-    from fiftyone_ram.models.checkpoint import CheckpointError
-    from fiftyone_ram.models.config import ConfigError
 
     family = model_name if model_name in FAMILIES else None
-    try:
-        return load_tagger(config_path or model_name, checkpoint, family=family, tag_list=tag_list,
-                           tag_list_chinese=tag_list_chinese, thresholds=thresholds, device=device,
-                           batch_size=batch_size, **vocabulary)
-    except (ConfigError, CheckpointError, AssetError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    return load_tagger(config_path or model_name, checkpoint, family=family, tag_list=tag_list,
+                       tag_list_chinese=tag_list_chinese, thresholds=thresholds, device=device,
+                       batch_size=batch_size, **vocabulary)

@@ -1,7 +1,9 @@
 """``fiftyone-ram tag``: tag image files and folders, printing the tags or storing them in a FiftyOne dataset.
 
 The printing path imports neither FiftyOne nor torch before a tagger is loaded; ``--dataset`` imports FiftyOne
-only then.
+first, to refuse a bad field or option before the model is loaded. Entries of the inputs that cannot be tagged
+(dangling links, link loops, pipes) are reported one line each and make the exit status 1, as unreadable
+images do; names that are not UTF-8 are printed with their bytes escaped, and skipped with ``--dataset``.
 """
 
 from __future__ import annotations
@@ -14,18 +16,20 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from fiftyone_ram.cli.options import load_tagger_from_options, tagger_options
+from fiftyone_ram.cli.options import THRESHOLD, load_tagger_from_options, tagger_options
+from fiftyone_ram.image_files import IMAGE_SUFFIXES, Found, find_images, is_utf8, printable
 
 if TYPE_CHECKING:  # pragma: no cover
     from fiftyone_ram.tagger import Tagger
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+__all__ = ["tag", "iter_images", "tag_paths", "tag_into_dataset", "IMAGE_SUFFIXES"]
 
 
 @click.command("tag")
 @click.argument("inputs", nargs=-1, required=False, type=click.Path())
 @tagger_options
-@click.option("--threshold", type=float, default=None, help="One threshold for all tags instead of per-class ones.")
+@click.option("--threshold", type=THRESHOLD, default=None,
+              help="One threshold for all tags instead of per-class ones (0 <= t <= 1).")
 @click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True)
 @click.option("--caption/--no-caption", default=None, help="Tag2Text: also print a caption (default: on).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image.")
@@ -33,7 +37,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
               help="Tag into this FiftyOne dataset (created from INPUTS if missing; INPUTS are added to it) "
                    "instead of printing.")
 @click.option("--field", default="ram", show_default=True, help="With --dataset: the label field.")
-@click.option("--resume", is_flag=True, help="With --dataset: tag only the samples without labels in --field.")
+@click.option("--resume", is_flag=True,
+              help="With --dataset: continue the run of --field (same settings): tag only what it has not tagged.")
 @click.option("--overwrite", is_flag=True, help="With --dataset: replace existing labels in --field.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
               help="Images per model call.")
@@ -47,7 +52,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
               help="RAM++: tag descriptions in upstream's JSON format ([{tag: [description, ...]}, ...]); "
                    "without --tags, the described tags are the vocabulary.")
 @click.option("--keep-builtin", is_flag=True, help="With --tags/--descriptions: the model's own tags plus those.")
-@click.option("--new-tag-threshold", type=float, default=None,
+@click.option("--new-tag-threshold", type=THRESHOLD, default=None,
               help="Threshold of new (embedded) tags; default 0.5 as upstream's open set.")
 @click.option("--text-encoder", default=None,
               help="CLIP text model (hub name or folder) for new tags; default openai/clip-vit-base-patch16.")
@@ -57,6 +62,8 @@ def tag(inputs, model_name, checkpoint, config_path, tag_list, tag_list_chinese,
     """Tag images (files or folders) and print each tag with its probability, or store them in a dataset."""
     if not inputs and not dataset_name:
         raise click.UsageError("give image files or folders, or --dataset NAME")
+    if dataset_name:  # what can be refused without the model is refused before it is loaded
+        _check_dataset_options(dataset_name, field, overwrite=overwrite, resume=resume)
     vocabulary = dict(tags=vocab_tags, descriptions=descriptions, keep_builtin=keep_builtin,
                       new_tag_threshold=new_tag_threshold, text_encoder=text_encoder)
     tagger = load_tagger_from_options(model_name, checkpoint, config_path, tag_list, tag_list_chinese,
@@ -64,14 +71,21 @@ def tag(inputs, model_name, checkpoint, config_path, tag_list, tag_list_chinese,
     with_caption = tagger.family == "tag2text" if caption is None else caption
     if dataset_name:
         raise SystemExit(tag_into_dataset(
-            tagger, dataset_name=dataset_name, paths=iter_images(inputs), field=field, resume=resume,
+            tagger, dataset_name=dataset_name, inputs=inputs, field=field, resume=resume,
             overwrite=overwrite, batch_size=batch_size, num_workers=num_workers, threshold=threshold,
             language=lang, caption=with_caption, sample_tags=sample_tags, as_json=as_json, checkpoint=checkpoint,
             tag_list=tag_list, tag_list_chinese=tag_list_chinese, thresholds=thresholds, device=device,
             vocabulary=vocabulary))
     failed = 0
-    for record in tag_paths(tagger, iter_images(inputs), batch_size=batch_size, threshold=threshold,
-                            language=lang, caption=with_caption):
+    images: list[Path] = []
+    for found in find_images(inputs):
+        if found.is_image:
+            images.append(found.path)
+        else:
+            failed += found.problem is not None
+            _report(found, as_json)
+    for record in tag_paths(tagger, images, batch_size=batch_size, threshold=threshold, language=lang,
+                            caption=with_caption):
         failed += "error" in record
         _emit(record, as_json)
     if failed:
@@ -80,13 +94,20 @@ def tag(inputs, model_name, checkpoint, config_path, tag_list, tag_list_chinese,
 
 
 def iter_images(inputs: Iterable[str]) -> Iterator[Path]:
-    """Files as given; folders walked recursively for image files, in sorted order."""
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            yield path
+    """The image files of ``inputs`` (see :func:`fiftyone_ram.image_files.find_images`), without the reports."""
+    return (found.path for found in find_images(inputs) if found.is_image)
+
+
+def _report(found: Found, as_json: bool, *, skipped: bool = False) -> None:
+    """One line on stderr for an entry that is not tagged: why (a problem) or what it is (a note)."""
+    path = printable(found.path)
+    if found.problem is not None:
+        reason = printable(f"skipped: {found.problem}" if skipped else found.problem)  # may quote a link target
+        click.echo(json.dumps({"image": path, "error": reason}, ensure_ascii=False) if as_json
+                   else f"{path}: error: {reason}", err=True)
+    else:
+        click.echo(json.dumps({"image": path, "note": found.note}, ensure_ascii=False) if as_json
+                   else f"{path}: note: {found.note}", err=True)
 
 
 def tag_paths(tagger: Tagger, paths: Iterable[Path], *, batch_size: int, threshold: float | None = None,
@@ -113,8 +134,10 @@ def tag_paths(tagger: Tagger, paths: Iterable[Path], *, batch_size: int, thresho
 
 
 def _emit(record: dict[str, Any], as_json: bool) -> None:
-    """A record as one JSON line or as text; unreadable files go to stderr either way."""
+    """A record as one JSON line or as text; unreadable files go to stderr either way. Paths and messages are
+    made valid UTF-8 (:func:`~fiftyone_ram.image_files.printable`)."""
     err = "error" in record
+    record = {key: printable(value) if isinstance(value, str) else value for key, value in record.items()}
     if as_json:
         click.echo(json.dumps(record, ensure_ascii=False), err=err)
     elif err:
@@ -126,34 +149,64 @@ def _emit(record: dict[str, Any], as_json: bool) -> None:
             click.echo(f"  caption: {record['caption']}")
 
 
-def tag_into_dataset(tagger: Tagger, *, dataset_name: str, paths: Iterable[Path], field: str, resume: bool,
+def _check_dataset_options(dataset_name: str, field: str, *, overwrite: bool, resume: bool) -> None:
+    import fiftyone as fo
+
+    from fiftyone_ram.fiftyone.claims import connect
+    from fiftyone_ram.fiftyone.tagging import check_tagging_options
+
+    connect()  # before FiftyOne's first use: runs started at once would each start a database server
+    existing = fo.load_dataset(dataset_name) if fo.dataset_exists(dataset_name) else None
+    check_tagging_options(existing, field, overwrite=overwrite, resume=resume)
+
+
+def tag_into_dataset(tagger: Tagger, *, dataset_name: str, inputs: Iterable[str], field: str, resume: bool,
                      overwrite: bool, batch_size: int, num_workers: int | None, threshold: float | None,
                      language: str, caption: bool, sample_tags: bool, as_json: bool, checkpoint: str | None,
                      tag_list: str | None, tag_list_chinese: str | None, thresholds: str | None,
                      device: str | None, vocabulary: dict[str, Any] | None = None) -> int:
-    """``tag --dataset``: add ``paths`` to the dataset, tag it, print the summary; returns the exit status
-    (1 when some image was unreadable or left untagged).
+    """``tag --dataset``: add the images of ``inputs`` to the dataset, tag it, print the summary; returns the
+    exit status (1 when some image was unreadable, skipped or left untagged).
 
-    ``vocabulary``: the vocabulary options the tagger was loaded with (``tags``, ``descriptions``, ...); the
-    FiftyOne model is built from the same options so that spawned loader workers can rebuild it."""
+    Everything :func:`~fiftyone_ram.fiftyone.tag_samples` would refuse is refused before a file is added.
+    Entries that cannot be samples (a dangling link, a name that is not UTF-8, which FiftyOne cannot store)
+    are skipped with one line each. ``vocabulary``: the vocabulary options the tagger was loaded with
+    (``tags``, ``descriptions``, ...); the FiftyOne model is built from the same options so that spawned loader
+    workers can rebuild it."""
+    import fiftyone as fo
+
     from fiftyone_ram import assets
-    from fiftyone_ram.fiftyone import FieldExistsError, from_tagger, tag_samples
+    from fiftyone_ram.fiftyone import from_tagger, tag_samples
     from fiftyone_ram.fiftyone.datasets import add_images
+    from fiftyone_ram.fiftyone.tagging import check_run
 
     if checkpoint is None and tagger.config.name is not None:
         checkpoint = str(assets.weights_path(tagger.config.name))  # lets spawned workers re-read the weights
     model = from_tagger(tagger, checkpoint_path=checkpoint, tag_list=tag_list, tag_list_chinese=tag_list_chinese,
                         thresholds=thresholds, device=device, language=language, confidence_thresh=threshold,
                         caption=caption, **(vocabulary or {}))
+    if fo.dataset_exists(dataset_name):
+        check_run(fo.load_dataset(dataset_name), model, field, overwrite=overwrite, resume=resume)
+    paths, skipped = [], {}
+    for found in find_images(inputs):
+        if found.is_image and not is_utf8(found.path):
+            found = Found(found.path, problem="the file name is not valid UTF-8, which FiftyOne cannot store: "
+                                              "rename the file")
+        if found.is_image:
+            paths.append(found.path)
+            continue
+        _report(found, as_json, skipped=True)
+        if found.problem is not None:
+            skipped[printable(found.path)] = found.problem
     dataset = add_images(dataset_name, paths)
-    try:
-        summary = tag_samples(dataset, model, field, overwrite=overwrite, resume=resume, sample_tags=sample_tags,
-                              batch_size=batch_size, num_workers=num_workers,
-                              progress=not as_json)  # the bar writes to stdout: keep --json output clean
-    except FieldExistsError as exc:
-        raise click.ClickException(str(exc)) from None
+    summary = tag_samples(dataset, model, field, overwrite=overwrite, resume=resume, sample_tags=sample_tags,
+                          batch_size=batch_size, num_workers=num_workers,
+                          progress=not as_json)  # the bar writes to stdout: keep --json output clean
     if as_json:
-        click.echo(json.dumps({"dataset": dataset.name, **summary.to_dict()}, ensure_ascii=False))
+        click.echo(json.dumps({"dataset": dataset.name, **summary.to_dict(), "skipped_files": skipped},
+                              ensure_ascii=False))
     else:
         click.echo(f"dataset '{dataset.name}': {summary}")
-    return 1 if summary.failed or summary.untagged else 0
+        if skipped:
+            click.echo(f"{len(skipped)} file(s) skipped (see the lines above)")
+    return 1 if summary.failed or summary.untagged or skipped else 0

@@ -11,14 +11,14 @@ from fiftyone_ram.engine.outliers import OutlierOptions, OutlierReport, find_out
 if TYPE_CHECKING:  # pragma: no cover
     from fiftyone_ram.engine.cleaning import CleaningSummary, clean_tags  # noqa: F401
     from fiftyone_ram.engine.crops import ClipCrops, EncoderWithTagger, TaggerCrops, make_encoder  # noqa: F401
-    from fiftyone_ram.engine.generation import GenerationSummary, generate_tags  # noqa: F401
+    from fiftyone_ram.engine.generation import GenerationError, GenerationSummary, generate_tags  # noqa: F401
     from fiftyone_ram.engine.regions import DetectionsRegions, GroundingDinoRegions, make_regions  # noqa: F401
-    from fiftyone_ram.engine.review import apply_cleaning, flagged_view, undo_cleaning  # noqa: F401
+    from fiftyone_ram.engine.review import CleaningError, apply_cleaning, flagged_view, undo_cleaning  # noqa: F401
 
 _EXPORTS = {
     "clean_tags": "cleaning", "CleaningSummary": "cleaning",
-    "generate_tags": "generation", "GenerationSummary": "generation",
-    "apply_cleaning": "review", "undo_cleaning": "review", "flagged_view": "review",
+    "generate_tags": "generation", "GenerationSummary": "generation", "GenerationError": "generation",
+    "apply_cleaning": "review", "undo_cleaning": "review", "flagged_view": "review", "CleaningError": "review",
     "GroundingDinoRegions": "regions", "DetectionsRegions": "regions", "make_regions": "regions",
     "TaggerCrops": "crops", "ClipCrops": "crops", "EncoderWithTagger": "crops", "make_encoder": "crops",
 }

@@ -16,8 +16,11 @@ What is written (the tag field itself is never modified here):
   ``flag_reason`` (the first of the reasons above that applies), ``flag_reasons`` and ``flag_score``;
 * ``<cleaned_field>``: the tags without the flagged ones;
 * a saved view of the samples with flagged tags (only those labels shown) for review in the App;
-* a FiftyOne run (``ram_clean_<tag_field>``) with the settings and the completed categories, so that an
-  interrupted run resumes category by category (``resume=True``).
+* a FiftyOne run (``ram_clean_<tag_field>``) with the settings, the completed categories and the status
+  (``running``, ``interrupted`` with what stopped it, ``completed``), so that an interrupted run resumes
+  category by category (``resume=True``) and a later run is told truthfully what is there. A run that fails
+  before its first batch of categories is complete is removed with what it wrote: nothing is left that a
+  next run would mistake for a cleaning.
 
 Scale: categories are processed ``categories_per_batch`` at a time; within a batch, (image, category) pairs
 go through the detector and the encoder ``batch_size`` at a time, so memory is one batch of images plus the
@@ -35,9 +38,10 @@ from typing import Any
 import numpy as np
 
 from fiftyone_ram.engine.crops import CropEncoder, crop
-from fiftyone_ram.engine.outliers import score_outliers
+from fiftyone_ram.engine.outliers import OutlierOptions, score_outliers
 from fiftyone_ram.engine.regions import Region, RegionSource
 from fiftyone_ram.engine.review import (
+    CleaningError,
     cleaning_run_key,
     default_fields,
     save_review_view,
@@ -113,9 +117,101 @@ def clean_tags(samples: Any, tag_field: str, *, regions: RegionSource, encoder: 
     :class:`~fiftyone_ram.engine.crops.EncoderWithTagger`. ``fraction`` and ``outlier_options`` go to
     :func:`~fiftyone_ram.engine.outliers.score_outliers`.
 
-    ``resume``: continue a run that stopped, skipping its completed categories; ``overwrite``: start again,
-    replacing an earlier run's review and cleaned fields. Without either, an earlier run is an error.
+    ``resume``: continue an earlier run with the same settings, skipping its completed categories;
+    ``overwrite``: delete the earlier run and its fields and start again. Without either, an earlier run is
+    an error that says whether it finished or stopped. Everything that can be refused is refused before
+    anything is written; a run that fails before completing a batch of categories leaves nothing behind,
+    one that fails later keeps its completed categories for ``resume``.
     """
+    if resume and overwrite:
+        raise CleaningError("give resume (--resume) or overwrite (--overwrite), not both")
+    try:
+        score_outliers(np.zeros((0, 1)), [], fraction, **(outlier_options or {}))  # bad options fail now
+    except (ValueError, TypeError) as exc:
+        raise CleaningError(f"invalid cleaning options: {exc}") from None
+    checked = check_cleaning(samples, tag_field, cleaned_field=cleaned_field, review_field=review_field,
+                             view_name=view_name, resume=resume, overwrite=overwrite)
+    cleaned_field, review_field, view_name = checked.cleaned_field, checked.review_field, checked.view_name
+    tags, names, previous = checked.tags, checked.names, checked.previous
+    dataset = samples._dataset
+    run_key = cleaning_run_key(tag_field)
+    summary = CleaningSummary(tag_field, cleaned_field, review_field, view_name, run_key)
+    settings = {"method": "ram_clean", "tag_field": tag_field, "cleaned_field": cleaned_field,
+                "review_field": review_field, "view_name": view_name, "fraction": fraction,
+                "outlier_options": dict(outlier_options or {}), "regions": getattr(regions, "name", "?"),
+                "max_regions": getattr(regions, "max_regions", None),
+                "box_threshold": getattr(regions, "box_threshold", None),
+                "text_threshold": getattr(regions, "text_threshold", None),
+                "encoder": getattr(encoder, "name", "?"), "crop_margin": crop_margin}
+    ids, paths = samples.values("id"), samples.values("filepath")
+    if previous is not None and resume:
+        previous.check_settings(tag_field, settings)
+        _restore(previous.state, summary)
+    done = set(summary.categories_done)
+    todo = [c for c in _select_categories(names, categories, regions, summary) if c not in done]
+    if not todo and not done:
+        why = "; ".join(f"{name}: {reason}" for name, reason in list(summary.categories_skipped.items())[:5])
+        raise CleaningError(f"nothing to clean in '{tag_field}': no category to judge ({why})")
+
+    # From here on the dataset is written to.
+    fresh = not done
+    completed_now = 0
+    try:
+        if fresh:
+            if previous is not None:  # overwrite: the earlier cleaning goes with everything it wrote
+                _delete_run(dataset, previous)
+            dataset.register_run(run_key, dataset.init_run(**settings), overwrite=True)
+            summary.categories_done = []
+            _save_state(dataset, run_key, summary, status="running", planned=todo)
+            samples.set_values(review_field, [to_classifications(tag_labels) for tag_labels in
+                                              _labels_of(samples, tag_field, tags.label_type, names)], dynamic=True)
+        else:
+            _save_state(dataset, run_key, summary, status="running", planned=sorted(done) + todo)
+        batches = [todo[i:i + categories_per_batch] for i in range(0, len(todo), categories_per_batch)]
+        total = len(done) + len(todo)
+        for number, batch in enumerate(batches):
+            _clean_batch(samples, ids, paths, names, batch, regions, encoder, fraction, outlier_options or {},
+                         review_field, batch_size, crop_margin, summary)
+            summary.categories_done.extend(batch)
+            completed_now += 1
+            _save_state(dataset, run_key, summary, status="running", planned=sorted(done) + todo)
+            if progress is not None:
+                progress((number + 1) / (len(batches) + 1), f"cleaned {len(summary.categories_done)} of {total} "
+                                                              f"categories")
+        samples.set_values(cleaned_field, [strip_flags(labels, drop_flagged=True)
+                                           for labels in samples.values(review_field)])
+        save_review_view(samples, review_field, view_name)
+        _save_state(dataset, run_key, summary, status="completed")
+    except BaseException as exc:
+        if fresh and not completed_now:
+            _delete_run(dataset, _previous_run(dataset, run_key))  # nothing worth resuming: leave no trace
+        else:
+            _save_state(dataset, run_key, summary, status="interrupted", planned=sorted(done) + todo,
+                        error=f"{type(exc).__name__}: {exc}"[:300])
+        raise
+    if progress is not None:
+        progress(1.0, f"cleaned {len(summary.categories_done)} categories, {summary.flagged_total} tags flagged")
+    return summary
+
+
+@dataclass
+class CheckedCleaning:
+    """What :func:`check_cleaning` found: the output names, the tags, and the earlier run if any."""
+
+    cleaned_field: str
+    review_field: str
+    view_name: str
+    tags: Any
+    names: list[list[str]]
+    previous: _PreviousRun | None
+
+
+def check_cleaning(samples: Any, tag_field: str, *, cleaned_field: str | None = None,
+                   review_field: str | None = None, view_name: str | None = None, resume: bool = False,
+                   overwrite: bool = False) -> CheckedCleaning:
+    """Refuse a cleaning that cannot run, before any model is loaded and before anything is written: bad or
+    taken output names, an empty collection, a field without tags, an earlier run without ``resume`` or
+    ``overwrite``. :func:`clean_tags` calls it; the CLI and the operator call it first to fail fast."""
     from fiftyone_ram.fiftyone.fields import read_tags
 
     defaults = default_fields(tag_field)
@@ -123,54 +219,23 @@ def clean_tags(samples: Any, tag_field: str, *, regions: RegionSource, encoder: 
     review_field = review_field or defaults["review_field"]
     view_name = view_name or defaults["view_name"]
     _check_fields(samples, tag_field, cleaned_field, review_field)
-    score_outliers(np.zeros((0, 1)), [], fraction, **(outlier_options or {}))  # bad options fail before any write
     dataset = samples._dataset
-    run_key = cleaning_run_key(tag_field)
-    summary = CleaningSummary(tag_field, cleaned_field, review_field, view_name, run_key)
-    settings = {"method": "ram_clean", "tag_field": tag_field, "cleaned_field": cleaned_field,
-                "review_field": review_field, "view_name": view_name, "fraction": fraction,
-                "outlier_options": dict(outlier_options or {}), "regions": getattr(regions, "name", "?"),
-                "encoder": getattr(encoder, "name", "?"), "crop_margin": crop_margin}
-
-    ids = samples.values("id")
-    paths = samples.values("filepath")
-    tags = read_tags(samples, tag_field)
+    where = "view" if samples is not dataset else "dataset"
+    if len(samples) == 0:
+        raise CleaningError(f"nothing to clean: the {where} has no samples")
+    try:
+        tags = read_tags(samples, tag_field)
+    except ValueError as exc:
+        raise CleaningError(str(exc)) from None
     names = [list(dict.fromkeys(n for n in row if n)) for row in tags.names]
-
-    done: set[str] = set()
-    if dataset.has_run(run_key):
-        if resume:
-            _restore(dataset, run_key, summary)
-            done = set(summary.categories_done)
-        elif overwrite:
-            dataset.delete_run(run_key)
-        else:
-            raise ValueError(f"'{tag_field}' was already cleaned (run '{run_key}'): pass resume (CLI: --resume) "
-                             f"to continue it or overwrite (--overwrite) to start again")
-    if not done:
-        dataset.register_run(run_key, dataset.init_run(**settings), overwrite=True)
-        samples.set_values(review_field, [to_classifications(tag_labels) for tag_labels in
-                                          _labels_of(samples, tag_field, tags.label_type, names)], dynamic=True)
-
-    todo = _select_categories(names, categories, regions, summary)
-    todo = [c for c in todo if c not in done]
-    batches = [todo[i:i + categories_per_batch] for i in range(0, len(todo), categories_per_batch)]
-    total = len(done) + len(todo)
-    for number, batch in enumerate(batches):
-        _clean_batch(samples, ids, paths, names, batch, regions, encoder, fraction, outlier_options or {},
-                     review_field, batch_size, crop_margin, summary)
-        summary.categories_done.extend(batch)
-        _save_state(dataset, run_key, summary)
-        if progress is not None:
-            progress((number + 1) / (len(batches) + 1), f"cleaned {len(summary.categories_done)} of {total} "
-                                                          f"categories")
-    samples.set_values(cleaned_field, [strip_flags(labels, drop_flagged=True)
-                                       for labels in samples.values(review_field)])
-    save_review_view(samples, review_field, view_name)
-    _save_state(dataset, run_key, summary)
-    if progress is not None:
-        progress(1.0, f"cleaned {len(summary.categories_done)} categories, {summary.flagged_total} tags flagged")
-    return summary
+    if not any(names):
+        raise CleaningError(f"nothing to clean: no sample of the {where} ({len(names)} samples) has a tag in "
+                            f"'{tag_field}'")
+    previous = _previous_run(dataset, cleaning_run_key(tag_field))
+    if previous is not None and not (resume or overwrite):
+        raise CleaningError(previous.refusal(tag_field))
+    _check_outputs(dataset, previous, cleaned_field, review_field, view_name)
+    return CheckedCleaning(cleaned_field, review_field, view_name, tags, names, previous)
 
 
 # -- steps ----------------------------------------------------------------------------------------------
@@ -179,12 +244,12 @@ def clean_tags(samples: Any, tag_field: str, *, regions: RegionSource, encoder: 
 def _check_fields(samples: Any, tag_field: str, cleaned_field: str, review_field: str) -> None:
     outputs = {cleaned_field, review_field}
     if tag_field in outputs or len(outputs) < 2:
-        raise ValueError(f"the tag field '{tag_field}', the cleaned field '{cleaned_field}' and the review field "
+        raise CleaningError(f"the tag field '{tag_field}', the cleaned field '{cleaned_field}' and the review field "
                          f"'{review_field}' must be three different fields: the tags themselves are never "
                          f"rewritten by cleaning")
     for name in outputs:
         if not name.isidentifier():
-            raise ValueError(f"'{name}' is not a valid field name (letters, digits and underscores)")
+            raise CleaningError(f"'{name}' is not a valid field name (letters, digits and underscores)")
 
 
 def _labels_of(samples: Any, tag_field: str, label_type: type | None, names: list[list[str]]) -> list[list[Any]]:
@@ -333,20 +398,120 @@ def _write_verdicts(samples: Any, ids: list[str], verdicts: dict[int, dict[str, 
     samples.set_values(review_field, updates, key_field="id", dynamic=True)
 
 
-def _save_state(dataset: Any, run_key: str, summary: CleaningSummary) -> None:
+def _save_state(dataset: Any, run_key: str, summary: CleaningSummary, *, status: str,
+                planned: list[str] | None = None, error: str | None = None) -> None:
+    """The run's results: the summary so far, ``status`` (running / interrupted / completed), the categories
+    planned and, for an interrupted run, what stopped it."""
     state = summary.to_dict()
     state.pop("run_key")  # the results' own key
+    state.update(status=status, planned=planned if planned is not None else list(summary.categories_done),
+                 error=error)
     dataset.save_run_results(run_key, dataset.init_run_results(run_key, **state), overwrite=True)
 
 
-def _restore(dataset: Any, run_key: str, summary: CleaningSummary) -> None:
-    results = dataset.load_run_results(run_key, cache=False)
-    if results is None:
-        return
-    state = results.serialize() if hasattr(results, "serialize") else {}
+def _restore(state: dict[str, Any], summary: CleaningSummary) -> None:
     summary.categories_done = list(state.get("categories_done", []))
     summary.categories_skipped = dict(state.get("categories_skipped", {}))
     summary.tags_checked = int(state.get("tags_checked", 0))
     summary.regions = int(state.get("regions", 0))
     summary.flagged = dict(state.get("flagged", {}))
     summary.unreadable = dict(state.get("unreadable", {}))
+
+
+# -- the earlier run ---------------------------------------------------------------------------------------
+
+#: Settings a resumed run must share with the run it continues (the judgement would differ otherwise).
+RESUME_SETTINGS = ("cleaned_field", "review_field", "view_name", "fraction", "outlier_options", "regions",
+                   "max_regions", "box_threshold", "text_threshold", "encoder", "crop_margin")
+
+
+@dataclass
+class _PreviousRun:
+    """The cleaning run already recorded for a tag field: its settings and its state."""
+
+    key: str
+    settings: dict[str, Any]
+    state: dict[str, Any]
+    timestamp: Any
+
+    @property
+    def status(self) -> str:
+        return self.state.get("status") or "completed"  # runs recorded before the status was kept finished
+
+    def refusal(self, tag_field: str) -> str:
+        done = list(self.state.get("categories_done", []))
+        when = f", {self.timestamp:%Y-%m-%d %H:%M}" if self.timestamp else ""
+        if self.status == "completed":
+            return (f"'{tag_field}' was already cleaned ({len(done)} categories, run '{self.key}'{when}): pass "
+                    f"resume (CLI: --resume) to clean the categories not done yet, or overwrite (--overwrite) to "
+                    f"start again")
+        planned = len(self.state.get("planned") or done)
+        how = (f"stopped ({self.state['error']})" if self.state.get("error")
+               else "did not finish (it stopped, or is still running elsewhere)")
+        return (f"an earlier cleaning of '{tag_field}' {how} after {len(done)} of {planned} categories (run "
+                f"'{self.key}'{when}): pass resume (CLI: --resume) to continue it, or overwrite (--overwrite) to "
+                f"start again")
+
+    def check_settings(self, tag_field: str, settings: dict[str, Any]) -> None:
+        differ = []
+        for name in RESUME_SETTINGS:
+            if name not in self.settings:
+                continue
+            old, new = self.settings[name], settings[name]
+            if name == "outlier_options":
+                old, new = _normalized_options(old), _normalized_options(new)
+                changed = {k: (old[k], new[k]) for k in new if old.get(k) != new[k]}
+                differ += [f"{k} was {a!r}, now {b!r}" for k, (a, b) in changed.items()]
+            elif old != new:
+                differ.append(f"{name} was {old!r}, now {new!r}")
+        if differ:
+            raise CleaningError(f"cannot resume the cleaning of '{tag_field}' with other settings ("
+                                f"{'; '.join(differ)}): use the same settings, or overwrite (--overwrite) to "
+                                f"start again")
+
+    def outputs(self) -> tuple[list[str], str | None]:
+        """The fields and the saved view this run writes."""
+        fields = [self.settings.get(k) for k in ("review_field", "cleaned_field")]
+        return [f for f in fields if f], self.settings.get("view_name")
+
+
+def _previous_run(dataset: Any, run_key: str) -> _PreviousRun | None:
+    if not dataset.has_run(run_key):
+        return None
+    info = dataset.get_run_info(run_key)
+    results = dataset.load_run_results(run_key, cache=False)
+    state = results.serialize() if results is not None else {}
+    return _PreviousRun(run_key, info.config.serialize(), state, getattr(info, "timestamp", None))
+
+
+def _normalized_options(options: dict[str, Any]) -> dict[str, Any]:
+    return asdict(OutlierOptions(**(options or {})))
+
+
+def _check_outputs(dataset: Any, previous: _PreviousRun | None, cleaned_field: str, review_field: str,
+                   view_name: str) -> None:
+    """Refuse output names that exist and are not the earlier cleaning's: cleaning never overwrites user data."""
+    owned_fields, owned_view = previous.outputs() if previous is not None else ([], None)
+    taken = [f for f in (review_field, cleaned_field) if dataset.get_field(f) is not None and f not in owned_fields]
+    if taken:
+        raise CleaningError(f"field{'s' if len(taken) > 1 else ''} {', '.join(repr(f) for f in taken)} already "
+                            f"exist{'' if len(taken) > 1 else 's'} and {'are' if len(taken) > 1 else 'is'} not "
+                            f"this cleaning's: rename {'them' if len(taken) > 1 else 'it'} (in Python, or pass "
+                            f"review_field= / cleaned_field=)")
+    if dataset.has_saved_view(view_name) and view_name != owned_view:
+        raise CleaningError(f"saved view '{view_name}' already exists and is not this cleaning's: rename it (in "
+                            f"Python, or pass view_name=)")
+
+
+def _delete_run(dataset: Any, previous: _PreviousRun | None) -> None:
+    """An earlier (or a failed) cleaning and what it wrote: its run, its fields and its saved view."""
+    if previous is None:
+        return
+    fields, view = previous.outputs()
+    for name in fields:
+        if dataset.get_field(name) is not None:
+            dataset.delete_sample_field(name)
+    if view and dataset.has_saved_view(view):
+        dataset.delete_saved_view(view)
+    if dataset.has_run(previous.key):
+        dataset.delete_run(previous.key)

@@ -14,6 +14,10 @@ four sources are merged per sample into one new ``Classifications`` field, each 
 Each ``Classification`` has ``label``, ``confidence`` (the tagger's probability when it predicted the tag,
 else None), ``sources`` (every source that gave it, in the order above) and ``source`` (the first). Tags are
 merged by their normalised name (case, spacing); the first spelling is kept.
+
+The generation is recorded as a FiftyOne run (``ram_generate_<out_field>``) whose status says whether it
+finished. A new field whose generation fails is deleted with its record; an overwrite that stops halfway is
+marked, so that the next run says the field is partial instead of merely "exists".
 """
 
 from __future__ import annotations
@@ -22,10 +26,17 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fiftyone_ram.errors import UserError
 from fiftyone_ram.fiftyone.progress import Progress
 from fiftyone_ram.labels.label_system import normalize_name
 
 SOURCES = ("original", "parsed", "predicted", "captioned")
+
+
+class GenerationError(UserError, ValueError):
+    """A generation that cannot be done as asked (a bad field name, no source, a field that exists...)."""
+
+
 CHUNK = 256  # samples per database write (and per progress report)
 
 
@@ -103,16 +114,14 @@ def generate_tags(samples: Any, out_field: str, *, tag_fields: Sequence[str] = (
     """
     from fiftyone_ram.fiftyone.fields import read_tags
 
-    if not out_field.isidentifier():
-        raise ValueError(f"'{out_field}' is not a valid field name (letters, digits and underscores)")
-    if out_field in set(tag_fields) | set(caption_fields):
-        raise ValueError(f"the output field '{out_field}' is also an input")
-    if samples.get_field(out_field) is not None and not overwrite:
-        raise ValueError(f"'{out_field}' already exists: pass overwrite (CLI: --overwrite) to replace it")
+    check_generation(samples, out_field, tag_fields=tag_fields, caption_fields=caption_fields, overwrite=overwrite)
+    dataset = samples._dataset
+    run_key = generation_run_key(out_field)
+    exists = dataset.get_field(out_field) is not None
     if captioner is not None and not captioner.can_caption:
-        raise ValueError("the captioner must be a Tag2Text model with its captioning branch")
+        raise GenerationError("the captioner must be a Tag2Text model with its captioning branch")
     if not (tag_fields or caption_fields or tagger or captioner):
-        raise ValueError("give at least one source: tag fields, caption fields, a tagger or a captioner")
+        raise GenerationError("give at least one source: tag fields, caption fields, a tagger or a captioner")
     if (caption_fields or captioner) and parser is None:
         from fiftyone_ram.labels.caption_parser import load_parser
 
@@ -120,9 +129,63 @@ def generate_tags(samples: Any, out_field: str, *, tag_fields: Sequence[str] = (
 
     summary = GenerationSummary(out_field)
     ids, paths = samples.values("id"), samples.values("filepath")
-    originals = [read_tags(samples, name).names for name in tag_fields]
+    try:
+        originals = [read_tags(samples, name).names for name in tag_fields]
+    except ValueError as exc:
+        raise GenerationError(str(exc)) from None
     captions = [samples.values(name) for name in caption_fields]
     summary.samples = len(ids)
+    settings = {"method": "ram_generate", "out_field": out_field, "tag_fields": list(tag_fields),
+                "caption_fields": list(caption_fields), "tagger": getattr(tagger, "family", None),
+                "captioner": getattr(captioner, "family", None), "threshold": threshold, "overwrite": bool(exists)}
+    dataset.register_run(run_key, dataset.init_run(**settings), overwrite=True)
+    _save_state(dataset, run_key, "running", 0, len(ids))
+    written = [0]
+
+    def saved(done: int) -> None:
+        written[0] = done
+        _save_state(dataset, run_key, "running", done, len(ids))
+
+    try:
+        _generate(samples, out_field, ids, paths, originals, captions, parser, tagger, captioner, threshold,
+                  caption_options, batch_size, summary, progress, saved)
+    except BaseException as exc:
+        if not exists:  # a new field: it goes, with its record; nothing partial is left behind
+            if dataset.get_field(out_field) is not None:
+                dataset.delete_sample_field(out_field)
+            dataset.delete_run(run_key)
+        else:  # an overwrite stopped halfway: say so to the next run
+            _save_state(dataset, run_key, "interrupted", written[0], len(ids), f"{type(exc).__name__}: {exc}"[:300])
+        raise
+    _save_state(dataset, run_key, "completed", len(ids), len(ids))
+    return summary
+
+
+def check_generation(samples: Any, out_field: str, *, tag_fields: Sequence[str] = (),
+                     caption_fields: Sequence[str] = (), overwrite: bool = False) -> None:
+    """Refuse a generation that cannot run, before any model is loaded and before anything is written: a bad
+    output name, an empty collection, an output field that exists (saying when it is partial, from a run
+    that did not finish) without ``overwrite``. :func:`generate_tags` calls it; the CLI calls it first."""
+    if not out_field.isidentifier():
+        raise GenerationError(f"'{out_field}' is not a valid field name (letters, digits and underscores)")
+    if out_field in set(tag_fields) | set(caption_fields):
+        raise GenerationError(f"the output field '{out_field}' is also an input")
+    dataset = samples._dataset
+    if len(samples) == 0:
+        raise GenerationError(f"nothing to generate: the {'view' if samples is not dataset else 'dataset'} has "
+                              f"no samples")
+    if dataset.get_field(out_field) is not None and not overwrite:
+        partial = _unfinished(dataset, generation_run_key(out_field))
+        if partial is not None:
+            raise GenerationError(f"'{out_field}' is partial: {partial}: pass overwrite (CLI: --overwrite) to "
+                                  f"generate it again")
+        raise GenerationError(f"'{out_field}' already exists: pass overwrite (CLI: --overwrite) to replace it")
+
+
+def _generate(samples: Any, out_field: str, ids: list[str], paths: list[str], originals: list, captions: list,
+              parser: Any, tagger: Any, captioner: Any, threshold: float | None, caption_options: Any,
+              batch_size: int, summary: GenerationSummary, progress: Progress | None, saved: Any) -> None:
+    """Merge and write chunk by chunk; ``saved(done)`` after each chunk (the samples written so far)."""
     for start in range(0, len(ids), CHUNK):
         block = range(start, min(start + CHUNK, len(ids)))
         merged = {i: _Merged() for i in block}
@@ -151,9 +214,35 @@ def generate_tags(samples: Any, out_field: str, *, tag_fields: Sequence[str] = (
                         merged[block[position]].add(name, "captioned", None, summary)
         samples.select([ids[i] for i in block], ordered=True).set_values(
             out_field, [merged[i].to_label(written[i]) for i in block], dynamic=True)
+        saved(block.stop)
         if progress is not None:
             progress(block.stop / len(ids), f"generated tags for {block.stop:,} of {len(ids):,} samples")
-    return summary
+
+
+def generation_run_key(out_field: str) -> str:
+    return f"ram_generate_{out_field}"
+
+
+def _save_state(dataset: Any, run_key: str, status: str, done: int, total: int, error: str | None = None) -> None:
+    """The run's results: ``status`` (running / interrupted / completed) and how many samples are written."""
+    results = dataset.init_run_results(run_key, status=status, samples_written=done, samples_total=total,
+                                       error=error)
+    dataset.save_run_results(run_key, results, overwrite=True)
+
+
+def _unfinished(dataset: Any, run_key: str) -> str | None:
+    """How an earlier generation of the field did not finish, or None (finished, or no record of one)."""
+    if not dataset.has_run(run_key):
+        return None
+    results = dataset.load_run_results(run_key, cache=False)
+    state = results.serialize() if results is not None else {}
+    status = state.get("status")
+    if status in (None, "completed"):
+        return None
+    how = (f"stopped ({state['error']})" if status == "interrupted" and state.get("error")
+           else "did not finish (it stopped, or is still running elsewhere)")
+    done, total = state.get("samples_written", 0), state.get("samples_total", "?")
+    return f"an earlier generate {how} after {done} of {total} samples"
 
 
 def _texts(value: Any) -> list[str]:

@@ -5,16 +5,18 @@ Cleaning only writes its own fields. Removing tags from the tag field is a separ
 * in the App, open the saved view (flagged tags only) and tag labels of the review field ``keep`` (the flag is
   wrong, keep the tag) or ``remove`` (remove it even if not flagged); label tags are FiftyOne's own review
   mechanism, so no extra UI is needed;
-* ``apply_cleaning`` first copies the tag field to ``<tag_field>_original`` (once: a second apply keeps the
-  first original), then removes the accepted tags: every flagged tag not marked ``keep`` plus those marked
-  ``remove`` (``accept="flagged"``, the default), or only those marked ``remove`` (``accept="marked"``);
-* ``undo_cleaning`` puts the kept original back and deletes the copy.
+* ``apply_cleaning`` removes the accepted tags: every flagged tag not marked ``keep`` plus those marked
+  ``remove`` (``accept="flagged"``, the default), or only those marked ``remove`` (``accept="marked"``); it
+  records each removed label (:mod:`~fiftyone_ram.engine.removal_log`);
+* ``undo_cleaning`` puts back exactly those labels and touches nothing else: edits and samples made since
+  the apply stay; what it cannot put back (the user changed it) is reported, with the reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
+
+from fiftyone_ram.errors import UserError
 
 KEEP_TAG = "keep"
 REMOVE_TAG = "remove"
@@ -23,10 +25,14 @@ FLAG_ATTRIBUTES = ("checked", "regions", "region_score", "outlier_score", "crop_
                    "flag_reasons", "flag_score")
 
 
+class CleaningError(UserError, ValueError):
+    """A cleaning step that cannot be done as asked (nothing to undo, a field of the wrong kind...)."""
+
+
 def default_fields(tag_field: str) -> dict[str, str]:
     """Field and view names derived from the tag field when not given."""
     return {"cleaned_field": f"{tag_field}_cleaned", "review_field": f"{tag_field}_review",
-            "view_name": f"{tag_field}_flagged", "backup_field": f"{tag_field}_original"}
+            "view_name": f"{tag_field}_flagged"}
 
 
 def cleaning_run_key(tag_field: str) -> str:
@@ -80,7 +86,7 @@ def save_review_view(samples: Any, review_field: str, name: str) -> None:
 def removals(samples: Any, review_field: str, accept: str = "flagged") -> dict[str, set[str]]:
     """Per sample id, the tag names to remove according to the review field and its label tags."""
     if accept not in ("flagged", "marked"):
-        raise ValueError(f"accept must be 'flagged' or 'marked', not {accept!r}")
+        raise CleaningError(f"accept must be 'flagged' or 'marked', not {accept!r}")
     out: dict[str, set[str]] = {}
     for sample_id, value in zip(*samples.values(["id", review_field])):
         for label in value.classifications if value is not None else ():
@@ -91,65 +97,75 @@ def removals(samples: Any, review_field: str, accept: str = "flagged") -> dict[s
     return out
 
 
-def apply_cleaning(samples: Any, tag_field: str, *, review_field: str | None = None, accept: str = "flagged",
-                   backup_field: str | None = None) -> dict[str, Any]:
-    """Remove the accepted tags from ``tag_field`` in ``samples``, after keeping the original in
-    ``backup_field`` (default ``<tag_field>_original``). Returns counts of what was removed."""
-    from fiftyone_ram.fiftyone.fields import TAG_LABEL_TYPES, field_kind
+def apply_cleaning(samples: Any, tag_field: str, *, review_field: str | None = None,
+                   accept: str = "flagged") -> dict[str, Any]:
+    """Remove the accepted tags from ``tag_field`` in ``samples``, recording each removed label (see
+    :mod:`~fiftyone_ram.engine.removal_log`) so that :func:`undo_cleaning` can put it back. Returns counts of
+    what was removed."""
+    from fiftyone_ram.engine import removal_log
 
-    defaults = default_fields(tag_field)
-    review_field = review_field or defaults["review_field"]
-    backup_field = backup_field or defaults["backup_field"]
+    review_field = review_field or default_fields(tag_field)["review_field"]
     dataset = samples._dataset
     if samples.get_field(review_field) is None:
-        raise ValueError(f"no review field '{review_field}': run cleaning first")
-    kind, label_type = field_kind(samples, tag_field, TAG_LABEL_TYPES, "tag", allow_strings=True)
+        raise CleaningError(f"no review field '{review_field}': run cleaning first")
+    kind, label_type = _tag_field_kind(samples, tag_field)
     todo = removals(samples, review_field, accept)
-    if dataset.get_field(backup_field) is None:
-        dataset.clone_sample_field(tag_field, backup_field)
-    touched = samples.select(list(todo))
-    new_values = {}
-    removed = 0
-    for sample_id, value in zip(*touched.values(["id", tag_field])):
-        value, count = _without(value, todo[sample_id], kind, label_type)
-        new_values[sample_id] = value
-        removed += count
-    if new_values:
+    new_values, records = {}, []
+    for sample_id, value in zip(*samples.select(list(todo)).values(["id", tag_field])):
+        value, removed = removal_log.remove_names(value, todo[sample_id], kind, label_type, sample_id)
+        if removed:
+            new_values[sample_id] = value
+            records.extend(removed)
+    log = removal_log.load(dataset, tag_field)
+    number = 1 + max([a["number"] for a in log["applies"]] + [h.get("last_apply", 0) for h in log["history"]],
+                     default=0)
+    if records:
+        # The record is saved before the removal: if the write stops halfway, undo finds the labels that
+        # were not removed still there ("already present") and puts back the others.
+        log["applies"].append({"number": number, "at": removal_log.now(), "accept": accept, "kind": kind,
+                               "removed": records})
+        removal_log.save(dataset, tag_field, log)
         samples.set_values(tag_field, new_values, key_field="id")
-    result = {"tag_field": tag_field, "backup_field": backup_field, "accept": accept, "removed": removed,
-              "samples": len(new_values)}
+    result = {"tag_field": tag_field, "accept": accept, "removed": len(records), "samples": len(new_values),
+              "apply": number if records else None}
     _record(dataset, tag_field, {"applied": result})
     return result
 
 
-def undo_cleaning(samples: Any, tag_field: str, *, backup_field: str | None = None) -> dict[str, Any]:
-    """Restore ``tag_field`` of the whole dataset from the copy ``apply_cleaning`` kept, then delete it."""
-    backup_field = backup_field or default_fields(tag_field)["backup_field"]
+def undo_cleaning(samples: Any, tag_field: str) -> dict[str, Any]:
+    """Put back every tag that the applies not yet undone removed from ``tag_field`` (in the whole dataset),
+    leaving everything else as it is now. Returns what was restored and what could not be, and why."""
+    from fiftyone_ram.engine import removal_log
+
     dataset = samples._dataset
-    if dataset.get_field(backup_field) is None:
-        raise ValueError(f"nothing to undo: no kept original '{backup_field}' (apply was not run)")
-    dataset.set_values(tag_field, dataset.values(backup_field))
-    dataset.delete_sample_field(backup_field)
-    result = {"tag_field": tag_field, "restored_from": backup_field, "samples": len(dataset)}
+    log = removal_log.load(dataset, tag_field)
+    if not log["applies"]:
+        last = log["history"][-1] if log["history"] else None
+        when = f"the last apply was already undone ({last['at']})" if last else "apply was not run"
+        raise CleaningError(f"nothing to undo in '{tag_field}': {when}")
+    kind, label_type = _tag_field_kind(dataset, tag_field)
+    recorded = {a["kind"] for a in log["applies"]}
+    if recorded != {kind}:
+        raise CleaningError(f"cannot undo: '{tag_field}' holds {kind} labels now, but apply removed "
+                            f"{', '.join(sorted(recorded))} labels from it")
+    report = removal_log.UndoReport(tag_field)
+    removal_log.restore(dataset, tag_field, kind, label_type, log["applies"], report)
+    result = report.to_dict()
+    log["history"].append({"at": removal_log.now(), "last_apply": log["applies"][-1]["number"], **result})
+    log["applies"] = []
+    removal_log.save(dataset, tag_field, log)
     _record(dataset, tag_field, {"applied": None, "undone": result})
+    result["message"] = str(report)
     return result
 
 
-def _without(value: Any, names: Iterable[str], kind: str, label_type: type | None) -> tuple[Any, int]:
-    """``value`` of the tag field without the labels named ``names``; and how many labels went."""
-    names = set(names)
-    if value is None:
-        return None, 0
-    if kind == "strings":
-        kept = [v for v in value if v not in names]
-        return kept, len(value) - len(kept)
-    if kind == "single":
-        return (None, 1) if value.label in names else (value, 0)
-    key = label_type._LABEL_LIST_FIELD
-    labels = value[key] or []
-    kept = [label for label in labels if label.label not in names]
-    value[key] = kept
-    return value, len(labels) - len(kept)
+def _tag_field_kind(samples: Any, tag_field: str) -> tuple[str, type | None]:
+    from fiftyone_ram.fiftyone.fields import TAG_LABEL_TYPES, field_kind
+
+    try:
+        return field_kind(samples, tag_field, TAG_LABEL_TYPES, "tag", allow_strings=True)
+    except ValueError as exc:
+        raise CleaningError(str(exc)) from None
 
 
 def _record(dataset: Any, tag_field: str, info: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from fiftyone_ram.evaluation.run import TagEvaluationResults, evaluate_tags  # noqa: F401
     from fiftyone_ram.evaluation.thresholds import tune_thresholds  # noqa: F401
 
-__all__ = ["evaluate_tags", "TagEvaluationResults", "tune_thresholds", "evaluate_arrays"]
+__all__ = ["evaluate_tags", "TagEvaluationResults", "EvalKeyError", "tune_thresholds", "evaluate_arrays"]
 
 
 def __getattr__(name: str):
@@ -18,6 +18,10 @@ def __getattr__(name: str):
         from fiftyone_ram.evaluation import run
 
         return getattr(run, name)
+    if name == "EvalKeyError":  # a refused key (fiftyone_ram.evaluation.keys imports no FiftyOne)
+        from fiftyone_ram.evaluation.keys import EvalKeyError
+
+        return EvalKeyError
     if name == "tune_thresholds":
         from fiftyone_ram.evaluation.thresholds import tune_thresholds
 

@@ -13,6 +13,10 @@ Written per sample: ``<key>_tp``, ``<key>_fp``, ``<key>_fn`` (ints, as FiftyOne'
 ``<key>_missed`` (the ground-truth tags the model did not predict) and a ``<key>`` attribute ``"tp"`` /
 ``"fp"`` on each predicted tag and ``"tp"`` / ``"fn"`` on each ground-truth label (not for plain string
 lists such as sample tags). Tags outside the evaluated vocabulary get no verdict.
+
+Recording is all or nothing: the names are checked first (:mod:`fiftyone_ram.evaluation.keys`), the run is
+registered only after its fields are written, and a failure while writing removes what was written. The run
+keeps the label paths it wrote its attribute on, so that ``delete_evaluation`` deletes those and nothing else.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ import fiftyone.core.fields as fof
 import fiftyone.core.validation as fov
 from fiftyone.utils.eval.detection import DetectionEvaluation, DetectionEvaluationConfig, DetectionResults
 
-from fiftyone_ram.decision import decide
+from fiftyone_ram.decision import check_threshold, check_thresholds, decide
 from fiftyone_ram.evaluation import metrics as M
+from fiftyone_ram.evaluation.keys import METHOD, EvalKeyError, KeyPlan, check_key
 from fiftyone_ram.evaluation.vocabulary import VocabularyMapper, VocabularyReport
 from fiftyone_ram.fiftyone.fields import (
     PREDICTION_LABEL_TYPES,
@@ -46,7 +51,8 @@ from fiftyone_ram.tag_files import read_tag_list, read_thresholds
 
 logger = logging.getLogger(__name__)
 
-METHOD = "ram-tags"
+__all__ = ["EvalKeyError", "TagEvaluation", "TagEvaluationConfig", "TagEvaluationResults", "evaluate_tags"]
+
 MISSING = "(none)"
 
 
@@ -69,6 +75,8 @@ class TagEvaluationConfig(DetectionEvaluationConfig):
         ties, empty_classes: AP conventions (see ``metrics``)
         top_k: k values for the top-k variants
         classes: ground-truth class names to evaluate (default: all that map)
+        label_paths: the label paths the run wrote its ``<key>`` attribute on (set when it is recorded; runs
+            recorded before this was kept have None, and their paths are read from the schema)
     """
 
     def __init__(
@@ -84,6 +92,7 @@ class TagEvaluationConfig(DetectionEvaluationConfig):
         top_k: Sequence[int] = (1, 3),
         classes: Sequence[str] | None = None,
         custom_metrics: Any = None,
+        label_paths: Sequence[str] | None = None,
         **kwargs: Any,
     ):
         super().__init__(pred_field, gt_field, custom_metrics=custom_metrics, **kwargs)
@@ -97,6 +106,7 @@ class TagEvaluationConfig(DetectionEvaluationConfig):
         self.empty_classes = empty_classes
         self.top_k = sorted({int(k) for k in top_k})
         self.classes = list(classes) if classes is not None else None
+        self.label_paths = list(label_paths) if label_paths is not None else None
 
     @property
     def method(self) -> str:
@@ -133,7 +143,10 @@ class TagEvaluation(DetectionEvaluation):
         samples._delete_empty_sidebar_group(eval_key)
 
     def _label_paths(self, samples: Any) -> list[str]:
-        """Embedded paths that carry per-label verdicts; fields deleted since the run are skipped."""
+        """Embedded paths that carry per-label verdicts: those the run recorded, else (a new run, or one
+        recorded before the paths were kept) those of its fields in the schema, skipping deleted ones."""
+        if self.config.label_paths is not None:
+            return list(self.config.label_paths)
         paths = []
         for field in (self.config.pred_field, self.config.gt_field):
             try:
@@ -302,6 +315,7 @@ def evaluate_tags(
     top_k: Sequence[int] = (1, 3),
     use_logits: bool = True,
     custom_metrics: Any = None,
+    overwrite: bool = True,
     progress: Progress | None = None,
 ) -> TagEvaluationResults:
     """Evaluate predicted tags against ground truth and, with ``eval_key``, record a FiftyOne evaluation.
@@ -323,6 +337,9 @@ def evaluate_tags(
         top_k: k values for the top-k variants (each sample predicts its k best-scored classes)
         use_logits: read ``Classifications.logits`` when stored (full scores for mAP)
         custom_metrics: FiftyOne ``EvaluationMetric`` operators to compute as well
+        overwrite: replace an earlier tag evaluation recorded under ``eval_key`` (FiftyOne's convention for
+            a reused key); False refuses it. Names that belong to anything else (another evaluation, the
+            user's fields and label attributes) are refused either way
         progress: ``callable(fraction, stage)`` told about each stage
 
     Scores for mAP: ``sigmoid(logit)`` where a sample stores logits and ``model_tags`` is known, else the
@@ -340,28 +357,46 @@ def evaluate_tags(
     )
     method = config.build()
     method.ensure_requirements()
-    if eval_key is not None:
-        method.validate_run(samples, eval_key)  # a bad key fails before any work
+    plan = check_key(samples, method, eval_key, overwrite=overwrite) if eval_key is not None else None
     inputs = _Inputs(tags=tags, per_class_thr=per_class_thr, mapping=mapping, synonyms=synonyms,
                      label_system=label_system, use_logits=use_logits,
                      base_thresholds=per_class_thr if per_class_thr is not None else tagger_thresholds)
     progress = progress or (lambda fraction, stage: None)
-    # Everything is computed before the run is registered: registering replaces an existing run of the
-    # same key, which must survive a failed evaluation.
+    # Everything is computed before anything is written: a failed evaluation leaves an earlier run of the
+    # same key as it was.
     results, verdicts = _evaluate(method, samples, eval_key, inputs, progress)
-    if eval_key is not None:
+    if plan is None:
+        method.compute_custom_metrics(samples, eval_key, results)
+    else:
         progress(0.8, "recording verdicts")
-        method.register_run(samples, eval_key)
-        method.register_samples(samples, eval_key)
-        _write_verdicts(samples, eval_key, verdicts)
-    method.compute_custom_metrics(samples, eval_key, results)
-    if eval_key is not None:
-        method.save_run_results(samples, eval_key, results)
-        method.add_fields_to_sidebar_group(samples, eval_key, omit_fields=(pred_field, gt_field))
+        _record(method, samples, plan, results, verdicts)
     progress(1.0, "done")
     return results
 
 
+def _record(method: TagEvaluation, samples: Any, plan: KeyPlan, results: TagEvaluationResults,
+            verdicts: "_Verdicts") -> None:
+    """Write the verdicts and register the run, all or nothing: on any failure, what this call wrote goes."""
+    dataset, key = samples._dataset, plan.key
+    if plan.replaces:
+        dataset.delete_evaluation(key)  # its cleanup deletes exactly the fields that run wrote
+    method.config.label_paths = method._label_paths(samples)
+    registered = False
+    try:
+        method.register_samples(samples, key)
+        _write_verdicts(samples, key, verdicts)
+        method.register_run(samples, key, overwrite=False)
+        registered = True
+        method.compute_custom_metrics(samples, key, results)
+        method.save_run_results(samples, key, results)
+        method.add_fields_to_sidebar_group(samples, key, omit_fields=(method.config.pred_field,
+                                                                      method.config.gt_field))
+    except BaseException:
+        if registered:
+            dataset.delete_evaluation(key)  # also its fields (cleanup)
+        else:
+            method.cleanup(samples, key)  # the names were free before this call: every one of them is ours
+        raise
 @dataclass
 class _Inputs:
     tags: list[str] | None
@@ -694,7 +729,7 @@ def _resolve_model_tags(model_tags: Any) -> tuple[list[str] | None, str | None, 
 def _resolve_threshold(threshold: Any, tags: list[str] | None) -> tuple[Any, np.ndarray | None]:
     """(what the config records, per-class values aligned with ``tags`` or None)."""
     if threshold is None or isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
-        return (float(threshold) if threshold is not None else None), None
+        return (check_threshold(threshold, "threshold") if threshold is not None else None), None
     if tags is None:
         raise ValueError("per-class thresholds need model_tags (the tag list they are aligned with)")
     if isinstance(threshold, (str, Path)):
@@ -705,12 +740,12 @@ def _resolve_threshold(threshold: Any, tags: list[str] | None) -> tuple[Any, np.
         for t, v in threshold.items():
             if t not in position:
                 raise ValueError(f"threshold given for '{t}', which is not in model_tags")
-            default[position[t]] = v
+            default[position[t]] = check_threshold(v, f"threshold of {t!r}")
         return "per-class", default
     values = np.asarray(threshold, dtype=np.float32)
     if values.shape != (len(tags),):
         raise ValueError(f"per-class thresholds have shape {values.shape}; model_tags has {len(tags)} tags")
-    return "per-class", values
+    return "per-class", check_thresholds(values, "per-class thresholds")
 
 
 def _json_safe(obj: Any) -> Any:

@@ -11,11 +11,17 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     from fiftyone_ram.fiftyone.model import RamModel, RamModelConfig, from_tagger, load_model  # noqa: F401
-    from fiftyone_ram.fiftyone.tagging import FieldExistsError, TaggingSummary, tag_samples  # noqa: F401
+    from fiftyone_ram.fiftyone.tagging import (  # noqa: F401
+        FieldExistsError,
+        RunMismatchError,
+        TaggingSummary,
+        tag_samples,
+    )
 
 _EXPORTS = {
     "RamModel": "model", "RamModelConfig": "model", "load_model": "model", "from_tagger": "model",
     "tag_samples": "tagging", "TaggingSummary": "tagging", "FieldExistsError": "tagging",
+    "RunMismatchError": "tagging",
 }
 
 __all__ = sorted(_EXPORTS)

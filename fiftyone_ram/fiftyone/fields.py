@@ -17,6 +17,8 @@ import numpy as np
 import fiftyone.core.fields as fof
 import fiftyone.core.labels as fol
 
+from fiftyone_ram.errors import UserError
+
 #: Label types whose labels count as a sample's tags (ground truth, or tags to generate from or clean).
 TAG_LABEL_TYPES: tuple[type, ...] = (fol.Classifications, fol.Classification, fol.Detections, fol.Polylines)
 #: Label types that hold tag predictions.
@@ -130,3 +132,47 @@ def _has_logits(samples: Any, field: str) -> bool:
     if samples.get_field(f"{field}.logits") is None:
         return False
     return samples.exists(f"{field}.logits").limit(1).count() > 0
+
+
+class FieldNameError(UserError, ValueError):
+    """A field a run would write that is protected, taken by another kind of value, or not a field name."""
+
+
+def check_output_field(samples: Any, name: Any, label_type: type, *, option: str = "label field") -> None:
+    """Refuse, before anything is written, a field a run cannot write its ``label_type`` labels into: not a
+    plain identifier (FiftyOne reads dots as paths, ``_`` marks private fields), one of FiftyOne's own sample
+    fields (``filepath``, ``id``, ``tags``, ``metadata``, ...), a read-only field, or a field that already holds
+    another type. ``samples`` may be None (a dataset not created yet): then only the name is checked.
+    ``option`` names the field in the message (``"--field"``)."""
+    import fiftyone.core.sample as fos
+
+    if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
+        raise FieldNameError(f"{option} {name!r} is not a usable field name: use letters, digits and underscores, "
+                             f"not starting with '_' or a digit")
+    reserved = set(fos.get_default_sample_fields(include_private=True))
+    reserved |= set(fos.get_default_sample_fields(include_private=True, use_db_fields=True))
+    reserved.add("frames")  # video datasets keep their frames there
+    if name in reserved:
+        raise FieldNameError(f"{option} '{name}' is one of FiftyOne's own sample fields; choose another name")
+    if samples is None:
+        return
+    existing = samples.get_field(name)
+    if existing is None:
+        return
+    if getattr(existing, "read_only", False):
+        raise FieldNameError(f"{option} '{name}' is read-only in this dataset; choose another name")
+    if not (isinstance(existing, fof.EmbeddedDocumentField) and issubclass(existing.document_type, label_type)):
+        found = (existing.document_type.__name__ if isinstance(existing, fof.EmbeddedDocumentField)
+                 else type(existing).__name__)
+        raise FieldNameError(f"{option} '{name}' already holds {found}, not {label_type.__name__}; choose another "
+                             f"name (nothing was written)")
+
+
+def check_string_field(samples: Any, name: str, *, purpose: str) -> None:
+    """Refuse a field that a run would fill with strings (``<field>_error``) when it holds something else."""
+    if samples is None:
+        return
+    existing = samples.get_field(name)
+    if existing is not None and not isinstance(existing, fof.StringField):
+        raise FieldNameError(f"'{name}' ({purpose}) already holds {type(existing).__name__}, not strings; rename "
+                             f"it or choose another field")

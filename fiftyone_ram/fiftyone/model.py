@@ -18,6 +18,7 @@ batch are tagged normally.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +27,8 @@ import fiftyone.core.models as fom
 import numpy as np
 import torch
 
+from fiftyone_ram.decision import check_threshold
+from fiftyone_ram.errors import OptionError
 from fiftyone_ram.fiftyone.inputs import ImageBatch, PixelTransform, TaggerGetItem, collate_images, read_input
 from fiftyone_ram.fiftyone.outputs import tag_thresholds, to_classifications
 from fiftyone_ram.images import ImageError
@@ -90,7 +93,9 @@ class RamModelConfig(foc.Config):
         self.text_encoder = self.parse_string(d, "text_encoder", default=None)
         self.templates = self.parse_array(d, "templates", default=None)
         if self.model is None and self.config is None:
-            raise ValueError("name a released model (model=...) or give an architecture (config=...)")
+            raise OptionError("name a released model (model=...) or give an architecture (config=...)")
+        if self.confidence_thresh is not None:
+            check_threshold(self.confidence_thresh, "confidence_thresh")
 
 
 class RamModel(fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin, fom.EmbeddingsMixin, fom.Model):
@@ -199,14 +204,23 @@ class RamModel(fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin, fom.Em
     def embed(self, arg) -> np.ndarray:
         return self.embed_all([arg])[0]
 
-    def embed_all(self, args) -> np.ndarray:
-        """The tagger's image embeddings (B, D). An unreadable image fails its batch, as in FiftyOne's own
-        models (``compute_embeddings(skip_failures=True)`` then leaves that batch's embeddings None)."""
+    def embed_all(self, args) -> np.ndarray | list[np.ndarray | None]:
+        """The tagger's image embeddings (B, D).
+
+        An unreadable image costs only its own embedding when ``compute_embeddings`` stores them in a field
+        with ``skip_failures=True`` (the default): the result is then a list with None in its place, which
+        FiftyOne 1.22 stores per sample. Anywhere else (the returned array, ``skip_failures=False``, a direct
+        call) an unreadable image raises :class:`ImageError`, as FiftyOne's own models do: its returned
+        embeddings are ``np.stack``-ed, which a None would break, and ``skip_failures=False`` asks for an error.
+        """
         batch = self._as_batch(args)
         bad = [error for error in batch.errors if error is not None]
-        if bad:
+        if not bad:
+            return self.tagger.embed(batch.pixel_values)
+        if not _storing_embeddings_per_sample():
             raise ImageError("; ".join(bad))
-        return self.tagger.embed(batch.pixel_values)
+        rows = iter(self.tagger.embed(batch.pixel_values) if batch.pixel_values is not None else [])
+        return [next(rows) if error is None else None for error in batch.errors]
 
     # -- helpers ---------------------------------------------------------------------------------------
     def _as_batch(self, args) -> ImageBatch:
@@ -220,6 +234,24 @@ class RamModel(fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin, fom.Em
             return collate_images(list(args))
         transform = self.transforms
         return collate_images([read_input(a, transform) for a in args])
+
+
+def _storing_embeddings_per_sample() -> bool:
+    """Whether the caller is FiftyOne 1.22's ``compute_embeddings`` loop storing into a field and skipping
+    failures (``_compute_image_embeddings_data_loader`` / ``_batch``: it stores ``list(model.embed_all(imgs))``
+    item by item). Read from the caller's frame: FiftyOne passes the model no other sign of it."""
+    import sys
+
+    frame = sys._getframe(2)
+    for _ in range(4):
+        if frame is None:
+            return False
+        code = frame.f_code
+        if code.co_name.startswith("_compute_image_embeddings") and code.co_filename.endswith(
+                f"fiftyone{os.sep}core{os.sep}models.py"):
+            return frame.f_locals.get("embeddings_field") is not None and bool(frame.f_locals.get("skip_failures"))
+        frame = frame.f_back
+    return False
 
 
 def _load_tagger(config: RamModelConfig):

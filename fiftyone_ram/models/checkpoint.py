@@ -7,6 +7,7 @@ with RAM's 5.6 GB file (captioning branch and optimizer state included) costs th
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import re
 import zipfile
@@ -27,6 +28,10 @@ class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be read or does not fit the model; the message names the file and tensor."""
 
 
+#: How every pickle file starts (protocol 2 and later): torch's legacy, non-zip format is a pickle stream.
+_PICKLE_START = b"\x80"
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The model tensors of an upstream file: ``{"model": sd, ...}``, ``{"state_dict": sd}`` or a bare sd."""
     path = Path(path)
@@ -34,17 +39,20 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"checkpoint {path} does not exist")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes): the download was probably interrupted")
+    mmap = zipfile.is_zipfile(path)  # torch can only memory-map its zip format
+    if not mmap:
+        with open(path, "rb") as f:
+            start = f.read(4)
+        if start == b"PK\x03\x04":  # a zip archive whose directory (at its end) is missing
+            raise CheckpointError(f"checkpoint {path} is truncated or corrupt: it starts as torch's zip format but "
+                                  f"its end is missing (copy or download it again)")
+        if start[:1] != _PICKLE_START:
+            raise CheckpointError(f"checkpoint {path} is not a PyTorch file (neither torch's zip format nor its "
+                                  f"legacy pickle format)")
     try:
-        mmap = zipfile.is_zipfile(path)  # torch can only memory-map its zip format
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"checkpoint {path} holds objects other than tensors and plain containers; it is refused because "
-            f"loading it would run code ({str(exc).splitlines()[0]})") from exc
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
-        raise CheckpointError(
-            f"checkpoint {path} is not a readable PyTorch file (truncated or corrupt?): {str(exc).splitlines()[0]}"
-        ) from exc
+    except Exception as exc:  # torch raises many kinds (UnpicklingError, KeyError, RuntimeError...) on bad bytes
+        raise CheckpointError(_load_failure(path, exc)) from exc
     state = obj
     if isinstance(obj, Mapping):
         for key in ("model", "state_dict", "module"):
@@ -57,6 +65,41 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not tensors:
         raise CheckpointError(f"checkpoint {path} contains no tensors")
     return _rename_legacy(tensors)
+
+
+def _load_failure(path: Path, exc: Exception) -> str:
+    """One line for what ``torch.load(weights_only=True)`` refused. Only a file that names a Python object
+    outside torch's allowed set would run code; anything else is damaged or not a checkpoint."""
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+    if isinstance(exc, pickle.UnpicklingError) and found:
+        return (f"checkpoint {path} holds a Python object ({found.group(1)}) besides tensors and plain containers; "
+                f"it is refused because loading it would run code")
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    if "Weights only load failed" in first:  # torch's advice to unpickle anyway does not apply to damaged bytes
+        first = type(exc).__name__
+    return f"checkpoint {path} is not a readable PyTorch file (truncated or corrupt?): {first[:200]}"
+
+
+def zip_crc_failure(path: str | Path) -> str | None:
+    """The first entry of a zip checkpoint whose bytes fail their CRC-32 (zipfile's own check), or None.
+
+    Torch's zip format stores every tensor's bytes as one entry with its CRC, so a flipped bit anywhere in the
+    weights is found; reading the whole file costs about as long as copying it."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except (zipfile.BadZipFile, OSError) as exc:
+        return f"(the archive itself: {exc})"
+
+
+def zip_fingerprint(path: str | Path) -> str:
+    """A content identity of a zip checkpoint read from its directory alone: sha256 over every entry's name,
+    size and CRC-32. Two copies of one file agree; it costs a few kilobytes of reading."""
+    digest = hashlib.sha256()
+    with zipfile.ZipFile(path) as archive:
+        for info in sorted(archive.infolist(), key=lambda i: i.filename):
+            digest.update(f"{info.filename}\0{info.file_size}\0{info.CRC:08x}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
 
 
 def _rename_legacy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

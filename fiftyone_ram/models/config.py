@@ -22,6 +22,14 @@ class ConfigError(UserError, ValueError):
     """A config name or file that cannot describe a model."""
 
 
+#: The keys a config (or its ``swin``, ``q2l`` and ``bert`` entries) may hold; any other key is refused,
+#: since a misspelt size would otherwise be replaced by its default without a word.
+CONFIG_KEYS = ("family", "image_size", "swin", "q2l", "bert", "descriptions_per_tag", "embed_dim", "tokenizer",
+               "name")
+SWIN_KEYS = ("embed_dim", "depths", "num_heads", "window_size", "patch_size")
+BERT_KEYS = ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers")
+
+
 @dataclass(frozen=True)
 class SwinConfig:
     embed_dim: int
@@ -30,9 +38,31 @@ class SwinConfig:
     window_size: int
     patch_size: int = 4
 
+    def __post_init__(self) -> None:
+        for key in ("embed_dim", "window_size", "patch_size"):
+            _positive(getattr(self, key), f"swin.{key}")
+        if not self.depths:
+            raise ConfigError("swin.depths is empty: give the number of blocks of each Swin stage, e.g. [2, 2, 18, 2]")
+        for i, depth in enumerate(self.depths):
+            _positive(depth, f"swin.depths[{i}]")
+        if len(self.num_heads) != len(self.depths):
+            raise ConfigError(f"swin.num_heads has {len(self.num_heads)} entries but swin.depths has "
+                              f"{len(self.depths)} stages: give one head count per stage")
+        for i, heads in enumerate(self.num_heads):
+            _positive(heads, f"swin.num_heads[{i}]")
+            width = self.embed_dim * 2 ** i
+            if width % heads:
+                raise ConfigError(f"swin.num_heads[{i}] = {heads} does not divide the width of stage {i + 1} "
+                                  f"({width} = embed_dim {self.embed_dim} x {2 ** i})")
+
     @property
     def num_features(self) -> int:
         return self.embed_dim * 2 ** (len(self.depths) - 1)
+
+    @property
+    def stride(self) -> int:
+        """Pixels per token of the last stage: the patch size, halved in resolution by every later stage."""
+        return self.patch_size * 2 ** (len(self.depths) - 1)
 
 
 @dataclass(frozen=True)
@@ -41,6 +71,13 @@ class BertSize:
     intermediate_size: int = 3072
     num_attention_heads: int = 12
     num_hidden_layers: int = 12
+
+    def check(self, name: str) -> None:
+        for key in BERT_KEYS:
+            _positive(getattr(self, key), f"{name}.{key}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ConfigError(f"{name}.num_attention_heads = {self.num_attention_heads} does not divide "
+                              f"{name}.hidden_size = {self.hidden_size}")
 
 
 @dataclass(frozen=True)
@@ -58,65 +95,119 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
             raise ConfigError(f"unknown model family {self.family!r}; expected one of {', '.join(FAMILIES)}")
-        if self.image_size % (self.swin.patch_size * 2 ** (len(self.swin.depths) - 1)):
-            raise ConfigError(f"image_size {self.image_size} is not a multiple of the Swin output stride")
+        _positive(self.image_size, "image_size")
+        if self.image_size % self.swin.stride:
+            raise ConfigError(f"image_size {self.image_size} is not a multiple of the Swin output stride "
+                              f"{self.swin.stride} (swin.patch_size {self.swin.patch_size} x 2^"
+                              f"{len(self.swin.depths) - 1})")
+        self.q2l.check("q2l")
+        self.bert.check("bert")
+        _positive(self.descriptions_per_tag, "descriptions_per_tag")
+        _positive(self.embed_dim, "embed_dim")
 
     @property
     def num_tokens(self) -> int:
         """Image tokens seen by the tagging head: the mean token plus the last Swin stage's grid."""
-        side = self.image_size // (self.swin.patch_size * 2 ** (len(self.swin.depths) - 1))
+        side = self.image_size // self.swin.stride
         return 1 + side * side
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _bert(d: dict[str, Any] | None, default: BertSize) -> BertSize:
-    keys = ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers")
-    return BertSize(**{**asdict(default), **{k: int(d[k]) for k in keys if d and k in d}})
+def _positive(value: Any, key: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key} must be a positive integer, not {value!r}")
+
+
+def _integer(value: Any, key: str) -> int:
+    """A JSON number that is an integer (``384`` or ``384.0``); ``224.7``, strings and booleans are refused
+    rather than truncated."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise ConfigError(f"{key} must be an integer, not {value!r}")
+    return int(value)
+
+
+def _integers(value: Any, key: str) -> tuple[int, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{key} must be a list of integers, not {value!r}")
+    return tuple(_integer(v, f"{key}[{i}]") for i, v in enumerate(value))
+
+
+def _section(data: Any, key: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{key} must be a JSON object, not {data!r}")
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{key} has unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed)}")
+    return data
+
+
+def _bert(d: dict[str, Any] | None, default: BertSize, key: str) -> BertSize:
+    if d is None:
+        return default
+    d = _section(d, key, BERT_KEYS)
+    return BertSize(**{**asdict(default), **{k: _integer(d[k], f"{key}.{k}") for k in BERT_KEYS if k in d}})
 
 
 def config_from_dict(data: dict[str, Any], *, family: str | None = None, base: Path | None = None) -> ModelConfig:
-    """Build a config from a dict of upstream size fields; ``family`` fills in a missing ``family`` field."""
-    if "config" in data and isinstance(data["config"], dict):
+    """Build a config from a dict of upstream size fields; ``family`` fills in a missing ``family`` field.
+
+    Every value is checked (positive integers, one head count per stage dividing its width, an image size
+    that the Swin stride divides) and unknown keys are refused, each with a message naming the key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a model config must be a JSON object, not a {type(data).__name__}")
+    if "config" in data and isinstance(data["config"], dict):  # the parity fixtures' layout
         extra = {k: data[k] for k in ("family", "tokenizer") if k in data}
         data = {**data["config"], **extra}
+    data = _section(data, "the config", CONFIG_KEYS)
     fam = data.get("family") or family
     if fam is None:
         raise ConfigError("the config does not name the model family: add \"family\": \"ram\" | \"ram_plus\" | "
                           "\"tag2text\", or pass a family name")
-    try:
-        s = data["swin"]
-        swin = SwinConfig(int(s["embed_dim"]), tuple(int(x) for x in s["depths"]),
-                          tuple(int(x) for x in s["num_heads"]), int(s["window_size"]), int(s.get("patch_size", 4)))
-        tokenizer = data.get("tokenizer")
-        if isinstance(tokenizer, dict):
-            tokenizer = tokenizer.get("vocab")
-        if tokenizer and base is not None and not Path(tokenizer).is_absolute():
-            tokenizer = str(base / tokenizer)
-        return ModelConfig(
-            family=fam,
-            image_size=int(data["image_size"]),
-            swin=swin,
-            q2l=_bert(data.get("q2l"), BertSize(768, 3072, 4, 2)),
-            bert=_bert(data.get("bert"), BertSize()),
-            descriptions_per_tag=int(data.get("descriptions_per_tag", 51)),
-            embed_dim=int(data.get("embed_dim", 512)),
-            tokenizer=tokenizer,
-            name=data.get("name"),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError(f"invalid model config ({type(exc).__name__}: {exc})") from exc
+    for key in ("image_size", "swin"):
+        if key not in data:
+            raise ConfigError(f"the config lacks {key!r}")
+    s = _section(data["swin"], "swin", SWIN_KEYS)
+    for key in ("embed_dim", "depths", "num_heads", "window_size"):
+        if key not in s:
+            raise ConfigError(f"the config lacks 'swin.{key}'")
+    swin = SwinConfig(_integer(s["embed_dim"], "swin.embed_dim"), _integers(s["depths"], "swin.depths"),
+                      _integers(s["num_heads"], "swin.num_heads"), _integer(s["window_size"], "swin.window_size"),
+                      _integer(s.get("patch_size", 4), "swin.patch_size"))
+    tokenizer = data.get("tokenizer")
+    if isinstance(tokenizer, dict):
+        tokenizer = tokenizer.get("vocab")
+    if tokenizer is not None and not isinstance(tokenizer, str):
+        raise ConfigError(f"tokenizer must be the path of a vocab.txt, not {tokenizer!r}")
+    if tokenizer and base is not None and not Path(tokenizer).is_absolute():
+        tokenizer = str(base / tokenizer)
+    name = data.get("name")
+    if name is not None and not isinstance(name, str):
+        raise ConfigError(f"name must be a string, not {name!r}")
+    return ModelConfig(
+        family=fam,
+        image_size=_integer(data["image_size"], "image_size"),
+        swin=swin,
+        q2l=_bert(data.get("q2l"), BertSize(768, 3072, 4, 2), "q2l"),
+        bert=_bert(data.get("bert"), BertSize(), "bert"),
+        descriptions_per_tag=_integer(data.get("descriptions_per_tag", 51), "descriptions_per_tag"),
+        embed_dim=_integer(data.get("embed_dim", 512), "embed_dim"),
+        tokenizer=tokenizer,
+        name=name,
+    )
 
 
 def load_config_file(path: Path, *, family: str | None = None) -> ModelConfig:
-    """A config from a JSON file; a relative ``tokenizer`` path is taken relative to the file."""
+    """A config from a JSON file; a relative ``tokenizer`` path is taken relative to the file. Errors name the
+    file."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} holds a JSON {type(data).__name__}, not an object")
-    return config_from_dict(data, family=family, base=path.parent)
+    try:
+        return config_from_dict(data, family=family, base=path.parent)
+    except ConfigError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None

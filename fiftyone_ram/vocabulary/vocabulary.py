@@ -17,11 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from fiftyone_ram.decision import check_threshold
 from fiftyone_ram.models.config import FAMILIES
 from fiftyone_ram.models.registry import tag_list_signature
 from fiftyone_ram.vocabulary.cache import EmbeddingCache
 from fiftyone_ram.vocabulary.embeddings import description_rows, ram_queries, template_rows
-from fiftyone_ram.vocabulary.sources import DescriptionSource, TagSource, read_descriptions, read_tags
+from fiftyone_ram.vocabulary.sources import (DescriptionSource, TagSource, VocabularyError, read_descriptions,
+                                             read_tags)
 from fiftyone_ram.vocabulary.text_encoder import TextEncoder, resolve_text_encoder
 
 #: Upstream's threshold for open-set tags (``batch_inference.py``, ``inference_ram*_openset.py``).
@@ -65,8 +67,9 @@ class Vocabulary:
             counts.add(builtin.shape[1])
         for rows in self.embedded:
             if rows.shape[1] != builtin.shape[2]:
-                raise ValueError(f"embeddings of width {rows.shape[1]} cannot replace this model's label queries "
-                                 f"of width {builtin.shape[2]}: use a text encoder of the model's CLIP width")
+                raise VocabularyError(f"embeddings of width {rows.shape[1]} cannot replace this model's label "
+                                      f"queries of width {builtin.shape[2]}: use a text encoder of the model's CLIP "
+                                      f"width")
         width = max(counts)
         uniform = len(counts) == 1 and (builtin_mask is None or not bool(is_builtin.any()))
         queries = builtin.new_zeros(len(self.names), width, builtin.shape[2])
@@ -106,28 +109,32 @@ def build_vocabulary(family: str | Any, tag_list: Sequence[str] | None = None,
         family, tag_list, thresholds = base.family, base.tag_list, base.thresholds
         device = getattr(base, "device", device)
     if family not in FAMILIES:
-        raise ValueError(f"unknown model family {family!r}; expected one of {', '.join(FAMILIES)}")
+        raise VocabularyError(f"unknown model family {family!r}; expected one of {', '.join(FAMILIES)}")
     if tag_list is None or thresholds is None:
         raise TypeError("build_vocabulary needs the base tag list and its thresholds (or a tagger)")
     tag_list = list(tag_list)
+    if new_tag_threshold is not None:
+        new_tag_threshold = check_threshold(new_tag_threshold, "new_tag_threshold (CLI: --new-tag-threshold)")
+    tag_thresholds = {name: check_threshold(value, f"tag_thresholds[{name!r}]")
+                      for name, value in (tag_thresholds or {}).items()}
     base_limits = np.asarray(thresholds, dtype=np.float32)
     if base_limits.shape != (len(tag_list),):
-        raise ValueError(f"{base_limits.size} thresholds given for a tag list of {len(tag_list)} tags")
+        raise VocabularyError(f"{base_limits.size} thresholds given for a tag list of {len(tag_list)} tags")
     described = read_descriptions(descriptions) if descriptions is not None else {}
     if described and family != "ram_plus":
         instead = "prompt templates: pass the tag names as tags=" if family == "ram" else "its own tags only"
-        raise ValueError(f"descriptions are RAM++'s way to define tags; {family} uses {instead}")
+        raise VocabularyError(f"descriptions are RAM++'s way to define tags; {family} uses {instead}")
     requested = read_tags(tags) if tags is not None else list(described) if described else None
     chosen = _choose(tag_list, requested, keep_builtin or requested is None)
     if not chosen:
-        raise ValueError("the vocabulary has no tags")
+        raise VocabularyError("the vocabulary has no tags")
     names = [name for name, _ in chosen]
     index = np.asarray([-1 if name in described else i for name, i in chosen], dtype=np.int64)
     new = [name for name, i in zip(names, index) if i < 0]
     if new and family == "tag2text":
         shown = ", ".join(repr(n) for n in new[:5]) + (" ..." if len(new) > 5 else "")
-        raise ValueError(f"Tag2Text's label queries are learned, one per tag of its own list, so it cannot answer "
-                         f"new tags ({shown}); use RAM or RAM++ for those, or a subset of Tag2Text's tags")
+        raise VocabularyError(f"Tag2Text's label queries are learned, one per tag of its own list, so it cannot "
+                              f"answer new tags ({shown}); use RAM or RAM++ for those, or a subset of Tag2Text's tags")
     if new:
         encoder = resolve_text_encoder(text_encoder, device=device)
         embedded = _embed(new, family, described, encoder, templates, _cache(cache))
@@ -138,7 +145,7 @@ def build_vocabulary(family: str | Any, tag_list: Sequence[str] | None = None,
     for name, value in (tag_thresholds or {}).items():
         positions = [i for i, n in enumerate(names) if n == name]
         if not positions:
-            raise ValueError(f"tag_thresholds names {name!r}, which is not in the vocabulary")
+            raise VocabularyError(f"tag_thresholds names {name!r}, which is not in the vocabulary")
         limits[positions] = float(value)
     return Vocabulary(tuple(names), limits, index, tuple(embedded), family, tag_list_signature(tag_list))
 
