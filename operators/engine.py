@@ -12,6 +12,8 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 _TAG_TYPES = ("Classifications", "Classification", "Detections", "Polylines")
+CAPTIONER = "captioner_"
+REVIEW_PANEL = "tag_review_panel"
 ACTIONS = {"clean": "Find wrong tags", "apply": "Apply the accepted removals", "undo": "Undo the apply"}
 
 
@@ -31,17 +33,28 @@ def _captioners() -> dict[str, str]:
 
 
 def _fields(ctx, types_: tuple[str, ...], strings: bool = False, text: bool = False) -> list[str]:
-    import fiftyone as fo
+    """Fields of the dataset of the given label types (and list-of-strings / caption-text fields)."""
+    from fiftyone_ram.fiftyone import field_choices as fc
 
-    out = []
-    for name, field in ctx.dataset.get_field_schema().items():
-        if isinstance(field, fo.EmbeddedDocumentField) and field.document_type.__name__ in types_:
-            out.append(name)
-        elif isinstance(field, fo.ListField) and isinstance(field.field, fo.StringField) and (strings or text):
-            out.append(name)
-        elif text and isinstance(field, fo.StringField) and name != "filepath":
-            out.append(name)
+    out = fc.label_fields(ctx.dataset, types_) if types_ else []
+    if strings:
+        out += fc.string_list_fields(ctx.dataset)
+    if text:
+        out += fc.text_fields(ctx.dataset)
     return out
+
+
+def _fields_input(inputs, name: str, choices: list[str], label: str, description: str, params) -> None:
+    """A multi-select dropdown of ``choices`` (valid names only); a note when the dataset has none."""
+    if not choices:
+        inputs.view(f"{name}_none", types.Notice(label=f"{label}: none in this dataset ({description})"))
+        return
+    prop = inputs.list(name, types.String(), label=label, description=description,
+                       view=types.AutocompleteView(multiple=True, allow_user_input=False, allow_duplicates=False,
+                                                   choices=[types.Choice(c, label=c) for c in choices]))
+    unknown = sorted(set(params.get(name) or []) - set(choices))
+    if unknown:
+        prop.invalid, prop.error_message = True, f"Not a field of the right type: {', '.join(unknown)}"
 
 
 def _model_inputs(inputs, params, prefix: str, choices: dict[str, str], label: str, default: str) -> None:
@@ -58,8 +71,11 @@ def _model_inputs(inputs, params, prefix: str, choices: dict[str, str], label: s
                description="Path of an upstream-layout .pth on the machine that runs the operator")
     if custom:
         inputs.str(f"{prefix}config", label="Architecture config (optional)", description="JSON file")
-        inputs.enum(f"{prefix}family", ["ram_plus", "ram", "tag2text"], default="ram_plus", label="Model family",
-                    view=types.DropdownView())
+        if prefix == CAPTIONER:  # only Tag2Text writes captions: no family to choose
+            inputs.view(f"{prefix}family_note", types.Notice(label="Family: Tag2Text (the captioning model)"))
+        else:
+            inputs.enum(f"{prefix}family", ["ram_plus", "ram", "tag2text"], default="ram_plus",
+                        label="Model family", view=types.DropdownView())
         inputs.str(f"{prefix}tag_list", label="Tag list (optional)", description="One tag per line")
         inputs.str(f"{prefix}thresholds", label="Threshold file (optional)", description="One per line")
 
@@ -74,8 +90,8 @@ def _load_model(params, prefix: str, default: str):
     device = params.get("device") if params.get("device") not in (None, "auto") else None
     precision = params.get("precision") or None
     if choice == "custom":
-        return load_tagger(params.get(f"{prefix}config") or params.get(f"{prefix}family") or "ram_plus",
-                           params[f"{prefix}checkpoint"], family=params.get(f"{prefix}family"),
+        family = "tag2text" if prefix == CAPTIONER else params.get(f"{prefix}family") or "ram_plus"
+        return load_tagger(params.get(f"{prefix}config") or family, params[f"{prefix}checkpoint"], family=family,
                            tag_list=params.get(f"{prefix}tag_list") or None,
                            thresholds=params.get(f"{prefix}thresholds") or None, device=device, precision=precision)
     return load_tagger(choice, params.get(f"{prefix}checkpoint") or None, device=device, precision=precision)
@@ -122,11 +138,11 @@ class GenerateTags(foo.Operator):
             out.invalid, out.error_message = True, "Use letters, digits and underscores"
         elif name in ctx.dataset.get_field_schema():
             inputs.bool("overwrite", default=False, label=f"Replace the existing '{name}'")
-        inputs.list("tag_fields", types.String(), label="Existing tags",
-                    description="Fields whose tags are kept as 'original': " +
-                                ", ".join(_fields(ctx, _TAG_TYPES, strings=True)))
-        inputs.list("caption_fields", types.String(), label="Caption fields",
-                    description="Parsed into 'parsed' tags: " + ", ".join(_fields(ctx, (), text=True)))
+        others = [f for f in _fields(ctx, _TAG_TYPES, strings=True) if f != name]
+        _fields_input(inputs, "tag_fields", others, "Existing tags", "fields whose tags are kept as 'original'",
+                      params)
+        _fields_input(inputs, "caption_fields", _fields(ctx, (), text=True), "Caption fields",
+                      "text fields parsed into 'parsed' tags", params)
         inputs.str("parser_tags", label="Tag list for parsing (optional)",
                    description="Tag list or saved label system file; RAM's 4,585 tags if empty")
         inputs.bool("predict", default=True, label="Add the tags a tagger predicts ('predicted')")
@@ -134,7 +150,7 @@ class GenerateTags(foo.Operator):
             _model_inputs(inputs, params, "", _taggers(), "Tagger", "ram_plus_swin_large_14m")
             inputs.float("threshold", label="One threshold (optional)", min=0.0, max=1.0,
                          description="Empty: the per-class thresholds")
-        _model_inputs(inputs, params, "captioner_", _captioners(), "Captioner ('captioned' tags)", "none")
+        _model_inputs(inputs, params, CAPTIONER, _captioners(), "Captioner ('captioned' tags)", "none")
         _device_input(inputs)
         inputs.int("batch_size", default=8, min=1, label="Batch size")
         return types.Property(inputs, view=types.View(label="Generate tags"))
@@ -148,7 +164,7 @@ class GenerateTags(foo.Operator):
                          caption_fields=params.get("caption_fields") or (),
                          overwrite=bool(params.get("overwrite")))  # before the models load
         tagger = _load_model(params, "", "ram_plus_swin_large_14m") if params.get("predict", True) else None
-        captioner = _load_model(params, "captioner_", "none")
+        captioner = _load_model(params, CAPTIONER, "none")
         summary = generate_tags(
             ctx.target_view(), out_field, tag_fields=params.get("tag_fields") or (),
             caption_fields=params.get("caption_fields") or (), tagger=tagger, captioner=captioner,
@@ -157,15 +173,15 @@ class GenerateTags(foo.Operator):
             progress=_progress(ctx))
         if not ctx.delegated:
             ctx.trigger("reload_dataset")
-        return summary.to_dict()
+        return _flatten(summary.to_dict(), "added")
 
     def resolve_output(self, ctx):
-        outputs = types.Object()
-        outputs.str("out_field", label="Field")
-        outputs.int("samples", label="Samples")
-        outputs.int("total", label="Tags")
-        outputs.obj("added", label="Tags added by each source")
-        return types.Property(outputs, view=types.View(label="Tags generated"))
+        from fiftyone_ram.engine.generation import SOURCES
+
+        rows = [("out_field", "str", "Field"), ("samples", "int", "Samples"), ("total", "int", "Tags")]
+        rows += [(f"added_{source}", "int", f"Tags added as '{source}'") for source in SOURCES]
+        rows += [("unreadable_files", "str", "Images that could not be read")]
+        return types.Property(_shown(ctx, rows), view=types.View(label="Tags generated"))
 
 
 class CleanTags(foo.Operator):
@@ -216,8 +232,10 @@ class CleanTags(foo.Operator):
         source.add_choice("detector", label="Grounding-DINO, prompted with each tag")
         if boxes:
             source.add_choice("field", label="A Detections field")
-        inputs.enum("regions", source.values(), default="detector", label="Regions", view=source)
-        if params.get("regions") == "field" and boxes:
+        # Boxes already in the dataset need no download: the default when there are some.
+        inputs.enum("regions", source.values(), default="field" if boxes else "detector", label="Regions",
+                    view=source)
+        if (params.get("regions") or ("field" if boxes else "detector")) == "field" and boxes:
             inputs.enum("regions_field", boxes, required=True, default=boxes[0], label="Boxes",
                         view=types.DropdownView())
         else:
@@ -253,6 +271,7 @@ class CleanTags(foo.Operator):
                         label="These tags were cleaned before" if finished else
                         f"An earlier cleaning of these tags did not finish ({done} categories done)")
         _device_input(inputs)
+        inputs.bool("open_panel", default=True, label="Open the Tag review panel when done")
         inputs.int("categories_per_batch", default=32, min=1, label="Categories per batch")
         inputs.int("batch_size", default=8, min=1, label="Images per batch")
         return types.Property(inputs, view=types.View(label="Clean tags"))
@@ -271,9 +290,11 @@ class CleanTags(foo.Operator):
         elif action == "undo":
             result = undo_cleaning(view, params["tag_field"])
         else:
-            result = self._clean(ctx, view, clean_tags, make_encoder, make_regions).to_dict()
+            result = _flatten(self._clean(ctx, view, clean_tags, make_encoder, make_regions).to_dict(), "flagged")
         if not ctx.delegated:
             ctx.trigger("reload_dataset")
+            if action == "clean" and params.get("open_panel", True):
+                ctx.ops.open_panel(REVIEW_PANEL, layout="horizontal", state={"tag_field": params["tag_field"]})
         return result
 
     @staticmethod
@@ -288,7 +309,9 @@ class CleanTags(foo.Operator):
         device = params.get("device") if params.get("device") not in (None, "auto") else None
         encoder = make_encoder(embedder, tagger=tagger, clip_model=params.get("clip_model"), device=device,
                                check=bool(check))
-        regions = make_regions(view, field=params.get("regions_field") if params.get("regions") == "field" else None,
+        boxes = _fields(ctx, ("Detections",))
+        by_field = (params.get("regions") or ("field" if boxes else "detector")) == "field"
+        regions = make_regions(view, field=(params.get("regions_field") or boxes[0]) if by_field else None,
                                detector=params.get("detector"), box_threshold=params.get("box_threshold", 0.35),
                                text_threshold=params.get("text_threshold", 0.25),
                                max_regions=params.get("max_regions") or 3, device=device)
@@ -303,15 +326,41 @@ class CleanTags(foo.Operator):
                           overwrite=params.get("existing") == "overwrite", progress=_progress(ctx))
 
     def resolve_output(self, ctx):
-        outputs = types.Object()
-        outputs.str("tag_field", label="Tags")
-        outputs.int("flagged_total", label="Tags flagged")
-        outputs.str("view_name", label="Saved view to review")
-        outputs.int("removed", label="Tags removed (apply)")
-        outputs.int("restored", label="Tags put back (undo)")
-        outputs.int("not_restored", label="Tags not put back: changed since the apply (undo)")
-        outputs.str("message", label="Undo")
-        return types.Property(outputs, view=types.View(label="Clean tags"))
+        from fiftyone_ram.engine.cleaning import REASONS
+
+        rows = [("tag_field", "str", "Tags"), ("tags_checked", "int", "Tags checked"),
+                ("flagged_total", "int", "Tags flagged")]
+        rows += [(f"flagged_{reason}", "int", f"Flagged: {reason.replace('_', ' ')}") for reason in REASONS]
+        rows += [("review_field", "str", "Review field (flags; open the Tag review panel)"),
+                 ("view_name", "str", "Saved view to review"), ("unreadable_files", "str", "Images not read"),
+                 ("removed", "int", "Tags removed (apply)"), ("samples", "int", "Samples changed"),
+                 ("restored", "int", "Tags put back (undo)"),
+                 ("not_restored", "int", "Tags not put back: changed since the apply (undo)"),
+                 ("message", "str", "Undo")]
+        return types.Property(_shown(ctx, rows), view=types.View(label="Clean tags"))
+
+
+def _flatten(result: dict, counts_key: str) -> dict:
+    """``result`` plus one top-level entry per count of ``result[counts_key]`` and the unreadable files as
+    one line: the App's output view shows top-level numbers and strings, not nested objects."""
+    out = dict(result)
+    out.update({f"{counts_key}_{k}": v for k, v in (result.get(counts_key) or {}).items()})
+    unreadable = result.get("unreadable") or {}
+    if unreadable:
+        names = [path.rsplit("/", 1)[-1] for path in unreadable]
+        out["unreadable_files"] = f"{len(names)}: " + ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+    return out
+
+
+def _shown(ctx, rows: list[tuple[str, str, str]]):
+    """Output rows for the values the run returned (no empty heading, no 'No value provided' row); all of
+    them when there are no results yet (the schema)."""
+    results = ctx.results or {}
+    outputs = types.Object()
+    for key, kind, label in rows:
+        if not results or results.get(key) not in (None, "", {}, []):
+            getattr(outputs, kind)(key, label=label)
+    return outputs
 
 
 def register(p):

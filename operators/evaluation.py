@@ -1,9 +1,10 @@
-"""Operator ``evaluate_tags``: tag-quality evaluation from the App.
+"""Operators ``evaluate_tags``, ``plot_tag_pr_curves`` and ``tune_tag_thresholds``: tag-quality evaluation
+from the App.
 
-Thin on purpose: the work is ``fiftyone_ram.evaluation.evaluate_tags`` (imported when the operator runs,
-since FiftyOne re-executes plugin modules on every request). The run it records is a regular FiftyOne
-evaluation, so its results appear in the Model Evaluation panel, which the operator opens when it ran
-immediately; the returned figures are also shown in the operator's output.
+Thin on purpose: the work is ``fiftyone_ram.evaluation`` (imported when an operator runs, since FiftyOne
+re-executes plugin modules on every request); what is shown is prepared by ``fiftyone_ram.evaluation.tables``
+(rounded figures, PR-curve traces). A run is a regular FiftyOne evaluation; the operator opens the plugin's
+"Tag evaluation" panel (``operators/panels.py``), which shows it the way multi-label results read.
 """
 
 from __future__ import annotations
@@ -11,9 +12,23 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-_PRED_TYPES = ("Classifications", "Classification")
-_GT_TYPES = ("Classifications", "Classification", "Detections", "Polylines")
-_PANEL = "model_evaluation_panel_builtin"
+PANEL = "tag_evaluation_panel"
+SUMMARY_KEYS = ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1")
+COUNT_LABELS = {"num_samples": "Samples evaluated", "num_classes": "Classes", "tp": "True positives",
+                "fp": "False positives", "fn": "False negatives"}
+REPLACE = {"replace": "Replace it", "rename": "Keep it (choose another key above)"}
+
+
+def _eval_key_input(inputs, ctx, label: str = "Evaluation") -> str | None:
+    from fiftyone_ram.evaluation.tables import tag_evaluation_keys
+
+    keys = tag_evaluation_keys(ctx.dataset)
+    if not keys:
+        inputs.view("no_runs", types.Warning(label="No tag evaluation yet: run 'Evaluate tags' first"))
+        return None
+    inputs.enum("eval_key", keys, required=True, default=keys[-1], label=label, view=types.DropdownView())
+    key = ctx.params.get("eval_key")
+    return key if key in keys else keys[-1]
 
 
 class EvaluateTags(foo.Operator):
@@ -30,34 +45,51 @@ class EvaluateTags(foo.Operator):
         )
 
     def resolve_input(self, ctx):
+        from fiftyone_ram.fiftyone import field_choices as fc
+
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Evaluate")
-        pred_fields = _label_fields(ctx, _PRED_TYPES)
-        gt_fields = _label_fields(ctx, _GT_TYPES) + _string_list_fields(ctx)
+        _say_which_samples(inputs, ctx)
+        pred_fields = fc.label_fields(ctx.dataset, fc.PREDICTION_TYPES)
         if not pred_fields:
             inputs.view("none", types.Warning(label="No Classifications field with predicted tags in this dataset"))
             return types.Property(inputs)
-        inputs.enum("pred_field", pred_fields, required=True, label="Predicted tags", default=pred_fields[0],
+        pred_default = fc.prediction_default(ctx.dataset, pred_fields)
+        inputs.enum("pred_field", pred_fields, required=True, label="Predicted tags", default=pred_default,
+                    description="A Classifications field with confidences (what a tagger wrote)",
                     view=types.DropdownView())
-        inputs.enum("gt_field", gt_fields, required=True, label="Ground truth",
-                    description="Classifications, Classification, Detections / Polylines (as image-level tags) "
-                                "or a list of strings such as the sample tags",
-                    view=types.DropdownView())
+        pred = ctx.params.get("pred_field") or pred_default
+        gt_fields = [f for f in fc.label_fields(ctx.dataset, fc.TAG_TYPES) + fc.string_list_fields(ctx.dataset)
+                     if f != pred and not f.endswith("_missed")]
+        if not gt_fields:
+            inputs.view("no_gt", types.Warning(label="No other field to use as ground truth"))
+            return types.Property(inputs)
+        gt = inputs.enum("gt_field", gt_fields, required=True, label="Ground truth",
+                         default=fc.other_default(gt_fields, pred),
+                         description="Classifications, Classification, Detections / Polylines (as image-level "
+                                     "tags) or a list of strings such as the sample tags",
+                         view=types.DropdownView())
+        if ctx.params.get("gt_field") == pred:
+            gt.invalid, gt.error_message = True, "Choose a field other than the predictions"
         key = inputs.str("eval_key", required=True, label="Evaluation key", default="eval_tags")
-        eval_key = ctx.params.get("eval_key")
-        if eval_key is not None and (not eval_key.isidentifier()):
+        eval_key = ctx.params.get("eval_key") or "eval_tags"
+        method = _method_of(ctx.dataset, eval_key)
+        if not eval_key.isidentifier():
+            key.invalid, key.error_message = True, "The key must be a valid Python identifier"
+        elif method is not None and method != _tag_method():
             key.invalid = True
-            key.error_message = "The key must be a valid Python identifier"
-        elif eval_key and eval_key in ctx.dataset.list_evaluations():
-            from fiftyone_ram.evaluation.keys import METHOD
-
-            method = getattr(ctx.dataset.get_evaluation_info(eval_key).config, "method", None)
-            if method != METHOD:
-                key.invalid = True
-                key.error_message = f"'{eval_key}' is another evaluation's key ({method}): choose another"
-            else:
-                inputs.view("replaces", types.Notice(label=f"'{eval_key}' holds a tag evaluation already: it will "
-                                                           f"be replaced (choose another key to keep it)"))
+            key.error_message = f"'{eval_key}' is another evaluation's key ({method}): choose another"
+        elif method is not None:
+            inputs.view("exists", types.Warning(
+                label=f"An evaluation '{eval_key}' exists",
+                description="Replacing it deletes its results and its per-sample fields"))
+            choice = types.RadioGroup()
+            for value, text in REPLACE.items():
+                choice.add_choice(value, label=text)
+            prop = inputs.enum("existing", choice.values(), required=True, label="The existing evaluation",
+                               view=choice)
+            if ctx.params.get("existing") != "replace":
+                prop.invalid, prop.error_message = True, "Choose 'Replace it' or give another key"
         inputs.float("threshold", label="Threshold (optional)",
                      description="Leave empty to judge the stored tags; a value re-decides tags from the scores")
         inputs.str("model_tags", label="Model tag list file (optional)",
@@ -69,16 +101,21 @@ class EvaluateTags(foo.Operator):
                     view=types.DropdownView())
         inputs.enum("empty_classes", ["exclude", "zero"], default="exclude", label="Classes without positives",
                     view=types.DropdownView())
-        inputs.bool("open_panel", default=True, label="Open the Model Evaluation panel when done")
+        inputs.bool("open_panel", default=True, label="Open the Tag evaluation panel when done")
         return types.Property(inputs, view=types.View(label="Evaluate tags"))
 
     def execute(self, ctx):
+        from fiftyone_ram.errors import UserError
         from fiftyone_ram.evaluation import evaluate_tags
+        from fiftyone_ram.evaluation.tables import summary_figures
 
         p = ctx.params
+        if p["pred_field"] == p["gt_field"]:
+            raise UserError(f"'{p['pred_field']}' is chosen as both the predictions and the ground truth")
+        view, left_out = _readable(ctx.target_view(), p["pred_field"])
         top_k = [int(k) for k in str(p.get("top_k") or "").replace(" ", "").split(",") if k]
         results = evaluate_tags(
-            ctx.target_view(),
+            view,
             p["pred_field"],
             p["gt_field"],
             eval_key=p["eval_key"],
@@ -88,56 +125,210 @@ class EvaluateTags(foo.Operator):
             top_k=top_k,
             ties=p.get("ties", "pessimistic"),
             empty_classes=p.get("empty_classes", "exclude"),
+            overwrite=p.get("existing") == "replace",  # an existing run goes only when the user chose so
             progress=lambda fraction, stage: ctx.set_progress(progress=fraction, label=stage),
         )
         if not ctx.delegated:
             ctx.trigger("reload_dataset")
             if p.get("open_panel", True):
-                ctx.ops.open_panel(_PANEL, layout="horizontal")
-        s = results.summary
-        out = {k: _number(s.get(k)) for k in ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1")}
-        out.update(eval_key=results.key, num_samples=s["num_samples"], num_classes=s["num_classes"],
-                   tp=s["tp"], fp=s["fp"], fn=s["fn"],
-                   unmapped=", ".join(results.vocabulary.unmapped()) if results.vocabulary else "")
+                ctx.ops.open_panel(PANEL, layout="horizontal", state={"eval_key": results.key})
+        out = {"eval_key": results.key, **summary_figures(results), **left_out}
+        unmapped = results.vocabulary.unmapped() if results.vocabulary else []
+        if unmapped:
+            out["unmapped"] = ", ".join(unmapped)
         return out
 
     def resolve_output(self, ctx):
+        from fiftyone_ram.evaluation.tables import SUMMARY_LABELS
+
+        results = ctx.results or {}
         outputs = types.Object()
         outputs.str("eval_key", label="Evaluation key")
-        for key, label in (("mAP", "mAP"), ("CP", "CP (per-class precision)"), ("CR", "CR (per-class recall)"),
-                           ("CF1", "CF1"), ("OP", "OP (overall precision)"), ("OR", "OR (overall recall)"),
-                           ("OF1", "OF1")):
-            outputs.float(key, label=label)
-        for key, label in (("num_samples", "Samples"), ("num_classes", "Classes"), ("tp", "True positives"),
-                           ("fp", "False positives"), ("fn", "False negatives")):
+        for key, label in SUMMARY_LABELS.items():
+            if results.get(key) is not None or not results:
+                outputs.float(key, label=label)
+        for key, label in COUNT_LABELS.items():
             outputs.int(key, label=label)
-        outputs.str("unmapped", label="Ground-truth classes not in the model's vocabulary")
+        if results.get("unreadable"):
+            outputs.str("unreadable", label="Left out: unreadable images")
+        if results.get("untagged"):
+            outputs.int("untagged", label="Left out: images without predictions")
+        if results.get("unmapped"):
+            outputs.str("unmapped", label="Ground-truth classes not in the model's vocabulary")
         return types.Property(outputs, view=types.View(label="Tag evaluation"))
 
 
-def _label_fields(ctx, type_names: tuple[str, ...]) -> list[str]:
-    import fiftyone.core.fields as fof
+class PlotTagPRCurves(foo.Operator):
+    @property
+    def config(self) -> foo.OperatorConfig:
+        return foo.OperatorConfig(name="plot_tag_pr_curves", label="Tag PR curves",
+                                  description="Precision-recall curves of a tag evaluation's classes",
+                                  dynamic=True)
 
-    schema = ctx.dataset.get_field_schema()
-    return sorted(
-        name for name, field in schema.items()
-        if isinstance(field, fof.EmbeddedDocumentField) and field.document_type.__name__ in type_names
-    )
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        key = _eval_key_input(inputs, ctx)
+        if key is None:
+            return types.Property(inputs)
+        classes = ctx.dataset.load_evaluation_results(key).classes.tolist()
+        inputs.list("classes", types.String(), label="Classes (empty: the three with the best AP)",
+                    view=types.AutocompleteView(multiple=True, allow_user_input=False, allow_duplicates=False,
+                                                choices=[types.Choice(c, label=c) for c in classes]))
+        return types.Property(inputs, view=types.View(label="Tag PR curves"))
+
+    def execute(self, ctx):
+        from fiftyone_ram.errors import UserError
+        from fiftyone_ram.evaluation.tables import pr_traces
+
+        results = ctx.dataset.load_evaluation_results(ctx.params["eval_key"])
+        classes = [c for c in ctx.params.get("classes") or [] if c]
+        unknown = sorted(set(classes) - set(results.classes.tolist()))
+        if unknown:
+            raise UserError(f"not evaluated in '{results.key}': {', '.join(unknown)}")
+        return {"eval_key": results.key, "curves": pr_traces(results, classes or None)}
+
+    def resolve_output(self, ctx):
+        from fiftyone_ram.evaluation.tables import PR_LAYOUT
+
+        outputs = types.Object()
+        outputs.str("eval_key", label="Evaluation key")
+        outputs.plot("curves", label="Precision-recall", layout=PR_LAYOUT,
+                     data=(ctx.results or {}).get("curves"))
+        return types.Property(outputs, view=types.View(label="Precision-recall curves"))
 
 
-def _string_list_fields(ctx) -> list[str]:
-    import fiftyone.core.fields as fof
+class TuneTagThresholds(foo.Operator):
+    @property
+    def config(self) -> foo.OperatorConfig:
+        return foo.OperatorConfig(name="tune_tag_thresholds", label="Tune tag thresholds",
+                                  description="Per-class thresholds that maximise F1 (or reach a precision) on "
+                                              "an evaluated view; written as a threshold file", dynamic=True)
 
-    schema = ctx.dataset.get_field_schema()
-    return sorted(
-        name for name, field in schema.items()
-        if isinstance(field, fof.ListField) and isinstance(field.field, fof.StringField)
-    )
+    def resolve_input(self, ctx):
+        from pathlib import Path
+
+        inputs = types.Object()
+        key = _eval_key_input(inputs, ctx)
+        if key is None:
+            return types.Property(inputs)
+        results = ctx.dataset.load_evaluation_results(key)
+        inputs.float("target_precision", label="Target precision (optional)", min=0.0, max=1.0,
+                     description="Empty: the F1-optimal threshold; a value: the lowest threshold reaching it")
+        inputs.int("min_positives", default=1, min=1, label="Fewest positives a class needs to be tuned")
+        if not results.model_tags:
+            inputs.str("tag_list", required=True, label="Model tag list file",
+                       description="The tagger's tag list (the threshold file is aligned with it)")
+        if results.base_thresholds is None:
+            inputs.str("base_thresholds", required=True, label="Thresholds of the other classes",
+                       description="The model's threshold file, or one number, for the classes this view "
+                                   "cannot tune")
+        out = inputs.str("output", label="Write to (optional)",
+                         description="A threshold file (one per line) for load_tagger(thresholds=...); empty: "
+                                     "only show the table")
+        path = ctx.params.get("output")
+        if path and Path(path).expanduser().exists():
+            inputs.bool("overwrite", default=False, label=f"Replace the existing {Path(path).name}")
+            if not ctx.params.get("overwrite"):
+                out.invalid, out.error_message = True, "The file exists: tick 'Replace' or choose another path"
+        return types.Property(inputs, view=types.View(label="Tune tag thresholds"))
+
+    def execute(self, ctx):
+        from pathlib import Path
+
+        from fiftyone_ram.errors import UserError
+        from fiftyone_ram.evaluation.tables import rounded
+        from fiftyone_ram.tag_files import read_tag_list
+
+        p = ctx.params
+        results = ctx.dataset.load_evaluation_results(p["eval_key"])
+        kwargs = {"target_precision": p.get("target_precision"), "min_positives": p.get("min_positives") or 1}
+        if p.get("tag_list"):
+            kwargs["tag_list"] = read_tag_list(Path(p["tag_list"]).expanduser())
+        if p.get("base_thresholds"):
+            base = p["base_thresholds"]
+            try:
+                kwargs["base_thresholds"] = float(base)
+            except ValueError:
+                kwargs["base_thresholds"] = str(Path(base).expanduser())
+        try:
+            tuning = results.tune_thresholds(**kwargs)
+        except (ValueError, OSError) as exc:
+            raise UserError(str(exc).splitlines()[0]) from exc
+        written = None
+        if p.get("output"):
+            path = Path(p["output"]).expanduser()
+            if path.exists() and not p.get("overwrite"):
+                raise UserError(f"{path} exists: tick 'Replace' or choose another path")
+            written = str(tuning.write(path))
+        rows = [{"tag": r["tag"], "previous": rounded(r["previous"]), "threshold": rounded(r["threshold"]),
+                 "precision": rounded(r["precision"]), "recall": rounded(r["recall"]), "f1": rounded(r["f1"]),
+                 "support": r["support"]} for r in tuning.tuned()]
+        out = {"eval_key": results.key, "tuned": len(rows), "untuned": len(tuning.table) - len(rows),
+               "thresholds": rows}
+        if written:
+            out["written"] = written
+        return out
+
+    def resolve_output(self, ctx):
+        results = ctx.results or {}
+        outputs = types.Object()
+        outputs.str("eval_key", label="Evaluation key")
+        outputs.int("tuned", label="Classes tuned")
+        outputs.int("untuned", label="Classes left as they were (too few positives / target unreachable)")
+        if results.get("written") or not results:
+            outputs.str("written", label="Threshold file written")
+        table = types.TableView()
+        for column, label in (("tag", "Tag"), ("previous", "Before"), ("threshold", "Tuned"),
+                              ("precision", "Precision"), ("recall", "Recall"), ("f1", "F1"),
+                              ("support", "Positives")):
+            table.add_column(column, label=label)
+        outputs.list("thresholds", types.Object(), label="Tuned thresholds", view=table)
+        return types.Property(outputs, view=types.View(label="Tuned thresholds"))
 
 
-def _number(x):
-    return None if x is None or x != x else float(x)
+def _tag_method() -> str:
+    from fiftyone_ram.evaluation.keys import METHOD
+
+    return METHOD
+
+
+def _method_of(dataset, key: str) -> str | None:
+    """The method of the evaluation recorded under ``key``; None when the key is free."""
+    if key not in dataset.list_evaluations():
+        return None
+    return getattr(dataset.get_evaluation_info(key).config, "method", None) or "?"
+
+
+def _say_which_samples(inputs, ctx) -> None:
+    """After a drill-down the App's target defaults to the filtered view: say so, with the counts."""
+    if getattr(ctx.view, "_stages", None) and ctx.params.get("view_target") in (None, "CURRENT_VIEW"):
+        inputs.view("target_note", types.Notice(
+            label=f"The current view is evaluated ({len(ctx.view)} of {len(ctx.dataset)} samples); choose the "
+                  "entire dataset above to evaluate everything"))
+
+
+def _readable(view, pred_field: str):
+    """``view`` without the images the tagger could not read (they have ``<pred>_error``) or never tagged,
+    and what was left out (so that they are reported, not counted as misses)."""
+    from fiftyone_ram.fiftyone.tagging import error_field
+
+    left_out = {}
+    err = error_field(pred_field)
+    if view.get_field(err) is not None:
+        unreadable = view.exists(err)
+        if len(unreadable):
+            names = [p.rsplit("/", 1)[-1] for p in unreadable.values("filepath")]
+            left_out["unreadable"] = f"{len(names)} (reason in '{err}'): " + ", ".join(names[:10]) + (
+                ", ..." if len(names) > 10 else "")
+            view = view.exists(err, False)
+    untagged = view.exists(pred_field, False)
+    if len(untagged):
+        left_out["untagged"] = len(untagged)
+        view = view.exists(pred_field)
+    return view, left_out
 
 
 def register(p) -> None:
     p.register(EvaluateTags)
+    p.register(PlotTagPRCurves)
+    p.register(TuneTagThresholds)

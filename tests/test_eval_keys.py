@@ -195,12 +195,16 @@ def test_operator_form_says_what_is_replaced_and_refuses_another_evaluation(data
                                                "params": {"eval_key": key}})
         return operator.resolve_input(ctx).type.properties
 
-    assert "replaces" in form("ev") and not form("ev")["eval_key"].invalid
-    assert "replaces" not in form("new")
-    assert form("simple")["eval_key"].invalid and "replaces" not in form("simple")
+    # A tag evaluation's key: a warning, and an explicit choice before it is replaced (issue 15).
+    assert "exists" in form("ev") and not form("ev")["eval_key"].invalid and form("ev")["existing"].invalid
+    assert "exists" not in form("new") and "existing" not in form("new")
+    assert form("simple")["eval_key"].invalid and "exists" not in form("simple")
     params = {"pred_field": "ram", "gt_field": "gt", "top_k": "1", "open_panel": False}
     with pytest.raises(Exception, match="'simple' is another evaluation's key"):  # the form's validation
         foo.execute_operator(uri, ctx={"dataset": ds, "params": {**params, "eval_key": "simple"}})
     assert ds.get_evaluation_info("simple").config.method == "simple"
-    done = foo.execute_operator(uri, ctx={"dataset": ds, "params": {**params, "eval_key": "ev"}})
+    with pytest.raises(Exception, match="Choose 'Replace it'"):
+        foo.execute_operator(uri, ctx={"dataset": ds, "params": {**params, "eval_key": "ev"}})
+    done = foo.execute_operator(uri, ctx={"dataset": ds, "params": {**params, "eval_key": "ev",
+                                                                   "existing": "replace"}})
     assert done.error is None and done.result["eval_key"] == "ev" and ds.list_evaluations() == ["ev", "simple"]

@@ -100,8 +100,13 @@ class ClipCrops:
         else:
             from transformers import AutoImageProcessor, CLIPVisionModelWithProjection
 
-            self.model = CLIPVisionModelWithProjection.from_pretrained(model)
-            self.processor = AutoImageProcessor.from_pretrained(model)
+            from fiftyone_ram.engine.hub import load_pretrained
+
+            instead = "embed the crops with the tagger's own encoder (embedder 'ram')"
+            self.model = load_pretrained(CLIPVisionModelWithProjection.from_pretrained, model, "CLIP image encoder",
+                                         instead)
+            self.processor = load_pretrained(AutoImageProcessor.from_pretrained, model, "CLIP image encoder",
+                                             instead)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = self.model.to(self.device).eval()
         self.batch_size = batch_size

@@ -68,8 +68,13 @@ class GroundingDinoRegions:
         else:
             from transformers import AutoProcessor, GroundingDinoForObjectDetection
 
-            self.model = GroundingDinoForObjectDetection.from_pretrained(model)
-            self.processor = AutoProcessor.from_pretrained(model)
+            from fiftyone_ram.engine.hub import load_pretrained
+
+            instead = "take the regions from a Detections field"
+            self.model = load_pretrained(GroundingDinoForObjectDetection.from_pretrained, model,
+                                         "Grounding-DINO detector", instead)
+            self.processor = load_pretrained(AutoProcessor.from_pretrained, model, "Grounding-DINO detector",
+                                             instead)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = self.model.to(self.device).eval()
         self.box_threshold = box_threshold

@@ -214,7 +214,9 @@ def app_dataset(tmp_path) -> Iterator[Callable[..., object]]:
 # -- the browser --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: a started sync Playwright keeps an asyncio loop running in this thread, and
+# FiftyOne's execute_operator then returns a Task instead of a result in every later (non-App) test.
+@pytest.fixture(scope="module")
 def browser():
     try:
         from playwright.sync_api import sync_playwright

@@ -1,0 +1,63 @@
+"""Which fields of a dataset an App form offers for a role, read from the schema (so the choices are
+dropdowns of valid names, never free text), and the defaults that make the obvious run work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+#: Label types whose names are tags (Detections / Polylines give image-level tags from their objects).
+TAG_TYPES = ("Classifications", "Classification", "Detections", "Polylines")
+PREDICTION_TYPES = ("Classifications", "Classification")
+
+
+def label_fields(dataset: Any, type_names: Sequence[str]) -> list[str]:
+    """Top-level fields holding one of the label types ``type_names``, sorted."""
+    import fiftyone.core.fields as fof
+
+    return sorted(name for name, field in dataset.get_field_schema().items()
+                  if isinstance(field, fof.EmbeddedDocumentField) and field.document_type.__name__ in type_names)
+
+
+def string_list_fields(dataset: Any) -> list[str]:
+    """Top-level list-of-strings fields (the sample ``tags`` among them), sorted."""
+    import fiftyone.core.fields as fof
+
+    return sorted(name for name, field in dataset.get_field_schema().items()
+                  if isinstance(field, fof.ListField) and isinstance(field.field, fof.StringField))
+
+
+def text_fields(dataset: Any) -> list[str]:
+    """Top-level string fields that can hold captions (not the file path nor an error field), sorted."""
+    import fiftyone.core.fields as fof
+
+    return sorted(name for name, field in dataset.get_field_schema().items()
+                  if type(field) is fof.StringField and name != "filepath" and not name.endswith("_error"))
+
+
+def with_confidences(samples: Any, fields: Iterable[str]) -> list[str]:
+    """The fields among ``fields`` where some label stores a confidence (a model's predictions)."""
+    out = []
+    for name in fields:
+        field = samples.get_field(name)
+        list_key = getattr(getattr(field, "document_type", None), "_LABEL_LIST_FIELD", None)
+        path = f"{name}.{list_key}.confidence" if list_key else f"{name}.confidence"
+        if samples.count(path):  # counts the non-None values
+            out.append(name)
+    return out
+
+
+def prediction_default(samples: Any, candidates: Sequence[str]) -> str | None:
+    """The field to offer as predictions: the first with confidences, else the first candidate."""
+    scored = with_confidences(samples, candidates)
+    return scored[0] if scored else (candidates[0] if candidates else None)
+
+
+def other_default(candidates: Sequence[str], taken: str | None, prefer: Sequence[str] = ("ground_truth",)) -> str | None:
+    """A default for a second field that is never ``taken`` (a preferred name first)."""
+    for name in prefer:
+        if name in candidates and name != taken:
+            return name
+    rest = [c for c in candidates if c != taken]
+    return rest[0] if rest else None

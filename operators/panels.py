@@ -1,0 +1,235 @@
+"""Panels ``tag_evaluation_panel`` and ``tag_review_panel``: tag evaluations and cleaning reviews in the App.
+
+The Tag evaluation panel replaces, for tag runs, what the built-in Model Evaluation panel gets wrong for
+multi-label results (see ``fiftyone_ram.evaluation.tables``): a per-class table whose confidence averages
+only predicted tags, PR curves, and a confusion of missed tags with the wrong tags predicted instead (not
+"x × (none)"). Its buttons open the threshold-tuning operator and show a class's errors in the grid.
+
+The Tag review panel is the review step of cleaning: it shows only the field under review, with its flags,
+lists the flagged tags with one-click Keep / Remove, and applies or undoes the removals
+(``fiftyone_ram.engine.review``). Thin on purpose: the numbers come from the package.
+"""
+
+from __future__ import annotations
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+TUNE = "@fiftyone-ram/ram/tune_tag_thresholds"
+
+
+class TagEvaluationPanel(foo.Panel):
+    @property
+    def config(self):
+        return foo.PanelConfig(name="tag_evaluation_panel", label="Tag evaluation", icon="query_stats",
+                               surfaces="grid", help_markdown="Multi-label results of `evaluate_tags` runs")
+
+    def on_load(self, ctx):
+        self._load(ctx)
+
+    def on_change_key(self, ctx):
+        ctx.panel.state.eval_key = ctx.params.get("value")
+        self._load(ctx)
+
+    def on_change_class(self, ctx):
+        ctx.panel.state.pr_class = ctx.params.get("value")
+        self._load(ctx)
+
+    def _load(self, ctx):
+        from fiftyone_ram.evaluation import tables
+
+        keys = _tag_eval_keys(ctx.dataset)
+        key = ctx.panel.state.eval_key
+        if key not in keys:
+            key = keys[-1] if keys else None
+            ctx.panel.state.eval_key = key
+        if key is None:
+            return
+        results = ctx.dataset.load_evaluation_results(key)
+        samples = ctx.dataset.load_evaluation_view(key)
+        figures = tables.summary_figures(results)
+        lines = [f"**{results.config.pred_field}** against **{results.config.gt_field}**, "
+                 f"{figures.get('num_samples')} samples, {figures.get('num_classes')} classes", ""]
+        lines += [f"- {label}: **{figures[k]}**" for k, label in tables.SUMMARY_LABELS.items()
+                  if figures.get(k) is not None]
+        lines.append(f"- Average confidence of the predicted tags: **{tables.average_confidence(results)}**")
+        ctx.panel.state.summary = "\n".join(lines)
+        ctx.panel.data.classes = tables.class_rows(results)
+        ctx.panel.data.confusions = tables.confusions(samples, results, top=30)
+        chosen = ctx.panel.state.pr_class
+        names = results.classes.tolist()
+        ctx.panel.data.pr = tables.pr_traces(results, [chosen] if chosen in names else None)
+
+    def tune(self, ctx):
+        ctx.prompt(TUNE, params={"eval_key": ctx.panel.state.eval_key})
+
+    def show_errors(self, ctx):
+        """The samples where the chosen class was missed or wrongly predicted, in the grid."""
+        from fiftyone import ViewField as F
+
+        from fiftyone_ram.evaluation.tables import class_rows
+
+        key, index = ctx.panel.state.eval_key, ctx.params.get("row")
+        if not key or not isinstance(index, int):
+            return
+        rows = class_rows(ctx.dataset.load_evaluation_results(key))  # the table's rows (the App sends the index)
+        if not 0 <= index < len(rows):
+            return
+        cls = rows[index]["class"]
+        pred = ctx.dataset.get_evaluation_info(key).config.pred_field
+        view = ctx.dataset.load_evaluation_view(key)
+        missed = F(f"{key}_missed").contains(cls)
+        wrong = F(f"{pred}.classifications").filter((F("label") == cls) & (F(key) == "fp")).length() > 0
+        ctx.ops.set_view(view.match(missed | wrong))
+
+    def render(self, ctx):
+        panel = types.Object()
+        keys = _tag_eval_keys(ctx.dataset)
+        if not keys:
+            panel.md("No tag evaluation yet: run **Evaluate tags** from the operator browser.", name="empty")
+            return types.Property(panel, view=types.GridView(orientation="vertical", padding=2))
+        panel.enum("eval_key", keys, default=ctx.panel.state.eval_key or keys[-1], label="Evaluation",
+                   view=types.DropdownView(), on_change=self.on_change_key)
+        panel.md(ctx.panel.state.summary or "", name="summary")
+        panel.btn("tune", label="Tune thresholds", on_click=self.tune, variant="contained")
+        table = types.TableView()
+        for column, label in (("class", "Class"), ("ap", "AP"), ("precision", "Precision"),
+                              ("recall", "Recall"), ("f1", "F1"), ("support", "Positives"), ("tp", "TP"),
+                              ("fp", "FP"), ("fn", "FN"), ("confidence", "Mean confidence (predicted)")):
+            table.add_column(column, label=label)
+        table.add_row_action("errors", self.show_errors, label="Show errors", icon="filter_list",
+                             tooltip="Show the samples where this class is missed or wrongly predicted")
+        panel.list("classes", types.Object(), label="Per class", view=table)
+        results = ctx.dataset.load_evaluation_results(ctx.panel.state.eval_key or keys[-1])
+        panel.enum("pr_class", results.classes.tolist(), label="PR curve of (empty: the three best)",
+                   view=types.AutocompleteView(), on_change=self.on_change_class)
+        from fiftyone_ram.evaluation.tables import PR_LAYOUT
+
+        panel.plot("pr", layout=PR_LAYOUT, config={"displayModeBar": False})
+        confusion = types.TableView()
+        for column, label in (("missed", "Missed tag"), ("predicted_instead", "Wrong tag predicted instead"),
+                              ("images", "Images")):
+            confusion.add_column(column, label=label)
+        panel.list("confusions", types.Object(), label="Confusions (missed tag × wrong tags on the same image)",
+                   view=confusion)
+        return types.Property(panel, view=types.GridView(orientation="vertical", padding=2, gap=2))
+
+
+class TagReviewPanel(foo.Panel):
+    @property
+    def config(self):
+        return foo.PanelConfig(name="tag_review_panel", label="Tag review", icon="fact_check", surfaces="grid",
+                               help_markdown="Review what `clean_tags` flagged: keep or remove, apply, undo")
+
+    def on_load(self, ctx):
+        self._load(ctx)
+
+    def on_change_field(self, ctx):
+        ctx.panel.state.tag_field = ctx.params.get("value")
+        self._load(ctx)
+
+    def _field(self, ctx) -> tuple[str | None, str | None]:
+        from fiftyone_ram.engine.review_marks import review_fields
+
+        fields = review_fields(ctx.dataset)
+        name = ctx.panel.state.tag_field
+        if name not in fields:
+            name = next(iter(fields), None)
+            ctx.panel.state.tag_field = name
+        return name, fields.get(name)
+
+    def _load(self, ctx):
+        from fiftyone_ram.engine.review_marks import flagged_rows, review_counts
+
+        name, review = self._field(ctx)
+        if review is None:
+            return
+        counts = review_counts(ctx.dataset, review)
+        ctx.panel.state.status = (f"**{counts['flagged']}** tags flagged in `{review}`: **{counts['keep']}** "
+                                  f"marked keep, **{counts['remove']}** marked remove. Apply removes every "
+                                  f"flagged tag not marked keep, and those marked remove.")
+        ctx.panel.data.flags = flagged_rows(ctx.dataset, review)
+
+    def show(self, ctx):
+        """Only the flagged tags, and only the review field in the sidebar."""
+        from fiftyone_ram.engine.review import flagged_view
+
+        _, review = self._field(ctx)
+        ctx.ops.set_view(flagged_view(ctx.dataset, review))
+        ctx.ops.set_active_fields([review])
+
+    def _mark(self, ctx, value):
+        from fiftyone_ram.engine.review_marks import mark
+
+        from fiftyone_ram.engine.review_marks import flagged_rows
+
+        _, review = self._field(ctx)
+        rows = flagged_rows(ctx.dataset, review)  # the table's rows, in the order shown (the App sends the index)
+        index = ctx.params.get("row")
+        if isinstance(index, int) and 0 <= index < len(rows):
+            mark(ctx.dataset, review, [rows[index]["label_id"]], value)
+        self._load(ctx)
+
+    def keep(self, ctx):
+        self._mark(ctx, "keep")
+
+    def remove(self, ctx):
+        self._mark(ctx, "remove")
+
+    def apply(self, ctx):
+        from fiftyone_ram.engine.review import apply_cleaning
+
+        name, _ = self._field(ctx)
+        result = apply_cleaning(ctx.dataset, name)
+        ctx.ops.notify(f"Removed {result['removed']} tags from '{name}' (undo puts them back)", variant="success")
+        ctx.ops.reload_dataset()
+        self._load(ctx)
+
+    def undo(self, ctx):
+        from fiftyone_ram.engine.review import undo_cleaning
+
+        name, _ = self._field(ctx)
+        try:
+            result = undo_cleaning(ctx.dataset, name)
+        except ValueError as exc:
+            ctx.ops.notify(str(exc).splitlines()[0], variant="warning")
+            return
+        ctx.ops.notify(result.get("message") or f"Restored '{name}' as it was before apply", variant="success")
+        ctx.ops.reload_dataset()
+        self._load(ctx)
+
+    def render(self, ctx):
+        from fiftyone_ram.engine.review_marks import review_fields
+
+        panel = types.Object()
+        fields = review_fields(ctx.dataset)
+        if not fields:
+            panel.md("Nothing to review: run **Clean tags** first.", name="empty")
+            return types.Property(panel, view=types.GridView(orientation="vertical", padding=2))
+        panel.enum("tag_field", list(fields), default=ctx.panel.state.tag_field or next(iter(fields)),
+                   label="Tags under review", view=types.DropdownView(), on_change=self.on_change_field)
+        panel.md(ctx.panel.state.status or "", name="status")
+        buttons = panel.h_stack("buttons", gap=1)
+        buttons.btn("show", label="Show flagged tags", on_click=self.show, variant="outlined")
+        buttons.btn("apply", label="Apply removals", on_click=self.apply, variant="contained")
+        buttons.btn("undo", label="Undo apply", on_click=self.undo, variant="outlined")
+        table = types.TableView(max_inline_actions=2)  # both buttons on the row: one click each
+        for column, label in (("file", "Image"), ("tag", "Tag"), ("reason", "Reason"), ("score", "Score"),
+                              ("mark", "Mark")):
+            table.add_column(column, label=label)
+        table.add_row_action("keep", self.keep, label="Keep", icon="check", tooltip="The flag is wrong: keep it")
+        table.add_row_action("remove", self.remove, label="Remove", icon="delete",
+                             tooltip="Remove this tag when applying")
+        panel.list("flags", types.Object(), label="Flagged tags", view=table)
+        return types.Property(panel, view=types.GridView(orientation="vertical", padding=2, gap=2))
+
+
+def _tag_eval_keys(dataset) -> list[str]:
+    from fiftyone_ram.evaluation.tables import tag_evaluation_keys
+
+    return tag_evaluation_keys(dataset)
+
+
+def register(p) -> None:
+    p.register(TagEvaluationPanel)
+    p.register(TagReviewPanel)

@@ -1,0 +1,100 @@
+"""The data engine in the real App: generate tags from fields picked in dropdowns, clean a field, then review
+in the Tag review panel (one-click Keep / Remove, show only the flags), apply and undo."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "images"
+
+
+def _shot(app, tmp_path: Path, name: str) -> None:
+    """A screenshot in the test's folder, and in docs/images when FIFTYONE_RAM_DOCS_SCREENSHOTS=1."""
+    app.screenshot(tmp_path / name)
+    if os.environ.get("FIFTYONE_RAM_DOCS_SCREENSHOTS") == "1":
+        app.screenshot(DOCS / name)
+
+
+@pytest.fixture()
+def engine_dataset(tmp_path, cleaning_dataset):
+    """The cleaning test set (known wrong tags, boxes in ``objects``), persistent so that the App sees it."""
+    made = []
+
+    def make(name: str):
+        folder = tmp_path / name
+        folder.mkdir()
+        dataset, wrong = cleaning_dataset(folder, name=name, per_category=2)
+        dataset.persistent = True
+        made.append(dataset)
+        return dataset, wrong
+
+    yield make
+    for dataset in made:
+        if not dataset.deleted:
+            dataset.delete()
+
+
+def test_generate_from_fields_chosen_in_dropdowns(app_page, engine_dataset):
+    dataset, _ = engine_dataset("app_generate")
+    app = app_page()
+    app.open_dataset(dataset.name)
+    app.open_operator("generate_tags", "Generate tags (RAM data engine)")
+    app.check("Add the tags a tagger predicts ('predicted')", False)
+    app.select("Existing tags", "gt")
+    app.select("Existing tags", "objects")
+    app.execute()
+    out = app.wait_for_output("Tags generated")
+    assert "No value provided" not in out
+    assert re.search(r"Tags added as 'original':\s*\d+", out), out
+    dataset.reload()
+    expected = sum(len({c.label for c in g.classifications} | {d.label for d in o.detections})
+                   for g, o in zip(dataset.values("gt"), dataset.values("objects")))
+    assert dataset.count("generated.classifications") == expected
+
+
+def test_clean_review_keep_apply_and_undo(app_page, engine_dataset, tiny_clip_vision_dir, tmp_path):
+    dataset, wrong = engine_dataset("app_clean")
+    before = dataset.count("gt.classifications")
+    app = app_page()
+    app.open_dataset(dataset.name)
+    app.open_operator("clean_tags", "Clean tags (RAM data engine)")
+    # The dataset's boxes are the default regions: nothing to download.
+    assert app.field("Boxes").inner_text().strip() == "objects"
+    app.choose("clip")
+    app.fill("CLIP model", tiny_clip_vision_dir)
+    app.check("Also flag tags the tagger does not predict on their regions", False)
+    app.execute()
+    out = app.wait_for_output("Clean tags")
+    assert "No value provided" not in out
+    flagged = int(re.search(r"Tags flagged:\s*(\d+)", out).group(1))
+    assert flagged == len(wrong)
+    app.prompt.get_by_role("button", name="Close", exact=True).click()
+
+    # The Tag review panel opened on the field: one row per flagged tag, Keep / Remove on the row.
+    app.wait_for_text(f"{flagged} tags flagged in gt_review")
+    rows = app.page.get_by_role("row").filter(has_text=".png")
+    assert rows.count() == flagged
+    kept = rows.first.locator("td").nth(1).inner_text().strip(), rows.first.locator("td").first.inner_text().strip()
+    rows.first.get_by_role("button").first.click()  # Keep (the first of the two row buttons)
+    app.wait_for_text("1 marked keep", timeout_s=30)
+    app.page.get_by_role("button", name="Show flagged tags").click()
+    app.wait_for_text(f"{len({f for f, _ in wrong})} samples", timeout_s=30)
+    _shot(app, tmp_path, "app-tag-review-panel.png")
+
+    app.page.get_by_role("button", name="Apply removals").click()
+    app.wait_for_text(f"Removed {flagged - 1} tags from 'gt'", timeout_s=60)
+    dataset.reload()
+    assert dataset.count("gt.classifications") == before - flagged + 1
+    tag, file = kept
+    names = {(Path(p).name, c.label) for p, row in zip(*dataset.values(["filepath", "gt.classifications"]))
+             for c in row or []}
+    assert (file, tag) in names  # the tag marked keep stayed
+
+    app.page.get_by_role("button", name="Undo apply").click()
+    app.page.wait_for_timeout(3000)
+    dataset.reload()
+    assert dataset.count("gt.classifications") == before
