@@ -543,6 +543,16 @@ def cleaning_dataset() -> Callable:
     return _cleaning_dataset
 
 
+@pytest.fixture()
+def captioned_cleaning_dataset(tmp_path, cleaning_dataset):
+    """A :func:`cleaning_dataset` (four images per category) whose samples also carry a ``caption``; deleted
+    after the test."""
+    ds, _ = cleaning_dataset(tmp_path, per_category=4)
+    ds.set_values("caption", ["a dog on the beach"] * len(ds))
+    yield ds
+    ds.delete()
+
+
 # -- bad image files ----------------------------------------------------------------------------------------
 
 

@@ -10,11 +10,8 @@ GENERATE, CLEAN = "@fiftyone-ram/ram/generate_tags", "@fiftyone-ram/ram/clean_ta
 
 
 @pytest.fixture()
-def dataset(tmp_path, cleaning_dataset):
-    ds, _ = cleaning_dataset(tmp_path, per_category=4)
-    ds.set_values("caption", ["a dog on the beach"] * len(ds))
-    yield ds
-    ds.delete()
+def dataset(captioned_cleaning_dataset):
+    return captioned_cleaning_dataset
 
 
 def test_operators_are_registered_without_errors():

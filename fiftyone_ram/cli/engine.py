@@ -73,7 +73,7 @@ def generate(dataset_name, model_name, checkpoint, config_path, tag_list, tag_li
         check_generation(samples, out_field, tag_fields=tag_fields, caption_fields=caption_fields,
                          overwrite=overwrite)
     except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
     tagger = _tagger_or_none(predict, model_name, checkpoint, config_path, tag_list, tag_list_chinese, thresholds,
                              device, batch_size, precision)
     captioner = None

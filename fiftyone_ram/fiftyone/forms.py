@@ -101,7 +101,8 @@ def add_precision_option(inputs: types.Object) -> None:
     for choice, label in PRECISION_LABELS.items():
         precision.add_choice(choice, label=label)
     inputs.enum("precision", precision.values(), default="auto", label="Precision", view=precision,
-                description="auto: bf16 on GPUs and on CPUs with bf16 instructions, int8 on other x86 CPUs")
+                description="auto: $FIFTYONE_RAM_PRECISION where the server sets it, else bf16 on GPUs and on "
+                            "CPUs with bf16 instructions, int8 on other x86 CPUs")
 
 
 def tagger_kwargs(values: dict[str, Any]) -> dict[str, Any]:
@@ -121,7 +122,7 @@ def tagger_kwargs(values: dict[str, Any]) -> dict[str, Any]:
         out["classes"] = [c for c in classes if c]
     if values.get("device") and values["device"] != "auto":
         out["device"] = values["device"]
-    if values.get("precision"):
+    if values.get("precision") and values["precision"] != "auto":  # auto: load_tagger's default (the env var)
         out["precision"] = values["precision"]
     if "caption" in values and values["caption"] is not None:
         out["caption"] = bool(values["caption"])

@@ -48,6 +48,8 @@ CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 STEP_TIMEOUT_S = 300
 SERVER_START_TIMEOUT_S = 120
 
+DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+
 
 def pytest_collection_modifyitems(config, items):
     """Mark every test of this folder ``app`` (a conftest cannot set ``pytestmark`` for its folder)."""
@@ -361,6 +363,15 @@ class AppPage:
         found = self.page.get_by_text(text).first
         found.wait_for(timeout=timeout_s * 1000)
         return found
+
+    def docs_shot(self, name: str, *, target=None, prompt_only: bool = False) -> Path:
+        """A screenshot kept beside the server's log; also written to docs/images (the docs' figures) only when
+        FIFTYONE_RAM_DOCS_SCREENSHOTS=1, so that a test run never rewrites files of the checkout."""
+        target = target if target is not None else self.prompt if prompt_only else self.page
+        kept = self.screenshot_of(target, self.server.log.with_name(name))
+        if os.environ.get("FIFTYONE_RAM_DOCS_SCREENSHOTS") == "1":
+            return self.screenshot_of(target, DOCS_IMAGES / name)
+        return kept
 
     def screenshot(self, path: Path, *, prompt_only: bool = False) -> Path:
         """A small PNG of the page (or of the prompt alone) for the docs."""

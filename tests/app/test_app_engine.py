@@ -3,20 +3,12 @@ in the Tag review panel (one-click Keep / Remove, show only the flags), apply an
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import pytest
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "images"
 
-
-def _shot(app, tmp_path: Path, name: str) -> None:
-    """A screenshot in the test's folder, and in docs/images when FIFTYONE_RAM_DOCS_SCREENSHOTS=1."""
-    app.screenshot(tmp_path / name)
-    if os.environ.get("FIFTYONE_RAM_DOCS_SCREENSHOTS") == "1":
-        app.screenshot(DOCS / name)
 
 
 @pytest.fixture()
@@ -83,7 +75,7 @@ def test_clean_review_keep_apply_and_undo(app_page, engine_dataset, tiny_clip_vi
     app.wait_for_text("1 marked keep", timeout_s=30)
     app.page.get_by_role("button", name="Show flagged tags").click()
     app.wait_for_text(f"{len({f for f, _ in wrong})} samples", timeout_s=30)
-    _shot(app, tmp_path, "app-tag-review-panel.png")
+    app.docs_shot("app-tag-review-panel.png")
 
     app.page.get_by_role("button", name="Apply removals").click()
     app.wait_for_text(f"Removed {flagged - 1} tags from 'gt'", timeout_s=60)

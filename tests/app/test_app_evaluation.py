@@ -3,9 +3,7 @@ existing key only after choosing to, PR curves and threshold tuning from the ope
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import numpy as np
 
@@ -13,14 +11,7 @@ import fiftyone as fo
 
 EVALUATE = "Evaluate tags (mAP, precision, recall)"
 TAGS = ["person", "cat", "cup", "sky", "rocket"]
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "images"
 
-
-def _shot(app, tmp_path: Path, name: str) -> None:
-    """A screenshot in the test's folder, and in docs/images when FIFTYONE_RAM_DOCS_SCREENSHOTS=1."""
-    app.screenshot(tmp_path / name)
-    if os.environ.get("FIFTYONE_RAM_DOCS_SCREENSHOTS") == "1":
-        app.screenshot(DOCS / name)
 
 
 def _tagged(dataset, unreadable: bool = True):
@@ -50,7 +41,7 @@ def test_evaluate_with_the_defaults_then_read_the_panel(app_page, app_dataset, t
     # Predictions default to the field with confidences, ground truth to another field.
     assert app.field("Predicted tags").inner_text().strip() == "ram"
     assert app.field("Ground truth").inner_text().strip() == "ground_truth"
-    _shot(app, tmp_path, "app-evaluate-form.png")
+    app.docs_shot("app-evaluate-form.png")
     app.execute()
     out = app.wait_for_output("Tag evaluation")
     assert not re.search(r"\d\.\d{5,}", out), out  # figures are rounded
@@ -69,7 +60,7 @@ def test_evaluate_with_the_defaults_then_read_the_panel(app_page, app_dataset, t
     assert {"cat", "cup", "person"} <= {c.strip() for c in table.locator("tbody tr td:first-child").all_inner_texts()}
     app.wait_for_text("Confusions (missed tag × wrong tags on the same image)")
     app.page.locator(".js-plotly-plot .scatterlayer .trace").first.wait_for(state="attached")  # PR curves drawn
-    _shot(app, tmp_path, "app-tag-evaluation-panel.png")
+    app.docs_shot("app-tag-evaluation-panel.png")
 
 
 def test_an_existing_key_is_replaced_only_after_choosing_to(app_page, app_dataset):
@@ -108,7 +99,7 @@ def test_pr_curves_and_threshold_tuning(app_page, app_dataset, tmp_path):
     assert traces.count() == 3  # the three classes with the best AP
     legend = app.prompt.locator(".js-plotly-plot .legendtext").all_text_contents()
     assert len(legend) == 3 and all("(AP " in name for name in legend), legend
-    _shot(app, tmp_path, "app-pr-curves.png")
+    app.docs_shot("app-pr-curves.png")
     app.prompt.get_by_role("button", name="Close", exact=True).click()
     app.prompt.wait_for(state="hidden")
 
@@ -124,4 +115,4 @@ def test_pr_curves_and_threshold_tuning(app_page, app_dataset, tmp_path):
     written = [float(x) for x in out.read_text().split()]
     assert np.allclose(written, expected.thresholds, atol=1e-6)
     assert str(out) in text and "Tuned" in text
-    _shot(app, tmp_path, "app-tune-thresholds.png")
+    app.docs_shot("app-tune-thresholds.png")

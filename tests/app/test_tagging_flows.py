@@ -14,7 +14,6 @@ import fiftyone as fo
 TAG_IMAGES = "Tag images (Recognize Anything)"
 SUMMARY = "Already tagged (skipped)"  # a row of the summary a run ends with
 ROOT = Path(__file__).resolve().parents[2]
-IMAGES = ROOT / "docs" / "images"
 PARITY = ROOT.parent / "shared" / "fixtures" / "parity"
 UPSTREAM = ROOT.parent / "shared" / "upstream"
 
@@ -44,11 +43,11 @@ def test_own_checkpoint_without_config_then_a_rerun_that_resumes(app_page, app_d
     assert "Runs now, inside the App" in text  # this App cannot schedule: it says so, and runs immediately
     choices = app.execution_choices()
     assert choices[0].startswith("Execute") and any("Schedule" in c and "NOT AVAILABLE" in c for c in choices)
-    app.screenshot(IMAGES / "tag-own-checkpoint.png", prompt_only=True)
+    app.docs_shot("tag-own-checkpoint.png", prompt_only=True)
     app.execute()
     output = app.wait_for_output(SUMMARY)
     assert "Tagged: 3" in " ".join(output.split())
-    app.screenshot_of(app.page.locator("[role=dialog]").filter(has_text=SUMMARY).last, IMAGES / "tag-finished.png")
+    app.docs_shot("tag-finished.png", target=app.page.locator("[role=dialog]").filter(has_text=SUMMARY).last)
     app.close_output()
 
     dataset.reload()
@@ -99,7 +98,7 @@ def test_a_scheduled_run_is_executed_by_fiftyone_delegated_launch(app_page, app_
     assert "Runs now" not in app.text()
     choices = app.execution_choices()
     assert any(c.startswith("Schedule") and "NOT AVAILABLE" not in c for c in choices)
-    app.screenshot(IMAGES / "tag-schedule.png", prompt_only=True)
+    app.docs_shot("tag-schedule.png", prompt_only=True)
     assert app.prompt.get_by_role("button", name="Schedule", exact=True).count() == 1  # the default here
     app.prompt.get_by_role("button", name="Schedule", exact=True).click()
     app.prompt.wait_for(state="hidden")
@@ -138,4 +137,4 @@ def test_tag2text_captions_show_in_the_sidebar(app_page, app_dataset):
     app.wait_for_text("t2t_caption")  # listed in the sidebar's primitives
     app.page.locator("[data-cy=looker]").first.click()
     app.wait_for_text(caption)  # the sample's caption in the modal's sidebar
-    app.screenshot(IMAGES / "tag2text-caption.png")
+    app.docs_shot("tag2text-caption.png")
