@@ -2,8 +2,9 @@
 
 Thin on purpose (FiftyOne re-executes plugin modules on every request): the work is done by
 ``fiftyone_ram.engine`` (the installed package), imported inside ``execute``. Both default to delegated
-execution: they run models over a whole dataset. ``clean_tags`` also offers the review steps that follow a
-cleaning: apply the accepted removals (the original field is kept) and undo.
+execution where the App can schedule it (they run models over a whole dataset), else run immediately.
+``clean_tags`` also offers the review steps that follow a cleaning: apply the accepted removals (each
+removed label is recorded) and undo.
 """
 
 from __future__ import annotations
@@ -125,7 +126,14 @@ class GenerateTags(foo.Operator):
             allow_immediate_execution=True,
             allow_delegated_execution=True,
             default_choice_to_delegated=True,
+            resolve_execution_options_on_change=True,  # the target view's size and the step decide
         )
+
+    def resolve_execution_options(self, ctx):
+        """Scheduling is the default only where the App can schedule (see ``fiftyone_ram.fiftyone.execution``)."""
+        from fiftyone_ram.fiftyone import execution
+
+        return execution.execution_options(len(ctx.target_view()), prefer_delegated=True)
 
     def resolve_input(self, ctx):
         inputs = types.Object()
@@ -196,7 +204,14 @@ class CleanTags(foo.Operator):
             allow_immediate_execution=True,
             allow_delegated_execution=True,
             default_choice_to_delegated=True,
+            resolve_execution_options_on_change=True,  # the target view's size and the step decide
         )
+
+    def resolve_execution_options(self, ctx):
+        """Scheduling is the default only where the App can schedule (see ``fiftyone_ram.fiftyone.execution``)."""
+        from fiftyone_ram.fiftyone import execution
+
+        return execution.execution_options(len(ctx.target_view()), prefer_delegated=ctx.params.get("action", "clean") == "clean")
 
     def resolve_input(self, ctx):
         inputs = types.Object()
