@@ -43,7 +43,7 @@ def test_evaluate_with_the_defaults_then_read_the_panel(app_page, app_dataset, t
     assert app.field("Ground truth").inner_text().strip() == "ground_truth"
     app.docs_shot("app-evaluate-form.png")
     app.execute()
-    out = app.wait_for_output("Tag evaluation")
+    out = app.wait_for_output("Samples evaluated")  # the output only (the form names the panel too)
     assert not re.search(r"\d\.\d{5,}", out), out  # figures are rounded
     assert "Left out: unreadable images" in out and "camera.png" in out
     assert re.search(r"Samples evaluated:\s*4\b", out), out
@@ -79,7 +79,7 @@ def test_an_existing_key_is_replaced_only_after_choosing_to(app_page, app_datase
     assert dataset.get_evaluation_info("eval_tags").config.gt_field == "ground_truth"
     app.choose("Replace it")
     app.execute()
-    app.wait_for_output("Tag evaluation")
+    app.wait_for_output("Samples evaluated")  # the output only (the form names the panel too)
     dataset.reload()
     assert dataset.get_evaluation_info("eval_tags").config.gt_field == "tags"
 
