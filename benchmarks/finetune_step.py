@@ -35,7 +35,8 @@ def child(args: argparse.Namespace) -> None:
     from fiftyone_ram.training import total_loss, training_losses
 
     folder = Path(args.folder)
-    tagger = load_tagger("ram_plus_swin_large_14m", folder / "ram_plus_random.pth", tag_list=folder / "tags.txt",
+    tagger = load_tagger("ram_plus_swin_large_14m", folder / "ram_plus_random.pth", precision="fp32",
+                         tag_list=folder / "tags.txt",
                          thresholds=folder / "thresholds.txt", device="cpu")
     model = tagger.model
     precision, _, checkpointing = args.setting.partition("+")

@@ -142,10 +142,11 @@ class _Run:
         self._check_output(resume_run, overwrite)
         _seed_everything(s.seed + self.world.rank)
         self.tag_field, self.caption_field = tag_field, caption_field
-        options = {k: v for k, v in model_options.items() if k not in ("model", "checkpoint")}
+        # Training keeps its weights in fp32 (bf16 runs as autocast over them): never the inference default.
+        options = {k: v for k, v in model_options.items() if k not in ("model", "checkpoint", "precision")}
         self.model_options = model_options
         self.tagger = load_tagger(model_options["model"], model_options["checkpoint"], device=self.device,
-                                  caption_branch=caption_field is not None, **options)
+                                  precision="fp32", caption_branch=caption_field is not None, **options)
         tagger, family = self.tagger, self.tagger.family
         self.base_thresholds = np.asarray(tagger.thresholds, np.float32).copy()
         parser = _parser(caption_parser, tagger.tag_list) if caption_field is not None else None
