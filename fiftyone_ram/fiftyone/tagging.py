@@ -428,9 +428,13 @@ def _end(dataset, plan: _Plan, holder: claims.Holder, todo: list[str], *, interr
 
 def show_captions(samples, label_field: str) -> None:
     """Copy Tag2Text captions (``<label_field>.caption``) to :func:`caption_field`, so the App shows them."""
-    captioned = samples.exists(f"{label_field}.caption")
-    if captioned.count():
-        captioned.set_values(caption_field(label_field), captioned.values(f"{label_field}.caption"))
+    from fiftyone import ViewField as F
+
+    target = caption_field(label_field)
+    # Only the samples whose copy is missing or stale: a resume of a large view rewrites nothing else.
+    stale = samples.exists(f"{label_field}.caption").match(F(f"{label_field}.caption") != F(target))
+    if stale.count():
+        stale.set_values(target, stale.values(f"{label_field}.caption"))
 
 
 def add_sample_tags(samples, label_field: str) -> None:
