@@ -30,7 +30,7 @@ import torch
 from fiftyone_ram.decision import check_threshold
 from fiftyone_ram.errors import OptionError
 from fiftyone_ram.fiftyone.inputs import ImageBatch, PixelTransform, TaggerGetItem, collate_images, read_input
-from fiftyone_ram.fiftyone.outputs import tag_thresholds, to_classifications
+from fiftyone_ram.fiftyone.outputs import TagOutput, decide_outputs, tag_thresholds
 from fiftyone_ram.images import ImageError
 
 #: The vocabulary options of ``load_tagger`` (see ``fiftyone_ram.vocabulary.build_vocabulary``).
@@ -185,6 +185,12 @@ class RamModel(fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin, fom.Em
         ``args``: a collated :class:`ImageBatch` (DataLoader), a (B, 3, S, S) tensor of preprocessed
         pixels, or a list of paths / PIL images / HWC arrays.
         """
+        return [output.to_label() if isinstance(output, TagOutput) else output
+                for output in self.predict_outputs(args)]
+
+    def predict_outputs(self, args) -> list[TagOutput | dict[str, str]]:
+        """What :meth:`predict_all` returns before the label objects are built: a :class:`TagOutput` per
+        readable input (for writers that store documents themselves: the tagging driver, the Ray engine)."""
         batch = self._as_batch(args)
         out: list = [{"error": error} for error in batch.errors]
         if batch.pixel_values is None:
@@ -195,12 +201,12 @@ class RamModel(fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin, fom.Em
                                         caption_options=self.config.caption_options)
         self._embeddings = tagged.embeddings
         limits = tag_thresholds(tagger.thresholds, tagged.indices, self.config.confidence_thresh)
-        labels = to_classifications(
+        outputs = decide_outputs(
             tagged.probabilities, tagged.indices, limits, tagger.names(self.config.language), tagger.excluded,
             logits=tagged.logits if self.store_logits else None, captions=tagged.captions,
             keep_names=set(self.config.filter_classes) if self.config.filter_classes is not None else None)
-        for position, label in zip(batch.readable, labels, strict=True):
-            out[position] = label
+        for position, output in zip(batch.readable, outputs, strict=True):
+            out[position] = output
         return out
 
     # -- fom.EmbeddingsMixin ---------------------------------------------------------------------------

@@ -106,7 +106,7 @@ def connect(options: RayOptions) -> None:
 def predict_pages(pages: Iterable[Sequence[tuple[str, str]]], model: RamModel, options: RayOptions, *,
                   max_pages: int) -> Iterator[tuple[list[str], list[Any]]]:
     """Run ``model`` over ``pages`` of ``(sample_id, filepath)`` on Ray; yield ``(ids, outputs)`` as results
-    arrive (any order). An output is what ``RamModel.predict_all`` gives: the labels, or ``{"error": ...}``
+    arrive (any order). An output is what ``RamModel.predict_outputs`` gives: a ``TagOutput``, or ``{"error": ...}``
     for an unreadable image. One page is one model batch."""
     size = model.tagger.image_size
     for batch in stream_pages(pages, max_pages=max_pages, decode=_DecodeImages(size), predictor=_ModelActor,
@@ -243,7 +243,7 @@ class _ModelActor:
         errors = [str(e) or None for e in batch["error"]]
         readable = [row for row, error in enumerate(errors) if error is None]
         pixels = torch.from_numpy(np.ascontiguousarray(batch["pixels"][readable])) if readable else None
-        outputs = self.model.predict_all(ImageBatch(pixels, errors))
+        outputs = self.model.predict_outputs(ImageBatch(pixels, errors))
         column = np.empty(len(outputs), dtype=object)
         column[:] = outputs
         return {"id": batch["id"], "output": column}

@@ -326,7 +326,7 @@ def _tag_claimed(samples, model, label_field: str, todo: list[str], plan: _Plan,
 def _tag_chunk(samples, model, label_field: str, ids: list[str], plan: _Plan, holder: claims.Holder,
                summary: TaggingSummary, options: dict[str, Any], progress: Callable | bool,
                ray_options: RayOptions | None = None) -> None:
-    """Tag the claimed ``ids`` with ``apply_model`` (or on Ray) and record what became of each.
+    """Tag the claimed ``ids`` (here, :mod:`.local_engine`, or on Ray) and record what became of each.
     A sample counts as written when it was saved (its ``last_modified_at`` moved) without an error."""
     errors = error_field(label_field)
     chunk = samples.select(ids, ordered=True)
@@ -337,7 +337,9 @@ def _tag_chunk(samples, model, label_field: str, ids: list[str], plan: _Plan, ho
     try:
         if ray_options is not None:
             with _hidden_inner_bar(progress):
-                _tag_on_ray(chunk, len(ids), label_field, model, ray_options, options)
+                _tag_on_ray(chunk, len(ids), label_field, _run_model(model, options), ray_options, options)
+        elif _writes_documents(samples, model):
+            _tag_here(chunk, label_field, _run_model(model, options), options, progress)
         else:
             with _hidden_inner_bar(progress), planned_run(model, options.get("num_workers")) as split:
                 if split is not None:  # decoding workers and model threads split by their costs
@@ -351,19 +353,57 @@ def _tag_chunk(samples, model, label_field: str, ids: list[str], plan: _Plan, ho
     claims.finish(plan.scope, holder, written, failed)
 
 
-def _tag_on_ray(chunk, count: int, label_field: str, model, ray_options: RayOptions,
-                options: dict[str, Any]) -> None:
-    """The claimed samples through one Ray pipeline, written back as ``apply_model`` writes."""
+def _writes_documents(samples, model) -> bool:
+    """Whether the driver runs ``model`` itself (:mod:`.local_engine`): our model, on samples of a dataset
+    (a generated view, such as patches, goes through ``apply_model``, which knows how to write it back)."""
+    return hasattr(model, "predict_outputs") and not samples._is_generated
+
+
+def _run_model(model, options: dict[str, Any]):
+    """``model`` as ``apply_model`` would run it with ``options``: a copy (the tagger shared, the caller's
+    settings left alone) whose config holds the run's single threshold and that stores logits if asked."""
     import copy
 
+    model = copy.copy(model)
+    model.config = copy.copy(model.config)
+    if options.get("confidence_thresh") is not None:
+        model.config.confidence_thresh = options["confidence_thresh"]  # replaces the per-class thresholds
+    model.store_logits = bool(options.get("store_logits"))
+    return model
+
+
+def _tag_here(chunk, label_field: str, model, options: dict[str, Any], progress: Callable | bool) -> None:
+    from fiftyone_ram.fiftyone.local_engine import tag_locally
+
+    size = max(int(options["batch_size"] or model.tagger.batch_size), 1)
+    advance = None
+    if callable(progress):
+        done = _Counter()
+
+        def advance(count: int) -> None:
+            done.iteration += count
+            progress(done)
+    with planned_run(model, options.get("num_workers")) as split:
+        tag_locally(chunk, model, label_field, batch_size=size, num_workers=split.num_workers,
+                    pin_memory=split.pin_memory, skip_failures=options["skip_failures"], advance=advance)
+
+
+@dataclass
+class _Counter:
+    """What a progress callback reads (the ``iteration`` of FiftyOne's progress bar)."""
+
+    iteration: int = 0
+
+
+def _tag_on_ray(chunk, count: int, label_field: str, model, ray_options: RayOptions,
+                options: dict[str, Any]) -> None:
+    """The claimed samples through one Ray pipeline, written back by sample id."""
     from fiftyone_ram.fiftyone.label_writer import LabelWriter, iter_pages
     from fiftyone_ram.fiftyone.ray_engine import predict_pages
 
     size = max(int(options["batch_size"] or model.tagger.batch_size), 1)
-    model = copy.copy(model)  # the tagger shared, the caller's settings left alone
-    model.store_logits = options["store_logits"]  # what apply_model sets for its run
     stream = predict_pages(iter_pages(chunk, size), model, ray_options, max_pages=-(-count // size))
-    with LabelWriter(chunk, label_field, confidence_thresh=options["confidence_thresh"]) as writer:
+    with LabelWriter(chunk, label_field, background=True) as writer:
         for ids, outputs in stream:
             writer.write(ids, outputs)
 

@@ -1,0 +1,84 @@
+"""The local engine of the tagging driver: a view's images through the model in this process, the results
+written back by sample id while the model runs the next batch.
+
+``apply_model`` would do the same work, but its per-label costs land on the model's cores between batches:
+building FiftyOne label objects, ``add_labels`` validating them, ``SaveContext`` serialising them. At the
+released size with random weights (~1,900 tags per image) that is a third of the bf16 model's time on two
+cores. Here decoding runs ahead of the model as planned (:func:`fiftyone_ram.scheduling.planned_run`; from
+file paths read up front, not from the database), the model in the main process on every core it was
+given, and :class:`~.label_writer.LabelWriter` stores plain documents from a thread of its own. The stored
+fields and values are ``apply_model``'s (the tests compare both).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+
+from fiftyone_ram.fiftyone.inputs import ImageBatch, collate_images
+from fiftyone_ram.fiftyone.label_writer import LabelWriter
+from fiftyone_ram.scheduling import prefetch
+
+logger = logging.getLogger(__name__)
+
+
+def _batches(paths: Sequence[str], get_item, batch_size: int, num_workers: int, pin_memory: bool
+             ) -> Iterator[ImageBatch]:
+    """Collated batches of ``paths``, decoded ahead of the model.
+
+    Up to one worker: a thread of this process (:func:`~fiftyone_ram.scheduling.prefetch`; PIL and torch
+    release the GIL while they decode). A forked DataLoader worker would cost more than the decoding: while
+    it lives, every page of the model's buffers that the main process writes is copied (copy-on-write), which
+    made the first batch after each fork several times slower at the released size. More workers: DataLoader
+    processes, where decoding is what limits the run (tiny models, GPUs).
+    """
+    if num_workers <= 1:
+        def decode() -> Iterator[ImageBatch]:
+            for start in range(0, len(paths), batch_size):
+                batch = collate_images([get_item({"filepath": p}) for p in paths[start:start + batch_size]])
+                yield batch.pin_memory() if pin_memory else batch
+        return prefetch(decode(), depth=2)
+    return iter(torch.utils.data.DataLoader(_Files(paths, get_item), batch_size=batch_size, num_workers=num_workers,
+                                            collate_fn=collate_images, pin_memory=pin_memory))
+
+
+class _Files(torch.utils.data.Dataset):
+    """The images of known file paths, decoded by the model's ``GetItem`` (in the DataLoader's workers)."""
+
+    def __init__(self, paths: Sequence[str], get_item) -> None:
+        self.paths = list(paths)
+        self.get_item = get_item
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        return self.get_item({"filepath": self.paths[index]})
+
+
+def tag_locally(chunk, model, label_field: str, *, batch_size: int, num_workers: int, pin_memory: bool = False,
+                confidence_thresh: float | None = None, skip_failures: bool = True,
+                advance: Callable[[int], None] | None = None) -> None:
+    """Tag the samples of ``chunk`` (a small view: a claimed window) with ``model`` (a ``RamModel``) into
+    ``label_field``. A batch that fails inside the model is logged and left untagged (``skip_failures``) or
+    raised; what was written before stays. ``advance(n)`` is called as each batch is stored."""
+    ids, paths = chunk.values(["id", "filepath"])
+    if not ids:
+        return
+    with LabelWriter(chunk, label_field, confidence_thresh=confidence_thresh, background=True) as writer:
+        start = 0
+        for batch in _batches(paths, model.build_get_item(), batch_size, num_workers, pin_memory):
+            batch_ids = ids[start:start + len(batch)]
+            start += len(batch)
+            try:
+                outputs = model.predict_outputs(batch)
+            except Exception as exc:
+                if not skip_failures:
+                    raise
+                logger.warning("Batch: %s - %s\nError: %s\n", batch_ids[0], batch_ids[-1], exc, exc_info=True)
+            else:
+                writer.write(batch_ids, outputs)
+            if advance is not None:
+                advance(len(batch_ids))
