@@ -47,7 +47,7 @@ class FinetuneModel(foo.Operator):
         inputs.str("output_dir", required=True, label="Output folder",
                    description="Model folder to write on the machine that runs the training")
         fields = sorted(ctx.dataset.get_field_schema()) if ctx.dataset is not None else []
-        inputs.enum("tag_field", ["tags", *fields], required=False, label="Tags field",
+        inputs.enum("tag_field", ["tags", *(f for f in fields if f != "tags")], required=False, label="Tags field",
                     description="Ground truth tags (Classifications, Classification, Detections or sample tags)")
         inputs.enum("caption_field", fields, required=False, label="Caption field (optional)")
         inputs.str("validation_tag", required=False, label="Validation sample tag (optional)",
@@ -77,7 +77,8 @@ class FinetuneModel(foo.Operator):
         kwargs = forms.tagger_kwargs(params)
         model = params.get("model") or forms.default_model()
         model = kwargs.pop("config", None) or (kwargs.get("family") if model == forms.CUSTOM else model)
-        for unused in ("language", "classes", "caption", "confidence_thresh"):
+        # "precision" is the training's own field (it replaces the tagger options' field of that name)
+        for unused in ("language", "classes", "caption", "confidence_thresh", "precision"):
             kwargs.pop(unused, None)
         options = dict(weak_start) if params.get("weak_start") else {}
         for key in ("epochs", "batch_size", "lr", "precision", "grad_checkpointing"):

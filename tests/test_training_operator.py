@@ -37,7 +37,8 @@ def test_delegated_run_writes_a_model_folder(dataset, tmp_path, tiny_model_setti
     out = tmp_path / "model"
     params = {"model": "custom", **settings, "tags": ["circle", "square", "triangle"], "device": "cpu",
               "output_dir": str(out), "tag_field": "gt", "validation_tag": "validation", "epochs": 1,
-              "batch_size": 10, "lr": 1e-5, "teacher": str(tmp_path / "no-teacher")}
+              "batch_size": 10, "lr": 1e-5, "teacher": str(tmp_path / "no-teacher"),
+              "precision": "fp32"}  # the form always sends its precision (once also passed as the tagger's)
     queued = foo.execute_operator(FINETUNE, ctx={"dataset": dataset, "params": params, "request_delegation": True})
     assert queued.delegated
     service = DelegatedOperationService()

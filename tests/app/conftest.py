@@ -329,10 +329,12 @@ class AppPage:
 
     def execution_choices(self) -> list[str]:
         """The entries of the Execute split button's menu, e.g. ['Execute FOR TESTING ...', 'Schedule NOT
-        AVAILABLE ...'], or ['Execute'] when the operator runs only immediately."""
-        self._execute_button.or_(self.prompt.get_by_role("button", name="Schedule", exact=True)).first.wait_for()
+        AVAILABLE ...'], or the lone button's name when the operator has one mode (['Execute'] for immediate
+        only, ['Schedule'] for delegated only)."""
+        lone = self._execute_button.or_(self.prompt.get_by_role("button", name="Schedule", exact=True)).first
+        lone.wait_for()
         if not self._execute_menu_button.count():
-            return ["Execute"]
+            return [" ".join(lone.inner_text().split())]
         self._execute_menu_button.click()
         items = self.page.get_by_role("menuitem")
         items.first.wait_for()

@@ -116,3 +116,70 @@ def test_pr_curves_and_threshold_tuning(app_page, app_dataset, tmp_path):
     assert np.allclose(written, expected.thresholds, atol=1e-6)
     assert str(out) in text and "Tuned" in text
     app.docs_shot("app-tune-thresholds.png")
+
+
+
+def _errors_by_class(dataset, gt_field: str = "ground_truth", pred_field: str = "ram") -> dict[str, set[str]]:
+    """Per class, the samples where it is missed or wrongly predicted, read from the labels themselves (not
+    from the fields the evaluation wrote): what "Show errors" must show."""
+    errors: dict[str, set[str]] = {t: set() for t in TAGS}
+    for sample_id, gt, pred in zip(*dataset.values(["id", gt_field, pred_field])):
+        truth = {c.label for c in gt.classifications} if gt else set()
+        predicted = {c.label for c in pred.classifications} if pred else set()
+        for name in truth ^ predicted:
+            errors[name].add(sample_id)
+    return errors
+
+
+def test_tag_evaluation_panel_show_errors_and_tune_thresholds(app_page, app_dataset, tmp_path):
+    """The panel's own buttons act on the evaluation chosen in the panel (not on the newest one): a class's
+    "Show errors" filters the grid to exactly its error samples, "Tune thresholds" opens the tuning form on
+    that evaluation and its run writes that evaluation's thresholds."""
+    from playwright.sync_api import expect
+
+    from fiftyone_ram.evaluation import evaluate_tags
+
+    dataset = _tagged(app_dataset("app_eval_panel"), unreadable=False)
+    gts = dataset.values("ground_truth")
+    dataset.set_values("ground_truth_b", gts[1:] + gts[:1])  # a decoy run: the same tags on the wrong images
+    chosen = evaluate_tags(dataset, "ram", "ground_truth", eval_key="eval_a")
+    decoy = evaluate_tags(dataset, "ram", "ground_truth_b", eval_key="eval_b")
+    errors = _errors_by_class(dataset)
+    counts = [len(ids) for ids in errors.values()]
+    # A class whose error count no other class has, neither none nor all: the count alone shows which was shown
+    cls = next(c for c, ids in errors.items() if 1 < len(ids) < len(dataset) and counts.count(len(ids)) == 1)
+    assert errors[cls] != _errors_by_class(dataset, "ground_truth_b")[cls]
+
+    app = app_page()
+    app.open_dataset(dataset.name)
+    app.page.locator("[data-cy=new-panel-btn]").first.click()  # the "+" beside the Samples tab
+    app.page.locator("[data-cy$=tag_evaluation_panel]").first.click()
+    app.wait_for_text("against ground_truth_b,")  # the newest run first
+    evaluation = app.page.get_by_text("Evaluation", exact=True).first
+    evaluation.locator("xpath=following::*[@role='combobox'][1]").click()
+    app.page.get_by_role("option", name="eval_a", exact=True).click()
+    app.wait_for_text("against ground_truth,")
+
+    rows = app.page.get_by_role("table").first.locator("tbody tr")
+    row = rows.filter(has=app.page.locator("td:first-child").get_by_text(cls, exact=True))
+    expect(row).to_have_count(1)
+    row.get_by_role("button", name="Show errors").click()
+    expect(app.page.locator("body")).to_contain_text("Match", timeout=60_000)  # a stage in the view bar
+    count = app.page.get_by_text(re.compile(r"^\s*\d+ samples?\s*$")).first
+    expect(count).to_have_text(re.compile(rf"^\s*{len(errors[cls])} samples\s*$"), timeout=60_000)
+
+    app.page.get_by_role("button", name="Tune thresholds", exact=True).click()
+    app.prompt.wait_for()
+    assert app.field("Evaluation").inner_text().strip() == "eval_a"  # the panel's run, not the newest
+    tags_file, out = tmp_path / "tags.txt", tmp_path / "tuned.txt"
+    tags_file.write_text("\n".join(TAGS) + "\n")
+    app.fill("Model tag list file", tags_file)
+    app.fill("Thresholds of the other classes", "0.6")
+    app.fill("Write to (optional)", out)
+    app.execute()
+    text = app.wait_for_output("Tuned thresholds")
+    assert str(out) in " ".join(text.split())
+    written = [float(x) for x in out.read_text().split()]
+    expected = chosen.tune_thresholds(tag_list=TAGS, base_thresholds=0.6).thresholds
+    assert np.allclose(written, expected, atol=1e-6)
+    assert not np.allclose(written, decoy.tune_thresholds(tag_list=TAGS, base_thresholds=0.6).thresholds, atol=1e-6)
