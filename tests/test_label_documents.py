@@ -105,3 +105,17 @@ def test_the_driver_stores_what_apply_model_stores(family, options, tiny_model_s
         assert sample.by_driver.classifications[0].label == sample.by_fiftyone.classifications[0].label
     finally:
         dataset.delete()
+
+
+def test_the_driver_runs_the_loaded_tagger_and_loads_no_other(tiny_model_settings, parity_pngs, monkeypatch):
+    import fiftyone_ram.fiftyone.model as model_module
+
+    model = forf.load_model(**tiny_model_settings("ram"))
+    monkeypatch.setattr(model_module, "_load_tagger", lambda config: pytest.fail("a second tagger was loaded"))
+    dataset = fo.Dataset()
+    try:
+        dataset.add_samples([fo.Sample(filepath=str(p)) for p in parity_pngs[:2]])
+        assert forf.tag_samples(dataset, model, "ram", confidence_thresh=0.4, store_logits=True).tagged == 2
+        assert model.config.confidence_thresh is None and not model.store_logits  # the caller's model unchanged
+    finally:
+        dataset.delete()

@@ -29,10 +29,9 @@ def _batches(paths: Sequence[str], get_item, batch_size: int, num_workers: int, 
     """Collated batches of ``paths``, decoded ahead of the model.
 
     Up to one worker: a thread of this process (:func:`~fiftyone_ram.scheduling.prefetch`; PIL and torch
-    release the GIL while they decode). A forked DataLoader worker would cost more than the decoding: while
-    it lives, every page of the model's buffers that the main process writes is copied (copy-on-write), which
-    made the first batch after each fork several times slower at the released size. More workers: DataLoader
-    processes, where decoding is what limits the run (tiny models, GPUs).
+    release the GIL while they decode), which costs nothing to start for each claimed window, where a
+    DataLoader forks a process per window. More workers: DataLoader processes, where decoding is what
+    limits the run (tiny models, GPUs).
     """
     if num_workers <= 1:
         def decode() -> Iterator[ImageBatch]:

@@ -364,7 +364,9 @@ def _run_model(model, options: dict[str, Any]):
     settings left alone) whose config holds the run's single threshold and that stores logits if asked."""
     import copy
 
-    model = copy.copy(model)
+    tagger = model.tagger
+    model = copy.copy(model)  # (pickle's protocol: the copy drops its loaded tagger, which is put back)
+    model._tagger = tagger
     model.config = copy.copy(model.config)
     if options.get("confidence_thresh") is not None:
         model.config.confidence_thresh = options["confidence_thresh"]  # replaces the per-class thresholds
