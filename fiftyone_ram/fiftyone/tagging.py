@@ -1,8 +1,10 @@
 """Tagging a dataset safely: never overwrite unasked, resume only the same run, share the work between
 concurrent runs, record unreadable files.
 
-``apply_model`` does the work (DataLoader, batching, asynchronous saves); this module adds what it lacks for
-long runs over user data:
+The work runs in this process (:mod:`.local_engine`: decoding ahead of the model, documents written by a
+thread while the model runs; what ``apply_model`` stores, at the model's speed) or on Ray (:mod:`.ray_engine`);
+other models than ours go through ``apply_model``. This module adds what those lack for long runs over user
+data:
 
 - the label field is checked before anything is written (FiftyOne's own fields, fields of another type);
 - every run is recorded with its settings (:mod:`fiftyone_ram.fiftyone.tagging_runs`), and ``resume`` only
@@ -37,8 +39,8 @@ from fiftyone_ram.fiftyone.tagging_runs import (
 from fiftyone_ram.scheduling import planned_run
 
 #: Samples claimed at a time, in batches: a run takes this many batches, tags them, and claims the next. Small
-#: enough that concurrent runs share a few hundred samples; large enough that ``apply_model``'s start-up (its
-#: DataLoader workers) stays a small part of the time.
+#: enough that concurrent runs share a few hundred samples; large enough that a window's start-up (the claim,
+#: decoding workers where there are several) stays a small part of the time.
 CLAIM_BATCHES = 16
 
 
@@ -121,10 +123,11 @@ def tag_samples(samples, model, label_field: str = "ram", *, overwrite: bool = F
     sample_tags: also add each sample's tag names to its ``tags`` (added, never removed), also to samples
         tagged before (a resume with nothing left to tag still adds them)
     confidence_thresh: one threshold for all tags instead of the model's per-class thresholds
-    num_workers: image-decoding processes (None: ``fiftyone_ram.scheduling.plan_loading`` splits the machine)
-    engine: ``local`` (``apply_model`` in this process) or ``ray`` (Ray Data, :mod:`.ray_engine`, with
+    num_workers: image decoders (None: ``fiftyone_ram.scheduling.plan_loading`` splits the machine); 0 or 1
+        decode in a thread beside the model, more in DataLoader processes
+    engine: ``local`` (this process) or ``ray`` (Ray Data, :mod:`.ray_engine`, with
         ``ray_options``); both store the same fields and follow the same run records and resume rules
-    Other options go to ``apply_model``. Raises :class:`FieldExistsError` when ``label_field`` already holds
+    Raises :class:`FieldExistsError` when ``label_field`` already holds
     labels in ``samples`` and neither ``overwrite`` nor ``resume`` is set, :class:`RunMismatchError` when a
     resume's settings differ from the recorded run's, and ``FieldNameError`` for a field that cannot hold
     ``Classifications``; all before anything is written. Runs started at once on the same field (processes,
