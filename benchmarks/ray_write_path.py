@@ -40,20 +40,20 @@ class PassIds:
 
 
 class FixedOutput:
-    """The stand-in model: the same labels for every sample of the batch."""
+    """The stand-in model: the same five tags for every sample of the batch, as the tagging actors return
+    them (``TagOutput``: plain lists; the writer turns them into documents)."""
 
     def __init__(self) -> None:
-        import fiftyone as fo
+        from fiftyone_ram.fiftyone.outputs import TagOutput
 
-        self.label = fo.Classifications(classifications=[
-            fo.Classification(label=name, confidence=0.9 - 0.1 * i) for i, name in
-            enumerate(("dog", "cat", "car", "tree", "boat"))])
+        names = ["dog", "cat", "car", "tree", "boat"]
+        self.output = TagOutput(names, [0.9 - 0.1 * i for i in range(len(names))], [0.5] * len(names))
 
     def __call__(self, batch):
         import numpy as np
 
         column = np.empty(len(batch["id"]), dtype=object)
-        column[:] = [self.label.copy() for _ in range(len(batch["id"]))]
+        column[:] = [self.output for _ in range(len(batch["id"]))]
         return {"id": batch["id"], "output": column}
 
 
@@ -97,7 +97,7 @@ def main() -> None:
     last_count = 0
     stream = stream_pages(iter_pages(dataset, args.page), max_pages=-(-args.samples // args.page),
                           decode=PassIds(), predictor=FixedOutput, predictor_kwargs={}, options=options)
-    with LabelWriter(dataset, "ram") as writer:
+    with LabelWriter(dataset, "ram", background=True) as writer:
         for batch in stream:
             writer.write(list(batch["id"]), list(batch["output"]))
             while marks and writer.written >= marks[0]:
