@@ -9,8 +9,8 @@ import json
 
 import click
 
-from fiftyone_ram.cli.options import (CAPTIONER_CHOICES, THRESHOLD, CommandError, load_tagger_from_options,
-                                      tagger_options)
+from fiftyone_ram.cli.options import (CAPTIONER_CHOICES, THRESHOLD, CommandError, engine_options,
+                                      load_tagger_from_options, ray_options_from, tagger_options)
 
 
 def _collection(dataset_name: str, saved_view: str | None):
@@ -59,15 +59,17 @@ def _tagger_or_none(wanted: bool, model_name, checkpoint, config_path, tag_list,
               help="Tag list or saved label system for parsing captions (default: RAM's 4,585 tags).")
 @click.option("--overwrite", is_flag=True, help="Replace --out-field if it exists.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@engine_options
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def generate(dataset_name, model_name, checkpoint, config_path, tag_list, tag_list_chinese, thresholds, device,
              precision, saved_view, out_field, tag_fields, caption_fields, predict, threshold, captioner_model,
              captioner_checkpoint, captioner_config, captioner_tag_list, parser_tags, overwrite, batch_size,
-             as_json):
+             engine, ray_address, workers, gpus_per_worker, as_json):
     """Merge existing, parsed, predicted and captioned tags of DATASET_NAME into --out-field, each tag with
     its sources (original, parsed, predicted, captioned) and its confidence when predicted."""
     from fiftyone_ram.engine.generation import check_generation, generate_tags
 
+    ray_options = ray_options_from(engine, ray_address, workers, gpus_per_worker)  # Ray missing: one line
     samples = _collection(dataset_name, saved_view)
     try:  # what can be refused is refused before the models load
         check_generation(samples, out_field, tag_fields=tag_fields, caption_fields=caption_fields,
@@ -84,7 +86,8 @@ def generate(dataset_name, model_name, checkpoint, config_path, tag_list, tag_li
     try:
         summary = generate_tags(samples, out_field, tag_fields=tag_fields, caption_fields=caption_fields,
                                 tagger=tagger, captioner=captioner, tag_list=parser_tags, threshold=threshold,
-                                batch_size=batch_size, overwrite=overwrite, progress=_progress)
+                                batch_size=batch_size, overwrite=overwrite, progress=_progress, engine=engine,
+                                ray_options=ray_options)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     _report(summary, as_json)
