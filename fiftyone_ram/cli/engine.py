@@ -129,12 +129,13 @@ def generate(dataset_name, model_name, checkpoint, config_path, tag_list, tag_li
               help="With --apply: flagged tags not label-tagged 'keep' (and those tagged 'remove'), or only "
                    "those tagged 'remove'.")
 @click.option("--undo", "do_undo", is_flag=True, help="Instead of cleaning: restore --tag-field from its original.")
+@engine_options
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def clean(dataset_name, model_name, checkpoint, config_path, tag_list, tag_list_chinese, thresholds, device,
           precision, saved_view, tag_field, categories, top, regions_field, detector, box_threshold, text_threshold,
           max_regions, embedder, clip_model, no_check, fraction, rule, per_category, seed, categories_per_batch,
-          batch_size,
-          resume, overwrite, do_apply, accept, do_undo, as_json):
+          batch_size, resume, overwrite, do_apply, accept, do_undo, engine, ray_address, workers, gpus_per_worker,
+          as_json):
     """Flag wrong tags of --tag-field in DATASET_NAME (regions, crop clusters, the tagger's opinion), for
     review in the App (saved view <tag-field>_flagged); --apply commits, --undo reverts."""
     from fiftyone_ram.engine.cleaning import check_cleaning, clean_tags
@@ -142,6 +143,7 @@ def clean(dataset_name, model_name, checkpoint, config_path, tag_list, tag_list_
     from fiftyone_ram.engine.regions import make_regions
     from fiftyone_ram.engine.review import apply_cleaning, undo_cleaning
 
+    ray_options = ray_options_from(engine, ray_address, workers, gpus_per_worker)  # Ray missing: one line
     samples = _collection(dataset_name, saved_view)
     if do_apply and do_undo:
         raise click.UsageError("--apply and --undo are two different steps")
@@ -175,7 +177,7 @@ def clean(dataset_name, model_name, checkpoint, config_path, tag_list, tag_list_
                              fraction=fraction,
                              outlier_options={"rule": rule, "seed": seed, "cross_category": not per_category},
                              categories_per_batch=categories_per_batch, batch_size=batch_size, resume=resume,
-                             overwrite=overwrite, progress=_progress)
+                             overwrite=overwrite, progress=_progress, engine=engine, ray_options=ray_options)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     _report(summary, as_json)

@@ -195,3 +195,201 @@ class GenerationActor:
         column = np.empty(len(results), dtype=object)
         column[:] = results
         return {"id": batch["id"], "result": column}
+
+
+# -- cleaning: regions, crops and their embeddings ----------------------------------------------------------
+
+
+@dataclass
+class CropItem:
+    """One (image, category) pair of a cleaning chunk: its ``position`` among the category batch's pairs,
+    its sample's ``index`` in the collection, and the boxes when they come from a field (None: detect)."""
+
+    position: int
+    index: int
+    sample_id: str
+    category: str
+    path: str
+    boxes: list | None = None
+
+
+@dataclass
+class ChunkResult:
+    """What the region and crop pass gives one chunk of pairs, in the chunk's order: the unreadable images
+    ``(index, message)``, each readable pair's regions ``(position, boxes)``, the crops' embeddings and
+    category probabilities, and the pair position owning each crop row."""
+
+    chunk: int
+    unreadable: list[tuple[int, str]] = field(default_factory=list)
+    found: list[tuple[int, list]] = field(default_factory=list)
+    vectors: np.ndarray | None = None
+    probabilities: np.ndarray | None = None
+    owners: list[int] = field(default_factory=list)
+
+
+def crop_pass(chunk: int, items: Sequence[CropItem], images: dict[int, Any], errors: dict[int, str], regions: Any,
+              encoder: Any, crop_margin: float) -> ChunkResult:
+    """Regions, crops and embeddings of one chunk (``images``/``errors`` by sample index): the local and the
+    Ray pass share it, so both cut and embed the same crops in the same order."""
+    from fiftyone_ram.engine.crops import crop
+
+    result = ChunkResult(chunk)
+    seen: set[int] = set()
+    for item in items:
+        if item.index in errors and item.index not in seen:
+            result.unreadable.append((item.index, errors[item.index]))
+        seen.add(item.index)
+    readable = [item for item in items if item.index not in errors]
+    if not readable:
+        return result
+    pictures = [images[item.index] for item in readable]
+    if regions is None:  # boxes from a field, travelled with the pairs
+        answers = [item.boxes for item in readable]
+    else:
+        answers = regions.regions(pictures, [i.sample_id for i in readable], [i.category for i in readable])
+    crops, owners = [], []
+    for item, image, boxes in zip(readable, pictures, answers):
+        result.found.append((item.position, boxes))
+        for region in boxes:
+            crops.append(crop(image, region.box, crop_margin))
+            owners.append(item)
+    if crops:
+        vectors, probs = encoder.encode(crops, [item.category for item in owners])
+        result.vectors = np.asarray(vectors, dtype=np.float32)
+        result.probabilities = np.full(len(crops), np.nan) if probs is None else np.asarray(probs, float)
+        result.owners = [item.position for item in owners]
+    return result
+
+
+def encoder_spec(encoder: Any) -> tuple:
+    """A crop encoder as what a Ray worker needs to build it again, or one line saying it cannot."""
+    from fiftyone_ram.engine.crops import ClipCrops, EncoderWithTagger, TaggerCrops
+
+    if isinstance(encoder, TaggerCrops):
+        return ("tagger", tagger_spec(encoder.tagger), encoder.check)
+    if isinstance(encoder, EncoderWithTagger):
+        return ("with_tagger", encoder_spec(encoder.encoder), tagger_spec(encoder.checker.tagger))
+    if isinstance(encoder, ClipCrops) and encoder.source is not None:
+        return ("clip", encoder.source, encoder.batch_size)
+    raise NotReloadableError("the crop encoder was built in memory, so Ray workers cannot load it: give the "
+                             "CLIP model as a hub id or folder, or use engine='local'")
+
+
+def build_encoder(spec: tuple, device: str) -> Any:
+    """The crop encoder of :func:`encoder_spec`, loaded in this process."""
+    from fiftyone_ram.engine.crops import ClipCrops, EncoderWithTagger, TaggerCrops
+
+    kind = spec[0]
+    if kind == "tagger":
+        return TaggerCrops(spec[1].load(device), check=spec[2])
+    if kind == "with_tagger":
+        return EncoderWithTagger(build_encoder(spec[1], device), spec[2].load(device))
+    return ClipCrops(spec[1], device=device, batch_size=spec[2])
+
+
+def regions_spec(regions: Any) -> tuple | None:
+    """A region source as a Ray worker builds it again: None for a ``Detections`` field (its boxes travel
+    with the pairs, read on the driver), the detector's settings, or one line saying it cannot."""
+    from fiftyone_ram.engine.regions import DetectionsRegions, GroundingDinoRegions
+
+    if isinstance(regions, DetectionsRegions):
+        return None
+    if isinstance(regions, GroundingDinoRegions) and regions.source is not None:
+        return (regions.source, regions.box_threshold, regions.text_threshold, regions.max_regions)
+    raise NotReloadableError("the region source was built in memory, so Ray workers cannot load it: give the "
+                             "detector as a hub id or folder, or use engine='local'")
+
+
+def check_cleaning_on_ray(regions: Any, encoder: Any) -> None:
+    """Refuse, before anything is written, what Ray workers could not load."""
+    regions_spec(regions)
+    encoder_spec(encoder)
+
+
+def cleaning_results_on_ray(chunks: Sequence[list[CropItem]], regions: Any, encoder: Any, crop_margin: float,
+                            options: RayOptions) -> list[ChunkResult]:
+    """:func:`crop_pass` of every chunk on Ray (images decoded in Ray tasks, the detector and the encoder in
+    actors), in chunk order: the outliers are judged over them all, as locally."""
+    import json
+
+    from fiftyone_ram.fiftyone.ray_engine import stream_pages
+
+    detector = regions_spec(regions)
+    if detector is None:
+        for chunk in chunks:
+            for item, boxes in zip(chunk, regions.regions([None] * len(chunk), [i.sample_id for i in chunk],
+                                                          [i.category for i in chunk])):
+                item.boxes = [[*r.box, r.score] for r in boxes]
+    pages = ([(json.dumps({"chunk": n, **item.__dict__}), item.path) for item in chunk]
+             for n, chunk in enumerate(chunks) if chunk)
+    kwargs = {"detector": detector, "encoder": encoder_spec(encoder), "crop_margin": crop_margin,
+              "gpu": options.gpus_per_worker > 0}
+    results = []
+    for batch in stream_pages(pages, max_pages=sum(1 for c in chunks if c), decode=DecodeFull(),
+                              predictor=CleaningActor, predictor_kwargs=kwargs, options=options):
+        results.extend(batch["result"])
+    return sorted(results, key=lambda r: r.chunk)
+
+
+class DecodeFull:
+    """A page's images as RGB arrays at their own size (the detector and the crops need them whole), each
+    file read once; an unreadable one is its message."""
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from fiftyone_ram.images import ImageError, load_image
+
+        read: dict[str, tuple[Any, str]] = {}
+        for path in batch["filepath"]:
+            if path not in read:
+                try:
+                    read[path] = (np.asarray(load_image(str(path))), "")
+                except ImageError as exc:
+                    read[path] = (np.zeros((1, 1, 3), np.uint8), str(exc))
+        pixels = np.empty(len(batch["id"]), dtype=object)
+        pixels[:] = [read[p][0] for p in batch["filepath"]]
+        return {"id": batch["id"], "image": pixels,
+                "error": np.array([read[p][1] for p in batch["filepath"]], dtype=object)}
+
+
+class CleaningActor:
+    """Cleaning's detector (if any) and crop encoder in one Ray actor: one chunk of pairs per batch."""
+
+    def __init__(self, detector: tuple | None, encoder: tuple, crop_margin: float, gpu: bool) -> None:
+        device = "cuda" if gpu else "cpu"
+        self.regions = None
+        if detector is not None:
+            from fiftyone_ram.engine.regions import GroundingDinoRegions
+
+            source, box, text, limit = detector
+            self.regions = GroundingDinoRegions(source, box_threshold=box, text_threshold=text, max_regions=limit,
+                                                device=device)
+        self.encoder = build_encoder(encoder, device)
+        self.crop_margin = crop_margin
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import json
+
+        from PIL import Image
+
+        from fiftyone_ram.engine.regions import Region
+
+        if not len(batch["id"]):
+            return {"id": np.array([], dtype=object), "result": np.array([], dtype=object)}
+        keys = [json.loads(key) for key in batch["id"]]
+        items = [CropItem(k["position"], k["index"], k["sample_id"], k["category"], k["path"],
+                          None if k["boxes"] is None else [Region(tuple(b[:4]), b[4]) for b in k["boxes"]])
+                 for k in keys]
+        images, errors = {}, {}
+        for item, pixels, error in zip(items, batch["image"], batch["error"]):
+            if error:
+                errors[item.index] = str(error)
+            elif item.index not in images:
+                images[item.index] = Image.fromarray(np.asarray(pixels, dtype=np.uint8))
+        chunks: dict[int, list[CropItem]] = {}
+        for key, item in zip(keys, items):  # one page is one chunk; a merged batch holds several
+            chunks.setdefault(key["chunk"], []).append(item)
+        results = [crop_pass(n, chunk, images, errors, self.regions, self.encoder, self.crop_margin)
+                   for n, chunk in chunks.items()]
+        column = np.empty(len(results), dtype=object)
+        column[:] = results
+        return {"id": np.array([str(r.chunk) for r in results], dtype=object), "result": column}

@@ -1,12 +1,14 @@
-"""The data engine's generation on the Ray engine, on a real local cluster (two CPUs): the same field,
-values, unreadable images and run record as the local engine; the CLI's ``generate --engine ray``; a tagger
-built in memory refused in one line before anything is written."""
+"""The data engine's model passes on the Ray engine, on a real local cluster (two CPUs, shared by the
+module's tests): generation and cleaning give the same fields, values, unreadable images and run records as
+the local engine; ``generate`` and ``clean --engine ray``; models built in memory refused in one line before
+anything is written."""
 
 from __future__ import annotations
 
 import copy
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -111,3 +113,104 @@ def test_cli_generate_on_ray(cluster, dataset, tiny_cli_args, tmp_path, parser_t
     got, want = _stored(dataset, "on_ray"), _stored(dataset, "local")
     assert [g[0] for g in got] == [w[0] for w in want]
     assert [[n for n, _ in g[1]] for g in got] == [[n for n, _ in w[1]] for w in want]
+
+
+# -- cleaning ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def cleaning(tmp_path, cleaning_dataset):
+    """Nine patterned images with known wrong tags, and one unreadable file tagged and boxed "dog"."""
+    ds, _ = cleaning_dataset(tmp_path, per_category=2)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    ds.add_sample(fo.Sample(filepath=str(tmp_path / "broken.png"),
+                            gt=fo.Classifications(classifications=[fo.Classification(label="dog")]),
+                            objects=fo.Detections(detections=[fo.Detection(label="dog", bounding_box=[0, 0, .5, .5])])))
+    yield ds
+    ds.delete()
+
+
+def _review(dataset) -> list[tuple[str, dict]]:
+    """Per reviewed tag: its file and label, and its review attributes."""
+    keys = ("checked", "regions", "region_score", "outlier_score", "crop_probability", "flag_reason",
+            "flag_reasons", "flag_score")
+    return [((Path(path).name, c.label), {k: c[k] for k in keys if c.has_field(k)})
+            for path, value in zip(*dataset.values(["filepath", "gt_review"])) for c in value.classifications]
+
+
+def _assert_same_review(got, want) -> None:
+    assert [key for key, _ in got] == [key for key, _ in want]
+    for (key, a), (_, b) in zip(got, want):
+        assert set(a) == set(b), key
+        for name in a:
+            if isinstance(a[name], float):
+                assert a[name] == pytest.approx(b[name], abs=1e-5), (key, name)
+            else:
+                assert a[name] == b[name], (key, name)
+
+
+def _clean_both(dataset, regions, encoder, **options):
+    from fiftyone_ram.engine.cleaning import clean_tags
+    from fiftyone_ram.fiftyone.ray_engine import RayOptions
+
+    local = clean_tags(dataset, "gt", regions=regions, encoder=encoder, **options)
+    want = _review(dataset)
+    on_ray = clean_tags(dataset, "gt", regions=regions, encoder=encoder, overwrite=True, engine="ray",
+                        ray_options=RayOptions(workers=2), **options)
+    assert on_ray.to_dict() == local.to_dict()
+    _assert_same_review(_review(dataset), want)
+    assert dataset.load_run_results("ram_clean_gt", cache=False).serialize()["status"] == "completed"
+    return on_ray
+
+
+def test_cleaning_on_ray_equals_local(cluster, cleaning, ram_never_car):
+    from fiftyone_ram.engine.crops import TaggerCrops
+    from fiftyone_ram.engine.regions import DetectionsRegions
+
+    summary = _clean_both(cleaning, DetectionsRegions(cleaning, "objects"), TaggerCrops(ram_never_car),
+                          categories_per_batch=2, batch_size=3)
+    assert list(summary.unreadable) == [cleaning.values("filepath")[-1]]
+    assert summary.flagged["outlier"] >= 1 and summary.flagged["no_region"] == 1
+
+
+def test_detector_and_clip_on_ray_equal_local(cluster, cleaning, tiny_grounding_dino, tiny_clip_vision_dir):
+    from fiftyone_ram.engine.crops import ClipCrops
+    from fiftyone_ram.engine.regions import GroundingDinoRegions
+
+    detector = GroundingDinoRegions(str(tiny_grounding_dino), box_threshold=0.0, text_threshold=0.0, max_regions=2,
+                                    device="cpu")
+    summary = _clean_both(cleaning, detector, ClipCrops(str(tiny_clip_vision_dir), device="cpu"),
+                          categories=["dog"], batch_size=3)
+    assert summary.regions == 2 * summary.tags_checked > 0
+
+
+def test_cleaning_models_built_in_memory_are_refused(cleaning, tiny_clip_vision):
+    from fiftyone_ram.engine.cleaning import clean_tags
+    from fiftyone_ram.engine.crops import ClipCrops
+    from fiftyone_ram.engine.regions import DetectionsRegions
+    from fiftyone_ram.errors import UserError
+
+    with pytest.raises(UserError, match="crop encoder was built in memory"):
+        clean_tags(cleaning, "gt", regions=DetectionsRegions(cleaning, "objects"),
+                   encoder=ClipCrops(tiny_clip_vision, device="cpu"), engine="ray")
+    assert cleaning.get_field("gt_review") is None and not cleaning.has_run("ram_clean_gt")
+
+
+def test_cli_clean_on_ray(cluster, cleaning, tiny_cli_args):
+    from click.testing import CliRunner
+
+    from fiftyone_ram.cli import main
+
+    cleaning.persistent = True
+    common = ["clean", cleaning.name, "--tag-field", "gt", "--regions-field", "objects", *tiny_cli_args("ram"),
+              "--device", "cpu", "--batch-size", "3", "--json"]
+    summaries = []
+    for extra in ([], ["--overwrite", "--engine", "ray", "--workers", "2"]):
+        result = CliRunner().invoke(main, [*common, *extra], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        summaries.append(json.loads([line for line in result.stdout.splitlines() if line.startswith("{")][-1]))
+        if not extra:
+            want = _review(cleaning)
+    assert summaries[1] == summaries[0] and len(summaries[0]["unreadable"]) == 1
+    cleaning.reload()
+    _assert_same_review(_review(cleaning), want)
