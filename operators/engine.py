@@ -321,6 +321,7 @@ class CleanTags(foo.Operator):
         inputs.bool("open_panel", default=True, label="Open the Tag review panel when done")
         inputs.int("categories_per_batch", default=32, min=1, label="Categories per batch")
         inputs.int("batch_size", default=8, min=1, label="Images per batch")
+        _engine_inputs(inputs, ctx)
         return types.Property(inputs, view=types.View(label="Clean tags"))
 
     def execute(self, ctx):
@@ -351,6 +352,7 @@ class CleanTags(foo.Operator):
         params = ctx.params
         check_cleaning(view, params["tag_field"], resume=params.get("existing") == "resume",
                        overwrite=params.get("existing") == "overwrite")  # before the models load
+        engine, ray_options = _engine(ctx)
         embedder, check = params.get("embedder") or "ram", params.get("check", True)
         tagger = _load_model(params, "", "ram_plus_swin_large_14m") if embedder == "ram" or check else None
         device = params.get("device") if params.get("device") not in (None, "auto") else None
@@ -370,7 +372,8 @@ class CleanTags(foo.Operator):
                                            "cross_category": not params.get("per_category")},
                           categories_per_batch=params.get("categories_per_batch") or 32,
                           batch_size=params.get("batch_size") or 8, resume=params.get("existing") == "resume",
-                          overwrite=params.get("existing") == "overwrite", progress=_progress(ctx))
+                          overwrite=params.get("existing") == "overwrite", progress=_progress(ctx),
+                          engine=engine, ray_options=ray_options)
 
     def resolve_output(self, ctx):
         from fiftyone_ram.engine.cleaning import REASONS
