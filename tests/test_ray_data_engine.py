@@ -60,12 +60,14 @@ def _settings(dataset, out_field: str) -> dict:
 
 
 def test_generation_on_ray_equals_local(cluster, dataset, ram_never_car, tiny_tag2text, caption_parser,
-                                        assert_same_tags):
+                                        assert_same_tags, monkeypatch):
+    from fiftyone_ram.engine import generation
     from fiftyone_ram.engine.generation import generate_tags
     from fiftyone_ram.fiftyone.ray_engine import RayOptions
 
+    monkeypatch.setattr(generation, "CHUNK", 4)  # two chunks; Ray's pages of 3 straddle them
     options = dict(tag_fields=["gt"], caption_fields=["caption"], tagger=ram_never_car, captioner=tiny_tag2text,
-                   parser=caption_parser, threshold=THRESHOLD, batch_size=2)
+                   parser=caption_parser, threshold=THRESHOLD, batch_size=3)
     local = generate_tags(dataset, "local", **options)
     on_ray = generate_tags(dataset, "on_ray", engine="ray", ray_options=RayOptions(workers=2), **options)
 

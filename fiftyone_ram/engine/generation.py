@@ -230,6 +230,8 @@ def _generate(samples: Any, out_field: str, ids: list[str], paths: list[str], or
 def _wait_for(block: range, stream: Iterator[tuple[int, ModelResult]], arrived: dict[int, ModelResult]) -> None:
     """Read ``stream`` into ``arrived`` until every sample of ``block`` is there."""
     missing = {i for i in block if i not in arrived}
+    if not missing:  # Ray sent them ahead of their chunk
+        return
     for position, result in stream:
         arrived[position] = result
         missing.discard(position)

@@ -1,5 +1,7 @@
-"""The data engine's model passes on Ray (``engine="ray"``): generation's tagger and captioner, through
-:func:`fiftyone_ram.fiftyone.ray_engine.stream_pages` (decoding in Ray tasks, the models in an actor pool).
+"""The data engine's model passes on Ray (``engine="ray"``): generation's tagger and captioner, cleaning's
+detector and crop encoder, through :func:`fiftyone_ram.fiftyone.ray_engine.stream_pages` (decoding in Ray
+tasks, the models in an actor pool). What is shared with the local passes lives here too
+(:func:`results_of`, :func:`tag_batches`, :func:`crop_pass`), so that both engines compute the same thing.
 
 Taggers travel as a :class:`TaggerSpec`: what ``load_tagger`` made of its files (architecture, tag names,
 thresholds, precision) and the checkpoint's identity, never the weights. Each actor re-reads the weights
@@ -42,7 +44,8 @@ class TaggerSpec:
     description_mask: Any = None  # RAM++ from a model folder: which description rows are real
 
     def load(self, device: str) -> Tagger:
-        """The tagger, loaded in this process from the checkpoint the driver used (the same file, checked)."""
+        """The tagger, loaded in this process from the checkpoint the driver used (the same file, checked),
+        at the driver's precision on ``device`` (a Ray actor's: ``cuda`` when it reserved a GPU)."""
         from fiftyone_ram import assets
         from fiftyone_ram.models.factory import model_from_checkpoint
         from fiftyone_ram.models.precision import set_precision
