@@ -112,6 +112,36 @@ def _device_input(inputs) -> None:
     add_precision_option(inputs)
 
 
+def _engine_inputs(inputs, ctx) -> None:
+    """The engine choice of the model passes, as ``tag_images`` asks it (Ray: delegated runs only)."""
+    inputs.enum("engine", ["local", "ray"], default="local", label="Engine", view=types.RadioGroup(),
+                description="ray: the model passes on Ray Data over a cluster's workers (delegated runs only)")
+    if ctx.params.get("engine") == "ray":
+        inputs.str("ray_address", default=None, required=False, label="Ray cluster address",
+                   description="auto, ray://host:10001 or host:6379; empty: a local cluster")
+        inputs.int("workers", default=1, min=1, label="Model workers")
+        inputs.float("gpus_per_worker", default=0.0, min=0.0, label="GPUs per worker")
+        if not ctx.delegated:
+            inputs.view("ray_delegated", types.Warning(
+                label="The Ray engine runs only as a delegated operation: schedule this run"))
+
+
+def _engine(ctx):
+    """``(engine, ray_options)`` from the form; Ray refused in one line unless the run is delegated (the
+    orchestrator is then the driver, not the App's server)."""
+    engine = ctx.params.get("engine") or "local"
+    if engine != "ray":
+        return engine, None
+    from fiftyone_ram.errors import UserError
+    from fiftyone_ram.fiftyone.ray_engine import RayOptions
+
+    if not ctx.delegated:
+        raise UserError("the Ray engine runs only as a delegated operation: schedule the run")
+    params = ctx.params
+    return engine, RayOptions(address=params.get("ray_address") or None, workers=params.get("workers") or 1,
+                              gpus_per_worker=float(params.get("gpus_per_worker") or 0.0))
+
+
 # -- operators -----------------------------------------------------------------------------------------
 
 
@@ -161,6 +191,7 @@ class GenerateTags(foo.Operator):
         _model_inputs(inputs, params, CAPTIONER, _captioners(), "Captioner ('captioned' tags)", "none")
         _device_input(inputs)
         inputs.int("batch_size", default=8, min=1, label="Batch size")
+        _engine_inputs(inputs, ctx)
         return types.Property(inputs, view=types.View(label="Generate tags"))
 
     def execute(self, ctx):
@@ -171,6 +202,7 @@ class GenerateTags(foo.Operator):
         check_generation(ctx.target_view(), out_field, tag_fields=params.get("tag_fields") or (),
                          caption_fields=params.get("caption_fields") or (),
                          overwrite=bool(params.get("overwrite")))  # before the models load
+        engine, ray_options = _engine(ctx)
         tagger = _load_model(params, "", "ram_plus_swin_large_14m") if params.get("predict", True) else None
         captioner = _load_model(params, CAPTIONER, "none")
         summary = generate_tags(
@@ -178,7 +210,7 @@ class GenerateTags(foo.Operator):
             caption_fields=params.get("caption_fields") or (), tagger=tagger, captioner=captioner,
             tag_list=params.get("parser_tags") or None, threshold=params.get("threshold"),
             batch_size=params.get("batch_size") or 8, overwrite=bool(params.get("overwrite")),
-            progress=_progress(ctx))
+            progress=_progress(ctx), engine=engine, ray_options=ray_options)
         if not ctx.delegated:
             ctx.trigger("reload_dataset")
         return _flatten(summary.to_dict(), "added")
@@ -289,6 +321,7 @@ class CleanTags(foo.Operator):
         inputs.bool("open_panel", default=True, label="Open the Tag review panel when done")
         inputs.int("categories_per_batch", default=32, min=1, label="Categories per batch")
         inputs.int("batch_size", default=8, min=1, label="Images per batch")
+        _engine_inputs(inputs, ctx)
         return types.Property(inputs, view=types.View(label="Clean tags"))
 
     def execute(self, ctx):
@@ -319,6 +352,7 @@ class CleanTags(foo.Operator):
         params = ctx.params
         check_cleaning(view, params["tag_field"], resume=params.get("existing") == "resume",
                        overwrite=params.get("existing") == "overwrite")  # before the models load
+        engine, ray_options = _engine(ctx)
         embedder, check = params.get("embedder") or "ram", params.get("check", True)
         tagger = _load_model(params, "", "ram_plus_swin_large_14m") if embedder == "ram" or check else None
         device = params.get("device") if params.get("device") not in (None, "auto") else None
@@ -338,7 +372,8 @@ class CleanTags(foo.Operator):
                                            "cross_category": not params.get("per_category")},
                           categories_per_batch=params.get("categories_per_batch") or 32,
                           batch_size=params.get("batch_size") or 8, resume=params.get("existing") == "resume",
-                          overwrite=params.get("existing") == "overwrite", progress=_progress(ctx))
+                          overwrite=params.get("existing") == "overwrite", progress=_progress(ctx),
+                          engine=engine, ray_options=ray_options)
 
     def resolve_output(self, ctx):
         from fiftyone_ram.engine.cleaning import REASONS

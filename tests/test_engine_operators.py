@@ -82,3 +82,17 @@ def test_clean_delegated_then_apply_and_undo(dataset, tiny_clip_vision_dir):
     assert applied.result["removed"] == 3 and dataset.count("gt.classifications") == before - 3
     foo.execute_operator(CLEAN, ctx={"dataset": dataset, "params": {"action": "undo", "tag_field": "gt"}})
     assert dataset.count("gt.classifications") == before and dataset.get_field("gt_original") is None
+
+
+def test_generate_and_clean_offer_ray_and_run_it_only_delegated(dataset):
+    import fiftyone.operators as foo
+    from fiftyone.operators.executor import ExecutionContext
+
+    params = {"out_field": "generated", "tag_fields": ["gt"], "predict": False, "engine": "ray"}
+    for uri in (GENERATE, CLEAN):
+        ctx = ExecutionContext(request_params={"dataset_name": dataset.name, "params": params})
+        form = foo.get_operator(uri).resolve_input(ctx).type.properties
+        assert {"engine", "ray_address", "workers", "gpus_per_worker", "ray_delegated"} <= set(form), uri
+    with pytest.raises(Exception, match="the Ray engine runs only as a delegated operation"):
+        foo.execute_operator(GENERATE, ctx={"dataset": dataset, "params": params})
+    assert dataset.get_field("generated") is None

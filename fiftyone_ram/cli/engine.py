@@ -9,8 +9,8 @@ import json
 
 import click
 
-from fiftyone_ram.cli.options import (CAPTIONER_CHOICES, THRESHOLD, CommandError, load_tagger_from_options,
-                                      tagger_options)
+from fiftyone_ram.cli.options import (CAPTIONER_CHOICES, THRESHOLD, CommandError, engine_options,
+                                      load_tagger_from_options, ray_options_from, tagger_options)
 
 
 def _collection(dataset_name: str, saved_view: str | None):
@@ -59,15 +59,17 @@ def _tagger_or_none(wanted: bool, model_name, checkpoint, config_path, tag_list,
               help="Tag list or saved label system for parsing captions (default: RAM's 4,585 tags).")
 @click.option("--overwrite", is_flag=True, help="Replace --out-field if it exists.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@engine_options
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def generate(dataset_name, model_name, checkpoint, config_path, tag_list, tag_list_chinese, thresholds, device,
              precision, saved_view, out_field, tag_fields, caption_fields, predict, threshold, captioner_model,
              captioner_checkpoint, captioner_config, captioner_tag_list, parser_tags, overwrite, batch_size,
-             as_json):
+             engine, ray_address, workers, gpus_per_worker, as_json):
     """Merge existing, parsed, predicted and captioned tags of DATASET_NAME into --out-field, each tag with
     its sources (original, parsed, predicted, captioned) and its confidence when predicted."""
     from fiftyone_ram.engine.generation import check_generation, generate_tags
 
+    ray_options = ray_options_from(engine, ray_address, workers, gpus_per_worker)  # Ray missing: one line
     samples = _collection(dataset_name, saved_view)
     try:  # what can be refused is refused before the models load
         check_generation(samples, out_field, tag_fields=tag_fields, caption_fields=caption_fields,
@@ -84,7 +86,8 @@ def generate(dataset_name, model_name, checkpoint, config_path, tag_list, tag_li
     try:
         summary = generate_tags(samples, out_field, tag_fields=tag_fields, caption_fields=caption_fields,
                                 tagger=tagger, captioner=captioner, tag_list=parser_tags, threshold=threshold,
-                                batch_size=batch_size, overwrite=overwrite, progress=_progress)
+                                batch_size=batch_size, overwrite=overwrite, progress=_progress, engine=engine,
+                                ray_options=ray_options)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     _report(summary, as_json)
@@ -126,12 +129,13 @@ def generate(dataset_name, model_name, checkpoint, config_path, tag_list, tag_li
               help="With --apply: flagged tags not label-tagged 'keep' (and those tagged 'remove'), or only "
                    "those tagged 'remove'.")
 @click.option("--undo", "do_undo", is_flag=True, help="Instead of cleaning: restore --tag-field from its original.")
+@engine_options
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def clean(dataset_name, model_name, checkpoint, config_path, tag_list, tag_list_chinese, thresholds, device,
           precision, saved_view, tag_field, categories, top, regions_field, detector, box_threshold, text_threshold,
           max_regions, embedder, clip_model, no_check, fraction, rule, per_category, seed, categories_per_batch,
-          batch_size,
-          resume, overwrite, do_apply, accept, do_undo, as_json):
+          batch_size, resume, overwrite, do_apply, accept, do_undo, engine, ray_address, workers, gpus_per_worker,
+          as_json):
     """Flag wrong tags of --tag-field in DATASET_NAME (regions, crop clusters, the tagger's opinion), for
     review in the App (saved view <tag-field>_flagged); --apply commits, --undo reverts."""
     from fiftyone_ram.engine.cleaning import check_cleaning, clean_tags
@@ -139,6 +143,7 @@ def clean(dataset_name, model_name, checkpoint, config_path, tag_list, tag_list_
     from fiftyone_ram.engine.regions import make_regions
     from fiftyone_ram.engine.review import apply_cleaning, undo_cleaning
 
+    ray_options = ray_options_from(engine, ray_address, workers, gpus_per_worker)  # Ray missing: one line
     samples = _collection(dataset_name, saved_view)
     if do_apply and do_undo:
         raise click.UsageError("--apply and --undo are two different steps")
@@ -172,7 +177,7 @@ def clean(dataset_name, model_name, checkpoint, config_path, tag_list, tag_list_
                              fraction=fraction,
                              outlier_options={"rule": rule, "seed": seed, "cross_category": not per_category},
                              categories_per_batch=categories_per_batch, batch_size=batch_size, resume=resume,
-                             overwrite=overwrite, progress=_progress)
+                             overwrite=overwrite, progress=_progress, engine=engine, ray_options=ray_options)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     _report(summary, as_json)

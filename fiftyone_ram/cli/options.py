@@ -101,7 +101,7 @@ def load_tagger_from_options(model_name: str, checkpoint: str | None, config_pat
 
 _ENGINE_OPTIONS = (
     click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-                 help="With --dataset: run the model here, or on Ray Data (a local cluster or --ray-address)."),
+                 help="Run the models here, or on Ray Data (a local cluster or --ray-address); tag: with --dataset."),
     click.option("--ray-address", default=None,
                  help="With --engine ray: the cluster (auto, ray://host:10001, host:6379); default: start a "
                       "local one."),

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from fiftyone_ram.engine.crops import CropEncoder, crop
+from fiftyone_ram.engine.crops import CropEncoder
 from fiftyone_ram.engine.outliers import OutlierOptions, score_outliers
 from fiftyone_ram.engine.regions import Region, RegionSource
 from fiftyone_ram.engine.review import (
@@ -48,7 +48,15 @@ from fiftyone_ram.engine.review import (
     strip_flags,
     to_classifications,
 )
+from fiftyone_ram.engine.ray_passes import (
+    ChunkResult,
+    CropItem,
+    check_cleaning_on_ray,
+    cleaning_results_on_ray,
+    crop_pass,
+)
 from fiftyone_ram.fiftyone.progress import Progress
+from fiftyone_ram.fiftyone.ray_engine import RayOptions, check_engine
 
 REASONS = ("no_region", "outlier", "not_predicted")
 
@@ -105,7 +113,8 @@ def clean_tags(samples: Any, tag_field: str, *, regions: RegionSource, encoder: 
                outlier_options: dict[str, Any] | None = None, cleaned_field: str | None = None,
                review_field: str | None = None, view_name: str | None = None, categories_per_batch: int = 32,
                batch_size: int = 8, crop_margin: float = 0.0, resume: bool = False, overwrite: bool = False,
-               progress: Progress | None = None) -> CleaningSummary:
+               progress: Progress | None = None, engine: str = "local",
+               ray_options: RayOptions | None = None) -> CleaningSummary:
     """Clean the tags of ``tag_field`` (any field the evaluation reads: ``Classifications``,
     ``Classification``, ``Detections``, ``Polylines``, a list of strings) in ``samples`` (dataset or view).
 
@@ -122,7 +131,15 @@ def clean_tags(samples: Any, tag_field: str, *, regions: RegionSource, encoder: 
     an error that says whether it finished or stopped. Everything that can be refused is refused before
     anything is written; a run that fails before completing a batch of categories leaves nothing behind,
     one that fails later keeps its completed categories for ``resume``.
+
+    ``engine``: ``local``, or ``ray``: the detector and crop-embedding pass of each category batch on Ray
+    Data with ``ray_options`` (images decoded in Ray tasks, the models in actors, loaded there from their
+    files: models built in memory are refused); the outliers are judged here, over the same crops in the
+    same order, so both engines write the same verdicts.
     """
+    check_engine(engine)
+    if engine == "ray":
+        check_cleaning_on_ray(regions, encoder)
     if resume and overwrite:
         raise CleaningError("give resume (--resume) or overwrite (--overwrite), not both")
     try:
@@ -171,7 +188,8 @@ def clean_tags(samples: Any, tag_field: str, *, regions: RegionSource, encoder: 
         total = len(done) + len(todo)
         for number, batch in enumerate(batches):
             _clean_batch(samples, ids, paths, names, batch, regions, encoder, fraction, outlier_options or {},
-                         review_field, batch_size, crop_margin, summary)
+                         review_field, batch_size, crop_margin, summary,
+                         (ray_options or RayOptions()) if engine == "ray" else None)
             summary.categories_done.extend(batch)
             completed_now += 1
             _save_state(dataset, run_key, summary, status="running", planned=sorted(done) + todo)
@@ -296,42 +314,29 @@ def _select_categories(names: list[list[str]], categories: Sequence[str] | int |
 
 def _clean_batch(samples: Any, ids: list[str], paths: list[str], names: list[list[str]], batch: list[str],
                  regions: RegionSource, encoder: CropEncoder, fraction: float, options: dict[str, Any],
-                 review_field: str, batch_size: int, crop_margin: float, summary: CleaningSummary) -> None:
-    from fiftyone_ram.images import ImageError, load_image
-
+                 review_field: str, batch_size: int, crop_margin: float, summary: CleaningSummary,
+                 ray_options: RayOptions | None = None) -> None:
     wanted = set(batch)
     pairs = [_Pair(i, c) for i, row in enumerate(names) for c in row if c in wanted]
+    chunks = [[CropItem(position, pair.index, ids[pair.index], pair.category, paths[pair.index])
+               for position, pair in enumerate(pairs[start:start + batch_size], start)]
+              for start in range(0, len(pairs), batch_size)]
+    if ray_options is None:
+        results: Any = (_local_chunk(n, chunk, regions, encoder, crop_margin) for n, chunk in enumerate(chunks))
+    else:
+        results = cleaning_results_on_ray(chunks, regions, encoder, crop_margin, ray_options)
     found: dict[_Pair, list[Region]] = {}
     owners: list[_Pair] = []  # per region row
     embeddings, probabilities = [], []
-    for start in range(0, len(pairs), batch_size):
-        chunk, images = [], []
-        loaded: dict[int, Any] = {}
-        for pair in pairs[start:start + batch_size]:
-            if pair.index not in loaded:
-                try:
-                    loaded[pair.index] = load_image(paths[pair.index])
-                except ImageError as exc:
-                    loaded[pair.index] = None
-                    summary.unreadable[paths[pair.index]] = str(exc)
-            if loaded[pair.index] is not None:
-                chunk.append(pair)
-                images.append(loaded[pair.index])
-        if not chunk:
-            continue
-        answers = regions.regions(images, [ids[p.index] for p in chunk], [p.category for p in chunk])
-        crops, crop_owners = [], []
-        for pair, image, boxes in zip(chunk, images, answers):
-            found[pair] = boxes
-            for region in boxes:
-                crops.append(crop(image, region.box, crop_margin))
-                crop_owners.append(pair)
-        if crops:
-            vectors, probs = encoder.encode(crops, [p.category for p in crop_owners])
-            embeddings.append(np.asarray(vectors, dtype=np.float32))
-            probabilities.append(np.full(len(crops), np.nan) if probs is None else np.asarray(probs, float))
-            owners.extend(crop_owners)
-        del crops, images, loaded  # the batch's pixels go; only embeddings stay
+    for result in results:  # in chunk order, whichever engine cut the crops
+        for index, message in result.unreadable:
+            summary.unreadable[paths[index]] = message
+        for position, boxes in result.found:
+            found[pairs[position]] = boxes
+        if result.vectors is not None:
+            embeddings.append(result.vectors)
+            probabilities.append(result.probabilities)
+            owners.extend(pairs[position] for position in result.owners)
     if embeddings:
         vectors = np.concatenate(embeddings)
         report = score_outliers(vectors, [p.category for p in owners], fraction, **options)
@@ -352,6 +357,22 @@ def _clean_batch(samples: Any, ids: list[str], paths: list[str], names: list[lis
         if "flag_reason" in verdict:
             summary.flagged[verdict["flag_reason"]] = summary.flagged.get(verdict["flag_reason"], 0) + 1
     _write_verdicts(samples, ids, verdicts, review_field)
+
+
+def _local_chunk(number: int, chunk: list[CropItem], regions: RegionSource, encoder: CropEncoder,
+                 crop_margin: float) -> ChunkResult:
+    """:func:`crop_pass` of one chunk here: its images read once each, dropped once the crops are embedded."""
+    from fiftyone_ram.images import ImageError, load_image
+
+    images, errors = {}, {}
+    for item in chunk:
+        if item.index in images or item.index in errors:
+            continue
+        try:
+            images[item.index] = load_image(item.path)
+        except ImageError as exc:
+            errors[item.index] = str(exc)
+    return crop_pass(number, chunk, images, errors, regions, encoder, crop_margin)
 
 
 def _judge(boxes: list[Region], outlier: np.ndarray, score: np.ndarray, prob: np.ndarray,

@@ -111,6 +111,7 @@ class ClipCrops:
         self.model = self.model.to(self.device).eval()
         self.batch_size = batch_size
         self.name = f"clip:{model if isinstance(model, str) else type(self.model).__name__}"
+        self.source = model if isinstance(model, str) else None  # what a Ray worker loads again
 
     def encode(self, crops: Sequence[Image.Image], categories: Sequence[str]
                ) -> tuple[np.ndarray, np.ndarray | None]:

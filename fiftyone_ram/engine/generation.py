@@ -23,11 +23,14 @@ marked, so that the next run says the field is partial instead of merely "exists
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
+from fiftyone_ram.engine.ray_passes import ModelResult
 from fiftyone_ram.errors import UserError
 from fiftyone_ram.fiftyone.progress import Progress
+from fiftyone_ram.fiftyone.ray_engine import RayOptions, check_engine
 from fiftyone_ram.labels.label_system import normalize_name
 
 SOURCES = ("original", "parsed", "predicted", "captioned")
@@ -104,17 +107,22 @@ def generate_tags(samples: Any, out_field: str, *, tag_fields: Sequence[str] = (
                   caption_fields: Sequence[str] = (), tagger: Any = None, captioner: Any = None,
                   parser: Any = None, tag_list: str | None = None, threshold: float | None = None,
                   batch_size: int = 8, caption_options: dict[str, Any] | None = None, overwrite: bool = False,
-                  progress: Progress | None = None) -> GenerationSummary:
+                  progress: Progress | None = None, engine: str = "local",
+                  ray_options: RayOptions | None = None) -> GenerationSummary:
     """Merge the tags of every source into ``out_field`` of ``samples`` (dataset or view).
 
     ``tag_fields``: fields with existing tags; ``caption_fields``: string or list-of-strings fields;
     ``tagger``: a loaded tagger (``fiftyone_ram.load_tagger``) whose predictions are added; ``captioner``: a
     Tag2Text tagger (may be the same object) whose captions are parsed; ``parser``: the caption parser
     (default: RAM's label system, or ``tag_list``). Raises if ``out_field`` exists and not ``overwrite``.
+    ``engine``: ``local`` (the models here) or ``ray`` (the tagger's and captioner's pass on Ray Data with
+    ``ray_options``, :mod:`.ray_passes`; the same field, values, unreadable images and run record). Ray
+    workers load the models again from their checkpoint files: a tagger built in memory is refused.
     """
     from fiftyone_ram.fiftyone.fields import read_tags
 
     check_generation(samples, out_field, tag_fields=tag_fields, caption_fields=caption_fields, overwrite=overwrite)
+    check_engine(engine)
     dataset = samples._dataset
     run_key = generation_run_key(out_field)
     exists = dataset.get_field(out_field) is not None
@@ -122,6 +130,12 @@ def generate_tags(samples: Any, out_field: str, *, tag_fields: Sequence[str] = (
         raise GenerationError("the captioner must be a Tag2Text model with its captioning branch")
     if not (tag_fields or caption_fields or tagger or captioner):
         raise GenerationError("give at least one source: tag fields, caption fields, a tagger or a captioner")
+    if engine == "ray":  # before anything is written: a tagger the workers cannot load is refused here
+        from fiftyone_ram.engine.ray_passes import tagger_spec
+
+        for model, what in ((tagger, "tagger"), (captioner, "captioner")):
+            if model is not None:
+                tagger_spec(model, what)
     if (caption_fields or captioner) and parser is None:
         from fiftyone_ram.labels.caption_parser import load_parser
 
@@ -148,7 +162,8 @@ def generate_tags(samples: Any, out_field: str, *, tag_fields: Sequence[str] = (
 
     try:
         _generate(samples, out_field, ids, paths, originals, captions, parser, tagger, captioner, threshold,
-                  caption_options, batch_size, summary, progress, saved)
+                  caption_options, batch_size, summary, progress, saved,
+                  (ray_options or RayOptions()) if engine == "ray" else None)
     except BaseException as exc:
         if not exists:  # a new field: it goes, with its record; nothing partial is left behind
             if dataset.get_field(out_field) is not None:
@@ -184,39 +199,82 @@ def check_generation(samples: Any, out_field: str, *, tag_fields: Sequence[str] 
 
 def _generate(samples: Any, out_field: str, ids: list[str], paths: list[str], originals: list, captions: list,
               parser: Any, tagger: Any, captioner: Any, threshold: float | None, caption_options: Any,
-              batch_size: int, summary: GenerationSummary, progress: Progress | None, saved: Any) -> None:
-    """Merge and write chunk by chunk; ``saved(done)`` after each chunk (the samples written so far)."""
-    for start in range(0, len(ids), CHUNK):
-        block = range(start, min(start + CHUNK, len(ids)))
-        merged = {i: _Merged() for i in block}
-        for i in block:
-            for names in originals:
-                for name in names[i]:
-                    merged[i].add(name, "original", None, summary)
-            for column in captions:
-                texts = _texts(column[i])
-                for name in parser.tags(texts) if texts else ():
-                    merged[i].add(name, "parsed", None, summary)
-        written: dict[int, str | None] = dict.fromkeys(block)
-        for tagged, captioned in _tag_block([paths[i] for i in block], tagger, captioner, caption_options,
-                                            batch_size):
-            for position, message in tagged.errors.items():
-                summary.unreadable[paths[block[position]]] = message
-            if tagger is not None:
-                predictions = tagger.decide(tagged.probabilities, tagged.indices, threshold=threshold)
-                for position, predicted in zip(tagged.positions, predictions):
-                    for name, probability in predicted:
-                        merged[block[position]].add(name, "predicted", float(probability), summary)
-            if captioner is not None:
-                for position, text in zip(captioned.positions, captioned.captions):
-                    written[block[position]] = text
-                    for name in parser.tags(text):
-                        merged[block[position]].add(name, "captioned", None, summary)
-        samples.select([ids[i] for i in block], ordered=True).set_values(
-            out_field, [merged[i].to_label(written[i]) for i in block], dynamic=True)
-        saved(block.stop)
-        if progress is not None:
-            progress(block.stop / len(ids), f"generated tags for {block.stop:,} of {len(ids):,} samples")
+              batch_size: int, summary: GenerationSummary, progress: Progress | None, saved: Any,
+              ray_options: RayOptions | None = None) -> None:
+    """Merge and write chunk by chunk, in collection order; ``saved(done)`` after each chunk (the samples
+    written so far). The model results may arrive in any order (Ray): a chunk waits for all of its own."""
+    if tagger is None and captioner is None:
+        stream: Iterator[tuple[int, ModelResult]] = (item for item in ())
+    elif ray_options is None:
+        stream = _local_results(paths, tagger, captioner, threshold, caption_options, batch_size)
+    else:
+        from fiftyone_ram.engine.ray_passes import generation_results_on_ray
+
+        stream = generation_results_on_ray(paths, tagger, captioner, threshold=threshold,
+                                           caption_options=caption_options, batch_size=batch_size,
+                                           options=ray_options)
+    with closing(stream):
+        arrived: dict[int, ModelResult] = {}
+        for start in range(0, len(ids), CHUNK):
+            block = range(start, min(start + CHUNK, len(ids)))
+            if tagger is not None or captioner is not None:
+                _wait_for(block, stream, arrived)
+            labels = [_merge(i, originals, captions, parser, arrived.pop(i, None), paths[i], tagger, captioner,
+                             summary) for i in block]
+            samples.select([ids[i] for i in block], ordered=True).set_values(out_field, labels, dynamic=True)
+            saved(block.stop)
+            if progress is not None:
+                progress(block.stop / len(ids), f"generated tags for {block.stop:,} of {len(ids):,} samples")
+
+
+def _wait_for(block: range, stream: Iterator[tuple[int, ModelResult]], arrived: dict[int, ModelResult]) -> None:
+    """Read ``stream`` into ``arrived`` until every sample of ``block`` is there."""
+    missing = {i for i in block if i not in arrived}
+    if not missing:  # Ray sent them ahead of their chunk
+        return
+    for position, result in stream:
+        arrived[position] = result
+        missing.discard(position)
+        if not missing:
+            return
+    if missing:
+        raise RuntimeError(f"the model pass ended without results for {len(missing)} sample(s)")
+
+
+def _merge(i: int, originals: list, captions: list, parser: Any, result: ModelResult | None, path: str,
+           tagger: Any, captioner: Any, summary: GenerationSummary):
+    """Sample ``i``'s label: its tags from every source, in the order of :data:`SOURCES`."""
+    merged = _Merged()
+    for names in originals:
+        for name in names[i]:
+            merged.add(name, "original", None, summary)
+    for column in captions:
+        texts = _texts(column[i])
+        for name in parser.tags(texts) if texts else ():
+            merged.add(name, "parsed", None, summary)
+    if result is None:
+        return merged.to_label(None)
+    if result.error is not None:
+        summary.unreadable[path] = result.error
+    if tagger is not None:
+        for name, probability in result.predicted:
+            merged.add(name, "predicted", probability, summary)
+    if captioner is not None and result.caption is not None:
+        for name in parser.tags(result.caption):
+            merged.add(name, "captioned", None, summary)
+    return merged.to_label(result.caption)
+
+
+def _local_results(paths: list[str], tagger: Any, captioner: Any, threshold: float | None, caption_options: Any,
+                   batch_size: int) -> Iterator[tuple[int, ModelResult]]:
+    """``(position, ModelResult)`` of every path, in order, a chunk at a time (the batches stay in a chunk)."""
+    from fiftyone_ram.engine.ray_passes import results_of, tag_batches
+
+    for start in range(0, len(paths), CHUNK):
+        block = paths[start:start + CHUNK]
+        for tagged, captioned in tag_batches(block, tagger, captioner, caption_options, batch_size):
+            results = results_of(tagged, captioned, tagger, captioner, threshold)
+            yield from ((start + position, results[position]) for position in sorted(results))
 
 
 def generation_run_key(out_field: str) -> str:
@@ -249,18 +307,3 @@ def _texts(value: Any) -> list[str]:
     if isinstance(value, str):
         return [value] if value.strip() else []
     return [text for text in value or () if isinstance(text, str) and text.strip()]
-
-
-def _tag_block(paths: list[str], tagger: Any, captioner: Any, caption_options: dict[str, Any] | None,
-               batch_size: int) -> Iterator[tuple[Any, Any]]:
-    """Per batch, the tagger's and the captioner's ``TaggedBatch`` (the same one when they are one model, whose
-    backbone then runs once per image for both)."""
-    if tagger is None and captioner is None:
-        return iter(())
-    first = tagger if tagger is not None else captioner
-    runs = [first.iter_batches(paths, tags=None if tagger is not None else [], caption=captioner is first,
-                               caption_options=caption_options, batch_size=batch_size)]
-    if captioner is not None and captioner is not first:
-        runs.append(captioner.iter_batches(paths, tags=[], caption=True, caption_options=caption_options,
-                                           batch_size=batch_size))
-    return ((batches[0], batches[-1]) for batches in zip(*runs))

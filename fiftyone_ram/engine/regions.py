@@ -81,6 +81,7 @@ class GroundingDinoRegions:
         self.text_threshold = text_threshold
         self.max_regions = max_regions
         self.name = model if isinstance(model, str) else type(self.model).__name__
+        self.source = model if isinstance(model, str) else None  # what a Ray worker loads again
 
     def regions(self, images: Sequence[Image.Image | None], sample_ids: Sequence[str],
                 categories: Sequence[str]) -> list[list[Region]]:

@@ -1,0 +1,218 @@
+"""The data engine's model passes on the Ray engine, on a real local cluster (two CPUs, shared by the
+module's tests): generation and cleaning give the same fields, values, unreadable images and run records as
+the local engine; ``generate`` and ``clean --engine ray``; models built in memory refused in one line before
+anything is written."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="the Ray engine's tests need ray[data] (pip install '.[ray]')")
+fo = pytest.importorskip("fiftyone")
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+THRESHOLD = 0.8
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One local Ray cluster for the module (starting one costs seconds)."""
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture()
+def dataset(tmp_path, parity_pngs):
+    """Six samples: the five fixture PNGs (tags, a caption) and one unreadable file."""
+    for path in parity_pngs:
+        shutil.copyfile(path, tmp_path / path.name)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    captions = ["a man riding a horse on the beach", "a dog in the snow", None, "a cat", None, "a dog"]
+    paths = [tmp_path / p.name for p in parity_pngs] + [tmp_path / "broken.png"]
+    ds = fo.Dataset()
+    ds.add_samples([fo.Sample(filepath=str(p), caption=c, gt=fo.Classifications(
+        classifications=[fo.Classification(label="dog")])) for p, c in zip(paths, captions)])
+    yield ds
+    ds.delete()
+
+
+def _stored(dataset, out_field: str) -> list[tuple[list, list, str | None]]:
+    """Per sample: its (label, sources, source) in order, its predicted (label, confidence), its caption."""
+    rows = []
+    for value in dataset.values(out_field):
+        labels = value.classifications
+        rows.append(([(c.label, c.sources, c.source) for c in labels if "predicted" not in c.sources],
+                     [(c.label, c.confidence) for c in labels if "predicted" in c.sources],
+                     value["caption"] if value.has_field("caption") else None))
+    return rows
+
+
+def _settings(dataset, out_field: str) -> dict:
+    info = dataset.get_run_info(f"ram_generate_{out_field}").config.serialize()
+    return {k: v for k, v in info.items() if k not in ("out_field", "cls", "type")}
+
+
+def test_generation_on_ray_equals_local(cluster, dataset, ram_never_car, tiny_tag2text, caption_parser,
+                                        assert_same_tags, monkeypatch):
+    from fiftyone_ram.engine import generation
+    from fiftyone_ram.engine.generation import generate_tags
+    from fiftyone_ram.fiftyone.ray_engine import RayOptions
+
+    monkeypatch.setattr(generation, "CHUNK", 4)  # two chunks; Ray's pages of 3 straddle them
+    options = dict(tag_fields=["gt"], caption_fields=["caption"], tagger=ram_never_car, captioner=tiny_tag2text,
+                   parser=caption_parser, threshold=THRESHOLD, batch_size=3)
+    local = generate_tags(dataset, "local", **options)
+    on_ray = generate_tags(dataset, "on_ray", engine="ray", ray_options=RayOptions(workers=2), **options)
+
+    assert {**on_ray.to_dict(), "out_field": "local"} == local.to_dict()
+    assert list(on_ray.unreadable) == [dataset.values("filepath")[-1]] and "cannot read" in str(on_ray.unreadable)
+    want, got = _stored(dataset, "local"), _stored(dataset, "on_ray")
+    assert [(w[0], w[2]) for w in want] == [(g[0], g[2]) for g in got]  # other sources and captions: equal
+    assert all(w[2] for w in want[:5]) and want[5] == ([("dog", ["original", "parsed"], "original")], [], None)
+    assert_same_tags([g[1] for g in got], [w[1] for w in want], thresholds=THRESHOLD)  # within 1e-5
+    assert _settings(dataset, "on_ray") == _settings(dataset, "local")
+    for field in ("local", "on_ray"):
+        state = dataset.load_run_results(f"ram_generate_{field}", cache=False).serialize()
+        assert (state["status"], state["samples_written"]) == ("completed", len(dataset))
+
+
+def test_a_tagger_built_in_memory_is_refused_before_anything_is_written(dataset, ram_never_car):
+    from fiftyone_ram.engine.generation import generate_tags
+    from fiftyone_ram.errors import UserError
+
+    in_memory = copy.copy(ram_never_car)
+    in_memory.checkpoint = None
+    with pytest.raises(UserError, match="built in memory.*engine='local'"):
+        generate_tags(dataset, "generated", tagger=in_memory, engine="ray")
+    assert dataset.get_field("generated") is None and not dataset.has_run("ram_generate_generated")
+
+
+def test_cli_generate_on_ray(cluster, dataset, tiny_cli_args, tmp_path, parser_tag_file):
+    from click.testing import CliRunner
+
+    from fiftyone_ram.cli import main
+
+    dataset.persistent = True  # the command loads it by name
+    common = ["generate", dataset.name, "--tag-field", "gt", "--predict", "--threshold", str(THRESHOLD),
+              "--parser-tags", str(parser_tag_file(tmp_path)), *tiny_cli_args("ram"), "--device", "cpu",
+              "--batch-size", "2", "--json"]
+    summaries = {}
+    for out_field, extra in (("local", []), ("on_ray", ["--engine", "ray", "--workers", "2"])):
+        result = CliRunner().invoke(main, [*common, "--out-field", out_field, *extra], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        lines = [line for line in result.stdout.splitlines() if line.startswith('{"out_field"')]
+        summaries[out_field] = json.loads(lines[-1])
+    assert {**summaries["on_ray"], "out_field": "local"} == summaries["local"]
+    assert summaries["local"]["added"]["predicted"] > 0 and len(summaries["local"]["unreadable"]) == 1
+    dataset.reload()
+    got, want = _stored(dataset, "on_ray"), _stored(dataset, "local")
+    assert [g[0] for g in got] == [w[0] for w in want]
+    assert [[n for n, _ in g[1]] for g in got] == [[n for n, _ in w[1]] for w in want]
+
+
+# -- cleaning ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def cleaning(tmp_path, cleaning_dataset):
+    """Nine patterned images with known wrong tags, and one unreadable file tagged and boxed "dog"."""
+    ds, _ = cleaning_dataset(tmp_path, per_category=2)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    ds.add_sample(fo.Sample(filepath=str(tmp_path / "broken.png"),
+                            gt=fo.Classifications(classifications=[fo.Classification(label="dog")]),
+                            objects=fo.Detections(detections=[fo.Detection(label="dog", bounding_box=[0, 0, .5, .5])])))
+    yield ds
+    ds.delete()
+
+
+def _review(dataset) -> list[tuple[str, dict]]:
+    """Per reviewed tag: its file and label, and its review attributes."""
+    keys = ("checked", "regions", "region_score", "outlier_score", "crop_probability", "flag_reason",
+            "flag_reasons", "flag_score")
+    return [((Path(path).name, c.label), {k: c[k] for k in keys if c.has_field(k)})
+            for path, value in zip(*dataset.values(["filepath", "gt_review"])) for c in value.classifications]
+
+
+def _assert_same_review(got, want) -> None:
+    assert [key for key, _ in got] == [key for key, _ in want]
+    for (key, a), (_, b) in zip(got, want):
+        assert set(a) == set(b), key
+        for name in a:
+            if isinstance(a[name], float):
+                assert a[name] == pytest.approx(b[name], abs=1e-5), (key, name)
+            else:
+                assert a[name] == b[name], (key, name)
+
+
+def _clean_both(dataset, regions, encoder, **options):
+    from fiftyone_ram.engine.cleaning import clean_tags
+    from fiftyone_ram.fiftyone.ray_engine import RayOptions
+
+    local = clean_tags(dataset, "gt", regions=regions, encoder=encoder, **options)
+    want = _review(dataset)
+    on_ray = clean_tags(dataset, "gt", regions=regions, encoder=encoder, overwrite=True, engine="ray",
+                        ray_options=RayOptions(workers=2), **options)
+    assert on_ray.to_dict() == local.to_dict()
+    _assert_same_review(_review(dataset), want)
+    assert dataset.load_run_results("ram_clean_gt", cache=False).serialize()["status"] == "completed"
+    return on_ray
+
+
+def test_cleaning_on_ray_equals_local(cluster, cleaning, ram_never_car):
+    from fiftyone_ram.engine.crops import TaggerCrops
+    from fiftyone_ram.engine.regions import DetectionsRegions
+
+    summary = _clean_both(cleaning, DetectionsRegions(cleaning, "objects"), TaggerCrops(ram_never_car),
+                          categories_per_batch=2, batch_size=3)
+    assert list(summary.unreadable) == [cleaning.values("filepath")[-1]]
+    assert summary.flagged["outlier"] >= 1 and summary.flagged["no_region"] == 1
+
+
+def test_detector_and_clip_on_ray_equal_local(cluster, cleaning, tiny_grounding_dino, tiny_clip_vision_dir):
+    from fiftyone_ram.engine.crops import ClipCrops
+    from fiftyone_ram.engine.regions import GroundingDinoRegions
+
+    detector = GroundingDinoRegions(str(tiny_grounding_dino), box_threshold=0.0, text_threshold=0.0, max_regions=2,
+                                    device="cpu")
+    summary = _clean_both(cleaning, detector, ClipCrops(str(tiny_clip_vision_dir), device="cpu"),
+                          categories=["dog"], batch_size=3)
+    assert summary.regions == 2 * summary.tags_checked > 0
+
+
+def test_cleaning_models_built_in_memory_are_refused(cleaning, tiny_clip_vision):
+    from fiftyone_ram.engine.cleaning import clean_tags
+    from fiftyone_ram.engine.crops import ClipCrops
+    from fiftyone_ram.engine.regions import DetectionsRegions
+    from fiftyone_ram.errors import UserError
+
+    with pytest.raises(UserError, match="crop encoder was built in memory"):
+        clean_tags(cleaning, "gt", regions=DetectionsRegions(cleaning, "objects"),
+                   encoder=ClipCrops(tiny_clip_vision, device="cpu"), engine="ray")
+    assert cleaning.get_field("gt_review") is None and not cleaning.has_run("ram_clean_gt")
+
+
+def test_cli_clean_on_ray(cluster, cleaning, tiny_cli_args):
+    from click.testing import CliRunner
+
+    from fiftyone_ram.cli import main
+
+    cleaning.persistent = True
+    common = ["clean", cleaning.name, "--tag-field", "gt", "--regions-field", "objects", *tiny_cli_args("ram"),
+              "--device", "cpu", "--batch-size", "3", "--json"]
+    summaries = []
+    for extra in ([], ["--overwrite", "--engine", "ray", "--workers", "2"]):
+        result = CliRunner().invoke(main, [*common, *extra], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        summaries.append(json.loads([line for line in result.stdout.splitlines() if line.startswith("{")][-1]))
+        if not extra:
+            want = _review(cleaning)
+    assert summaries[1] == summaries[0] and len(summaries[0]["unreadable"]) == 1
+    cleaning.reload()
+    _assert_same_review(_review(cleaning), want)
