@@ -88,15 +88,17 @@ def best_of(repeats: int, runs: dict) -> dict:
 
 def fiftyone_storing_seconds(dataset, field: str) -> float:
     """Seconds per image that FiftyOne itself spends storing ``field``'s labels the way ``apply_model`` does
-    (``Sample.add_labels`` and a ``SaveContext`` with asynchronous writes), with no model: the part of
-    ``apply_model``'s time that no model can remove."""
+    with our model (``Sample.add_labels`` and a ``SaveContext`` with asynchronous writes, inside the model's
+    frozen heap), with no model: the part of ``apply_model``'s time that no model can remove."""
     import fiftyone.core.collections as foc
+
+    from fiftyone_ram.scheduling import frozen_heap
 
     labels = dataset.values(field)
     scratch = dataset.clone()
     try:
         start = time.perf_counter()
-        with foc.SaveContext(scratch, async_writes=True) as context:
+        with frozen_heap(), foc.SaveContext(scratch, async_writes=True) as context:
             for sample, label in zip(scratch.select_fields().iter_samples(), labels):
                 sample.add_labels(label, label_field="stored_again")
                 context.save(sample)

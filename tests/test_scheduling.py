@@ -95,3 +95,43 @@ def test_prefetch_raises_in_place_and_stops_early():
     while any(t.name == "fiftyone-ram-prefetch" for t in threading.enumerate()) and time.time() < deadline:
         time.sleep(0.01)
     assert not any(t.name == "fiftyone-ram-prefetch" for t in threading.enumerate())
+
+
+def test_a_run_keeps_the_heap_out_of_the_collector_and_gives_it_back():
+    import gc
+
+    from fiftyone_ram.scheduling import frozen_heap
+
+    assert gc.get_freeze_count() == 0
+    with frozen_heap():
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
+    gc.freeze()  # frozen by someone else: left as it is
+    try:
+        before = gc.get_freeze_count()
+        with frozen_heap():
+            pass
+        assert gc.get_freeze_count() == before
+    finally:
+        gc.unfreeze()
+
+
+def test_apply_model_runs_inside_the_models_frozen_heap(tiny_model_settings, parity_pngs):
+    import gc
+
+    import fiftyone as fo
+
+    import fiftyone_ram.fiftyone as forf
+
+    model = forf.load_model(**tiny_model_settings("ram"))
+    seen = []
+    inner = model.predict_outputs
+    model.predict_outputs = lambda batch: seen.append(gc.get_freeze_count()) or inner(batch)
+    dataset = fo.Dataset()
+    try:
+        dataset.add_samples([fo.Sample(filepath=str(p)) for p in parity_pngs[:2]])
+        dataset.apply_model(model, "ram", batch_size=2)
+        assert seen and all(count > 0 for count in seen) and gc.get_freeze_count() == 0
+        assert len(dataset.exists("ram")) == 2
+    finally:
+        dataset.delete()

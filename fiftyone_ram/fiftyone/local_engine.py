@@ -66,7 +66,7 @@ def tag_locally(chunk, model, label_field: str, *, batch_size: int, num_workers:
     ids, paths = chunk.values(["id", "filepath"])
     if not ids:
         return
-    with LabelWriter(chunk, label_field, confidence_thresh=confidence_thresh, background=True) as writer:
+    with model, LabelWriter(chunk, label_field, confidence_thresh=confidence_thresh, background=True) as writer:
         start = 0
         for batch in _batches(paths, model.build_get_item(), batch_size, num_workers, pin_memory):
             batch_ids = ids[start:start + len(batch)]

@@ -130,11 +130,27 @@ class RamModel(fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin, fom.Em
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_embeddings"] = None
+        state.pop("_contexts", None)
         if self.config.checkpoint_path is not None or self.config.model is not None:
             state["_tagger"] = None  # re-read from the checkpoint where it is unpickled
         return state
 
     # -- fom.Model -------------------------------------------------------------------------------------
+    def __enter__(self) -> RamModel:
+        """``apply_model`` runs inside the model's context: the run's heap is kept out of the garbage
+        collector's scans (:func:`fiftyone_ram.scheduling.frozen_heap`)."""
+        from fiftyone_ram.scheduling import frozen_heap
+
+        context = frozen_heap()
+        context.__enter__()
+        self.__dict__.setdefault("_contexts", []).append(context)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        contexts = self.__dict__.get("_contexts")
+        if contexts:
+            contexts.pop().__exit__(*exc_info)
+
     @property
     def media_type(self) -> str:
         return "image"
