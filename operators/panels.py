@@ -1,4 +1,5 @@
-"""Panels ``tag_evaluation_panel`` and ``tag_review_panel``: tag evaluations and cleaning reviews in the App.
+"""Panels ``tag_evaluation_panel``, ``tag_review_panel`` and ``sample_tags_panel``: tag evaluations, cleaning
+reviews and one sample's tags with their confidences, in the App.
 
 The Tag evaluation panel replaces, for tag runs, what the built-in Model Evaluation panel gets wrong for
 multi-label results (see ``fiftyone_ram.evaluation.tables``): a per-class table whose confidence averages
@@ -230,6 +231,60 @@ def _tag_eval_keys(dataset) -> list[str]:
     return tag_evaluation_keys(dataset)
 
 
+class SampleTagsPanel(foo.Panel):
+    """The tags of the sample open in the modal, in a table with their confidences and thresholds: the App
+    itself shows a label's confidence only in the sidebar filter and the JSON view."""
+
+    @property
+    def config(self):
+        return foo.PanelConfig(name="sample_tags_panel", label="Sample tags", icon="sell", surfaces="modal",
+                               help_markdown="The open sample's tags with their confidences")
+
+    def on_load(self, ctx):
+        self._load(ctx)
+
+    def on_change_current_sample(self, ctx):
+        self._load(ctx)
+
+    def on_change_field(self, ctx):
+        ctx.panel.state.tag_field = ctx.params.get("value")
+        self._load(ctx)
+
+    def _fields(self, ctx) -> list[str]:
+        from fiftyone_ram.fiftyone.field_choices import PREDICTION_TYPES, label_fields, with_confidences
+
+        return with_confidences(ctx.dataset, label_fields(ctx.dataset, PREDICTION_TYPES))
+
+    def _load(self, ctx):
+        from fiftyone_ram.fiftyone.field_choices import sample_tag_rows
+
+        fields = self._fields(ctx)
+        name = ctx.panel.state.tag_field
+        if name not in fields:
+            name = fields[0] if fields else None
+            ctx.panel.state.tag_field = name
+        sample_id = ctx.current_sample
+        rows = sample_tag_rows(ctx.dataset, sample_id, name) if name and sample_id else []
+        ctx.panel.data.tags = rows
+        ctx.panel.state.heading = (f"**{len(rows)}** tags in **{name}**, most confident first" if name
+                                   else "No field with confidences yet: tag the dataset first.")
+
+    def render(self, ctx):
+        panel = types.Object()
+        fields = self._fields(ctx)
+        if fields:
+            panel.enum("tag_field", fields, default=ctx.panel.state.tag_field or fields[0], label="Field",
+                       view=types.DropdownView(), on_change=self.on_change_field)
+        panel.md(ctx.panel.state.heading or "", name="heading")
+        table = types.TableView()
+        for column, label in (("tag", "Tag"), ("confidence", "Confidence"), ("threshold", "Threshold"),
+                              ("margin", "Confidence − threshold")):
+            table.add_column(column, label=label)
+        panel.list("tags", types.Object(), label="Tags", view=table)
+        return types.Property(panel, view=types.GridView(orientation="vertical", padding=2, gap=2))
+
+
 def register(p) -> None:
     p.register(TagEvaluationPanel)
     p.register(TagReviewPanel)
+    p.register(SampleTagsPanel)

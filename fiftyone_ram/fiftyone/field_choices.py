@@ -61,3 +61,26 @@ def other_default(candidates: Sequence[str], taken: str | None, prefer: Sequence
             return name
     rest = [c for c in candidates if c != taken]
     return rest[0] if rest else None
+
+
+def sample_tag_rows(samples: Any, sample_id: str, field: str) -> list[dict[str, Any]]:
+    """The tags of one sample in ``field`` for a table, most confident first: name, confidence and the
+    threshold that admitted it (rounded for reading), and their margin. The App shows a label's confidence
+    only in the sidebar filter and the JSON view; this is what a table of them is made of."""
+    import fiftyone.core.labels as fol
+
+    label = samples._root_dataset[sample_id][field]
+    if isinstance(label, fol.Classification):
+        items = [label]
+    else:
+        items = list(getattr(label, "classifications", None) or [])
+    rows = []
+    for item in items:
+        confidence = item.confidence
+        threshold = item.get_field("threshold") if item.has_field("threshold") else None
+        rows.append({"tag": item.label,
+                     "confidence": None if confidence is None else round(float(confidence), 4),
+                     "threshold": None if threshold is None else round(float(threshold), 4),
+                     "margin": None if confidence is None or threshold is None
+                     else round(float(confidence) - float(threshold), 4)})
+    return sorted(rows, key=lambda row: -(row["confidence"] if row["confidence"] is not None else -1.0))
