@@ -27,6 +27,18 @@ def _taggers() -> dict[str, str]:
     return model_choices()
 
 
+def _engine_inputs(inputs, ctx) -> None:
+    from fiftyone_ram.fiftyone.forms import add_engine_options
+
+    add_engine_options(inputs, ctx)
+
+
+def _engine(ctx):
+    from fiftyone_ram.fiftyone.forms import engine_options
+
+    return engine_options(ctx.params, ctx.delegated)
+
+
 def _captioners() -> dict[str, str]:
     from fiftyone_ram.fiftyone.forms import model_choices
 
@@ -110,36 +122,6 @@ def _device_input(inputs) -> None:
     from fiftyone_ram.fiftyone.forms import add_precision_option
 
     add_precision_option(inputs)
-
-
-def _engine_inputs(inputs, ctx) -> None:
-    """The engine choice of the model passes, as ``tag_images`` asks it (Ray: delegated runs only)."""
-    inputs.enum("engine", ["local", "ray"], default="local", label="Engine", view=types.RadioGroup(),
-                description="ray: the model passes on Ray Data over a cluster's workers (delegated runs only)")
-    if ctx.params.get("engine") == "ray":
-        inputs.str("ray_address", default=None, required=False, label="Ray cluster address",
-                   description="auto, ray://host:10001 or host:6379; empty: a local cluster")
-        inputs.int("workers", default=1, min=1, label="Model workers")
-        inputs.float("gpus_per_worker", default=0.0, min=0.0, label="GPUs per worker")
-        if not ctx.delegated:
-            inputs.view("ray_delegated", types.Warning(
-                label="The Ray engine runs only as a delegated operation: schedule this run"))
-
-
-def _engine(ctx):
-    """``(engine, ray_options)`` from the form; Ray refused in one line unless the run is delegated (the
-    orchestrator is then the driver, not the App's server)."""
-    engine = ctx.params.get("engine") or "local"
-    if engine != "ray":
-        return engine, None
-    from fiftyone_ram.errors import UserError
-    from fiftyone_ram.fiftyone.ray_engine import RayOptions
-
-    if not ctx.delegated:
-        raise UserError("the Ray engine runs only as a delegated operation: schedule the run")
-    params = ctx.params
-    return engine, RayOptions(address=params.get("ray_address") or None, workers=params.get("workers") or 1,
-                              gpus_per_worker=float(params.get("gpus_per_worker") or 0.0))
 
 
 # -- operators -----------------------------------------------------------------------------------------

@@ -79,17 +79,7 @@ class TagImages(foo.Operator):
         inputs.int("batch_size", default=8, min=1, label="Batch size")
         inputs.int("num_workers", default=None, min=0, required=False, label="Image loading workers",
                    description="Delegated runs only (immediate runs load in the App's process)")
-        inputs.enum("engine", ["local", "ray"], default="local", label="Engine",
-                    view=types.RadioGroup(),
-                    description="ray: Ray Data over a cluster's workers (delegated runs only)")
-        if ctx.params.get("engine") == "ray":
-            inputs.str("ray_address", default=None, required=False, label="Ray cluster address",
-                       description="auto, ray://host:10001 or host:6379; empty: a local cluster")
-            inputs.int("workers", default=1, min=1, label="Model workers")
-            inputs.float("gpus_per_worker", default=0.0, min=0.0, label="GPUs per worker")
-            if not ctx.delegated:
-                inputs.view("ray_delegated", types.Warning(
-                    label="The Ray engine runs only as a delegated operation: schedule this run"))
+        forms.add_engine_options(inputs, ctx, "tagging")
         from fiftyone_ram.fiftyone import execution
 
         if not execution.add_execution_notice(inputs, len(ctx.target_view()), _cli_command(ctx, label_field)):
@@ -117,15 +107,7 @@ class TagImages(foo.Operator):
         if model_name != forms.CUSTOM:
             kwargs["model"] = model_name
 
-        engine = params.get("engine") or "local"
-        ray_options = None
-        if engine == "ray":
-            if not ctx.delegated:
-                raise UserError("the Ray engine runs only as a delegated operation: schedule the run")
-            from fiftyone_ram.fiftyone.ray_engine import RayOptions
-
-            ray_options = RayOptions(address=params.get("ray_address") or None, workers=params.get("workers") or 1,
-                                     gpus_per_worker=float(params.get("gpus_per_worker") or 0.0))
+        engine, ray_options = forms.engine_options(params, ctx.delegated)
 
         def work(progress):
             model = forf.load_model(**kwargs)

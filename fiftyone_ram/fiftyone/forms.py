@@ -243,3 +243,34 @@ def _vocabulary_kwargs(values: dict[str, Any]) -> dict[str, Any]:
     if values.get("new_tag_threshold") is not None:
         out["new_tag_threshold"] = float(values["new_tag_threshold"])
     return out
+
+
+def add_engine_options(inputs, ctx, what: str = "the model passes") -> None:
+    """The engine choice of a form that runs a model over a view (Ray: delegated runs only, since the
+    orchestrator, not the App's server, is then Ray's driver)."""
+    import fiftyone.operators.types as types
+
+    inputs.enum("engine", ["local", "ray"], default="local", label="Engine", view=types.RadioGroup(),
+                description=f"ray: {what} on Ray Data over a cluster's workers (delegated runs only)")
+    if ctx.params.get("engine") == "ray":
+        inputs.str("ray_address", default=None, required=False, label="Ray cluster address",
+                   description="auto, ray://host:10001 or host:6379; empty: a local cluster")
+        inputs.int("workers", default=1, min=1, label="Model workers")
+        inputs.float("gpus_per_worker", default=0.0, min=0.0, label="GPUs per worker")
+        if not ctx.delegated:
+            inputs.view("ray_delegated", types.Warning(
+                label="The Ray engine runs only as a delegated operation: schedule this run"))
+
+
+def engine_options(params: dict, delegated: bool):
+    """``(engine, ray_options)`` from a form's values; Ray refused in one line unless the run is delegated."""
+    engine = params.get("engine") or "local"
+    if engine != "ray":
+        return engine, None
+    from fiftyone_ram.errors import UserError
+    from fiftyone_ram.fiftyone.ray_engine import RayOptions
+
+    if not delegated:
+        raise UserError("the Ray engine runs only as a delegated operation: schedule the run")
+    return engine, RayOptions(address=params.get("ray_address") or None, workers=params.get("workers") or 1,
+                              gpus_per_worker=float(params.get("gpus_per_worker") or 0.0))
