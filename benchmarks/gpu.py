@@ -150,19 +150,20 @@ def synthetic_jpegs(folder: Path, count: int, side: tuple[int, int] = (640, 480)
 
 
 def _count_busy(model) -> dict:
-    """Adds up the seconds the FiftyOne model spends inside ``predict_all`` (its busy time) in the returned
-    dict; patched on the instance, so that ``apply_model`` still sees our model's type."""
+    """Adds up the seconds the FiftyOne model spends inside ``predict_outputs`` (its busy time: the driver
+    calls it, and ``predict_all`` goes through it) in the returned dict; patched on the instance, so that
+    ``apply_model`` still sees our model's type."""
     clock = {"busy": 0.0}
-    inner = model.predict_all
+    inner = model.predict_outputs
 
-    def predict_all(args):
+    def predict_outputs(args):
         start = time.perf_counter()
         try:
             return inner(args)
         finally:
             clock["busy"] += time.perf_counter() - start
 
-    model.predict_all = predict_all
+    model.predict_outputs = predict_outputs
     return clock
 
 
