@@ -97,19 +97,24 @@ def main() -> None:
     last_count = 0
     stream = stream_pages(iter_pages(dataset, args.page), max_pages=-(-args.samples // args.page),
                           decode=PassIds(), predictor=FixedOutput, predictor_kwargs={}, options=options)
+    def record(written: int) -> None:
+        """A row for each mark ``written`` has passed (the writer counts from its own thread)."""
+        nonlocal last_time, last_count
+        while marks and written >= marks[0]:
+            now = time.perf_counter()
+            rows.append({"samples": written, "segment_per_s": (written - last_count) / max(now - last_time, 1e-9),
+                         "overall_per_s": written / (now - start), "driver_rss_mib": rss_mib()})
+            last_time, last_count = now, written
+            marks.pop(0)
+            if not args.json:  # as it goes: a long run shows its figures before it ends
+                print(f"  {rows[-1]['samples']} written, {rows[-1]['segment_per_s']:.0f}/s, driver RSS "
+                      f"{rows[-1]['driver_rss_mib']:.0f} MiB", flush=True)
+
     with LabelWriter(dataset, "ram", background=True) as writer:
         for batch in stream:
             writer.write(list(batch["id"]), list(batch["output"]))
-            while marks and writer.written >= marks[0]:
-                now = time.perf_counter()
-                rows.append({"samples": writer.written, "segment_per_s": (writer.written - last_count) /
-                             max(now - last_time, 1e-9), "overall_per_s": writer.written / (now - start),
-                             "driver_rss_mib": rss_mib()})
-                last_time, last_count = now, writer.written
-                marks.pop(0)
-                if not args.json:  # as it goes: a long run shows its figures before it ends
-                    print(f"  {rows[-1]['samples']} written, {rows[-1]['segment_per_s']:.0f}/s, driver RSS "
-                          f"{rows[-1]['driver_rss_mib']:.0f} MiB", flush=True)
+            record(writer.written)
+    record(writer.written)  # the last batches, written once the writer was left
     written = dataset.exists("ram").count()
     load = os.getloadavg()
     result = {"model": STAND_IN, "samples": args.samples, "written": written, "page": args.page,
