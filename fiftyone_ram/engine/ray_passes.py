@@ -32,36 +32,30 @@ class NotReloadableError(UserError, ValueError):
 
 @dataclass(frozen=True)
 class TaggerSpec:
-    """A loaded tagger without its weights: enough to load the same tagger in another process."""
+    """A loaded tagger without its weights: enough to load the same tagger in another process. Its excluded
+    tags and Chinese names follow from ``tag_list``, as ``load_tagger`` derives them."""
 
     config: ModelConfig
     checkpoint: CheckpointIdentity
     tag_list: list[str]
     thresholds: np.ndarray
-    excluded: list[int]
     precision: str
     batch_size: int
     description_mask: Any = None  # RAM++ from a model folder: which description rows are real
 
     def load(self, device: str) -> Tagger:
-        """The tagger, loaded in this process from the checkpoint the driver used (the same file, checked),
-        at the driver's precision on ``device`` (a Ray actor's: ``cuda`` when it reserved a GPU)."""
-        from fiftyone_ram import assets
-        from fiftyone_ram.models.factory import model_from_checkpoint
-        from fiftyone_ram.models.precision import set_precision
-        from fiftyone_ram.tagger import Tagger
+        """The tagger, loaded in this process by ``load_tagger`` from the checkpoint the driver used (the same
+        file, checked), at the driver's precision on ``device`` (a Ray actor's: ``cuda`` when it reserved a GPU)."""
+        from fiftyone_ram.tagger import load_tagger
 
-        path = self.checkpoint.path
-        found = assets.verify_checkpoint(path)
-        if found.fingerprint != self.checkpoint.fingerprint:
-            raise NotReloadableError(f"the checkpoint at {path} on this Ray worker is not the file the driver "
-                                     f"loaded: give a path that holds the same file on every node")
-        model = model_from_checkpoint(self.config, path, len(self.tag_list))
+        tagger = load_tagger(self.config, self.checkpoint.path, tag_list=self.tag_list, thresholds=self.thresholds,
+                             device=device, precision=self.precision, batch_size=self.batch_size)
+        if tagger.checkpoint.fingerprint != self.checkpoint.fingerprint:
+            raise NotReloadableError(f"the checkpoint at {self.checkpoint.path} on this Ray worker is not the file "
+                                     f"the driver loaded: give a path that holds the same file on every node")
         if self.description_mask is not None:
-            model.description_mask = self.description_mask
-        model = set_precision(model, self.precision)
-        return Tagger(model, self.config, list(self.tag_list), self.thresholds, excluded=self.excluded,
-                      device=device, batch_size=self.batch_size, precision=self.precision)
+            tagger.model.description_mask = self.description_mask.to(tagger.device)
+        return tagger
 
 
 def tagger_spec(tagger: Tagger, what: str = "tagger") -> TaggerSpec:
@@ -76,8 +70,7 @@ def tagger_spec(tagger: Tagger, what: str = "tagger") -> TaggerSpec:
                                  f"use engine='local'")
     mask = getattr(tagger.model, "description_mask", None)
     return TaggerSpec(tagger.config, identity, list(tagger.tag_list), np.asarray(tagger.thresholds),
-                      [int(i) for i in np.flatnonzero(tagger.excluded)], tagger.precision, tagger.batch_size,
-                      mask.cpu() if mask is not None else None)
+                      tagger.precision, tagger.batch_size, mask.cpu() if mask is not None else None)
 
 
 @dataclass
