@@ -3,8 +3,8 @@ model themselves (the local driver, :mod:`.local_engine`; Ray, :mod:`.ray_engine
 
 The stored result is what ``apply_model`` stores: the labels in ``<label_field>`` (a ``Classifications``
 document, exactly as FiftyOne serialises it), an ``{"error": message}`` output as the string field
-``<label_field>_error``, the tags below a ``confidence_thresh`` dropped as ``Sample.add_labels`` drops them,
-and each written sample's ``last_modified_at`` moved. What differs is the cost: FiftyOne's way (label
+``<label_field>_error``, and each written sample's ``last_modified_at`` moved (a run's single threshold is
+the model's, applied before the outputs reach the writer, as ``apply_model`` hands it to our model). What differs is the cost: FiftyOne's way (label
 objects, ``add_labels``, validation and ``to_mongo`` in ``SaveContext``) costs ~40 us per label in the
 process that runs the model; these writes send :meth:`TagOutput.to_document` documents in one bulk update
 per batch, from a thread of their own when asked, so the model does not wait for the database.
@@ -44,12 +44,10 @@ class LabelWriter:
     ``{"error": message}`` or any FiftyOne label.
     """
 
-    def __init__(self, samples, label_field: str, *, confidence_thresh: float | None = None,
-                 background: bool = False) -> None:
+    def __init__(self, samples, label_field: str, *, background: bool = False) -> None:
         self.dataset = samples._root_dataset
         self.label_field = label_field
         self.error_field = f"{label_field}_error"
-        self.confidence_thresh = confidence_thresh
         self.written = 0
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="fiftyone-ram-writer") if background else None
         self._pending: Future | None = None
@@ -97,11 +95,7 @@ class LabelWriter:
         if isinstance(output, dict) and set(output) == {"error"}:
             return {self.error_field: str(output["error"])}
         if isinstance(output, TagOutput):
-            return {self.label_field: output.above(self.confidence_thresh).to_document()}
-        if self.confidence_thresh is not None and hasattr(output, "classifications"):
-            output = output.copy()
-            output.classifications = [c for c in output.classifications
-                                      if c.confidence is None or c.confidence >= self.confidence_thresh]
+            return {self.label_field: output.to_document()}
         return {self.label_field: output.to_mongo().to_dict()}
 
     def _reload(self, ids: list[str]) -> None:

@@ -58,7 +58,7 @@ class _Files(torch.utils.data.Dataset):
 
 
 def tag_locally(chunk, model, label_field: str, *, batch_size: int, num_workers: int, pin_memory: bool = False,
-                confidence_thresh: float | None = None, skip_failures: bool = True,
+                skip_failures: bool = True,
                 advance: Callable[[int], None] | None = None) -> None:
     """Tag the samples of ``chunk`` (a small view: a claimed window) with ``model`` (a ``RamModel``) into
     ``label_field``. A batch that fails inside the model is logged and left untagged (``skip_failures``) or
@@ -66,7 +66,7 @@ def tag_locally(chunk, model, label_field: str, *, batch_size: int, num_workers:
     ids, paths = chunk.values(["id", "filepath"])
     if not ids:
         return
-    with model, LabelWriter(chunk, label_field, confidence_thresh=confidence_thresh, background=True) as writer:
+    with model, LabelWriter(chunk, label_field, background=True) as writer:
         start = 0
         for batch in _batches(paths, model.build_get_item(), batch_size, num_workers, pin_memory):
             batch_ids = ids[start:start + len(batch)]

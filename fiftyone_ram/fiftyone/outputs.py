@@ -52,14 +52,6 @@ class TagOutput:
     logits: np.ndarray | None = None
     caption: str | None = None
 
-    def above(self, confidence_thresh: float | None) -> TagOutput:
-        """Only the tags with ``confidence >= confidence_thresh``, as ``Sample.add_labels`` filters."""
-        if confidence_thresh is None:
-            return self
-        keep = [i for i, c in enumerate(self.confidences) if c >= confidence_thresh]
-        return TagOutput([self.labels[i] for i in keep], [self.confidences[i] for i in keep],
-                         [self.thresholds[i] for i in keep], self.logits, self.caption)
-
     def to_label(self) -> fol.Classifications:
         """The ``Classifications`` that ``apply_model`` stores."""
         return _MAKER.label(self)
