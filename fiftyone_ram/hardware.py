@@ -36,8 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 #: What ``precision=`` accepts (the CLI and the App forms import this without importing torch).
 PRECISION_CHOICES = ("auto", *PRECISIONS)
-#: The precision used when none is given; unset means ``"auto"``. The test suite sets it to ``fp32`` so that
-#: scores stay comparable with upstream's at 1e-5 (see docs/tagging.md).
+#: The precision used when none is given; unset means ``"auto"`` (see docs/tagging.md).
 PRECISION_ENV = "FIFTYONE_RAM_PRECISION"
 
 

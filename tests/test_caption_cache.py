@@ -98,7 +98,8 @@ def fixtures(parity_dir):
 
 def _tagger(parity_dir, upstream_dir):
     return load_tagger(parity_dir / "fixtures_tiny.json", parity_dir / "tag2text_tiny.pth", family="tag2text",
-                       tag_list=upstream_dir / "tag2text_ori_tag_list.txt", device="cpu")
+                       tag_list=upstream_dir / "tag2text_ori_tag_list.txt", device="cpu",
+                       precision="fp32")  # the subject: the cached path equals upstream's at fp32
 
 
 @pytest.fixture(scope="module")

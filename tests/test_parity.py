@@ -26,7 +26,7 @@ def case(request, parity_dir, tiny_tagger):
     """Shared by the tests of this module: read it, never change it."""
     family = request.param
     expected = torch.load(parity_dir / f"{family}_tiny_expected.pt", weights_only=True)
-    return family, tiny_tagger(family), expected
+    return family, tiny_tagger(family, precision="fp32"), expected
 
 
 def _split(joined: str) -> list[str]:
@@ -102,7 +102,7 @@ def test_embeddings(case, images, assert_scores_close):
 
 
 def test_tag2text_captions_match(tiny_tagger, images, fixtures):
-    tagger = tiny_tagger("tag2text")
+    tagger = tiny_tagger("tag2text", precision="fp32")
     want = fixtures["models"]["tag2text"]
     assert tagger.caption_ids(images) == want["caption_ids"]
     assert tagger.caption(images) == want["captions"]
@@ -112,7 +112,7 @@ def test_tag2text_captions_match(tiny_tagger, images, fixtures):
 
 def test_tag2text_batched_captions_equal_single(tiny_tagger, images):
     """Upstream's batched beam search is wrong above one image (issue #80); ours must not be."""
-    tagger = tiny_tagger("tag2text")
+    tagger = tiny_tagger("tag2text", precision="fp32")
     tagger.batch_size = 5
     batched = tagger.caption_ids(images)
     tagger.batch_size = 1

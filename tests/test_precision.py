@@ -93,7 +93,7 @@ MIN_F1 = {"bf16": 0.95, "fp16": 0.98, "int8": 0.9}
 @pytest.mark.parametrize("precision", ["bf16", "fp16", "int8"])
 def test_reduced_precision_agrees_with_fp32(tiny_tagger, parity_dir, family, precision):
     images = sorted(str(p) for p in parity_dir.glob("*.png"))
-    reference, reduced = tiny_tagger(family), tiny_tagger(family, precision=precision)
+    reference, reduced = tiny_tagger(family, precision="fp32"), tiny_tagger(family, precision=precision)
     assert (reference.precision, reduced.precision) == ("fp32", precision)
     want = np.concatenate([b.probabilities for b in reference.iter_batches(images)])
     got = np.concatenate([b.probabilities for b in reduced.iter_batches(images)])
@@ -134,7 +134,7 @@ def test_cli_precision_flag(parity_dir, tiny_cli_args, tiny_tagger, assert_same_
         result = _cli("tag", *images, *tiny_cli_args("ram"), "--precision", precision, "--json")
         assert result.returncode == 0, result.stderr
         runs[precision] = [json.loads(line) for line in result.stdout.splitlines()]
-    tagger = tiny_tagger("ram")
+    tagger = tiny_tagger("ram", precision="fp32")
     assert_same_tags([[(t["tag"], t["probability"]) for t in r["tags"]] for r in runs["fp32"]],
                      tagger.predict([str(p) for p in images]), thresholds=tagger.thresholds, names=tagger.names())
     fp32 = [{t["tag"]: t["probability"] for t in r["tags"]} for r in runs["fp32"]]
@@ -162,3 +162,22 @@ def test_forms_pass_precision():
 
     assert list(PRECISION_LABELS) == list(hardware.PRECISION_CHOICES)
     assert tagger_kwargs({"model": "ram_swin_large_14m", "precision": "int8"})["precision"] == "int8"
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16", "int8"])
+def test_tag2text_captions_at_every_precision(tiny_tagger, parity_pngs, precision):
+    """The caption branch shares upstream's tied weights with the tagging head; reducing the head must leave
+    the captioner its fp32 weights (it crashed with 'mat1 and mat2 must have the same dtype' at bf16)."""
+    reference, reduced = tiny_tagger("tag2text", precision="fp32"), tiny_tagger("tag2text", precision=precision)
+    images = [str(p) for p in parity_pngs[:2]]
+    captions = reduced.caption(images)
+    assert len(captions) == 2 and all(isinstance(c, str) and c for c in captions)
+    assert reduced.caption(images, tags="w8 | w58") == reference.caption(images, tags="w8 | w58")
+    dtypes = {p.dtype for part in (reduced.model.tag_encoder, reduced.model.text_decoder) for p in part.parameters()}
+    assert dtypes == {torch.float32}
+    if precision != "int8":  # the head is reduced, its tied twin in the tag encoder is not
+        head = reduced.model.tagging_head.encoder.layer[0].crossattention.self.query.weight
+        assert head.dtype == HALF[precision]
+
+
+HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}

@@ -22,7 +22,7 @@ def fixture(parity_dir):
 @pytest.fixture(scope="module", params=["ram", "ram_plus", "tag2text"])
 def trainable(request, tiny_tagger):
     """(family, tagger with its captioning branch). Shared: read it, never change it."""
-    return request.param, tiny_tagger(request.param, caption_branch=True)
+    return request.param, tiny_tagger(request.param, caption_branch=True, precision="fp32")
 
 
 def _inputs(family: str, fixture: dict) -> dict:
@@ -58,7 +58,7 @@ def test_losses_change_no_weight_and_keep_the_mode(trainable, fixture):
 
 def test_train_mode_is_stochastic_and_eval_mode_is_not(tiny_tagger, fixture):
     """Dropout and stochastic depth act in train mode (as upstream's), never in eval mode."""
-    tagger = tiny_tagger("ram", caption_branch=True)
+    tagger = tiny_tagger("ram", caption_branch=True, precision="fp32")
     inputs = _first(_inputs("ram", fixture), 2)
     pixels = fixture["pixel_values"][:2]
     torch.manual_seed(0)
@@ -113,7 +113,7 @@ def test_total_weights_losses_as_upstream():
 
 
 def test_ram_loads_lean_unless_training_asks(tiny_tagger, fixture):
-    tagger = tiny_tagger("ram")
+    tagger = tiny_tagger("ram", precision="fp32")
     assert not tagger.model.has_caption_branch
     with pytest.raises(TrainingInputError, match="caption_branch=True"):
         training_losses(tagger, fixture["pixel_values"][:1], **_first(_inputs("ram", fixture), 1))

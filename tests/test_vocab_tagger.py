@@ -1,4 +1,8 @@
-"""Custom vocabularies on the tiny parity checkpoints: subsets, new tags, mixed RAM++ description counts."""
+"""Custom vocabularies on the tiny parity checkpoints: subsets, new tags, mixed RAM++ description counts.
+
+The subject is exactness (a subset scores as the full vocabulary, new queries equal their CLIP embeddings, to
+1e-5), which holds at fp32: the taggers here are loaded at fp32 explicitly.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ def pixels(parity_dir):
 @pytest.fixture(scope="module", params=["ram", "ram_plus", "tag2text"])
 def full(request, tiny_tagger, pixels):
     """Shared by the tests of this module: read it, never change it."""
-    tagger = tiny_tagger(request.param)
+    tagger = tiny_tagger(request.param, precision="fp32")
     return tagger, torch.sigmoid(tagger.logits(pixels)).numpy()
 
 
@@ -45,7 +49,7 @@ def test_builtin_subset_scores_as_the_full_vocabulary(full, pixels, assert_score
 
 def test_ram_new_tags_are_prompt_ensembles(tiny_tagger, tiny_clip_text_dir, clip_templates, pixels, tmp_path,
                                            assert_scores_close, assert_same_tags):
-    base = tiny_tagger("ram")
+    base = tiny_tagger("ram", precision="fp32")
     encoder = TextEncoder(tiny_clip_text_dir())
     vocab = build_vocabulary(base, tags=["cat", *NEW, "dog"], text_encoder=encoder, templates=clip_templates,
                              tag_thresholds={"cat": 0.9, "yak-wool hat": 0.3}, cache=EmbeddingCache(tmp_path))
@@ -73,7 +77,7 @@ def _described(path, counts):
 
 def test_ram_plus_mixed_description_counts(tiny_tagger, tiny_clip_text_dir, clip_templates, pixels, tmp_path,
                                            assert_scores_close):
-    base = tiny_tagger("ram_plus")
+    base = tiny_tagger("ram_plus", precision="fp32")
     texts = _described(tmp_path / "descriptions.json", {"Zeppelin": 2, "Anole": 5, "kiwi": 1})
     encoder = TextEncoder(tiny_clip_text_dir())
     common = dict(descriptions=tmp_path / "descriptions.json", text_encoder=encoder, templates=clip_templates,
@@ -100,7 +104,7 @@ def test_ram_plus_mixed_description_counts(tiny_tagger, tiny_clip_text_dir, clip
 
 
 def test_ram_plus_reads_upstream_description_file(tiny_tagger, tiny_clip_text_dir, upstream_dir, tmp_path):
-    base = tiny_tagger("ram_plus")
+    base = tiny_tagger("ram_plus", precision="fp32")
     names = ["Aerial photography", "Zeppelin"]
     vocab = build_vocabulary(base, tags=names, new_tag_threshold=0.4,
                              descriptions=upstream_dir / "openimages_rare_200_llm_tag_descriptions.json",
@@ -124,7 +128,7 @@ def test_tag2text_answers_subsets_only(tiny_tagger):
 
 
 def test_builtin_plus_new_and_threshold_errors(tiny_tagger, tiny_clip_text_dir, clip_templates, tmp_path):
-    base = tiny_tagger("ram")
+    base = tiny_tagger("ram", precision="fp32")
     vocab = build_vocabulary(base, tags=["cat", *NEW], keep_builtin=True,
                              text_encoder=TextEncoder(tiny_clip_text_dir()), templates=clip_templates,
                              cache=EmbeddingCache(tmp_path))
@@ -136,18 +140,19 @@ def test_builtin_plus_new_and_threshold_errors(tiny_tagger, tiny_clip_text_dir, 
 def test_cached_vocabulary_tags_without_the_text_encoder(tiny_tagger, tiny_clip_text_dir, clip_templates, pixels,
                                                          monkeypatch):
     options = dict(tags=["cat", *NEW], text_encoder=tiny_clip_text_dir(), templates=clip_templates)
-    first = torch.sigmoid(tiny_tagger("ram", **options).logits(pixels))
+    first = torch.sigmoid(tiny_tagger("ram", precision="fp32", **options).logits(pixels))
 
     def refuse(*args, **kwargs):
         raise AssertionError("the text encoder was loaded for a cached vocabulary")
 
     monkeypatch.setattr(TextEncoder, "_load", refuse)
-    again = torch.sigmoid(tiny_tagger("ram", **options).logits(pixels))
+    again = torch.sigmoid(tiny_tagger("ram", precision="fp32", **options).logits(pixels))
     assert torch.equal(first, again)  # the cached embeddings are the computed ones, bit for bit: same forward pass
 
 
 def test_cli_tags_and_descriptions(parity_dir, tmp_path, tiny_cli_args, tiny_tagger, tiny_clip_text_dir,
-                                   assert_same_tags):
+                                   assert_same_tags, path_tolerance):
+    """The command line reaches the same vocabulary, at the default precision (what users run)."""
     from fiftyone_ram.cli import main
 
     (tmp_path / "tags.txt").write_text("cat\nZeppelin\n\ndog\n")
@@ -163,4 +168,4 @@ def test_cli_tags_and_descriptions(parity_dir, tmp_path, tiny_cli_args, tiny_tag
     want = tagger.predict([parity_dir / "chelsea.png"])[0]
     assert "Zeppelin" in [name for name, _ in want]  # threshold 0: a new tag is always reported
     assert_same_tags([[(t["tag"], t["probability"]) for t in record["tags"]]], [want], names=tagger.tag_list,
-                     thresholds=tagger.thresholds)
+                     thresholds=tagger.thresholds, **path_tolerance(tagger.precision))

@@ -34,6 +34,8 @@ HALF_TYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 #: and text decoder) is not among them: its weights stay memory-mapped until a caption is asked for, and beam
 #: search runs in fp32.
 HALF_PARTS = ("visual_encoder", "image_proj", "wordvec_proj", "tagging_head")
+#: The parts that always run in fp32, outside autocast (beam search over the caption branch).
+FP32_PARTS = ("tag_encoder", "text_decoder")
 
 #: Linear layers quantised by ``int8`` (full module names): Swin's MLPs (two thirds of its multiply-adds) and the
 #: tagging head's feed-forward blocks (most of the head's, at 4,585 queries). Attention projections, the image
@@ -55,6 +57,8 @@ def set_precision(model: nn.Module, precision: str) -> nn.Module:
     if precision not in ("fp32", "int8", *HALF_TYPES):
         raise ValueError(f"unknown precision {precision!r}; expected fp32, int8 or one of {', '.join(HALF_TYPES)}")
     model.compute_dtype = HALF_TYPES.get(precision)
+    if precision != "fp32":
+        _untie_fp32_parts(model)
     if precision in HALF_TYPES:
         for module in _half_modules(model):
             module.to(HALF_TYPES[precision])
@@ -64,6 +68,26 @@ def set_precision(model: nn.Module, precision: str) -> nn.Module:
     if clear is not None:  # cached query projections were computed at the old precision
         clear()
     return model
+
+
+def _untie_fp32_parts(model: nn.Module) -> None:
+    """Give the fp32 parts their own parameter objects where they share one with a part that is reduced.
+
+    Upstream ties the tag encoder's lowest layers to the tagging head's (``captioning.tie_caption_branch``);
+    halving or quantising the head would otherwise hand the captioner bf16 weights, or none. The new parameter
+    wraps the same fp32 tensor as loaded (memory-mapped, nothing copied); reducing the head then gives the head
+    a new tensor and leaves this one as it is. Inference only: training keeps the ties (it never reduces).
+    """
+    reduced = {id(p) for part in HALF_PARTS if getattr(model, part, None) is not None
+               for p in getattr(model, part).parameters()}
+    for part in FP32_PARTS:
+        root = getattr(model, part, None)
+        if root is None:
+            continue
+        for module in root.modules():
+            for name, parameter in list(module.named_parameters(recurse=False)):
+                if id(parameter) in reduced:
+                    setattr(module, name, nn.Parameter(parameter.data, requires_grad=parameter.requires_grad))
 
 
 def _half_modules(model: nn.Module) -> Iterator[nn.Module]:
