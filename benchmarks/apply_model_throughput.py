@@ -136,6 +136,8 @@ def main() -> None:
     import torch
 
     import fiftyone_ram.fiftyone as forf
+
+    import fiftyone_ram.driver as frd
     from fiftyone_ram.hardware import describe
     from fiftyone_ram.scheduling import plan_for
 
@@ -163,7 +165,7 @@ def main() -> None:
                                     skip_failures=False)
 
             def driver(samples=dataset, workers=workers):
-                forf.tag_samples(samples, model, "ram", overwrite=True, batch_size=args.batch_size,
+                frd.tag_samples(samples, model, "ram", overwrite=True, batch_size=args.batch_size,
                                  num_workers=workers, skip_failures=False)
 
             runs[("apply_model", workers)] = (lambda run=plain: run(dataset.limit(args.batch_size)), plain)

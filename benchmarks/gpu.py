@@ -171,6 +171,8 @@ def tag_samples_row(args, device) -> dict:
     import fiftyone as fo
 
     import fiftyone_ram.fiftyone as forf
+
+    import fiftyone_ram.driver as frd
     from fiftyone_ram.scheduling import plan_for
 
     precision = "bf16" if args.precisions and "bf16" in args.precisions else args.precisions[0]
@@ -183,10 +185,10 @@ def tag_samples_row(args, device) -> dict:
         paths = synthetic_jpegs(folder, args.images)
         dataset.add_samples([fo.Sample(filepath=p) for p in paths])
         model = forf.from_tagger(tagger, confidence_thresh=0.9)  # realistic label counts: writing stays cheap
-        forf.tag_samples(dataset.limit(args.e2e_batch), model, "ram", overwrite=True)  # warm-up
+        frd.tag_samples(dataset.limit(args.e2e_batch), model, "ram", overwrite=True)  # warm-up
         clock = _count_busy(model)
         start = time.perf_counter()
-        summary = forf.tag_samples(dataset, model, "ram", overwrite=True, batch_size=args.e2e_batch)
+        summary = frd.tag_samples(dataset, model, "ram", overwrite=True, batch_size=args.e2e_batch)
         elapsed = time.perf_counter() - start
         return {"model": "RAM tiny" if args.smoke else "RAM Swin-L 384", "precision": precision, "batch": args.e2e_batch,
                 "tag_samples_images_per_s": summary.tagged / elapsed, "model_busy_share": clock["busy"] / elapsed,

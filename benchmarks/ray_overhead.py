@@ -28,8 +28,10 @@ PNGS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.png", "camera.png"
 def tag_once(folder: Path, engine: str, *, batch_size: int, workers: int) -> dict:
     import fiftyone as fo
 
-    from fiftyone_ram.fiftyone import load_model, tag_samples
-    from fiftyone_ram.fiftyone.ray_engine import RayOptions
+    from fiftyone_ram.fiftyone import load_model
+
+    from fiftyone_ram.driver import tag_samples
+    from fiftyone_ram.driver.ray_executor import RayOptions
 
     name = f"fiftyone-ram-ray-overhead-{engine}"
     if name in fo.list_datasets():

@@ -82,8 +82,8 @@ def main() -> None:
 
     import ray
 
-    from fiftyone_ram.fiftyone.label_writer import LabelWriter, iter_pages
-    from fiftyone_ram.fiftyone.ray_engine import RayOptions, stream_pages
+    from fiftyone_ram.driver.writer import LabelWriter, iter_pages
+    from fiftyone_ram.driver.ray_executor import RayOptions, stream_pages
 
     if args.address:
         ray.init(address=args.address)

@@ -22,32 +22,32 @@ ACTIONS = {"clean": "Find wrong tags", "apply": "Apply the accepted removals", "
 
 
 def _taggers() -> dict[str, str]:
-    from fiftyone_ram.fiftyone.forms import model_choices
+    from fiftyone_ram.app.forms import model_choices
 
     return model_choices()
 
 
 def _engine_inputs(inputs, ctx) -> None:
-    from fiftyone_ram.fiftyone.forms import add_engine_options
+    from fiftyone_ram.app.forms import add_engine_options
 
     add_engine_options(inputs, ctx)
 
 
 def _engine(ctx):
-    from fiftyone_ram.fiftyone.forms import engine_options
+    from fiftyone_ram.app.forms import engine_options
 
     return engine_options(ctx.params, ctx.delegated)
 
 
 def _captioners() -> dict[str, str]:
-    from fiftyone_ram.fiftyone.forms import model_choices
+    from fiftyone_ram.app.forms import model_choices
 
     return {"none": "No captions", **model_choices(captions_only=True, custom_label="Your own Tag2Text")}
 
 
 def _fields(ctx, types_: tuple[str, ...], strings: bool = False, text: bool = False) -> list[str]:
     """Fields of the dataset of the given label types (and list-of-strings / caption-text fields)."""
-    from fiftyone_ram.fiftyone import field_choices as fc
+    from fiftyone_ram.app import field_choices as fc
 
     out = fc.label_fields(ctx.dataset, types_) if types_ else []
     if strings:
@@ -119,7 +119,7 @@ def _device_input(inputs) -> None:
     for choice in ("auto", "cpu", "cuda"):
         device.add_choice(choice, label=choice)
     inputs.enum("device", device.values(), default="auto", label="Device", view=device)
-    from fiftyone_ram.fiftyone.forms import add_precision_option
+    from fiftyone_ram.app.forms import add_precision_option
 
     add_precision_option(inputs)
 
@@ -142,8 +142,8 @@ class GenerateTags(foo.Operator):
         )
 
     def resolve_execution_options(self, ctx):
-        """Scheduling is the default only where the App can schedule (see ``fiftyone_ram.fiftyone.execution``)."""
-        from fiftyone_ram.fiftyone import execution
+        """Scheduling is the default only where the App can schedule (see ``fiftyone_ram.app.execution``)."""
+        from fiftyone_ram.app import execution
 
         return execution.execution_options(len(ctx.target_view()), prefer_delegated=True)
 
@@ -222,8 +222,8 @@ class CleanTags(foo.Operator):
         )
 
     def resolve_execution_options(self, ctx):
-        """Scheduling is the default only where the App can schedule (see ``fiftyone_ram.fiftyone.execution``)."""
-        from fiftyone_ram.fiftyone import execution
+        """Scheduling is the default only where the App can schedule (see ``fiftyone_ram.app.execution``)."""
+        from fiftyone_ram.app import execution
 
         return execution.execution_options(len(ctx.target_view()), prefer_delegated=ctx.params.get("action", "clean") == "clean")
 

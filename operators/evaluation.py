@@ -45,7 +45,7 @@ class EvaluateTags(foo.Operator):
         )
 
     def resolve_input(self, ctx):
-        from fiftyone_ram.fiftyone import field_choices as fc
+        from fiftyone_ram.app import field_choices as fc
 
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Evaluate")
@@ -310,7 +310,7 @@ def _say_which_samples(inputs, ctx) -> None:
 def _readable(view, pred_field: str):
     """``view`` without the images the tagger could not read (they have ``<pred>_error``) or never tagged,
     and what was left out (so that they are reported, not counted as misses)."""
-    from fiftyone_ram.fiftyone.tagging import error_field
+    from fiftyone_ram.driver.tagging import error_field
 
     left_out = {}
     err = error_field(pred_field)

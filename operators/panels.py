@@ -251,12 +251,12 @@ class SampleTagsPanel(foo.Panel):
         self._load(ctx)
 
     def _fields(self, ctx) -> list[str]:
-        from fiftyone_ram.fiftyone.field_choices import PREDICTION_TYPES, label_fields, with_confidences
+        from fiftyone_ram.app.field_choices import PREDICTION_TYPES, label_fields, with_confidences
 
         return with_confidences(ctx.dataset, label_fields(ctx.dataset, PREDICTION_TYPES))
 
     def _load(self, ctx):
-        from fiftyone_ram.fiftyone.field_choices import sample_tag_rows
+        from fiftyone_ram.app.field_choices import sample_tag_rows
 
         fields = self._fields(ctx)
         name = ctx.panel.state.tag_field

@@ -14,10 +14,11 @@ EXISTING = {"resume": "Tag only the samples without labels", "overwrite": "Repla
 def _package():
     try:
         import fiftyone_ram.fiftyone as forf
-        from fiftyone_ram.fiftyone import forms
+        import fiftyone_ram.driver as frd
+        from fiftyone_ram.app import forms
     except ImportError as exc:
         raise ImportError(f"tag_images needs the fiftyone-ram package: pip install fiftyone-ram ({exc})") from exc
-    return forf, forms
+    return forf, frd, forms
 
 
 class TagImages(foo.Operator):
@@ -36,12 +37,12 @@ class TagImages(foo.Operator):
         )
 
     def resolve_execution_options(self, ctx):
-        from fiftyone_ram.fiftyone import execution
+        from fiftyone_ram.app import execution
 
         return execution.execution_options(len(ctx.target_view()))
 
     def resolve_input(self, ctx):
-        _, forms = _package()
+        _, _, forms = _package()
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Tag")
 
@@ -80,7 +81,7 @@ class TagImages(foo.Operator):
         inputs.int("num_workers", default=None, min=0, required=False, label="Image loading workers",
                    description="Delegated runs only (immediate runs load in the App's process)")
         forms.add_engine_options(inputs, ctx, "tagging")
-        from fiftyone_ram.fiftyone import execution
+        from fiftyone_ram.app import execution
 
         if not execution.add_execution_notice(inputs, len(ctx.target_view()), _cli_command(ctx, label_field)):
             complete = False
@@ -92,9 +93,9 @@ class TagImages(foo.Operator):
         """Tag the target view. From the App's form an immediate run streams its progress (a generator of
         progress messages, then the summary); a delegated run reports through ``ctx.set_progress``; a Python
         caller gets the summary as the result."""
-        forf, forms = _package()
+        forf, frd, forms = _package()
         from fiftyone_ram.errors import UserError
-        from fiftyone_ram.fiftyone import execution
+        from fiftyone_ram.app import execution
 
         params = ctx.params
         view = ctx.target_view()
@@ -115,7 +116,7 @@ class TagImages(foo.Operator):
             if progress is not None:
                 report = fo.report_progress(lambda pb: progress(pb.progress, "Tagging"), dt=1.0)
             existing = params.get("existing")
-            summary = forf.tag_samples(
+            summary = frd.tag_samples(
                 view, model, label_field,
                 overwrite=existing == "overwrite", resume=existing == "resume",
                 sample_tags=bool(params.get("sample_tags")), store_logits=bool(params.get("store_logits")),

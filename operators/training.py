@@ -12,7 +12,7 @@ PARTS = ("backbone", "projection", "tagging_head", "captioning")
 
 def _package():
     try:
-        from fiftyone_ram.fiftyone import forms
+        from fiftyone_ram.app import forms
         from fiftyone_ram.training import WEAK_START, finetune
     except ImportError as exc:
         raise ImportError(f"finetune_model needs the fiftyone-ram package: pip install fiftyone-ram ({exc})") from exc

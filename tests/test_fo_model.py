@@ -16,6 +16,7 @@ fo = pytest.importorskip("fiftyone")
 def model(tiny_model_settings):
     """Shared by the tests of this module: read it, never change it (``copy.copy`` it to change settings)."""
     import fiftyone_ram.fiftyone as forf
+    import fiftyone_ram.driver as frd
 
     return forf.load_model(**tiny_model_settings(), device="cpu")
 
@@ -45,6 +46,7 @@ def test_apply_model_with_workers_equals_predict_exactly(model, pngs, stored_tag
 def test_bad_files_are_recorded_and_everything_else_is_tagged_and_kept(model, pngs, bad_files, stored_tags,
                                                                        assert_same_tags):
     import fiftyone_ram.fiftyone as forf
+    import fiftyone_ram.driver as frd
 
     bad = bad_files
     files = [pngs[0], str(bad["zero_byte.jpg"]), *[str(p) for p in bad.odd.values()], pngs[3],
@@ -53,7 +55,7 @@ def test_bad_files_are_recorded_and_everything_else_is_tagged_and_kept(model, pn
     dataset.add_samples([fo.Sample(filepath=f, notes=f"note {i}", tags=["keep"],
                                    ground_truth=fo.Classification(label="cat")) for i, f in enumerate(files)])
 
-    summary = forf.tag_samples(dataset, model, "ram", batch_size=4, num_workers=2, skip_failures=False)
+    summary = frd.tag_samples(dataset, model, "ram", batch_size=4, num_workers=2, skip_failures=False)
 
     unreadable = {str(p) for p in bad.unreadable.values()}
     readable = [f for f in files if f not in unreadable]
@@ -98,6 +100,7 @@ def test_confidence_thresh_replaces_the_per_class_thresholds(model, pngs, stored
 
 def test_logits_tag_subset_and_class_filter(pngs, tiny_model_settings, assert_scores_close):
     import fiftyone_ram.fiftyone as forf
+    import fiftyone_ram.driver as frd
 
     tagger_model = forf.load_model(**tiny_model_settings())
     subset = tagger_model.tagger.tag_list[:40]
@@ -120,6 +123,7 @@ def test_logits_tag_subset_and_class_filter(pngs, tiny_model_settings, assert_sc
 
 def test_chinese_tag_names(pngs, upstream_dir, tiny_model_settings, stored_tags, assert_same_tags):
     import fiftyone_ram.fiftyone as forf
+    import fiftyone_ram.driver as frd
 
     model = forf.load_model(**tiny_model_settings(language="zh",
                                                   tag_list_chinese=str(upstream_dir / "ram_tag_list_chinese.txt")))
@@ -156,6 +160,7 @@ def test_embeddings_similarity_and_visualization(model, pngs, tmp_path, assert_s
 
 def test_tag2text_caption_is_stored_on_the_field(pngs, tiny_model_settings, stored_tags, assert_same_tags):
     import fiftyone_ram.fiftyone as forf
+    import fiftyone_ram.driver as frd
 
     model = forf.load_model(**tiny_model_settings("tag2text"))
     dataset = fo.Dataset()

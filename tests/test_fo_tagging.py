@@ -13,6 +13,7 @@ fo = pytest.importorskip("fiftyone")
 def model(tiny_model_settings):
     """Shared by the tests of this module: read it, never change it."""
     import fiftyone_ram.fiftyone as forf
+    import fiftyone_ram.driver as frd
 
     return forf.load_model(**tiny_model_settings(), device="cpu")
 
@@ -31,21 +32,22 @@ class Interrupt(KeyboardInterrupt):
 
 def test_an_interrupted_run_resumes_where_it_stopped(model, dataset):
     import fiftyone_ram.fiftyone as forf
+    import fiftyone_ram.driver as frd
 
     def stop_after_first_batch(progress_bar):
         if progress_bar.iteration >= 2:
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        forf.tag_samples(dataset, model, "ram", batch_size=2, num_workers=0, progress=stop_after_first_batch)
+        frd.tag_samples(dataset, model, "ram", batch_size=2, num_workers=0, progress=stop_after_first_batch)
     done = dataset.exists("ram")
     assert 0 < len(done) < len(dataset)  # the first batch was saved before the interruption
     before = {s.id: [c.id for c in s.ram.classifications] for s in done}
 
-    with pytest.raises(forf.FieldExistsError, match="already holds labels"):
-        forf.tag_samples(dataset, model, "ram", batch_size=2, num_workers=0)
+    with pytest.raises(frd.FieldExistsError, match="already holds labels"):
+        frd.tag_samples(dataset, model, "ram", batch_size=2, num_workers=0)
 
-    summary = forf.tag_samples(dataset, model, "ram", resume=True, batch_size=2, num_workers=0)
+    summary = frd.tag_samples(dataset, model, "ram", resume=True, batch_size=2, num_workers=0)
     assert summary.skipped == len(before)
     assert summary.tagged == len(dataset) - len(before)
     assert len(dataset.exists("ram")) == len(dataset)
@@ -55,13 +57,14 @@ def test_an_interrupted_run_resumes_where_it_stopped(model, dataset):
 
 def test_overwrite_retags_and_an_unreadable_sample_keeps_its_labels(model, dataset):
     import fiftyone_ram.fiftyone as forf
+    import fiftyone_ram.driver as frd
 
-    forf.tag_samples(dataset, model, "ram", batch_size=4, num_workers=0)
+    frd.tag_samples(dataset, model, "ram", batch_size=4, num_workers=0)
     old = {s.filepath: s.ram.classifications[0].id for s in dataset}
     gone = dataset.first().filepath
     shutil.move(gone, gone + ".moved")
     try:
-        summary = forf.tag_samples(dataset, model, "ram", overwrite=True, batch_size=4, num_workers=0)
+        summary = frd.tag_samples(dataset, model, "ram", overwrite=True, batch_size=4, num_workers=0)
     finally:
         shutil.move(gone + ".moved", gone)
     assert list(summary.failed) == [gone] and summary.tagged == len(dataset) - 1
@@ -73,31 +76,33 @@ def test_overwrite_retags_and_an_unreadable_sample_keeps_its_labels(model, datas
             assert sample.ram.classifications[0].id != old[sample.filepath] and sample.ram_error is None
 
     # The file is back: resuming finishes the overwrite for it (its last attempt failed) and clears the error.
-    resumed = forf.tag_samples(dataset, model, "ram", resume=True)
+    resumed = frd.tag_samples(dataset, model, "ram", resume=True)
     assert resumed.tagged == 1 and resumed.skipped == len(dataset) - 1
     assert dataset.one(fo.ViewField("filepath") == gone).ram.classifications[0].id != old[gone]
     assert dataset.count("ram_error") == 0
-    assert forf.tag_samples(dataset, model, "ram", resume=True).tagged == 0  # now nothing is left
+    assert frd.tag_samples(dataset, model, "ram", resume=True).tagged == 0  # now nothing is left
 
 
 def test_a_fixed_file_is_tagged_on_resume_and_its_error_cleared(model, dataset, tmp_path):
     import fiftyone_ram.fiftyone as forf
+    import fiftyone_ram.driver as frd
 
     late = tmp_path / "late.png"
     dataset.add_sample(fo.Sample(filepath=str(late)))
-    first = forf.tag_samples(dataset, model, "ram", batch_size=4, num_workers=0)
+    first = frd.tag_samples(dataset, model, "ram", batch_size=4, num_workers=0)
     assert list(first.failed) == [str(late)]
     shutil.copyfile(dataset.first().filepath, late)
-    second = forf.tag_samples(dataset, model, "ram", resume=True, batch_size=4, num_workers=0)
+    second = frd.tag_samples(dataset, model, "ram", resume=True, batch_size=4, num_workers=0)
     assert second.tagged == 1 and not second.failed and second.skipped == len(dataset) - 1
     assert dataset.count("ram_error") == 0
 
 
 def test_sample_tags_are_added_and_existing_ones_kept(model, dataset):
     import fiftyone_ram.fiftyone as forf
+    import fiftyone_ram.driver as frd
 
     dataset.set_values("tags", [["reviewed"]] * len(dataset))
-    forf.tag_samples(dataset.limit(3), model, "ram", sample_tags=True, batch_size=3, num_workers=0)
+    frd.tag_samples(dataset.limit(3), model, "ram", sample_tags=True, batch_size=3, num_workers=0)
     for sample in dataset.limit(3):
         names = [c.label for c in sample.ram.classifications]
         assert sample.tags == ["reviewed", *names]

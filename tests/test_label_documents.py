@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 
 import fiftyone_ram.fiftyone as forf
+
+import fiftyone_ram.driver as frd
 from fiftyone_ram.fiftyone import outputs
 from fiftyone_ram.fiftyone.outputs import TagOutput, _without_ids
 
@@ -84,7 +86,7 @@ def test_the_driver_stores_what_apply_model_stores(family, options, tiny_model_s
         dataset.add_samples([fo.Sample(filepath=str(p)) for p in [*paths, broken]])
         model = forf.load_model(**tiny_model_settings(family))
         dataset.apply_model(model, label_field="by_fiftyone", batch_size=2, num_workers=0, **options)
-        summary = forf.tag_samples(dataset, model, "by_driver", batch_size=2, num_workers=0, **options)
+        summary = frd.tag_samples(dataset, model, "by_driver", batch_size=2, num_workers=0, **options)
         assert summary.tagged == len(paths) and list(summary.failed) == [str(broken)]
         fiftyone_docs, driver_docs = _stored(dataset, "by_fiftyone"), _stored(dataset, "by_driver")
         assert driver_docs == fiftyone_docs
@@ -115,7 +117,7 @@ def test_the_driver_runs_the_loaded_tagger_and_loads_no_other(tiny_model_setting
     dataset = fo.Dataset()
     try:
         dataset.add_samples([fo.Sample(filepath=str(p)) for p in parity_pngs[:2]])
-        assert forf.tag_samples(dataset, model, "ram", confidence_thresh=0.4, store_logits=True).tagged == 2
+        assert frd.tag_samples(dataset, model, "ram", confidence_thresh=0.4, store_logits=True).tagged == 2
         assert model.config.confidence_thresh is None and not model.store_logits  # the caller's model unchanged
     finally:
         dataset.delete()

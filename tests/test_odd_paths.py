@@ -98,7 +98,7 @@ def test_dataset_mode_skips_odd_entries_one_line_each_and_reruns_work(odd_folder
 
 def test_python_add_images_refuses_names_it_cannot_store_and_adds_nothing(odd_folder, tmp_path):
     from fiftyone_ram.errors import UserError
-    from fiftyone_ram.fiftyone.datasets import add_images
+    from fiftyone_ram.driver.datasets import add_images
     from fiftyone_ram.image_files import find_images
 
     found = list(find_images([odd_folder]))

@@ -63,7 +63,7 @@ def test_generation_on_ray_equals_local(cluster, dataset, ram_never_car, tiny_ta
                                         assert_same_tags, monkeypatch):
     from fiftyone_ram.engine import generation
     from fiftyone_ram.engine.generation import generate_tags
-    from fiftyone_ram.fiftyone.ray_engine import RayOptions
+    from fiftyone_ram.driver.ray_executor import RayOptions
 
     monkeypatch.setattr(generation, "CHUNK", 4)  # two chunks; Ray's pages of 3 straddle them
     options = dict(tag_fields=["gt"], caption_fields=["caption"], tagger=ram_never_car, captioner=tiny_tag2text,
@@ -153,7 +153,7 @@ def _assert_same_review(got, want) -> None:
 
 def _clean_both(dataset, regions, encoder, **options):
     from fiftyone_ram.engine.cleaning import clean_tags
-    from fiftyone_ram.fiftyone.ray_engine import RayOptions
+    from fiftyone_ram.driver.ray_executor import RayOptions
 
     local = clean_tags(dataset, "gt", regions=regions, encoder=encoder, **options)
     want = _review(dataset)

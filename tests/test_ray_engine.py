@@ -166,8 +166,9 @@ def _restarted_model_actors() -> set[str]:
 
 def test_a_worker_killed_midway_is_replaced_and_its_batch_retried(cluster, images, local_labels, tiny_model_settings,
                                                                  assert_same_tags, upstream_dir):
-    from fiftyone_ram.fiftyone import load_model, tag_samples
-    from fiftyone_ram.fiftyone.ray_engine import RayOptions
+    from fiftyone_ram.fiftyone import load_model
+    from fiftyone_ram.driver import tag_samples
+    from fiftyone_ram.driver.ray_executor import RayOptions
 
     dataset = fo.Dataset(f"ray-worker-{os.getpid()}")
     dataset.add_samples([fo.Sample(filepath=str(p)) for p in sorted(images.iterdir())])

@@ -103,21 +103,22 @@ def test_two_resumes_on_a_growing_dataset_with_a_python_run(many_images, start, 
     """Half the files tagged already, the other half new: a CLI run and a Python script (add_images then
     tag_samples) at once, as in the issue (every new path was added twice)."""
     import fiftyone_ram.fiftyone as forf
-    from fiftyone_ram.fiftyone.datasets import add_images
+    import fiftyone_ram.driver as frd
+    from fiftyone_ram.driver.datasets import add_images
 
     name = f"growing-{tmp_path.name}"
     files = sorted(many_images.iterdir())
     dataset = add_images(name, files[: N_FILES // 2])
     model = forf.load_model(**tiny_model_settings(), device="cpu", tags=list(VOCABULARY))
-    forf.tag_samples(dataset, model, "ram", batch_size=4, num_workers=0)
+    frd.tag_samples(dataset, model, "ram", batch_size=4, num_workers=0)
     script = (
         "import json, sys, torch; torch.set_num_threads(1)\n"
         "import fiftyone_ram.fiftyone as forf\n"
-        "from fiftyone_ram.fiftyone.datasets import add_images\n"
+        "from fiftyone_ram.driver.datasets import add_images\n"
         f"settings = json.loads({json.dumps(json.dumps(tiny_model_settings()))})\n"
         f"dataset = add_images({name!r}, sorted(__import__('pathlib').Path({str(many_images)!r}).iterdir()))\n"
         f"model = forf.load_model(**settings, device='cpu', tags={list(VOCABULARY)!r})\n"
-        "summary = forf.tag_samples(dataset, model, 'ram', resume=True, batch_size=4, num_workers=0)\n"
+        "summary = frd.tag_samples(dataset, model, 'ram', resume=True, batch_size=4, num_workers=0)\n"
         "print(json.dumps(summary.to_dict()))\n")
     python_run = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -160,7 +161,7 @@ def test_adding_the_same_files_at_once_adds_each_once_every_time(many_images, tm
     start_at = time.time() + 15  # both processes are up by then; each round starts at the same instant
     script = (
         "import json, sys, time\n"
-        "from fiftyone_ram.fiftyone.datasets import add_images\n"
+        "from fiftyone_ram.driver.datasets import add_images\n"
         f"files = sorted(__import__('pathlib').Path({str(many_images)!r}).iterdir())\n"
         f"for i, name in enumerate({names!r}):\n"
         f"    time.sleep(max(0.0, {start_at!r} + 2 * i - time.time()))\n"

@@ -29,6 +29,7 @@ def _stop_after(count: int):
 def model(tiny_model_settings):
     """Shared by the tests of this module: read it, never change it."""
     import fiftyone_ram.fiftyone as forf
+    import fiftyone_ram.driver as frd
 
     return forf.load_model(**tiny_model_settings(), device="cpu")
 
@@ -53,40 +54,42 @@ def _state(dataset) -> str:
 
 def test_an_interrupted_overwrite_is_continued_as_an_overwrite(model, dataset):
     import fiftyone_ram.fiftyone as forf
+    import fiftyone_ram.driver as frd
 
-    forf.tag_samples(dataset, model, "ram", batch_size=2, num_workers=0)
+    frd.tag_samples(dataset, model, "ram", batch_size=2, num_workers=0)
     old = _label_ids(dataset)
     assert len(old) == len(dataset) and _state(dataset) == "complete"
 
     with pytest.raises(Interrupt):
-        forf.tag_samples(dataset, model, "ram", overwrite=True, confidence_thresh=0.9, batch_size=2, num_workers=0,
+        frd.tag_samples(dataset, model, "ram", overwrite=True, confidence_thresh=0.9, batch_size=2, num_workers=0,
                          progress=_stop_after(2))
     rewritten = {i for i, label in _label_ids(dataset).items() if label != old[i]}
     assert 0 < len(rewritten) < len(dataset) and _state(dataset) == "interrupted"
 
     # The issue: this said "0 tagged, N already tagged" and left the others with the old labels.
-    summary = forf.tag_samples(dataset, model, "ram", resume=True, confidence_thresh=0.9, batch_size=2,
+    summary = frd.tag_samples(dataset, model, "ram", resume=True, confidence_thresh=0.9, batch_size=2,
                                num_workers=0)
     assert summary.tagged == len(dataset) - len(rewritten) and summary.skipped == len(rewritten)
     now = _label_ids(dataset)
     assert all(now[i] != old[i] for i in old)  # every sample carries labels of the 0.9 run
     assert _state(dataset) == "complete"
-    again = forf.tag_samples(dataset, model, "ram", resume=True, confidence_thresh=0.9)
+    again = frd.tag_samples(dataset, model, "ram", resume=True, confidence_thresh=0.9)
     assert again.tagged == 0 and again.skipped == len(dataset) and _label_ids(dataset) == now
 
 
 def test_resume_with_other_settings_is_refused_naming_what_differs(model, dataset, tiny_model_settings, tmp_path):
     import fiftyone_ram.fiftyone as forf
+    import fiftyone_ram.driver as frd
 
     with pytest.raises(Interrupt):
-        forf.tag_samples(dataset, model, "ram", confidence_thresh=0.9, batch_size=2, num_workers=0,
+        frd.tag_samples(dataset, model, "ram", confidence_thresh=0.9, batch_size=2, num_workers=0,
                          progress=_stop_after(2))
     labelled = _label_ids(dataset)
     assert 0 < len(labelled) < len(dataset)
 
     def refused(other_model, match: str, **options):
-        with pytest.raises(forf.RunMismatchError, match=match) as excinfo:
-            forf.tag_samples(dataset, other_model, "ram", resume=True, batch_size=2, num_workers=0, **options)
+        with pytest.raises(frd.RunMismatchError, match=match) as excinfo:
+            frd.tag_samples(dataset, other_model, "ram", resume=True, batch_size=2, num_workers=0, **options)
         message = str(excinfo.value)
         assert "\n" not in message and "--overwrite" in message
         assert _label_ids(dataset) == labelled  # nothing was written
@@ -110,7 +113,7 @@ def test_resume_with_other_settings_is_refused_naming_what_differs(model, datase
     # The same checkpoint copied elsewhere is the same run: resumed.
     shutil.copyfile(tiny_model_settings()["checkpoint_path"], tmp_path / "copy.pth")
     copy = forf.load_model(**tiny_model_settings(checkpoint_path=str(tmp_path / "copy.pth")), device="cpu")
-    summary = forf.tag_samples(dataset, copy, "ram", resume=True, confidence_thresh=0.9, batch_size=2,
+    summary = frd.tag_samples(dataset, copy, "ram", resume=True, confidence_thresh=0.9, batch_size=2,
                                num_workers=0)
     assert summary.tagged == len(dataset) - len(labelled) and summary.skipped == len(labelled)
     assert _state(dataset) == "complete"
@@ -118,29 +121,32 @@ def test_resume_with_other_settings_is_refused_naming_what_differs(model, datase
 
 def test_labels_without_a_record_are_not_resumed(model, dataset):
     import fiftyone_ram.fiftyone as forf
+    import fiftyone_ram.driver as frd
 
-    forf.tag_samples(dataset, model, "ram", batch_size=4, num_workers=0)
+    frd.tag_samples(dataset, model, "ram", batch_size=4, num_workers=0)
     dataset.delete_run("ram_tag_ram")  # labels written by another tool or an older version
-    with pytest.raises(forf.RunMismatchError, match="no record"):
-        forf.tag_samples(dataset, model, "ram", resume=True)
-    assert forf.tag_samples(dataset, model, "ram", overwrite=True, batch_size=4, num_workers=0).tagged == len(dataset)
+    with pytest.raises(frd.RunMismatchError, match="no record"):
+        frd.tag_samples(dataset, model, "ram", resume=True)
+    assert frd.tag_samples(dataset, model, "ram", overwrite=True, batch_size=4, num_workers=0).tagged == len(dataset)
 
 
 def test_resume_and_overwrite_together_are_refused(model, dataset):
     import fiftyone_ram.fiftyone as forf
+    import fiftyone_ram.driver as frd
     from fiftyone_ram.errors import UserError
 
     with pytest.raises(UserError, match="not both"):
-        forf.tag_samples(dataset, model, "ram", resume=True, overwrite=True)
+        frd.tag_samples(dataset, model, "ram", resume=True, overwrite=True)
     assert "ram" not in dataset.get_field_schema()
 
 
 def test_a_resume_with_nothing_left_still_adds_sample_tags(model, dataset):
     import fiftyone_ram.fiftyone as forf
+    import fiftyone_ram.driver as frd
 
-    forf.tag_samples(dataset, model, "ram", batch_size=4, num_workers=0)
+    frd.tag_samples(dataset, model, "ram", batch_size=4, num_workers=0)
     assert not any(dataset.values("tags"))
-    summary = forf.tag_samples(dataset, model, "ram", resume=True, sample_tags=True)
+    summary = frd.tag_samples(dataset, model, "ram", resume=True, sample_tags=True)
     assert summary.tagged == 0
     for sample in dataset:
         assert set(sample.tags) == {c.label for c in sample.ram.classifications} != set()
@@ -149,12 +155,13 @@ def test_a_resume_with_nothing_left_still_adds_sample_tags(model, dataset):
 @pytest.mark.parametrize("name", ["filepath", "tags", "id", "metadata", "_id", "ram.logits"])
 def test_protected_field_names_are_refused_before_anything_is_written(model, dataset, name):
     import fiftyone_ram.fiftyone as forf
+    import fiftyone_ram.driver as frd
     from fiftyone_ram.errors import UserError
 
     before = list(dataset.get_field_schema())
     paths = dataset.values("filepath")
     with pytest.raises(UserError) as excinfo:
-        forf.tag_samples(dataset, model, name, overwrite=True)
+        frd.tag_samples(dataset, model, name, overwrite=True)
     assert "\n" not in str(excinfo.value) and repr(name).strip("'") in str(excinfo.value)
     dataset.reload()
     assert list(dataset.get_field_schema()) == before and dataset.values("filepath") == paths
@@ -163,17 +170,18 @@ def test_protected_field_names_are_refused_before_anything_is_written(model, dat
 
 def test_a_field_of_another_type_is_refused_and_kept(model, dataset):
     import fiftyone_ram.fiftyone as forf
-    from fiftyone_ram.fiftyone.fields import FieldNameError
+    import fiftyone_ram.driver as frd
+    from fiftyone_ram.fields import FieldNameError
 
     first = dataset.first()
     first["boxes"] = fo.Detections(detections=[fo.Detection(label="cat", bounding_box=[0.1, 0.1, 0.5, 0.5])])
     first.save()
     with pytest.raises(FieldNameError, match="Detections"):
-        forf.tag_samples(dataset, model, "boxes", overwrite=True)
+        frd.tag_samples(dataset, model, "boxes", overwrite=True)
     assert dataset.first().boxes.detections[0].label == "cat" and dataset.count("boxes") == 1
     dataset.add_sample_field("auto_error", fo.IntField)  # where the run would record unreadable files
     with pytest.raises(FieldNameError, match="auto_error"):
-        forf.tag_samples(dataset, model, "auto")
+        frd.tag_samples(dataset, model, "auto")
     assert "auto" not in dataset.get_field_schema()
 
 

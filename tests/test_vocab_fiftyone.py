@@ -74,7 +74,7 @@ def test_apply_model_with_zoo_load_model_keywords(dataset, tmp_path, clip_templa
 def test_form_offers_the_vocabulary_and_translates_it(dataset, tmp_path):
     from fiftyone.operators.executor import ExecutionContext
 
-    from fiftyone_ram.fiftyone.forms import tagger_kwargs
+    from fiftyone_ram.app.forms import tagger_kwargs
 
     def fields(model):
         ctx = ExecutionContext(request_params={"dataset_name": dataset.name, "params": {"model": model}})

@@ -124,7 +124,7 @@ def ray_options_from(engine: str, ray_address: str | None, workers: int, gpus_pe
     """The Ray engine's settings, or None for the local engine (Ray Data is only imported for ``ray``)."""
     if engine != "ray":
         return None
-    from fiftyone_ram.fiftyone.ray_engine import RayOptions, check_engine
+    from fiftyone_ram.driver.ray_executor import RayOptions, check_engine
 
     check_engine(engine)
     return RayOptions(address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker)

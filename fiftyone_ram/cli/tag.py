@@ -163,8 +163,8 @@ def _emit(record: dict[str, Any], as_json: bool) -> None:
 def _check_dataset_options(dataset_name: str, field: str, *, overwrite: bool, resume: bool) -> None:
     import fiftyone as fo
 
-    from fiftyone_ram.fiftyone.claims import connect
-    from fiftyone_ram.fiftyone.tagging import check_tagging_options
+    from fiftyone_ram.driver.claims import connect
+    from fiftyone_ram.driver.tagging import check_tagging_options
 
     connect()  # before FiftyOne's first use: runs started at once would each start a database server
     existing = fo.load_dataset(dataset_name) if fo.dataset_exists(dataset_name) else None
@@ -188,9 +188,10 @@ def tag_into_dataset(tagger: Tagger, *, dataset_name: str, inputs: Iterable[str]
     import fiftyone as fo
 
     from fiftyone_ram import assets
-    from fiftyone_ram.fiftyone import from_tagger, tag_samples
-    from fiftyone_ram.fiftyone.datasets import add_images
-    from fiftyone_ram.fiftyone.tagging import check_run
+    from fiftyone_ram.fiftyone import from_tagger
+    from fiftyone_ram.driver import tag_samples
+    from fiftyone_ram.driver.datasets import add_images
+    from fiftyone_ram.driver.tagging import check_run
 
     if checkpoint is None and tagger.config.name is not None:
         checkpoint = str(assets.weights_path(tagger.config.name))  # lets spawned workers re-read the weights

@@ -55,8 +55,8 @@ from fiftyone_ram.engine.ray_passes import (
     cleaning_results_on_ray,
     crop_pass,
 )
-from fiftyone_ram.fiftyone.progress import Progress
-from fiftyone_ram.fiftyone.ray_engine import RayOptions, check_engine
+from fiftyone_ram.progress import Progress
+from fiftyone_ram.driver.ray_executor import RayOptions, check_engine
 
 REASONS = ("no_region", "outlier", "not_predicted")
 
@@ -230,7 +230,7 @@ def check_cleaning(samples: Any, tag_field: str, *, cleaned_field: str | None = 
     """Refuse a cleaning that cannot run, before any model is loaded and before anything is written: bad or
     taken output names, an empty collection, a field without tags, an earlier run without ``resume`` or
     ``overwrite``. :func:`clean_tags` calls it; the CLI and the operator call it first to fail fast."""
-    from fiftyone_ram.fiftyone.fields import read_tags
+    from fiftyone_ram.fields import read_tags
 
     defaults = default_fields(tag_field)
     cleaned_field = cleaned_field or defaults["cleaned_field"]

@@ -29,8 +29,8 @@ from typing import Any
 
 from fiftyone_ram.engine.ray_passes import ModelResult
 from fiftyone_ram.errors import UserError
-from fiftyone_ram.fiftyone.progress import Progress
-from fiftyone_ram.fiftyone.ray_engine import RayOptions, check_engine
+from fiftyone_ram.progress import Progress
+from fiftyone_ram.driver.ray_executor import RayOptions, check_engine
 from fiftyone_ram.labels.label_system import normalize_name
 
 SOURCES = ("original", "parsed", "predicted", "captioned")
@@ -119,7 +119,7 @@ def generate_tags(samples: Any, out_field: str, *, tag_fields: Sequence[str] = (
     ``ray_options``, :mod:`.ray_passes`; the same field, values, unreadable images and run record). Ray
     workers load the models again from their checkpoint files: a tagger built in memory is refused.
     """
-    from fiftyone_ram.fiftyone.fields import read_tags
+    from fiftyone_ram.fields import read_tags
 
     check_generation(samples, out_field, tag_fields=tag_fields, caption_fields=caption_fields, overwrite=overwrite)
     check_engine(engine)

@@ -1,5 +1,5 @@
 """The data engine's model passes on Ray (``engine="ray"``): generation's tagger and captioner, cleaning's
-detector and crop encoder, through :func:`fiftyone_ram.fiftyone.ray_engine.stream_pages` (decoding in Ray
+detector and crop encoder, through :func:`fiftyone_ram.driver.ray_executor.stream_pages` (decoding in Ray
 tasks, the models in an actor pool). What is shared with the local passes lives here too
 (:func:`results_of`, :func:`tag_batches`, :func:`crop_pass`), so that both engines compute the same thing.
 
@@ -21,7 +21,7 @@ from fiftyone_ram.errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover
     from fiftyone_ram.assets import CheckpointIdentity
-    from fiftyone_ram.fiftyone.ray_engine import RayOptions
+    from fiftyone_ram.driver.ray_executor import RayOptions
     from fiftyone_ram.models.config import ModelConfig
     from fiftyone_ram.tagger import Tagger
 
@@ -126,7 +126,7 @@ def generation_results_on_ray(paths: Sequence[str], tagger: Tagger | None, capti
                               options: RayOptions) -> Iterator[tuple[int, ModelResult]]:
     """``(position in paths, ModelResult)`` of every path, as Ray's actors finish them (any order). One page of
     ``batch_size`` paths is one model batch, as locally."""
-    from fiftyone_ram.fiftyone.ray_engine import stream_pages
+    from fiftyone_ram.driver.ray_executor import stream_pages
 
     specs = {"tagger": tagger_spec(tagger) if tagger is not None else None,
              "captioner": tagger_spec(captioner, "captioner") if captioner not in (None, tagger) else None}
@@ -147,13 +147,13 @@ def _pages(paths: Sequence[str], size: int) -> Iterator[list[tuple[str, str]]]:
 
 class DecodeSizes:
     """A page's images at each model's input size (``pixels_<size>``; two models of one size share them);
-    an unreadable image is zeros and its message, as :class:`~fiftyone_ram.fiftyone.ray_engine` decodes."""
+    an unreadable image is zeros and its message, as :class:`~fiftyone_ram.driver.ray_executor` decodes."""
 
     def __init__(self, sizes: Sequence[int]) -> None:
         self.sizes = list(sizes)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from fiftyone_ram.fiftyone.ray_engine import _DecodeImages
+        from fiftyone_ram.driver.ray_executor import _DecodeImages
 
         out: dict[str, np.ndarray] = {"id": batch["id"]}
         for size in self.sizes:
@@ -308,7 +308,7 @@ def cleaning_results_on_ray(chunks: Sequence[list[CropItem]], regions: Any, enco
     actors), in chunk order: the outliers are judged over them all, as locally."""
     import json
 
-    from fiftyone_ram.fiftyone.ray_engine import stream_pages
+    from fiftyone_ram.driver.ray_executor import stream_pages
 
     detector = regions_spec(regions)
     if detector is None:

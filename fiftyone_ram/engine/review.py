@@ -160,7 +160,7 @@ def undo_cleaning(samples: Any, tag_field: str) -> dict[str, Any]:
 
 
 def _tag_field_kind(samples: Any, tag_field: str) -> tuple[str, type | None]:
-    from fiftyone_ram.fiftyone.fields import TAG_LABEL_TYPES, field_kind
+    from fiftyone_ram.fields import TAG_LABEL_TYPES, field_kind
 
     try:
         return field_kind(samples, tag_field, TAG_LABEL_TYPES, "tag", allow_strings=True)

@@ -37,7 +37,7 @@ from fiftyone_ram.decision import check_threshold, check_thresholds, decide
 from fiftyone_ram.evaluation import metrics as M
 from fiftyone_ram.evaluation.keys import METHOD, EvalKeyError, KeyPlan, check_key
 from fiftyone_ram.evaluation.vocabulary import VocabularyMapper, VocabularyReport
-from fiftyone_ram.fiftyone.fields import (
+from fiftyone_ram.fields import (
     PREDICTION_LABEL_TYPES,
     TAG_LABEL_TYPES,
     FieldKind,
@@ -46,7 +46,7 @@ from fiftyone_ram.fiftyone.fields import (
     read_predictions,
     read_tags,
 )
-from fiftyone_ram.fiftyone.progress import Progress
+from fiftyone_ram.progress import Progress
 from fiftyone_ram.tag_files import read_tag_list, read_thresholds
 
 logger = logging.getLogger(__name__)

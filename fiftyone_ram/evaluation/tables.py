@@ -96,7 +96,7 @@ def average_confidence(results: Any, digits: int = DIGITS) -> float | None:
 def sample_verdicts(samples: Any, results: Any) -> tuple[list[list[str]], list[list[str]], list[list[str]]]:
     """Per sample of ``samples`` (evaluated with ``results``' key): the true-positive, false-positive and
     missed (false-negative) tags, read from the fields the run wrote."""
-    from fiftyone_ram.fiftyone.fields import read_predictions
+    from fiftyone_ram.fields import read_predictions
 
     key = results.key
     pred = read_predictions(samples, results.config.pred_field, with_logits=False)

@@ -1,5 +1,6 @@
-"""RAM, RAM++ and Tag2Text inside FiftyOne: the ``Model`` for ``apply_model`` / ``compute_embeddings`` and
-the dataset tagging driver (bad files recorded, resume, sample tags).
+"""RAM, RAM++ and Tag2Text as FiftyOne models: the ``Model`` for ``apply_model`` / ``compute_embeddings``, its
+inputs and outputs, and the zoo source's hooks. Nothing here runs over a dataset by itself: that is
+:mod:`fiftyone_ram.driver`.
 
 Import it as ``import fiftyone_ram.fiftyone as forf``; the names below load on first use so that importing
 the package (done by the zoo hooks and operators on every request) stays cheap.
@@ -11,18 +12,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     from fiftyone_ram.fiftyone.model import RamModel, RamModelConfig, from_tagger, load_model  # noqa: F401
-    from fiftyone_ram.fiftyone.tagging import (  # noqa: F401
-        FieldExistsError,
-        RunMismatchError,
-        TaggingSummary,
-        tag_samples,
-    )
 
-_EXPORTS = {
-    "RamModel": "model", "RamModelConfig": "model", "load_model": "model", "from_tagger": "model",
-    "tag_samples": "tagging", "TaggingSummary": "tagging", "FieldExistsError": "tagging",
-    "RunMismatchError": "tagging",
-}
+_EXPORTS = {"RamModel": "model", "RamModelConfig": "model", "load_model": "model", "from_tagger": "model"}
 
 __all__ = sorted(_EXPORTS)
 

@@ -110,7 +110,7 @@ def resolve_input(model_name: str, ctx):
     """The tagger options for ``@voxel51/zoo``'s "Apply zoo model" form (nested there as ``remote_params``)."""
     import fiftyone.operators.types as types
 
-    from fiftyone_ram.fiftyone.forms import add_tagger_options
+    from fiftyone_ram.app.forms import add_tagger_options
 
     name = base_name(model_name)
     family = None if name == CUSTOM else _family(name)
@@ -122,7 +122,7 @@ def resolve_input(model_name: str, ctx):
 
 def parse_parameters(model_name: str, ctx, params: dict) -> None:
     """Form values to ``load_model`` keywords, in place."""
-    from fiftyone_ram.fiftyone.forms import tagger_kwargs
+    from fiftyone_ram.app.forms import tagger_kwargs
 
     kwargs = tagger_kwargs(params)
     params.clear()

@@ -57,7 +57,7 @@ def read_examples(samples: Any, tag_list: list[str], *, tag_field: str | None = 
     when it has no caption; the report counts those, the tags that map to no class, and the mapping used.
     """
     from fiftyone_ram.evaluation.vocabulary import VocabularyMapper
-    from fiftyone_ram.fiftyone.fields import read_tags
+    from fiftyone_ram.fields import read_tags
 
     if tag_field is None and caption_field is None:
         raise ValueError("give a tag field, a caption field, or both")

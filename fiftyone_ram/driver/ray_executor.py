@@ -5,7 +5,7 @@ The pipeline of one run (the narrow seam :func:`predict_pages`): the driver read
 few at a time, on any node) each take one page from the queue and decode its images; an *actor pool* holds
 the model (``map_batches`` with a callable class: ``workers`` actors with ``gpus_per_worker`` GPUs each); the
 per-sample outputs stream back to the driver, which writes them by sample id
-(:class:`~fiftyone_ram.fiftyone.label_writer.LabelWriter`). So:
+(:class:`~fiftyone_ram.driver.writer.LabelWriter`). So:
 
 - the driver never holds the whole view: it reads one page at a time and the queue bounds what is in
   flight (Ray Data's back-pressure bounds the rest);

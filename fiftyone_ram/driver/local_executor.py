@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 
 from fiftyone_ram.fiftyone.inputs import ImageBatch, collate_images
-from fiftyone_ram.fiftyone.label_writer import LabelWriter
+from fiftyone_ram.driver.writer import LabelWriter
 from fiftyone_ram.scheduling import prefetch
 
 logger = logging.getLogger(__name__)

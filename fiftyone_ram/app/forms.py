@@ -268,7 +268,7 @@ def engine_options(params: dict, delegated: bool):
     if engine != "ray":
         return engine, None
     from fiftyone_ram.errors import UserError
-    from fiftyone_ram.fiftyone.ray_engine import RayOptions
+    from fiftyone_ram.driver.ray_executor import RayOptions
 
     if not delegated:
         raise UserError("the Ray engine runs only as a delegated operation: schedule the run")

@@ -7,10 +7,10 @@ other models than ours go through ``apply_model``. This module adds what those l
 data:
 
 - the label field is checked before anything is written (FiftyOne's own fields, fields of another type);
-- every run is recorded with its settings (:mod:`fiftyone_ram.fiftyone.tagging_runs`), and ``resume`` only
+- every run is recorded with its settings (:mod:`fiftyone_ram.driver.runs`), and ``resume`` only
   continues a run with the same settings; an interrupted overwrite is continued as an overwrite;
 - runs at once on the same field share the work: each sample is claimed in the database before it is tagged
-  (:mod:`fiftyone_ram.fiftyone.claims`), so every sample is tagged by exactly one of them;
+  (:mod:`fiftyone_ram.driver.claims`), so every sample is tagged by exactly one of them;
 - a per-run error summary, and optional sample tags.
 
 Storage: labels in ``<label_field>``; for an unreadable image the reason in ``<label_field>_error`` (a string
@@ -27,9 +27,9 @@ from typing import Any, Callable, Iterator
 
 from fiftyone_ram.decision import check_threshold
 from fiftyone_ram.errors import OptionError, UserError
-from fiftyone_ram.fiftyone import claims
-from fiftyone_ram.fiftyone.ray_engine import RayOptions, check_engine
-from fiftyone_ram.fiftyone.tagging_runs import (
+from fiftyone_ram.driver import claims
+from fiftyone_ram.driver.ray_executor import RayOptions, check_engine
+from fiftyone_ram.driver.runs import (
     TaggingRecord,
     differences,
     load_record,
@@ -99,7 +99,7 @@ def check_tagging_options(samples, label_field: str, *, overwrite: bool = False,
     the labels (``samples`` may be None: a dataset not created yet)."""
     import fiftyone.core.labels as fol
 
-    from fiftyone_ram.fiftyone.fields import check_output_field, check_string_field
+    from fiftyone_ram.fields import check_output_field, check_string_field
 
     if overwrite and resume:
         raise OptionError("resume continues a run and overwrite starts it again: pass one of them "
@@ -251,7 +251,7 @@ def _joined(dataset, record: TaggingRecord) -> _Plan:
 
 def _apply(dataset, plan: _Plan, holder: claims.Holder) -> None:
     """Make the plan the dataset's state: drop what it replaces, declare the fields, record the run."""
-    from fiftyone_ram.fiftyone.tagging_runs import delete_record
+    from fiftyone_ram.driver.runs import delete_record
 
     if plan.drop_record:
         delete_record(dataset, plan.record.label_field)
@@ -378,7 +378,7 @@ def _run_model(model, options: dict[str, Any]):
 
 
 def _tag_here(chunk, label_field: str, model, options: dict[str, Any], progress: Callable | bool) -> None:
-    from fiftyone_ram.fiftyone.local_engine import tag_locally
+    from fiftyone_ram.driver.local_executor import tag_locally
 
     size = max(int(options["batch_size"] or model.tagger.batch_size), 1)
     advance = None
@@ -403,8 +403,8 @@ class _Counter:
 def _tag_on_ray(chunk, count: int, label_field: str, model, ray_options: RayOptions,
                 options: dict[str, Any]) -> None:
     """The claimed samples through one Ray pipeline, written back by sample id."""
-    from fiftyone_ram.fiftyone.label_writer import LabelWriter, iter_pages
-    from fiftyone_ram.fiftyone.ray_engine import predict_pages
+    from fiftyone_ram.driver.writer import LabelWriter, iter_pages
+    from fiftyone_ram.driver.ray_executor import predict_pages
 
     size = max(int(options["batch_size"] or model.tagger.batch_size), 1)
     stream = predict_pages(iter_pages(chunk, size), model, ray_options, max_pages=-(-count // size))

@@ -9,7 +9,7 @@ from pathlib import Path
 import fiftyone as fo
 
 from fiftyone_ram.errors import UserError
-from fiftyone_ram.fiftyone import claims
+from fiftyone_ram.driver import claims
 from fiftyone_ram.image_files import is_utf8, printable
 
 

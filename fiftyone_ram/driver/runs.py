@@ -6,7 +6,7 @@ holds what decides the labels: the model and architecture, the checkpoint's iden
 fingerprint, so a copy elsewhere is the same checkpoint), the thresholds (a hash of their values), the
 vocabulary, the language, captions, logits and the precision; and the run's state (``running``,
 ``interrupted``, ``complete``), whether it overwrites, and the ids that scope its sample claims
-(:mod:`fiftyone_ram.fiftyone.claims`).
+(:mod:`fiftyone_ram.driver.claims`).
 
 A run is resumed only with the same settings: labels written with a threshold of 0.9 are not "already
 tagged" for a run at 0.5. :func:`differences` says what differs, in the words of the options that set it.
