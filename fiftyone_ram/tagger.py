@@ -27,6 +27,7 @@ from fiftyone_ram.models.registry import (
     tag_list_signature,
 )
 from fiftyone_ram.scheduling import prefetch
+from fiftyone_ram.tagger_spec import TaggerSpec
 from fiftyone_ram.tag_files import TagFileError, check_tag_names, read_tag_list, read_thresholds
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -66,6 +67,8 @@ class Tagger:
     vocabulary: Vocabulary | None = None
     #: What the weights were read from (set by ``load_tagger``): tagging runs record it with their labels.
     checkpoint: assets.CheckpointIdentity | None = None
+    #: How to load this tagger again (set by ``load_tagger``; None for a tagger built in memory).
+    spec: TaggerSpec | None = None
 
     def __init__(self, model: TaggerModel, config: ModelConfig, tag_list: list[str], thresholds: np.ndarray,
                  *, tag_list_chinese: list[str] | Callable[[], list[str] | None] | None = None,
@@ -148,6 +151,8 @@ class Tagger:
                         excluded=excluded, device=self.device, batch_size=self.batch_size, precision=self.precision)
         tagger.vocabulary = vocabulary
         tagger.checkpoint = self.checkpoint
+        if self.spec is not None:  # reloadable only when the vocabulary's inputs are known
+            tagger.spec = self.spec.replace(vocabulary=vocabulary.spec) if vocabulary.spec is not None else None
         tagger._tokenizer = self._tokenizer
         return tagger
 
@@ -348,40 +353,27 @@ def _tags_per_image(tags: str | Sequence[str] | None, count: int) -> list[str] |
     return [" | ".join(t) if not isinstance(t, str) else t for t in tags]
 
 
-def load_tagger(name_or_config: str | Path | dict | ModelConfig | None, checkpoint: str | Path | None = None, *,
-                tag_list: str | Path | Sequence[str] | None = None,
-                tag_list_chinese: str | Path | Sequence[str] | None = None,
-                thresholds: str | Path | Sequence[float] | None = None,
-                device: str | torch.device | None = None, family: str | None = None,
-                batch_size: int = 4, tags: str | Path | Sequence[str] | None = None,
-                descriptions: str | Path | Sequence[Mapping] | Mapping | None = None, keep_builtin: bool = False,
-                new_tag_threshold: float | None = None, tag_thresholds: Mapping[str, float] | None = None,
-                text_encoder=None, templates: Sequence[str] | None = None, precision: str | None = None,
-                caption_branch: bool = False, tokenizer: str | Path | None = None) -> Tagger:
-    """Load RAM, RAM++ or Tag2Text.
+def load_tagger(model: TaggerSpec | str | Path | dict | ModelConfig | None = None,
+                checkpoint: str | Path | None = None, **options: Any) -> Tagger:
+    """Load RAM, RAM++ or Tag2Text: a :class:`~fiftyone_ram.tagger_spec.TaggerSpec`, or its fields.
 
-    ``name_or_config``: a released variant (``ram_plus_swin_large_14m``, ``ram_swin_large_14m``,
-    ``tag2text_swin_14m``), a JSON config file or dict (``family`` fills a missing family field), a model
-    folder as fine-tuning writes it (also when given as ``checkpoint``; see ``fiftyone_ram.model_folder``), or
-    None: the architecture of ``checkpoint`` read from its tensor shapes (``fiftyone_ram.models.architecture``).
-    ``tokenizer``: Tag2Text's caption vocabulary (a vocab.txt) when it is not bert-base-uncased's.
-    Files not given are taken from the cache (downloaded on first use): the released weights and upstream's
-    tag lists and thresholds. Explicit paths always win.
-
-    ``tag_list`` names the checkpoint's own tags; ``tags`` / ``descriptions`` / ``keep_builtin`` /
-    ``new_tag_threshold`` / ``tag_thresholds`` / ``text_encoder`` / ``templates`` choose the vocabulary the
-    tagger answers: a subset of its tags or new ones (see ``fiftyone_ram.vocabulary.build_vocabulary``).
-
-    ``precision``: ``"auto"`` (what the device runs fast: see ``fiftyone_ram.hardware``), ``"fp32"``,
-    ``"bf16"``, ``"fp16"`` or ``"int8"`` (CPU); None: ``$FIFTYONE_RAM_PRECISION``, else ``"auto"``. The tagger's
-    ``precision`` says what it resolved to.
-
-    ``caption_branch``: also load RAM's tag encoder and text decoder, which only training's caption loss uses.
+    ``model``: a spec, or a released variant (``ram_plus_swin_large_14m``, ``ram_swin_large_14m``,
+    ``tag2text_swin_14m``), a JSON config file or dict (``family`` fills a missing family field), a model folder
+    as fine-tuning writes it (also when given as ``checkpoint``; see ``fiftyone_ram.model_folder``), or None:
+    the architecture of ``checkpoint`` read from its tensor shapes (``fiftyone_ram.models.architecture``).
+    ``options``: the spec's other fields (``tag_list``, ``thresholds``, ``vocabulary``, ``precision``,
+    ``device``, ...). Files not given are taken from the cache (downloaded on first use): the released weights
+    and upstream's tag lists and thresholds. Explicit paths always win. The tagger's ``spec`` is the spec with
+    the checkpoint that was read and the precision it resolved to (``"auto"``: what the device runs fast,
+    ``fiftyone_ram.hardware``).
     """
     from fiftyone_ram.hardware import resolve_device, resolve_precision
 
-    device = resolve_device(device)
-    precision = resolve_precision(precision, device)  # a bad value fails before anything is read
+    spec = TaggerSpec.of(model, checkpoint, **options)
+    device = resolve_device(spec.device)
+    precision = resolve_precision(spec.precision, device)  # a bad value fails before anything is read
+    name_or_config, checkpoint, family = spec.model, spec.checkpoint, spec.family
+    tag_list, tag_list_chinese, thresholds = spec.tag_list, spec.tag_list_chinese, spec.thresholds
     folder = find_model_folder(name_or_config, checkpoint)
     if folder is not None:  # a fine-tuned model folder: its files unless others are given
         name_or_config, checkpoint = folder.config, folder.checkpoint
@@ -391,8 +383,8 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig | None, checkpoi
     if name_or_config is None:
         name_or_config = _architecture_of(checkpoint, family, tag_list)
     config = resolve_config(name_or_config, family=family)
-    if tokenizer is not None:
-        config = replace(config, tokenizer=str(tokenizer))
+    if spec.tokenizer is not None:
+        config = replace(config, tokenizer=str(spec.tokenizer))
     labels = labels_for(config)
     missing: list[str] = []  # messages of other missing files (the weights)
     missing_upstream: list[str] = []  # upstream data files that could not be fetched
@@ -447,21 +439,20 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig | None, checkpoi
               else default_thresholds(labels if own_labels else None, len(names)))
     excluded: Sequence[int] = labels.excluded if own_labels else ()
     identity = assets.verify_checkpoint(checkpoint)  # once per file (cached): a damaged file fails here
-    model = model_from_checkpoint(config, checkpoint, len(names), caption_branch=caption_branch)
+    model_ = model_from_checkpoint(config, checkpoint, len(names), caption_branch=spec.caption_branch)
     if folder is not None and folder.description_counts is not None:
-        model.description_mask = folder.description_mask(config.descriptions_per_tag)
-    model = set_precision(model, precision)
-    tagger = Tagger(model, config, names, limits, tag_list_chinese=chinese, excluded=excluded, device=device,
-                    batch_size=batch_size, precision=precision)
+        model_.description_mask = folder.description_mask(config.descriptions_per_tag)
+    model_ = set_precision(model_, precision)
+    tagger = Tagger(model_, config, names, limits, tag_list_chinese=chinese, excluded=excluded, device=device,
+                    batch_size=spec.batch_size, precision=precision)
     tagger.checkpoint = identity
-    if tags is None and descriptions is None and not keep_builtin and not tag_thresholds:
+    # What loads this tagger again elsewhere: the file that was read, the precision it resolved to.
+    tagger.spec = spec.replace(checkpoint=str(spec.checkpoint if folder is not None and spec.checkpoint is not None
+                                              else checkpoint),
+                               precision=precision, vocabulary=None)
+    if spec.vocabulary is None:
         return tagger
-    from fiftyone_ram.vocabulary import build_vocabulary
-
-    return tagger.with_vocabulary(build_vocabulary(
-        tagger.family, tagger.tag_list, tagger.thresholds, tags=tags, descriptions=descriptions,
-        keep_builtin=keep_builtin, new_tag_threshold=new_tag_threshold, tag_thresholds=tag_thresholds,
-        text_encoder=text_encoder, templates=templates, device=tagger.device))
+    return tagger.with_vocabulary(spec.vocabulary.build(tagger, device=tagger.device))
 
 
 def _fetch_when_asked(name: str) -> Path:

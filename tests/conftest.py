@@ -234,9 +234,15 @@ def _tag_files(family: str) -> dict[str, Path]:
 
 
 def _load_tiny_tagger(family: str, checkpoint: str | Path | None = None, **overrides):
+    """``overrides``: ``load_tagger``'s options; the vocabulary's (``tags=``, ``descriptions=``...) may be given
+    flat here, for short tests."""
     from fiftyone_ram import load_tagger
+    from fiftyone_ram.vocabulary import VocabularySpec
 
     checkpoint = PARITY / f"{family}_tiny.pth" if checkpoint is None else checkpoint
+    vocabulary = {k: overrides.pop(k) for k in VocabularySpec.names() if k in overrides}
+    if vocabulary:
+        overrides["vocabulary"] = VocabularySpec(**vocabulary)
     options = {"family": family, "device": "cpu", **_tag_files(family), **overrides}
     return load_tagger(PARITY / "fixtures_tiny.json", checkpoint, **options)
 

@@ -89,7 +89,7 @@ def test_a_tagger_built_in_memory_is_refused_before_anything_is_written(dataset,
 
     in_memory = copy.copy(ram_never_car)
     in_memory.checkpoint = None
-    with pytest.raises(UserError, match="built in memory.*engine='local'"):
+    with pytest.raises(UserError, match="built in memory.*local executor"):
         generate_tags(dataset, "generated", tagger=in_memory, engine="ray")
     assert dataset.get_field("generated") is None and not dataset.has_run("ram_generate_generated")
 

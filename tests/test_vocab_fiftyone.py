@@ -55,7 +55,7 @@ def test_operator_tags_with_a_typed_list_a_file_and_descriptions(dataset, tmp_pa
 
 
 def test_apply_model_with_zoo_load_model_keywords(dataset, tmp_path, clip_templates, tiny_clip_text_dir,
-                                                 tiny_model_settings, stored, assert_same_tags):
+                                                 tiny_model_settings, stored, assert_same_tags, path_tolerance):
     from fiftyone_ram.fiftyone.zoo import CUSTOM, load_model
 
     vocabulary = dict(tags=["cat", "Bagpipes", "dog", "yak-wool hat"], templates=list(clip_templates),
@@ -67,8 +67,9 @@ def test_apply_model_with_zoo_load_model_keywords(dataset, tmp_path, clip_templa
     rows = stored(dataset, "zoo_vocab")
     assert all({"Bagpipes", "dog"} <= {name for name, _ in row} for row in rows)
     assert_same_tags(rows, model.tagger.predict(dataset.values("filepath")), names=model.tagger.tag_list,
-                     thresholds=model.tagger.thresholds)
-    assert model.config.tags == vocabulary["tags"] and model.config.tag_thresholds == vocabulary["tag_thresholds"]
+                     thresholds=model.tagger.thresholds, **path_tolerance(model.tagger.precision))
+    asked = model.config.vocabulary  # the zoo's flat keywords, kept as one vocabulary
+    assert asked["tags"] == vocabulary["tags"] and asked["tag_thresholds"] == vocabulary["tag_thresholds"]
 
 
 def test_form_offers_the_vocabulary_and_translates_it(dataset, tmp_path):

@@ -87,8 +87,8 @@ def tagger_options(command: F) -> F:
 def load_tagger_from_options(model_name: str, checkpoint: str | None, config_path: str | None,
                              tag_list: str | None, tag_list_chinese: str | None, thresholds: str | None,
                              device: str | None, batch_size: int = 4, precision: str | None = None,
-                             **vocabulary: Any) -> Tagger:
-    """The tagger :func:`tagger_options` describe. ``vocabulary``: ``load_tagger``'s vocabulary options
+                             vocabulary: Any = None) -> Tagger:
+    """The tagger :func:`tagger_options` describe. ``vocabulary``: a ``VocabularySpec`` or its options
     (tags, descriptions, keep_builtin, ...). A name, file or download that cannot give a model raises a
     :class:`~fiftyone_ram.errors.UserError`, which the command line shows as one line (exit status 2)."""
     from fiftyone_ram import load_tagger
@@ -96,7 +96,7 @@ def load_tagger_from_options(model_name: str, checkpoint: str | None, config_pat
     family = model_name if model_name in FAMILIES else None
     return load_tagger(config_path or model_name, checkpoint, family=family, tag_list=tag_list,
                        tag_list_chinese=tag_list_chinese, thresholds=thresholds, device=device,
-                       batch_size=batch_size, precision=precision, **vocabulary)
+                       batch_size=batch_size, precision=precision, vocabulary=vocabulary)
 
 
 _ENGINE_OPTIONS = (

@@ -78,7 +78,8 @@ def tag(inputs, model_name, checkpoint, config_path, tag_list, tag_list_chinese,
     vocabulary = dict(tags=vocab_tags, descriptions=descriptions, keep_builtin=keep_builtin,
                       new_tag_threshold=new_tag_threshold, text_encoder=text_encoder)
     tagger = load_tagger_from_options(model_name, checkpoint, config_path, tag_list, tag_list_chinese,
-                                      thresholds, device, batch_size=batch_size, precision=precision, **vocabulary)
+                                      thresholds, device, batch_size=batch_size, precision=precision,
+                                      vocabulary=vocabulary)
     with_caption = tagger.family == "tag2text" if caption is None else caption
     if dataset_name:
         raise SystemExit(tag_into_dataset(
@@ -193,11 +194,7 @@ def tag_into_dataset(tagger: Tagger, *, dataset_name: str, inputs: Iterable[str]
     from fiftyone_ram.driver.datasets import add_images
     from fiftyone_ram.driver.tagging import check_run
 
-    if checkpoint is None and tagger.config.name is not None:
-        checkpoint = str(assets.weights_path(tagger.config.name))  # lets spawned workers re-read the weights
-    model = from_tagger(tagger, checkpoint_path=checkpoint, tag_list=tag_list, tag_list_chinese=tag_list_chinese,
-                        thresholds=thresholds, device=device, language=language, confidence_thresh=threshold,
-                        caption=caption, **(vocabulary or {}))
+    model = from_tagger(tagger, language=language, confidence_thresh=threshold, caption=caption)
     if fo.dataset_exists(dataset_name):
         check_run(fo.load_dataset(dataset_name), model, field, overwrite=overwrite, resume=resume)
     paths, skipped = [], {}

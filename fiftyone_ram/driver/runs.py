@@ -101,7 +101,9 @@ def _vocabulary(tagger: Any, config: Any) -> dict[str, Any]:
     if vocabulary is not None:
         parts += [vocabulary.builtin_index.tolist(), vocabulary.base_signature]
         if not vocabulary.is_builtin_only:
-            parts += [config.text_encoder, config.templates, _source_digest(config.descriptions)]
+            asked = vocabulary.spec
+            parts += ([str(asked.text_encoder), asked.templates, _source_digest(asked.descriptions)]
+                      if asked is not None else [_digest(b"".join(np.ascontiguousarray(r).tobytes() for r in vocabulary.embedded))])
     shown = f"{len(names)} tags" + ("" if vocabulary is None else f" ({len(vocabulary.embedded_names)} embedded)")
     return {"value": shown, "key": _digest(parts)}
 

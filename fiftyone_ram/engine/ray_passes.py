@@ -3,9 +3,9 @@ detector and crop encoder, through :func:`fiftyone_ram.driver.ray_executor.strea
 tasks, the models in an actor pool). What is shared with the local passes lives here too
 (:func:`results_of`, :func:`tag_batches`, :func:`crop_pass`), so that both engines compute the same thing.
 
-Taggers travel as a :class:`TaggerSpec`: what ``load_tagger`` made of its files (architecture, tag names,
-thresholds, precision) and the checkpoint's identity, never the weights. Each actor re-reads the weights
-from the same path (memory-mapped) and checks the file is the one the driver loaded, so a cluster node with
+Taggers travel as a :class:`PortableTagger`: the spec they were loaded from (``Tagger.spec``) and the
+checkpoint's fingerprint, never the weights. Each actor loads the tagger again from the spec (the weights
+memory-mapped from the same path) and checks the file is the one the driver loaded, so a cluster node with
 another file there fails with one line rather than tagging with other weights.
 """
 
@@ -27,50 +27,40 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 class NotReloadableError(UserError, ValueError):
-    """A tagger that a Ray worker cannot load again (built in memory, or with a custom vocabulary)."""
+    """A tagger that a Ray worker cannot load again (built in memory, or from inputs held in memory)."""
 
 
 @dataclass(frozen=True)
-class TaggerSpec:
-    """A loaded tagger without its weights: enough to load the same tagger in another process. Its excluded
-    tags and Chinese names follow from ``tag_list``, as ``load_tagger`` derives them."""
+class PortableTagger:
+    """A loaded tagger without its weights: its spec (``Tagger.spec``: what loads it again) and the fingerprint
+    of the checkpoint the driver read, which the worker's copy must match."""
 
-    config: ModelConfig
-    checkpoint: CheckpointIdentity
-    tag_list: list[str]
-    thresholds: np.ndarray
-    precision: str
-    batch_size: int
-    description_mask: Any = None  # RAM++ from a model folder: which description rows are real
+    spec: dict[str, Any]
+    fingerprint: str
 
     def load(self, device: str) -> Tagger:
-        """The tagger, loaded in this process by ``load_tagger`` from the checkpoint the driver used (the same
-        file, checked), at the driver's precision on ``device`` (a Ray actor's: ``cuda`` when it reserved a GPU)."""
-        from fiftyone_ram.tagger import load_tagger
+        """The tagger, loaded in this process from the driver's spec on ``device`` (a Ray actor's: ``cuda``
+        when it reserved a GPU), checked to read the same checkpoint file."""
+        from fiftyone_ram.tagger_spec import TaggerSpec
 
-        tagger = load_tagger(self.config, self.checkpoint.path, tag_list=self.tag_list, thresholds=self.thresholds,
-                             device=device, precision=self.precision, batch_size=self.batch_size)
-        if tagger.checkpoint.fingerprint != self.checkpoint.fingerprint:
-            raise NotReloadableError(f"the checkpoint at {self.checkpoint.path} on this Ray worker is not the file "
-                                     f"the driver loaded: give a path that holds the same file on every node")
-        if self.description_mask is not None:
-            tagger.model.description_mask = self.description_mask.to(tagger.device)
+        tagger = TaggerSpec.from_dict(self.spec).load(device=device)
+        if tagger.checkpoint.fingerprint != self.fingerprint:
+            raise NotReloadableError(f"the checkpoint at {tagger.checkpoint.path} on this Ray worker is not the "
+                                     f"file the driver loaded: give a path that holds the same file on every node")
         return tagger
 
 
-def tagger_spec(tagger: Tagger, what: str = "tagger") -> TaggerSpec:
-    """``tagger`` as a :class:`TaggerSpec`, or one line saying why a Ray worker could not load it again."""
-    identity = tagger.checkpoint
-    if identity is None or not identity.size or not identity.fingerprint:
+def tagger_spec(tagger: Tagger, what: str = "tagger") -> PortableTagger:
+    """``tagger`` as a :class:`PortableTagger`, or one line saying why a Ray worker could not load it again."""
+    identity, spec = tagger.checkpoint, tagger.spec
+    if spec is None or identity is None or not identity.size or not identity.fingerprint:
         raise NotReloadableError(f"the {what} was built in memory, not loaded from a checkpoint file, so Ray "
                                  f"workers cannot load it: load it with fiftyone_ram.load_tagger(..., checkpoint) "
-                                 f"or use engine='local'")
-    if tagger.vocabulary is not None:
-        raise NotReloadableError(f"the {what} answers a custom vocabulary, which Ray workers cannot rebuild yet: "
-                                 f"use engine='local'")
-    mask = getattr(tagger.model, "description_mask", None)
-    return TaggerSpec(tagger.config, identity, list(tagger.tag_list), np.asarray(tagger.thresholds),
-                      tagger.precision, tagger.batch_size, mask.cpu() if mask is not None else None)
+                                 f"or use the local executor")
+    if not spec.portable:
+        raise NotReloadableError(f"the {what}'s vocabulary was embedded with a text encoder held in memory, which "
+                                 f"Ray workers cannot load: give the encoder's hub name or folder")
+    return PortableTagger(spec.to_dict(), identity.fingerprint)
 
 
 @dataclass
@@ -165,7 +155,7 @@ class DecodeSizes:
 class GenerationActor:
     """Generation's tagger and captioner in one Ray actor: loaded once, then page after page."""
 
-    def __init__(self, tagger: TaggerSpec | None, captioner: TaggerSpec | None, same: bool,
+    def __init__(self, tagger: PortableTagger | None, captioner: PortableTagger | None, same: bool,
                  threshold: float | None, caption_options: dict[str, Any] | None, gpu: bool) -> None:
         device = "cuda" if gpu else "cpu"
         self.tagger = tagger.load(device) if tagger is not None else None

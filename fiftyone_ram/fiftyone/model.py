@@ -33,19 +33,18 @@ from fiftyone_ram.fiftyone.inputs import ImageBatch, PixelTransform, TaggerGetIt
 from fiftyone_ram.fiftyone.outputs import TagOutput, decide_outputs, tag_thresholds
 from fiftyone_ram.images import ImageError
 
-#: The vocabulary options of ``load_tagger`` (see ``fiftyone_ram.vocabulary.build_vocabulary``).
-VOCABULARY_KEYS = ("tags", "descriptions", "keep_builtin", "new_tag_threshold", "tag_thresholds", "text_encoder",
-                   "templates")
-
-#: Keys accepted by ``load_model`` / ``RamModelConfig`` (and so by ``foz.load_zoo_model(..., **kwargs)``).
+#: Keys accepted by ``load_model`` / ``RamModelConfig`` (and so by ``foz.load_zoo_model(..., **kwargs)``): the
+#: tagger's (FiftyOne's names for the fields of ``fiftyone_ram.tagger_spec.TaggerSpec``) and what the model does
+#: with its scores. The vocabulary is ``vocabulary={...}``; ``load_model`` also takes its fields flat.
 CONFIG_KEYS = ("model", "config", "family", "checkpoint_path", "tag_list", "tag_list_chinese", "thresholds",
-               "classes", "language", "confidence_thresh", "device", "precision", "caption", "caption_options",
-               "tokenizer", *VOCABULARY_KEYS)
+               "tokenizer", "vocabulary", "device", "precision", "batch_size", "classes", "language",
+               "confidence_thresh", "caption", "caption_options")
 
 
 class RamModelConfig(foc.Config):
     """Settings of a :class:`RamModel` (JSON-serialisable, so ``fom.load_model`` can build one).
 
+    The tagger (see ``fiftyone_ram.tagger_spec.TaggerSpec``, whose fields these are under FiftyOne's names):
     model: a released variant (``ram_plus_swin_large_14m``, ``ram_swin_large_14m``, ``tag2text_swin_14m``)
     config: an architecture JSON file or dict instead of (or overriding the sizes of) ``model``; with neither,
         the architecture is read from ``checkpoint_path``'s tensor shapes
@@ -53,26 +52,19 @@ class RamModelConfig(foc.Config):
         when neither does)
     checkpoint_path: the weights, or a model folder (fine-tuning's output); None downloads the released ones
         of ``model``
-    tokenizer: Tag2Text: the captioner's vocab.txt when it is not bert-base-uncased's
-    tag_list, tag_list_chinese, thresholds: files (or lists) replacing upstream's
+    tag_list, tag_list_chinese, thresholds, tokenizer: the checkpoint's own files (or lists)
+    vocabulary: what to answer instead of the checkpoint's tags (``VocabularySpec``'s fields as a dict)
+    device, precision, batch_size: how it runs (precision: ``auto`` | ``fp32`` | ``bf16`` | ``fp16`` | ``int8``)
+
+    What the model does with the scores:
     classes: only score these tags (faster; their scores are the same as with the full list)
     language: ``en`` | ``zh`` label names
     confidence_thresh: one threshold for all tags instead of the per-class ones
     filter_classes: set by ``apply_model(classes=...)``: only emit these labels
-    device: ``cpu``, ``cuda``, ``cuda:1``...; None picks CUDA when available
-    precision: ``auto`` | ``fp32`` | ``bf16`` | ``fp16`` | ``int8`` (see ``load_tagger``); None: the default
-    caption: Tag2Text only: also write a caption (beam search, one image at a time; slower), guided as
-        upstream by the tags the per-class thresholds select
+    caption: Tag2Text only: also write a caption (beam search; slower), guided as upstream by the tags the
+        per-class thresholds select
     caption_options: generation options for the caption (num_beams, max_length, min_length,
         repetition_penalty)
-    tags: the vocabulary to answer (a list, or a file with one tag per line): the model's own tags are
-        selected, new ones (RAM, RAM++) embedded with CLIP, once (cached)
-    descriptions: RAM++: a JSON file of tag descriptions in upstream's format (the vocabulary when no tags)
-    keep_builtin: the model's own tags plus ``tags``
-    new_tag_threshold: threshold of new tags (default 0.5, upstream's open set)
-    tag_thresholds: ``{tag: threshold}`` overrides, any tag
-    text_encoder: the CLIP text model for new tags (hub name or folder; default openai/clip-vit-base-patch16)
-    templates: prompt templates for new tags instead of upstream's 63
     """
 
     def __init__(self, d: dict[str, Any]) -> None:
@@ -83,27 +75,61 @@ class RamModelConfig(foc.Config):
         self.tag_list = self.parse_raw(d, "tag_list", default=None)
         self.tag_list_chinese = self.parse_raw(d, "tag_list_chinese", default=None)
         self.thresholds = self.parse_raw(d, "thresholds", default=None)
+        self.tokenizer = self.parse_string(d, "tokenizer", default=None)
+        self.vocabulary = self.parse_dict(d, "vocabulary", default=None)
+        self.device = self.parse_string(d, "device", default=None)
+        self.precision = self.parse_string(d, "precision", default=None)  # checked by load_tagger (one line)
+        self.batch_size = self.parse_int(d, "batch_size", default=None)
         self.classes = self.parse_array(d, "classes", default=None)
         self.language = self.parse_categorical(d, "language", ["en", "zh"], default="en")
         self.confidence_thresh = self.parse_number(d, "confidence_thresh", default=None)
         self.filter_classes = self.parse_array(d, "filter_classes", default=None)
-        self.device = self.parse_string(d, "device", default=None)
-        self.precision = self.parse_string(d, "precision", default=None)  # checked by load_tagger (one line)
         self.caption = self.parse_bool(d, "caption", default=True)
         self.caption_options = self.parse_dict(d, "caption_options", default={})
-        self.tags = self.parse_raw(d, "tags", default=None)
-        self.descriptions = self.parse_raw(d, "descriptions", default=None)
-        self.keep_builtin = self.parse_bool(d, "keep_builtin", default=False)
-        self.new_tag_threshold = self.parse_number(d, "new_tag_threshold", default=None)
-        self.tag_thresholds = self.parse_dict(d, "tag_thresholds", default=None)
-        self.text_encoder = self.parse_string(d, "text_encoder", default=None)
-        self.templates = self.parse_array(d, "templates", default=None)
-        self.tokenizer = self.parse_string(d, "tokenizer", default=None)
         if self.model is None and self.config is None and self.checkpoint_path is None:
             raise OptionError("name a released model (model=...), give an architecture (config=...) or give a "
                               "checkpoint (checkpoint_path=...: its architecture is read from its shapes)")
         if self.confidence_thresh is not None:
             check_threshold(self.confidence_thresh, "confidence_thresh")
+
+    @property
+    def spec(self):
+        """The tagger these settings load (a ``TaggerSpec``): the one translation between FiftyOne's names and
+        the spec's."""
+        from fiftyone_ram.models.registry import get_variant
+        from fiftyone_ram.tagger_spec import TaggerSpec
+
+        variant = get_variant(self.model) if self.model is not None else None
+        checkpoint = self.checkpoint_path
+        if checkpoint is None and self.config is not None and variant is not None:
+            from fiftyone_ram import assets  # an architecture over a released model's weights
+
+            checkpoint = assets.download_weights(variant.name)
+        extra = {"batch_size": self.batch_size} if self.batch_size is not None else {}
+        return TaggerSpec(
+            model=self.config if self.config is not None else variant.name if variant is not None else None,
+            checkpoint=checkpoint, family=self.family or (variant.family if variant is not None else None),
+            tag_list=self.tag_list, tag_list_chinese=self.tag_list_chinese, thresholds=self.thresholds,
+            tokenizer=self.tokenizer, vocabulary=self.vocabulary, precision=self.precision, device=self.device,
+            **extra)
+
+    @staticmethod
+    def keys_of(spec) -> dict[str, Any]:
+        """A ``TaggerSpec`` under this config's names (the other direction of :attr:`spec`)."""
+        from fiftyone_ram.models.registry import is_variant
+
+        values = spec.to_dict()
+        out: dict[str, Any] = {}
+        model = values.pop("model", None)
+        if isinstance(model, str) and is_variant(model):
+            out["model"] = model
+        elif model is not None:
+            out["config"] = model
+        if "checkpoint" in values:
+            out["checkpoint_path"] = values.pop("checkpoint")
+        values.pop("caption_branch", None)
+        out.update(values)
+        return out
 
 
 class RamModel(fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin, fom.EmbeddingsMixin, fom.Model):
@@ -132,7 +158,7 @@ class RamModel(fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin, fom.Em
         state["_embeddings"] = None
         state.pop("_contexts", None)
         if self.config.checkpoint_path is not None or self.config.model is not None:
-            state["_tagger"] = None  # re-read from the checkpoint where it is unpickled
+            state["_tagger"] = None  # loaded again from its spec where it is unpickled
         return state
 
     # -- fom.Model -------------------------------------------------------------------------------------
@@ -285,36 +311,34 @@ def _storing_embeddings_per_sample() -> bool:
 
 
 def _load_tagger(config: RamModelConfig):
-    from fiftyone_ram.models.registry import get_variant
-    from fiftyone_ram.tagger import load_tagger
-
-    variant = get_variant(config.model) if config.model is not None else None
-    family = config.family or (variant.family if variant is not None else None)
-    source = config.config if config.config is not None else variant.name if variant is not None else None
-    checkpoint = config.checkpoint_path
-    if checkpoint is None and config.config is not None and variant is not None:
-        from fiftyone_ram import assets
-
-        checkpoint = assets.download_weights(variant.name)
-    return load_tagger(source, checkpoint, tag_list=config.tag_list, tag_list_chinese=config.tag_list_chinese,
-                       thresholds=config.thresholds, device=config.device, family=family,
-                       precision=config.precision, tokenizer=config.tokenizer,
-                       **{key: getattr(config, key) for key in VOCABULARY_KEYS})
+    return config.spec.load()
 
 
 def load_model(**kwargs: Any) -> RamModel:
     """A :class:`RamModel` from :class:`RamModelConfig` keywords, loaded now so that bad paths, unknown tags
     or a missing Chinese tag list fail here rather than in the middle of ``apply_model``.
 
-    ``threshold`` is accepted as another name of ``confidence_thresh``.
+    ``threshold`` is accepted as another name of ``confidence_thresh``; the vocabulary's fields
+    (``tags``, ``descriptions``, ...: ``VocabularySpec``) may be given flat, as the zoo passes them.
     """
+    from fiftyone_ram.vocabulary import VocabularySpec
+
     if "threshold" in kwargs:
         value = kwargs.pop("threshold")
         if kwargs.get("confidence_thresh") is None:
             kwargs["confidence_thresh"] = value
+    flat = {k: kwargs.pop(k) for k in VocabularySpec.names() if k in kwargs}
+    if flat:
+        if kwargs.get("vocabulary"):
+            raise OptionError("give the vocabulary as vocabulary={...} or as its options, not both")
+        kwargs["vocabulary"] = flat
     unknown = sorted(set(kwargs) - set(CONFIG_KEYS) - {"filter_classes"})
     if unknown:
-        raise TypeError(f"unknown option(s) {', '.join(unknown)}; accepted: {', '.join(CONFIG_KEYS)}")
+        raise TypeError(f"unknown option(s) {', '.join(unknown)}; accepted: {', '.join(CONFIG_KEYS)} and the "
+                        f"vocabulary's {', '.join(VocabularySpec.names())}")
+    if kwargs.get("vocabulary") is not None:
+        spec = VocabularySpec.of(kwargs["vocabulary"])
+        kwargs["vocabulary"] = spec.to_dict() if spec is not None else None
     settings = {k: _plain(v) for k, v in kwargs.items() if v is not None}
     model = RamModel(RamModelConfig(settings))
     tagger = model.tagger
@@ -324,11 +348,13 @@ def load_model(**kwargs: Any) -> RamModel:
 
 
 def from_tagger(tagger, **kwargs: Any) -> RamModel:
-    """Wrap an already loaded ``Tagger``. Give ``checkpoint_path`` (and ``config``/``model``) too if the model
-    must be pickled to spawned workers without copying the weights."""
-    config = RamModelConfig({"config": tagger.config.to_dict(), "family": tagger.family,
-                             "precision": getattr(tagger, "precision", None),  # a re-read tagger runs the same
-                             **{k: _plain(v) for k, v in kwargs.items() if v is not None}})
+    """Wrap an already loaded ``Tagger`` (``kwargs``: what the model does with its scores: ``classes``,
+    ``language``, ``confidence_thresh``, ``caption``...). Pickled to spawned workers, it is loaded there again
+    from its spec, without copying the weights; a tagger built in memory travels whole."""
+    spec = getattr(tagger, "spec", None)
+    keys = RamModelConfig.keys_of(spec) if spec is not None and spec.portable else {
+        "config": tagger.config.to_dict(), "family": tagger.family, "precision": tagger.precision}
+    config = RamModelConfig({**keys, **{k: _plain(v) for k, v in kwargs.items() if v is not None}})
     return RamModel(config, tagger=tagger)
 
 

@@ -143,10 +143,15 @@ class _Run:
         _seed_everything(s.seed + self.world.rank)
         self.tag_field, self.caption_field = tag_field, caption_field
         # Training keeps its weights in fp32 (bf16 runs as autocast over them): never the inference default.
-        options = {k: v for k, v in model_options.items() if k not in ("model", "checkpoint", "precision")}
+        from fiftyone_ram.vocabulary import VocabularySpec
+
+        vocabulary = {k: model_options.get(k) for k in VocabularySpec.names()}
+        files = {k: v for k, v in model_options.items()
+                 if k not in ("model", "checkpoint", "precision", *VocabularySpec.names())}
         self.model_options = model_options
         self.tagger = load_tagger(model_options["model"], model_options["checkpoint"], device=self.device,
-                                  precision="fp32", caption_branch=caption_field is not None, **options)
+                                  precision="fp32", caption_branch=caption_field is not None,
+                                  vocabulary=vocabulary, **files)
         tagger, family = self.tagger, self.tagger.family
         self.base_thresholds = np.asarray(tagger.thresholds, np.float32).copy()
         parser = _parser(caption_parser, tagger.tag_list) if caption_field is not None else None

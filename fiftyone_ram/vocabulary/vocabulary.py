@@ -24,6 +24,7 @@ from fiftyone_ram.vocabulary.cache import EmbeddingCache
 from fiftyone_ram.vocabulary.embeddings import description_rows, ram_queries, template_rows
 from fiftyone_ram.vocabulary.sources import (DescriptionSource, TagSource, VocabularyError, read_descriptions,
                                              read_tags)
+from fiftyone_ram.vocabulary.spec import VocabularySpec
 from fiftyone_ram.vocabulary.text_encoder import TextEncoder, resolve_text_encoder
 
 #: Upstream's threshold for open-set tags (``batch_inference.py``, ``inference_ram*_openset.py``).
@@ -42,6 +43,7 @@ class Vocabulary:
     embedded: tuple[np.ndarray, ...]
     family: str
     base_signature: str
+    spec: VocabularySpec | None = None  # what it was built from (how other processes build it again)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -85,25 +87,27 @@ class Vocabulary:
 
 
 def build_vocabulary(family: str | Any, tag_list: Sequence[str] | None = None,
-                     thresholds: Sequence[float] | np.ndarray | None = None, *, tags: TagSource | None = None,
-                     descriptions: DescriptionSource | None = None, keep_builtin: bool = False,
-                     new_tag_threshold: float | None = None, tag_thresholds: Mapping[str, float] | None = None,
-                     text_encoder: TextEncoder | str | Path | object | None = None,
-                     templates: Sequence[str] | None = None, cache: EmbeddingCache | str | Path | bool = True,
-                     device: str | torch.device = "cpu") -> Vocabulary:
+                     thresholds: Sequence[float] | np.ndarray | None = None, spec: VocabularySpec | None = None, *,
+                     cache: EmbeddingCache | str | Path | bool = True, device: str | torch.device = "cpu",
+                     **options: Any) -> Vocabulary:
     """A vocabulary over a base of tags: the model ``family`` (``ram``, ``ram_plus``, ``tag2text``), the
     ``tag_list`` the model answers now and its ``thresholds``. For convenience a loaded tagger may stand for
     all three (and the device): ``build_vocabulary(tagger, tags=...)``; apply it with ``tagger.with_vocabulary``.
 
-    ``tags``: the tags to answer (a file, one per line, or a list); default: the described tags when
-    ``descriptions`` is given, else all of the base tags. ``keep_builtin``: all the base tags first, then
-    the given tags that are not among them. Names found in the base tag list use the model's own queries;
-    the others are embedded: RAM with upstream's prompt ensemble, RAM++ from their ``descriptions`` (upstream's
-    JSON layout) or else from the templates. A RAM++ tag with descriptions is always embedded from them.
-    ``new_tag_threshold`` (default 0.5, upstream's open set) applies to embedded tags; built-in tags keep the
-    base thresholds; ``tag_thresholds`` overrides any tag by name. ``text_encoder`` (default CLIP ViT-B/16,
-    on ``device``) and ``templates`` (default upstream's 63) are only used for embeddings not cached yet.
+    What is asked: ``spec``, or its fields as keywords (:class:`~fiftyone_ram.vocabulary.spec.VocabularySpec`).
+    Names found in the base tag list use the model's own queries; the others are embedded: RAM with upstream's
+    prompt ensemble, RAM++ from their descriptions (upstream's JSON layout) or else from the templates. A RAM++
+    tag with descriptions is always embedded from them. Embedded tags get the spec's ``new_tag_threshold``
+    (default: upstream's open-set 0.5); built-in tags keep the base thresholds. The text encoder (on
+    ``device``) runs only for embeddings not in ``cache`` yet.
     """
+    if spec is None:
+        spec = VocabularySpec(**options)
+    elif options:
+        raise TypeError("give the vocabulary as a spec or as keywords, not both")
+    tags, descriptions, keep_builtin = spec.tags, spec.descriptions, spec.keep_builtin
+    new_tag_threshold, tag_thresholds = spec.new_tag_threshold, spec.tag_thresholds
+    text_encoder, templates = spec.text_encoder, spec.templates
     if not isinstance(family, str):  # duck-typed: a Tagger, or anything with the same three facts
         base = family
         family, tag_list, thresholds = base.family, base.tag_list, base.thresholds
@@ -147,7 +151,7 @@ def build_vocabulary(family: str | Any, tag_list: Sequence[str] | None = None,
         if not positions:
             raise VocabularyError(f"tag_thresholds names {name!r}, which is not in the vocabulary")
         limits[positions] = float(value)
-    return Vocabulary(tuple(names), limits, index, tuple(embedded), family, tag_list_signature(tag_list))
+    return Vocabulary(tuple(names), limits, index, tuple(embedded), family, tag_list_signature(tag_list), spec)
 
 
 def _choose(tag_list: Sequence[str], requested: list[str] | None, keep_builtin: bool) -> list[tuple[str, int]]:
