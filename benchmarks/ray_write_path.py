@@ -110,7 +110,7 @@ def main() -> None:
                 print(f"  {rows[-1]['samples']} written, {rows[-1]['segment_per_s']:.0f}/s, driver RSS "
                       f"{rows[-1]['driver_rss_mib']:.0f} MiB", flush=True)
 
-    with LabelWriter(dataset, "ram", background=True) as writer:
+    with LabelWriter(dataset, "ram") as writer:
         for batch in stream:
             writer.write(list(batch["id"]), list(batch["output"]))
             record(writer.written)

@@ -15,7 +15,6 @@ import os
 import queue
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -41,15 +40,13 @@ MAX_GPU_WORKERS = 16
 class LoadingPlan:
     """How a run over images uses the machine."""
 
-    num_workers: int  # DataLoader decoding processes (0: decode in the main process, in a prefetch thread)
-    torch_threads: int | None  # intra-op threads of the model (None: leave torch's setting)
+    num_workers: int  # DataLoader decoding processes (0: decode in the main process)
     pin_memory: bool  # page-locked batches, for asynchronous copies to a GPU
     decode_share: float  # decoding's cost relative to the model's, per image (both on one core's terms)
 
     def describe(self) -> str:
-        threads = "torch's default" if self.torch_threads is None else str(self.torch_threads)
-        return (f"{self.num_workers} decoding worker(s), model threads {threads}, pinned memory "
-                f"{'on' if self.pin_memory else 'off'}, decoding/model cost {self.decode_share:.3f}")
+        return (f"{self.num_workers} decoding worker(s), pinned memory {'on' if self.pin_memory else 'off'}, "
+                f"decoding/model cost {self.decode_share:.3f}")
 
 
 def multiply_adds(config: ModelConfig, num_classes: int) -> float:
@@ -109,14 +106,14 @@ def plan_loading(macs_per_image: float, precision: str, device_type: str, *, num
     share = decode_seconds / max(model, 1e-9)  # core-seconds of decoding per second of model time
     if device_type != "cpu":
         wanted = num_workers if num_workers is not None else min(max(cores - 1, 1), MAX_GPU_WORKERS)
-        return LoadingPlan(wanted, None, device_type == "cuda", share)
-    if num_workers is not None:  # the user's split: the model keeps torch's threads, as without a plan
-        return LoadingPlan(num_workers, None, False, share)
+        return LoadingPlan(wanted, device_type == "cuda", share)
+    if num_workers is not None:  # the user's split
+        return LoadingPlan(num_workers, False, share)
     if share < 0.1 * cores:
-        return LoadingPlan(1, cores, False, share)
+        return LoadingPlan(1, False, share)
     # Decoding gets the cores in proportion to its cost (at least one, the model keeps at least one).
     workers = min(max(round(cores * share / (1 + share)), 1), max(cores - 1, 1))
-    return LoadingPlan(workers, max(cores - workers, 1), False, share)
+    return LoadingPlan(workers, False, share)
 
 
 def prefetch(items: Iterable[T], depth: int = 1) -> Iterator[T]:
@@ -178,44 +175,12 @@ def available_cores() -> int:
         return max(os.cpu_count() or 1, 1)
 
 
-@contextmanager
-def planned_run(model: Any, num_workers: int | None = None) -> Iterator[LoadingPlan | None]:
-    """The plan for a FiftyOne ``apply_model`` run of ``model`` (a ``RamModel``, or anything with a ``tagger``),
-    with the model's torch threads set for the run and restored after; None (nothing changed) for other models."""
-    import torch
-
+def plan_for_model(model: Any, num_workers: int | None = None) -> LoadingPlan | None:
+    """The plan for a FiftyOne ``apply_model`` run of ``model`` (a ``RamModel``, or anything with a ``tagger``);
+    None for other models. It only advises: how many DataLoader workers to ask for and whether to pin memory.
+    Torch's own thread setting is left as the process has it (this may run inside the App server or a
+    notebook, whose settings are not ours to change)."""
     tagger = getattr(model, "tagger", None)
     if tagger is None or not hasattr(tagger, "config"):
-        yield None
-        return
-    plan = plan_for(tagger, num_workers=num_workers, cores=available_cores())
-    before = torch.get_num_threads()
-    if plan.torch_threads is not None:
-        torch.set_num_threads(plan.torch_threads)
-    try:
-        yield plan
-    finally:
-        torch.set_num_threads(before)
-
-
-@contextmanager
-def frozen_heap() -> Iterator[None]:
-    """Leave the objects alive when a run starts out of Python's cyclic garbage collector until it ends.
-
-    Why: a run builds thousands of small objects per image (label documents), and every so often the
-    collector then scans the whole heap, which after importing torch, timm, transformers and FiftyOne holds
-    about a million objects that the run will not free; at the released size with ~1,900 tags per image
-    those scans cost ~7 % of ``apply_model``'s time. ``gc.freeze`` exempts them; ``gc.unfreeze`` on leaving
-    gives them back to the collector. Where something else froze objects already (a pre-fork server, or
-    another run at the same time), this does nothing, so as never to unfreeze what it did not freeze.
-    """
-    import gc
-
-    if gc.get_freeze_count():
-        yield
-        return
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
+        return None
+    return plan_for(tagger, num_workers=num_workers, cores=available_cores())

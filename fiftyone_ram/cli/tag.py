@@ -188,7 +188,6 @@ def tag_into_dataset(tagger: Tagger, *, dataset_name: str, inputs: Iterable[str]
     workers can rebuild it. ``ray_options``: run on the Ray engine with these settings (None: the local one)."""
     import fiftyone as fo
 
-    from fiftyone_ram import assets
     from fiftyone_ram.fiftyone import from_tagger
     from fiftyone_ram.driver import tag_samples
     from fiftyone_ram.driver.datasets import add_images

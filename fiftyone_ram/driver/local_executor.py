@@ -1,13 +1,12 @@
-"""The local engine of the tagging driver: a view's images through the model in this process, the results
-written back by sample id while the model runs the next batch.
+"""The local executor of the tagging driver: a claimed window of samples through the model in this process,
+the results stored by sample id after each batch.
 
-``apply_model`` would do the same work, but its per-label costs land on the model's cores between batches:
-building FiftyOne label objects, ``add_labels`` validating them, ``SaveContext`` serialising them. At the
-released size with random weights (~1,900 tags per image) that is a third of the bf16 model's time on two
-cores. Here decoding runs ahead of the model as planned (:func:`fiftyone_ram.scheduling.planned_run`; from
-file paths read up front, not from the database), the model in the main process on every core it was
-given, and :class:`~.label_writer.LabelWriter` stores plain documents from a thread of its own. The stored
-fields and values are ``apply_model``'s (the tests compare both).
+It stores what ``apply_model`` stores (the same labels, the same ``<field>_error`` strings; the tests compare
+both), through FiftyOne's public ``set_values``. Written by hand for two things ``apply_model`` lacks: a
+progress callback that does not also draw a console bar (``apply_model`` draws one whenever the process's
+FiftyOne config says so, and changing that config is not ours to do inside the App server or a notebook), and
+decoding in a thread beside the model (:func:`~fiftyone_ram.scheduling.prefetch`) instead of starting
+DataLoader processes for every claimed window; with more workers planned, a DataLoader decodes as there.
 """
 
 from __future__ import annotations
@@ -66,7 +65,7 @@ def tag_locally(chunk, model, label_field: str, *, batch_size: int, num_workers:
     ids, paths = chunk.values(["id", "filepath"])
     if not ids:
         return
-    with model, LabelWriter(chunk, label_field, background=True) as writer:
+    with LabelWriter(chunk, label_field) as writer:
         start = 0
         for batch in _batches(paths, model.build_get_item(), batch_size, num_workers, pin_memory):
             batch_ids = ids[start:start + len(batch)]

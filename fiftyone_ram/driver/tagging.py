@@ -21,9 +21,8 @@ again with ``resume=True`` tags only what is still missing (or, for an overwrite
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from fiftyone_ram.decision import check_threshold
 from fiftyone_ram.errors import OptionError, UserError
@@ -36,7 +35,7 @@ from fiftyone_ram.driver.runs import (
     save_record,
     tagging_settings,
 )
-from fiftyone_ram.scheduling import planned_run
+from fiftyone_ram.scheduling import plan_for_model
 
 #: Samples claimed at a time, in batches: a run takes this many batches, tags them, and claims the next. Small
 #: enough that concurrent runs share a few hundred samples; large enough that a window's start-up (the claim,
@@ -339,15 +338,14 @@ def _tag_chunk(samples, model, label_field: str, ids: list[str], plan: _Plan, ho
     before = dict(zip(*chunk.values(["id", "last_modified_at"])))
     try:
         if ray_options is not None:
-            with _hidden_inner_bar(progress):
-                _tag_on_ray(chunk, len(ids), label_field, _run_model(model, options), ray_options, options)
-        elif _writes_documents(samples, model):
+            _tag_on_ray(chunk, len(ids), label_field, _run_model(model, options), ray_options, options, progress)
+        elif _runs_here(samples, model):
             _tag_here(chunk, label_field, _run_model(model, options), options, progress)
-        else:
-            with _hidden_inner_bar(progress), planned_run(model, options.get("num_workers")) as split:
-                if split is not None:  # decoding workers and model threads split by their costs
-                    options = {**options, "num_workers": split.num_workers, "pin_memory": split.pin_memory}
-                chunk.apply_model(model, label_field=label_field, progress=progress, **options)
+        else:  # another model, or a generated view (patches...): FiftyOne's own loop, which writes those back
+            plan = plan_for_model(model, options.get("num_workers"))
+            if plan is not None:
+                options = {**options, "num_workers": plan.num_workers, "pin_memory": plan.pin_memory}
+            chunk.apply_model(model, label_field=label_field, progress=progress or False, **options)
     except BaseException:  # interrupted: what was saved is finished, the rest goes back to the pool
         written, _ = _outcome(chunk, label_field, before, TaggingSummary(label_field))
         claims.finish(plan.scope, holder, written, [])
@@ -356,8 +354,8 @@ def _tag_chunk(samples, model, label_field: str, ids: list[str], plan: _Plan, ho
     claims.finish(plan.scope, holder, written, failed)
 
 
-def _writes_documents(samples, model) -> bool:
-    """Whether the driver runs ``model`` itself (:mod:`.local_engine`): our model, on samples of a dataset
+def _runs_here(samples, model) -> bool:
+    """Whether the driver runs ``model`` itself (:mod:`.local_executor`): our model, on samples of a dataset
     (a generated view, such as patches, goes through ``apply_model``, which knows how to write it back)."""
     return hasattr(model, "predict_outputs") and not samples._is_generated
 
@@ -388,9 +386,9 @@ def _tag_here(chunk, label_field: str, model, options: dict[str, Any], progress:
         def advance(count: int) -> None:
             done.iteration += count
             progress(done)
-    with planned_run(model, options.get("num_workers")) as split:
-        tag_locally(chunk, model, label_field, batch_size=size, num_workers=split.num_workers,
-                    pin_memory=split.pin_memory, skip_failures=options["skip_failures"], advance=advance)
+    plan = plan_for_model(model, options.get("num_workers"))
+    tag_locally(chunk, model, label_field, batch_size=size, num_workers=plan.num_workers,
+                pin_memory=plan.pin_memory, skip_failures=options["skip_failures"], advance=advance)
 
 
 @dataclass
@@ -401,16 +399,20 @@ class _Counter:
 
 
 def _tag_on_ray(chunk, count: int, label_field: str, model, ray_options: RayOptions,
-                options: dict[str, Any]) -> None:
+                options: dict[str, Any], progress: Callable | bool) -> None:
     """The claimed samples through one Ray pipeline, written back by sample id."""
-    from fiftyone_ram.driver.writer import LabelWriter, iter_pages
     from fiftyone_ram.driver.ray_executor import predict_pages
+    from fiftyone_ram.driver.writer import LabelWriter, iter_pages
 
     size = max(int(options["batch_size"] or model.tagger.batch_size), 1)
     stream = predict_pages(iter_pages(chunk, size), model, ray_options, max_pages=-(-count // size))
-    with LabelWriter(chunk, label_field, background=True) as writer:
+    done = _Counter()
+    with LabelWriter(chunk, label_field) as writer:
         for ids, outputs in stream:
             writer.write(ids, outputs)
+            if callable(progress):
+                done.iteration += len(ids)
+                progress(done)
 
 
 def _outcome(chunk, label_field: str, before: dict[str, Any], summary: TaggingSummary
@@ -434,22 +436,6 @@ def _outcome(chunk, label_field: str, before: dict[str, Any], summary: TaggingSu
 def _forward(bar, offset: int, total: int) -> Callable:
     """``apply_model``'s progress on one window, forwarded to the run's bar (one bar over all windows)."""
     return lambda inner: bar.set_iteration(min(offset + inner.iteration, total))
-
-
-@contextmanager
-def _hidden_inner_bar(progress: Callable | bool) -> Iterator[None]:
-    """FiftyOne draws a callback's bar too when its progress bars are on; the run's bar is drawn already."""
-    import fiftyone as fo
-
-    if not callable(progress):
-        yield
-        return
-    shown = fo.config.show_progress_bars
-    fo.config.show_progress_bars = False
-    try:
-        yield
-    finally:
-        fo.config.show_progress_bars = shown
 
 
 def _end(dataset, plan: _Plan, holder: claims.Holder, todo: list[str], *, interrupted: bool) -> None:

@@ -20,9 +20,7 @@ import numpy as np
 from fiftyone_ram.errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from fiftyone_ram.assets import CheckpointIdentity
     from fiftyone_ram.driver.ray_executor import RayOptions
-    from fiftyone_ram.models.config import ModelConfig
     from fiftyone_ram.tagger import Tagger
 
 

@@ -18,7 +18,6 @@ batch are tagged normally.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -135,7 +134,7 @@ class RamModelConfig(foc.Config):
 class RamModel(fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin, fom.EmbeddingsMixin, fom.Model):
     """A tagger wrapped for FiftyOne: DataLoader batching with image decoding in the workers.
 
-    Pickles without its weights when they can be re-read from ``config`` (memory-mapped, so cheaply);
+    Pickles without its weights when they can be loaded again from ``config`` (memory-mapped, so cheaply);
     ``build_get_item()`` and ``collate_fn`` carry only the image size.
     """
 
@@ -156,27 +155,11 @@ class RamModel(fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin, fom.Em
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_embeddings"] = None
-        state.pop("_contexts", None)
         if self.config.checkpoint_path is not None or self.config.model is not None:
             state["_tagger"] = None  # loaded again from its spec where it is unpickled
         return state
 
     # -- fom.Model -------------------------------------------------------------------------------------
-    def __enter__(self) -> RamModel:
-        """``apply_model`` runs inside the model's context: the run's heap is kept out of the garbage
-        collector's scans (:func:`fiftyone_ram.scheduling.frozen_heap`)."""
-        from fiftyone_ram.scheduling import frozen_heap
-
-        context = frozen_heap()
-        context.__enter__()
-        self.__dict__.setdefault("_contexts", []).append(context)
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        contexts = self.__dict__.get("_contexts")
-        if contexts:
-            contexts.pop().__exit__(*exc_info)
-
     @property
     def media_type(self) -> str:
         return "image"
@@ -260,23 +243,15 @@ class RamModel(fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin, fom.Em
     def embed(self, arg) -> np.ndarray:
         return self.embed_all([arg])[0]
 
-    def embed_all(self, args) -> np.ndarray | list[np.ndarray | None]:
-        """The tagger's image embeddings (B, D).
-
-        An unreadable image costs only its own embedding when ``compute_embeddings`` stores them in a field
-        with ``skip_failures=True`` (the default): the result is then a list with None in its place, which
-        FiftyOne 1.22 stores per sample. Anywhere else (the returned array, ``skip_failures=False``, a direct
-        call) an unreadable image raises :class:`ImageError`, as FiftyOne's own models do: its returned
-        embeddings are ``np.stack``-ed, which a None would break, and ``skip_failures=False`` asks for an error.
-        """
+    def embed_all(self, args) -> np.ndarray:
+        """The tagger's image embeddings (B, D). An unreadable image raises :class:`ImageError`, as FiftyOne's own
+        models do: ``compute_embeddings(skip_failures=True)`` then leaves that batch without embeddings and says
+        which file failed (use ``batch_size=1`` to lose only the unreadable images)."""
         batch = self._as_batch(args)
         bad = [error for error in batch.errors if error is not None]
-        if not bad:
-            return self.tagger.embed(batch.pixel_values)
-        if not _storing_embeddings_per_sample():
+        if bad:
             raise ImageError("; ".join(bad))
-        rows = iter(self.tagger.embed(batch.pixel_values) if batch.pixel_values is not None else [])
-        return [next(rows) if error is None else None for error in batch.errors]
+        return self.tagger.embed(batch.pixel_values)
 
     # -- helpers ---------------------------------------------------------------------------------------
     def _as_batch(self, args) -> ImageBatch:
@@ -290,24 +265,6 @@ class RamModel(fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin, fom.Em
             return collate_images(list(args))
         transform = self.transforms
         return collate_images([read_input(a, transform) for a in args])
-
-
-def _storing_embeddings_per_sample() -> bool:
-    """Whether the caller is FiftyOne 1.22's ``compute_embeddings`` loop storing into a field and skipping
-    failures (``_compute_image_embeddings_data_loader`` / ``_batch``: it stores ``list(model.embed_all(imgs))``
-    item by item). Read from the caller's frame: FiftyOne passes the model no other sign of it."""
-    import sys
-
-    frame = sys._getframe(2)
-    for _ in range(4):
-        if frame is None:
-            return False
-        code = frame.f_code
-        if code.co_name.startswith("_compute_image_embeddings") and code.co_filename.endswith(
-                f"fiftyone{os.sep}core{os.sep}models.py"):
-            return frame.f_locals.get("embeddings_field") is not None and bool(frame.f_locals.get("skip_failures"))
-        frame = frame.f_back
-    return False
 
 
 def _load_tagger(config: RamModelConfig):

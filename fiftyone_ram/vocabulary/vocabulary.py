@@ -9,7 +9,7 @@ put it to use (``with_label_queries``, ``select_classes``), ``Tagger.with_vocabu
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from fiftyone_ram.models.config import FAMILIES
 from fiftyone_ram.models.registry import tag_list_signature
 from fiftyone_ram.vocabulary.cache import EmbeddingCache
 from fiftyone_ram.vocabulary.embeddings import description_rows, ram_queries, template_rows
-from fiftyone_ram.vocabulary.sources import (DescriptionSource, TagSource, VocabularyError, read_descriptions,
+from fiftyone_ram.vocabulary.sources import (VocabularyError, read_descriptions,
                                              read_tags)
 from fiftyone_ram.vocabulary.spec import VocabularySpec
 from fiftyone_ram.vocabulary.text_encoder import TextEncoder, resolve_text_encoder
