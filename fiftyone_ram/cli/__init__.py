@@ -33,22 +33,39 @@ def _one_line(message: str) -> str:
 
 
 class _Main(click.Group):
-    """The group that turns user errors into one line and exit status 2."""
+    """The group that turns user errors, and a database that cannot be reached, into one line and exit status 2."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (UserError, OSError) as exc:
-            if isinstance(exc, OSError) and not isinstance(exc, UserError) and exc.filename is None:
-                raise  # not about a file the user named: a bug, keep the traceback
+        except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            message = _user_message(exc)
+            if message is None:
+                raise  # a bug: keep the traceback
             if _debugging(ctx):
                 traceback.print_exc()
                 ctx.exit(2)
-            if isinstance(exc, UserError):
-                message = str(exc)
-            else:
-                message = f"{exc.filename}: {exc.strerror or exc}"
             raise CommandError(_one_line(message)) from None
+
+
+def _user_message(exc: Exception) -> str | None:
+    """The one line a user error shows (None: not a user error). A file the user named that cannot be read is
+    one; so is FiftyOne's database not answering (it was stopped, or went away during the run)."""
+    if isinstance(exc, UserError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    try:
+        from pymongo.errors import AutoReconnect, ConnectionFailure, ServerSelectionTimeoutError
+    except ImportError:  # pragma: no cover
+        return None
+    if isinstance(exc, (ServerSelectionTimeoutError, ConnectionFailure, AutoReconnect)):
+        first = str(exc).split(",")[0].split("\n")[0][:160]
+        return (f"FiftyOne's database does not answer ({type(exc).__name__}: {first}): start it again (or check "
+                f"FIFTYONE_DATABASE_URI), then run the command again with --resume; what was written is kept")
+    return None
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})

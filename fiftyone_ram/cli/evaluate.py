@@ -6,93 +6,57 @@ Imported when the CLI starts, so FiftyOne and torch are imported inside the comm
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
-from fiftyone_ram.cli.options import (THRESHOLD, CommandError, checkpoint_option, config_option, device_option,
-                                      load_tagger_from_options, model_option, precision_option, tag_list_option,
+from fiftyone_ram.cli import settings
+from fiftyone_ram.cli.options import (THRESHOLD_TYPE, CommandError, checkpoint_option, config_option, device_option,
+                                      load_tagger_from, model_option, precision_option, tag_list_option,
                                       thresholds_option)
-from fiftyone_ram.evaluation.benchmarks import BENCHMARKS
-from fiftyone_ram.evaluation.metrics import EMPTY_CLASSES, TIES
+from fiftyone_ram.evaluation.benchmarks import BENCHMARKS, BenchmarkJob
+from fiftyone_ram.evaluation.job import DEFAULT_EVAL_KEY, EvaluateJob
 
 
-def _top_k(value: str) -> list[int]:
-    try:
-        return [int(k) for k in value.replace(" ", "").split(",") if k]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+def collection(dataset_name: str, saved_view: str | None = None):
+    """The dataset (or one of its saved views) a command works on, or one line saying it does not exist."""
+    import fiftyone as fo
 
-
-def _classes(value: str | None) -> list[str] | None:
-    if not value:
-        return None
-    if value.startswith("@"):
-        from fiftyone_ram.tag_files import read_tag_list
-
-        return read_tag_list(Path(value[1:]))
-    return [c.strip() for c in value.split(",") if c.strip()]
+    if not fo.dataset_exists(dataset_name):
+        raise CommandError(f"no FiftyOne dataset named {dataset_name!r}")
+    dataset = fo.load_dataset(dataset_name)
+    if saved_view is None:
+        return dataset
+    if not dataset.has_saved_view(saved_view):
+        raise CommandError(f"dataset {dataset_name!r} has no saved view {saved_view!r}")
+    return dataset.load_saved_view(saved_view)
 
 
 @click.command("evaluate")
 @click.option("--dataset", "dataset_name", required=True, help="FiftyOne dataset name.")
-@click.option("--pred", "pred_field", required=True, help="Classifications field of predicted tags.")
-@click.option("--gt", "gt_field", required=True,
-              help="Ground truth: Classifications, Classification, Detections, Polylines or a string list (tags).")
-@click.option("--eval-key", default=None, help="Record the run under this key (fields <key>_tp, ...).")
+@settings.options(EvaluateJob, "pred_field", "gt_field")
+@settings.option(EvaluateJob, "eval_key", default=DEFAULT_EVAL_KEY, show_default=True)
 @click.option("--view", "saved_view", default=None, help="Evaluate this saved view of the dataset.")
-@click.option("--model-tags", type=click.Path(exists=True, dir_okay=False),
-              help="The model's tag list (reads logits; reports classes the model lacks).")
-@click.option("--threshold", type=THRESHOLD, default=None,
-              help="Re-decide tags at this threshold (default: stored tags).")
-@click.option("--thresholds", "thresholds_file", type=click.Path(exists=True, dir_okay=False),
-              help="Per-class thresholds aligned with --model-tags (upstream's format).")
-@click.option("--mapping", type=click.Path(exists=True, dir_okay=False),
-              help="Vocabulary mapping: JSON object or CSV / TSV rows gt_name,model_name.")
-@click.option("--classes", default=None, help="Ground-truth classes to evaluate: a,b,c or @file.")
-@click.option("--top-k", "top_k", default="1,3", show_default=True, help="k values of the top-k variants.")
-@click.option("--ties", type=click.Choice(TIES), default="pessimistic", show_default=True)
-@click.option("--empty-classes", type=click.Choice(EMPTY_CLASSES), default="exclude", show_default=True,
-              help="Classes without positives: left out of mAP / CP / CR, or counted as 0 (upstream).")
+@settings.options(EvaluateJob, "model_tags", "threshold", "thresholds", "mapping", "classes", "top_k", "ties",
+                  "empty_classes")
 @click.option("--tune-thresholds", "tune_out", type=click.Path(dir_okay=False),
               help="Write per-class thresholds tuned on this view (upstream's format) to this file.")
-@click.option("--target-precision", type=THRESHOLD, default=None,
+@click.option("--target-precision", type=THRESHOLD_TYPE, default=None,
               help="With --tune-thresholds: lowest threshold reaching this precision instead of best F1.")
 @click.option("--base-thresholds", type=click.Path(exists=True, dir_okay=False),
               help="With --tune-thresholds: values for classes the view cannot tune (default: --thresholds).")
-@click.option("--min-positives", type=int, default=1, show_default=True,
+@click.option("--min-positives", type=click.IntRange(min=1), default=1, show_default=True,
               help="With --tune-thresholds: classes with fewer positives keep their threshold.")
-@click.option("--top", type=int, default=None, help="Rows of the per-class table (best AP first).")
+@click.option("--top", type=click.IntRange(min=1), default=None, help="Rows of the per-class table (best AP first).")
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
-def evaluate(dataset_name, pred_field, gt_field, eval_key, saved_view, model_tags, threshold, thresholds_file,
-             mapping, classes, top_k, ties, empty_classes, tune_out, target_precision, base_thresholds,
-             min_positives, top, as_json):
+def evaluate(dataset_name, saved_view, tune_out, target_precision, base_thresholds, min_positives, top, as_json,
+             **params):
     """Measure tag quality (mAP, CP/CR/CF1, OP/OR/OF1, top-k) of a dataset's predicted tags."""
-    import fiftyone as fo
-
-    from fiftyone_ram.evaluation.run import evaluate_tags
-
-    if threshold is not None and thresholds_file is not None:
-        raise click.UsageError("give either --threshold or --thresholds, not both")
-    if not fo.dataset_exists(dataset_name):
-        raise click.UsageError(f"no FiftyOne dataset named {dataset_name!r}")
-    dataset = fo.load_dataset(dataset_name)
-    samples = dataset.load_saved_view(saved_view) if saved_view else dataset
-    try:
-        results = evaluate_tags(
-            samples, pred_field, gt_field, eval_key=eval_key, model_tags=model_tags,
-            threshold=thresholds_file if thresholds_file else threshold, mapping=mapping,
-            classes=_classes(classes), ties=ties, empty_classes=empty_classes, top_k=_top_k(top_k),
-        )
-    except (ValueError, FileNotFoundError) as exc:
-        raise CommandError(str(exc)) from exc
+    job = settings.job_from(EvaluateJob, params)
+    results = job.run(collection(dataset_name, saved_view))
     tuning = None
     if tune_out:
-        try:
-            tuning = results.tune_thresholds(target_precision=target_precision, min_positives=min_positives,
-                                             base_thresholds=base_thresholds)
-        except ValueError as exc:
-            raise CommandError(str(exc)) from exc
+        tuning = results.tune_thresholds(target_precision=target_precision, min_positives=min_positives,
+                                         base_thresholds=base_thresholds)
         tuning.write(tune_out)
     if as_json:
         out = results.to_json_dict()
@@ -115,50 +79,21 @@ def evaluate(dataset_name, pred_field, gt_field, eval_key, saved_view, model_tag
 @thresholds_option
 @device_option
 @precision_option
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--threshold", type=THRESHOLD, default=None,
-              help="One threshold for all classes (paper P/R: 0.86 for RAM, 0.68 for Tag2Text).")
-@click.option("--taglist", type=click.Path(exists=True, dir_okay=False),
-              help="Benchmark tag list (default: upstream's, downloaded once).")
-@click.option("--annots", type=click.Path(exists=True, dir_okay=False),
-              help="Benchmark annotations (default: upstream's, downloaded once).")
-@click.option("--images-dir", type=click.Path(exists=True, file_okay=False),
-              help="Folder with the Open Images test images (<dir>/test/<id>.jpg or <dir>/<id>.jpg); "
-                   "default: FiftyOne's Open Images V6 zoo dataset.")
-@click.option("--descriptions", type=click.Path(exists=True, dir_okay=False),
-              help="RAM++ open set: LLM descriptions of the benchmark's tags (default: upstream's, for rare).")
-@click.option("--text-encoder", default=None,
-              help="CLIP text encoder for tags outside the model's list (hub name or folder; default ViT-B/16).")
-@click.option("--max-samples", type=int, default=None, help="Only the first N images of the benchmark.")
-@click.option("--dataset-name", default=None, help="FiftyOne dataset to build or reuse.")
-@click.option("--eval-key", default="benchmark", show_default=True)
-@click.option("--label-field", default=None, help="Field for the predictions (default: the model family).")
-@click.option("--reuse-scores", is_flag=True,
-              help="Use the logits already stored in the label field instead of running the model again.")
+@settings.options(BenchmarkJob)
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
-def benchmark(name, model_name, checkpoint, config_path, tag_list, thresholds, device, precision, batch_size, threshold,
-              taglist, annots, images_dir, descriptions, text_encoder, max_samples, dataset_name, eval_key,
-              label_field, reuse_scores, as_json):
+def benchmark(name, as_json, **params):
     """Build upstream's OpenImages benchmark, tag it, and print mAP and P/R beside the papers' figures."""
-    from fiftyone_ram.evaluation.benchmarks import format_benchmark, run_benchmark
+    from fiftyone_ram.evaluation.benchmarks import format_benchmark
 
-    tagger = load_tagger_from_options(model_name, checkpoint, config_path, tag_list, None, thresholds, device,
-                                      batch_size=batch_size, precision=precision)
+    job = settings.job_from(BenchmarkJob, params, name=name)
+    tagger = load_tagger_from(params, batch_size=job.batch_size)
 
     def progress(done: int, total: int) -> None:
         if not as_json:
             click.echo(f"\rtagged {done}/{total}", nl=done >= total, err=True)
 
-    try:
-        report = run_benchmark(name, tagger, taglist=taglist, annots=annots, images_dir=images_dir,
-                               max_samples=max_samples, dataset_name=dataset_name, threshold=threshold,
-                               batch_size=batch_size, eval_key=eval_key, label_field=label_field,
-                               reuse_scores=reuse_scores, descriptions=descriptions, text_encoder=text_encoder,
-                               progress=progress)
-    except (ValueError, FileNotFoundError) as exc:
-        raise CommandError(str(exc)) from exc
+    report = job.run(tagger, progress)
     if as_json:
         click.echo(json.dumps(report.to_json_dict(), ensure_ascii=False))
     else:
         click.echo(format_benchmark(report))
-

@@ -16,13 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from fiftyone_ram.cli.options import (
-    THRESHOLD,
-    engine_options,
-    load_tagger_from_options,
-    ray_options_from,
-    tagger_options,
-)
+from fiftyone_ram.cli import settings
+from fiftyone_ram.cli.options import load_tagger_from, tagger_options
+from fiftyone_ram.driver.tagging import NothingToTagError, TagJob
+from fiftyone_ram.progress import ConsoleProgress
+from fiftyone_ram.vocabulary.spec import VocabularySpec
 from fiftyone_ram.image_files import IMAGE_SUFFIXES, Found, find_images, is_utf8, printable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,60 +32,34 @@ __all__ = ["tag", "iter_images", "tag_paths", "tag_into_dataset", "IMAGE_SUFFIXE
 @click.command("tag")
 @click.argument("inputs", nargs=-1, required=False, type=click.Path())
 @tagger_options
-@click.option("--threshold", type=THRESHOLD, default=None,
-              help="One threshold for all tags instead of per-class ones (0 <= t <= 1).")
-@click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True)
+@settings.options(TagJob, "threshold")
+@click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True,
+              help="The language of the tag names.")
 @click.option("--caption/--no-caption", default=None, help="Tag2Text: also print a caption (default: on).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image.")
 @click.option("--dataset", "dataset_name", default=None,
               help="Tag into this FiftyOne dataset (created from INPUTS if missing; INPUTS are added to it) "
                    "instead of printing.")
-@click.option("--field", default="ram", show_default=True, help="With --dataset: the label field.")
-@click.option("--resume", is_flag=True,
-              help="With --dataset: continue the run of --field (same settings): tag only what it has not tagged.")
-@click.option("--overwrite", is_flag=True, help="With --dataset: replace existing labels in --field.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Images per model call.")
-@click.option("--num-workers", type=click.IntRange(min=0), default=None,
-              help="With --dataset: image loading processes (default: FiftyOne's choice).")
-@engine_options
-@click.option("--sample-tags", is_flag=True, help="With --dataset: also add the tags to each sample's tags.")
-@click.option("--tags", "vocab_tags", type=click.Path(exists=True, dir_okay=False),
-              help="Answer only these tags (one per line): the model's own are selected, new ones are embedded "
-                   "with CLIP (RAM: upstream's prompt templates; RAM++: --descriptions or the templates).")
-@click.option("--descriptions", type=click.Path(exists=True, dir_okay=False),
-              help="RAM++: tag descriptions in upstream's JSON format ([{tag: [description, ...]}, ...]); "
-                   "without --tags, the described tags are the vocabulary.")
-@click.option("--keep-builtin", is_flag=True, help="With --tags/--descriptions: the model's own tags plus those.")
-@click.option("--new-tag-threshold", type=THRESHOLD, default=None,
-              help="Threshold of new (embedded) tags; default 0.5 as upstream's open set.")
-@click.option("--text-encoder", default=None,
-              help="CLIP text model (hub name or folder) for new tags; default openai/clip-vit-base-patch16.")
-def tag(inputs, model_name, checkpoint, config_path, tag_list, tag_list_chinese, thresholds, device, precision,
-        threshold, lang, caption, as_json, dataset_name, field, resume, overwrite, batch_size, num_workers, engine,
-        ray_address, workers, gpus_per_worker, sample_tags, vocab_tags, descriptions, keep_builtin,
-        new_tag_threshold, text_encoder):
+@settings.options(TagJob, "label_field", "resume", "overwrite", "store_logits", "sample_tags", "batch_size",
+                  "num_workers", "executor", "ray_address", "workers", "gpus_per_worker")
+@settings.options(VocabularySpec, "tags", "descriptions", "keep_builtin", "new_tag_threshold", "text_encoder")
+def tag(inputs, lang, caption, as_json, dataset_name, **params):
     """Tag images (files or folders) and print each tag with its probability, or store them in a dataset."""
+    job = settings.job_from(TagJob, params)
     if not inputs and not dataset_name:
         raise click.UsageError("give image files or folders, or --dataset NAME")
-    if engine != "local" and not dataset_name:
-        raise click.UsageError("--engine ray tags into a dataset: add --dataset NAME")
-    ray_options = ray_options_from(engine, ray_address, workers, gpus_per_worker)  # Ray missing: one line
+    if job.executor != "local" and not dataset_name:
+        raise click.UsageError("--executor ray tags into a dataset: add --dataset NAME")
     if dataset_name:  # what can be refused without the model is refused before it is loaded
-        _check_dataset_options(dataset_name, field, overwrite=overwrite, resume=resume)
-    vocabulary = dict(tags=vocab_tags, descriptions=descriptions, keep_builtin=keep_builtin,
-                      new_tag_threshold=new_tag_threshold, text_encoder=text_encoder)
-    tagger = load_tagger_from_options(model_name, checkpoint, config_path, tag_list, tag_list_chinese,
-                                      thresholds, device, batch_size=batch_size, precision=precision,
-                                      vocabulary=vocabulary)
+        job.check(_existing(dataset_name))
+    else:
+        job.check_executor()
+    tagger = load_tagger_from(params, vocabulary=settings.job_from(VocabularySpec, params),
+                              batch_size=job.batch_size)
     with_caption = tagger.family == "tag2text" if caption is None else caption
     if dataset_name:
-        raise SystemExit(tag_into_dataset(
-            tagger, dataset_name=dataset_name, inputs=inputs, field=field, resume=resume,
-            overwrite=overwrite, batch_size=batch_size, num_workers=num_workers, threshold=threshold,
-            language=lang, caption=with_caption, sample_tags=sample_tags, as_json=as_json, checkpoint=checkpoint,
-            tag_list=tag_list, tag_list_chinese=tag_list_chinese, thresholds=thresholds, device=device,
-            vocabulary=vocabulary, ray_options=ray_options))
+        raise SystemExit(tag_into_dataset(tagger, job, dataset_name=dataset_name, inputs=inputs, language=lang,
+                                          caption=with_caption, as_json=as_json))
     failed = 0
     images: list[Path] = []
     for found in find_images(inputs):
@@ -96,7 +68,7 @@ def tag(inputs, model_name, checkpoint, config_path, tag_list, tag_list_chinese,
         else:
             failed += found.problem is not None
             _report(found, as_json)
-    for record in tag_paths(tagger, images, batch_size=batch_size, threshold=threshold, language=lang,
+    for record in tag_paths(tagger, images, batch_size=job.batch_size, threshold=job.threshold, language=lang,
                             caption=with_caption):
         failed += "error" in record
         _emit(record, as_json)
@@ -161,41 +133,30 @@ def _emit(record: dict[str, Any], as_json: bool) -> None:
             click.echo(f"  caption: {record['caption']}")
 
 
-def _check_dataset_options(dataset_name: str, field: str, *, overwrite: bool, resume: bool) -> None:
+def _existing(dataset_name: str):
+    """The dataset if it exists (None: the run creates it), FiftyOne's database started first."""
     import fiftyone as fo
 
     from fiftyone_ram.driver.claims import connect
-    from fiftyone_ram.driver.tagging import check_tagging_options
 
     connect()  # before FiftyOne's first use: runs started at once would each start a database server
-    existing = fo.load_dataset(dataset_name) if fo.dataset_exists(dataset_name) else None
-    check_tagging_options(existing, field, overwrite=overwrite, resume=resume)
+    return fo.load_dataset(dataset_name) if fo.dataset_exists(dataset_name) else None
 
 
-def tag_into_dataset(tagger: Tagger, *, dataset_name: str, inputs: Iterable[str], field: str, resume: bool,
-                     overwrite: bool, batch_size: int, num_workers: int | None, threshold: float | None,
-                     language: str, caption: bool, sample_tags: bool, as_json: bool, checkpoint: str | None,
-                     tag_list: str | None, tag_list_chinese: str | None, thresholds: str | None,
-                     device: str | None, vocabulary: dict[str, Any] | None = None,
-                     ray_options=None) -> int:
+def tag_into_dataset(tagger: Tagger, job: TagJob, *, dataset_name: str, inputs: Iterable[str], language: str,
+                     caption: bool, as_json: bool) -> int:
     """``tag --dataset``: add the images of ``inputs`` to the dataset, tag it, print the summary; returns the
     exit status (1 when some image was unreadable, skipped or left untagged).
 
-    Everything :func:`~fiftyone_ram.fiftyone.tag_samples` would refuse is refused before a file is added.
-    Entries that cannot be samples (a dangling link, a name that is not UTF-8, which FiftyOne cannot store)
-    are skipped with one line each. ``vocabulary``: the vocabulary options the tagger was loaded with
-    (``tags``, ``descriptions``, ...); the FiftyOne model is built from the same options so that spawned loader
-    workers can rebuild it. ``ray_options``: run on the Ray engine with these settings (None: the local one)."""
-    import fiftyone as fo
-
-    from fiftyone_ram.fiftyone import from_tagger
-    from fiftyone_ram.driver import tag_samples
+    Everything the job would refuse is refused before a file is added. Entries that cannot be samples (a dangling
+    link, a name that is not UTF-8, which FiftyOne cannot store) are skipped with one line each."""
     from fiftyone_ram.driver.datasets import add_images
-    from fiftyone_ram.driver.tagging import check_run
+    from fiftyone_ram.fiftyone import from_tagger
 
-    model = from_tagger(tagger, language=language, confidence_thresh=threshold, caption=caption)
-    if fo.dataset_exists(dataset_name):
-        check_run(fo.load_dataset(dataset_name), model, field, overwrite=overwrite, resume=resume)
+    model = from_tagger(tagger, language=language, caption=caption)
+    existing = _existing(dataset_name)
+    if existing is not None:
+        job.check(existing, model)
     paths, skipped = [], {}
     for found in find_images(inputs):
         if found.is_image and not is_utf8(found.path):
@@ -207,16 +168,19 @@ def tag_into_dataset(tagger: Tagger, *, dataset_name: str, inputs: Iterable[str]
         _report(found, as_json, skipped=True)
         if found.problem is not None:
             skipped[printable(found.path)] = found.problem
+    if existing is None and not paths:
+        raise NothingToTagError(f"nothing to tag: no image among the inputs, and no dataset {dataset_name!r} yet "
+                                f"(nothing was written)")
     dataset = add_images(dataset_name, paths)
-    summary = tag_samples(dataset, model, field, overwrite=overwrite, resume=resume, sample_tags=sample_tags,
-                          batch_size=batch_size, num_workers=num_workers,
-                          engine="local" if ray_options is None else "ray", ray_options=ray_options,
-                          progress=not as_json)  # the bar writes to stdout: keep --json output clean
+    # The bar writes to stderr: --json output stays clean.
+    summary = job.run(dataset, model, progress=False if as_json else ConsoleProgress())
     if as_json:
         click.echo(json.dumps({"dataset": dataset.name, **summary.to_dict(), "skipped_files": skipped},
                               ensure_ascii=False))
     else:
-        click.echo(f"dataset '{dataset.name}': {summary}")
+        click.echo(f"\ndataset '{dataset.name}': {summary}")
         if skipped:
             click.echo(f"{len(skipped)} file(s) skipped (see the lines above)")
+    if summary.problem:
+        raise NothingToTagError(summary.problem)
     return 1 if summary.failed or summary.untagged or skipped else 0

@@ -57,11 +57,12 @@ class _Files(torch.utils.data.Dataset):
 
 
 def tag_locally(chunk, model, label_field: str, *, batch_size: int, num_workers: int, pin_memory: bool = False,
-                skip_failures: bool = True,
-                advance: Callable[[int], None] | None = None) -> None:
+                skip_failures: bool = True, advance: Callable[[int], None] | None = None,
+                errors: list[str] | None = None) -> None:
     """Tag the samples of ``chunk`` (a small view: a claimed window) with ``model`` (a ``RamModel``) into
-    ``label_field``. A batch that fails inside the model is logged and left untagged (``skip_failures``) or
-    raised; what was written before stays. ``advance(n)`` is called as each batch is stored."""
+    ``label_field``. A batch that fails inside the model is logged, its reason added to ``errors``, and left
+    untagged (``skip_failures``) or raised; what was written before stays. ``advance(n)`` is called as each
+    batch is stored."""
     ids, paths = chunk.values(["id", "filepath"])
     if not ids:
         return
@@ -76,6 +77,8 @@ def tag_locally(chunk, model, label_field: str, *, batch_size: int, num_workers:
                 if not skip_failures:
                     raise
                 logger.warning("Batch: %s - %s\nError: %s\n", batch_ids[0], batch_ids[-1], exc, exc_info=True)
+                if errors is not None:
+                    errors.append(f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
             else:
                 writer.write(batch_ids, outputs)
             if advance is not None:

@@ -30,18 +30,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fiftyone_ram.errors import UserError
+from fiftyone_ram.jobs import Job, setting
 
 if TYPE_CHECKING:  # pragma: no cover
     from fiftyone_ram.fiftyone.model import RamModel
 
-#: The engines a run over a collection can use.
-ENGINES = ("local", "ray")
+#: Where a run over a collection runs its models: here, or on Ray Data.
+EXECUTORS = ("local", "ray")
 #: Pages waiting in the queue per read task: enough to keep the decoders busy, small enough to bound memory.
 QUEUE_PAGES_PER_READER = 2
 
 
 class RayUnavailableError(UserError, ImportError):
-    """``engine="ray"`` without Ray installed."""
+    """The Ray executor without Ray installed."""
 
 
 @dataclass(frozen=True)
@@ -70,16 +71,60 @@ class RayOptions:
 
 
 class OptionValueError(UserError, ValueError):
-    """A Ray option out of range."""
+    """A Ray option out of range, or a cluster address that cannot be one."""
 
 
-def check_engine(engine: str) -> str:
-    """``engine`` if known (and, for ``ray``, importable), else one clear line."""
-    if engine not in ENGINES:
-        raise OptionValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
-    if engine == "ray":
+@dataclass
+class ExecutorSettings(Job):
+    """Where a job runs its models (the settings every job over a collection shares)."""
+
+    executor: str = setting("local", choices=EXECUTORS, label="Executor",
+                            help="local: the models run here; ray: on Ray Data over a cluster's workers (a local "
+                                 "cluster, or ray_address)")
+    ray_address: str | None = setting(None, label="Ray cluster address",
+                                      help="with the Ray executor: the cluster (auto, ray://host:10001, host:6379); "
+                                           "empty: start a local one")
+    workers: int = setting(1, low=1, label="Model workers",
+                           help="with the Ray executor: model workers (one per GPU, or CPU workers)")
+    gpus_per_worker: float = setting(0.0, low=0.0, label="GPUs per worker",
+                                     help="with the Ray executor: GPUs each worker reserves (fractions share a GPU)")
+
+    @property
+    def ray_options(self) -> RayOptions | None:
+        """The Ray executor's options (None: the local executor)."""
+        if self.executor != "ray":
+            return None
+        return RayOptions(address=self.ray_address, workers=self.workers, gpus_per_worker=self.gpus_per_worker)
+
+    def check_executor(self) -> None:
+        """Before anything is written: Ray importable, and the cluster address one that can answer."""
+        if self.executor != "ray":
+            return
         require_ray()
-    return engine
+        check_address(self.ray_address)
+
+
+#: How long a cluster address may take to answer a connection before the run is refused.
+CONNECT_TIMEOUT_S = 5.0
+
+
+def check_address(address: str | None, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuse in one line an address that is no Ray cluster's: not ``auto`` nor ``[ray://]host:port``, or nothing
+    listening there (Ray itself would retry for minutes). ``auto`` with no cluster fails in :func:`connect`."""
+    import socket
+
+    if address is None or address in ("auto", "local"):
+        return
+    host_port = address[len("ray://"):] if address.startswith("ray://") else address
+    host, _, port = host_port.rpartition(":")
+    if "://" in host_port or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise OptionValueError(f"ray_address (CLI: --ray-address) {address!r} is not a Ray cluster address: give "
+                               f"auto, host:port (the head's GCS, 6379) or ray://host:port (Ray Client, 10001)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise OptionValueError(f"no Ray cluster answers at {address} ({exc.strerror or exc}): start one with "
+                               f"`ray start --head`, or leave the address empty for a local cluster") from None
 
 
 def require_ray():
@@ -89,7 +134,7 @@ def require_ray():
         import ray.data  # noqa: F401
     except ImportError as exc:
         raise RayUnavailableError(
-            f"the Ray engine needs Ray Data ({exc}): pip install 'fiftyone-ram[ray]'") from None
+            f"the Ray executor needs Ray Data ({exc}): pip install 'fiftyone-ram[ray]'") from None
     return ray
 
 
@@ -99,8 +144,11 @@ def connect(options: RayOptions) -> None:
     ray = require_ray()
     if ray.is_initialized():
         return
-    ray.init(address=options.address, include_dashboard=False, log_to_driver=True,
-             configure_logging=False)
+    try:
+        ray.init(address=options.address, include_dashboard=False, log_to_driver=True, configure_logging=False)
+    except ConnectionError as exc:  # "auto" with no cluster running, a head that went away
+        raise OptionValueError(f"cannot connect to the Ray cluster at {options.address}: "
+                               f"{str(exc).splitlines()[0]}") from None
 
 
 def predict_pages(pages: Iterable[Sequence[tuple[str, str]]], model: RamModel, options: RayOptions, *,

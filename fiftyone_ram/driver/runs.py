@@ -1,201 +1,159 @@
-"""The record of a tagging run, kept with the dataset as FiftyOne keeps its runs.
+"""One store for every kind of run the package records on a dataset, in FiftyOne's own run records.
 
-Each label field written by :func:`fiftyone_ram.fiftyone.tag_samples` has one run (FiftyOne's run machinery:
-``dataset.list_runs(method="fiftyone_ram_tag")``, ``dataset.get_run_info("ram_tag_<field>")``) whose config
-holds what decides the labels: the model and architecture, the checkpoint's identity (its content
-fingerprint, so a copy elsewhere is the same checkpoint), the thresholds (a hash of their values), the
-vocabulary, the language, captions, logits and the precision; and the run's state (``running``,
-``interrupted``, ``complete``), whether it overwrites, and the ids that scope its sample claims
-(:mod:`fiftyone_ram.driver.claims`).
+A run (tagging a field, generating tags, cleaning a field and its review, fine-tuning, comparing, a pipeline)
+is one :class:`RunRecord`: its kind, the field (or name) it writes, the settings that decide its outputs
+(compared when it is resumed), its status in one vocabulary (:data:`STATUSES`), what stopped it, what it wrote.
+It is stored as a FiftyOne run of the dataset (``dataset.list_runs()``, ``get_run_info``, ``delete_run`` work as
+for any run) under the key ``ram_<kind>_<target>``; a kind's larger bookkeeping (categories done, removed
+labels, figures) goes in the run's results (:func:`save_state` / :func:`load_state`). Evaluations are not
+here: they are FiftyOne evaluation runs, which FiftyOne records itself.
 
-A run is resumed only with the same settings: labels written with a threshold of 0.9 are not "already
-tagged" for a run at 0.5. :func:`differences` says what differs, in the words of the options that set it.
+Callers that change a record two runs may share (the dataset's document) hold the dataset's lock
+(:func:`fiftyone_ram.driver.claims.dataset_lock`); a record FiftyOne cannot read is treated as absent.
 """
 
 from __future__ import annotations
 
 import datetime
-import hashlib
-import json
 import uuid
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-import numpy as np
-
-METHOD = "fiftyone_ram_tag"
-STATES = ("running", "interrupted", "complete")
-
-#: The settings compared on resume, and the option that sets each (CLI / Python).
-COMPARED = {
-    "model": "--model / --config",
-    "checkpoint": "--checkpoint",
-    "thresholds": "--threshold / --thresholds",
-    "vocabulary": "--tag-list / --tags / --descriptions / --keep-builtin",
-    "classes": "classes",
-    "language": "--lang",
-    "caption": "--caption / --no-caption",
-    "store_logits": "store_logits",
-    "precision": "--precision",
-}
+#: The one status vocabulary of every run.
+RUNNING, INTERRUPTED, FAILED, COMPLETED = STATUSES = ("running", "interrupted", "failed", "completed")
+#: The kinds of runs recorded here (the key's middle part).
+KINDS = ("tag", "generate", "clean", "review", "finetune", "compare", "pipeline")
+METHOD_PREFIX = "fiftyone_ram."
 
 
-def run_key(label_field: str) -> str:
-    """The key of a field's tagging run (label fields are identifiers, so the key is one too)."""
-    return f"ram_tag_{label_field}"
+class RunStoreError(ValueError):
+    """A record that cannot be stored as asked (unknown kind or status, a target that is no key)."""
 
 
-def _digest(value: Any) -> str:
-    if isinstance(value, np.ndarray):
-        data = np.ascontiguousarray(value).tobytes() + str(value.dtype).encode()
-    elif isinstance(value, bytes):
-        data = value
-    else:
-        data = json.dumps(value, sort_keys=True, default=str).encode("utf-8", "surrogateescape")
-    return hashlib.sha256(data).hexdigest()[:16]
+def run_key(kind: str, target: str) -> str:
+    """The FiftyOne run key of a kind's run on ``target`` (a field name: an identifier, so the key is one)."""
+    if kind not in KINDS:
+        raise RunStoreError(f"unknown run kind {kind!r}; the kinds are {', '.join(KINDS)}")
+    return f"ram_{kind}_{target}"
 
 
-def tagging_settings(model: Any, *, confidence_thresh: float | None = None,
-                     store_logits: bool = False) -> dict[str, Any]:
-    """What decides the labels a :class:`~fiftyone_ram.fiftyone.model.RamModel` writes, as plain values
-    (``{"value": shown, "key": compared}`` per setting; the key is a digest where the value is large)."""
-    tagger = model.tagger
-    config = model.config
-    threshold = confidence_thresh if confidence_thresh is not None else config.confidence_thresh
-    architecture = {k: v for k, v in tagger.config.to_dict().items() if k not in ("name", "tokenizer")}
-    checkpoint = getattr(tagger, "checkpoint", None)
-    caption = bool(config.caption and tagger.can_caption)
-    if threshold is None:
-        thresholds = {"value": "per-class", "key": "per-class " + _digest(np.asarray(tagger.thresholds, np.float32))}
-    else:
-        thresholds = {"value": float(threshold), "key": repr(float(threshold))}
-    settings = {
-        "model": {"value": tagger.config.name or f"custom {tagger.family}",
-                  "key": f"{tagger.family} {_digest(architecture)}"},
-        "checkpoint": ({"value": checkpoint.path, "key": f"{checkpoint.size} {checkpoint.fingerprint}"}
-                       if checkpoint is not None and checkpoint.fingerprint else
-                       {"value": None, "key": "unknown"}),
-        "thresholds": thresholds,
-        "vocabulary": _vocabulary(tagger, config),
-        "classes": {"value": config.classes, "key": _digest([config.classes, config.filter_classes])},
-        "language": {"value": config.language, "key": config.language},
-        "caption": {"value": caption, "key": _digest([caption, config.caption_options if caption else None,
-                                                      tagger.config.tokenizer if caption else None])},
-        "store_logits": {"value": bool(store_logits), "key": str(bool(store_logits))},
-        "precision": {"value": str(getattr(tagger, "precision", "fp32")),
-                      "key": str(getattr(tagger, "precision", "fp32"))},
-    }
-    return settings
-
-
-def _vocabulary(tagger: Any, config: Any) -> dict[str, Any]:
-    """The tags answered and where their label queries come from: the names (in the run's language), which
-    are built-in, the excluded ones, and for embedded tags the inputs of their embeddings (text encoder,
-    templates, descriptions). Inputs, not the embeddings themselves: those differ at 1e-6 across CPUs."""
-    from fiftyone_ram.models.registry import tag_list_signature
-
-    names = tagger.names(config.language)
-    parts: list[Any] = [tag_list_signature(names), np.flatnonzero(tagger.excluded).tolist()]
-    vocabulary = tagger.vocabulary
-    if vocabulary is not None:
-        parts += [vocabulary.builtin_index.tolist(), vocabulary.base_signature]
-        if not vocabulary.is_builtin_only:
-            asked = vocabulary.spec
-            parts += ([str(asked.text_encoder), asked.templates, _source_digest(asked.descriptions)]
-                      if asked is not None else [_digest(b"".join(np.ascontiguousarray(r).tobytes() for r in vocabulary.embedded))])
-    shown = f"{len(names)} tags" + ("" if vocabulary is None else f" ({len(vocabulary.embedded_names)} embedded)")
-    return {"value": shown, "key": _digest(parts)}
-
-
-def _source_digest(source: Any) -> str | None:
-    if source is None:
-        return None
-    if isinstance(source, (str, Path)) and Path(source).is_file():
-        return _digest(Path(source).read_bytes())
-    return _digest(source)
-
-
-def differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """What differs between two settings, one phrase each: ``"thresholds: 0.9 then, per-class now
-    (--threshold / --thresholds)"``."""
-    out = []
-    for name, option in COMPARED.items():
-        old, new = recorded.get(name) or {}, current.get(name) or {}
-        if old.get("key") != new.get("key"):
-            then, now = old.get("value"), new.get("value")
-            if then == now:  # same description, other content (another file of the same name...)
-                then, now = f"{then} ({old.get('key')})", f"{now} ({new.get('key')})"
-            out.append(f"{name}: {then} then, {now} now ({option})")
-    return out
-
-
-@dataclass
-class TaggingRecord:
-    """A field's tagging run, as stored in its FiftyOne run config."""
-
-    label_field: str
-    settings: dict[str, Any]
-    overwrite: bool = False
-    state: str = "running"
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    pass_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    started_at: str = field(default_factory=lambda: _now())
-    updated_at: str = field(default_factory=lambda: _now())
-
-    @property
-    def key(self) -> str:
-        return run_key(self.label_field)
-
-    def scope(self, dataset: Any) -> str:
-        """What this run's sample claims are filed under."""
-        return f"{dataset._doc.id}:{self.label_field}:{self.run_id}"
-
-
-def _now() -> str:
+def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def load_record(dataset: Any, label_field: str) -> TaggingRecord | None:
-    """The field's run, or None (none recorded, or a record FiftyOne cannot read)."""
-    key = run_key(label_field)
+@dataclass
+class RunRecord:
+    """One run: what it is, how it stands, what it wrote. ``details`` holds a kind's own bookkeeping that is not
+    a setting (whether a tagging run overwrites, the id of its current pass)."""
+
+    kind: str
+    target: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    status: str = RUNNING
+    error: str | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started_at: str = field(default_factory=now)
+    updated_at: str = field(default_factory=now)
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise RunStoreError(f"unknown run status {self.status!r}; the statuses are {', '.join(STATUSES)}")
+
+    @property
+    def key(self) -> str:
+        return run_key(self.kind, self.target)
+
+    @property
+    def finished(self) -> bool:
+        return self.status == COMPLETED
+
+    def ended(self, status: str, error: BaseException | str | None = None) -> RunRecord:
+        """This record with its status set (and the one line that says what stopped it)."""
+        if status not in STATUSES:
+            raise RunStoreError(f"unknown run status {status!r}")
+        self.status = status
+        if isinstance(error, BaseException):
+            error = f"{type(error).__name__}: {error}"
+        self.error = None if error is None else " ".join(str(error).split())[:300]
+        return self
+
+
+def load(dataset: Any, kind: str, target: str) -> RunRecord | None:
+    """The kind's run on ``target``, or None (none recorded, or a record FiftyOne cannot read)."""
+    key = run_key(kind, target)
     if not dataset.has_run(key):
         return None
     try:
         config = dataset.get_run_info(key).config
-    except Exception:  # written by another version: treated as no record (its labels then need overwrite)
+    except Exception:  # a config class that cannot be imported (another package): not ours to read
         return None
-    if getattr(config, "method", None) != METHOD:
+    if getattr(config, "method", None) != METHOD_PREFIX + kind:
         return None
-    values = {name: _plain(getattr(config, name, None)) for name in TaggingRecord.__dataclass_fields__}
-    if not isinstance(values["settings"], dict) or values["state"] not in STATES:
+    values = {f.name: _plain(getattr(config, f.name, None)) for f in fields(RunRecord)}
+    values = {k: v for k, v in values.items() if v is not None}
+    try:
+        return RunRecord(**values)
+    except (TypeError, RunStoreError):
         return None
-    return TaggingRecord(**values)
+
+
+def save(dataset: Any, record: RunRecord) -> None:
+    """Register the run, or update its config when this run is the one registered (another run's record under
+    the same key is replaced: the caller decided so)."""
+    record.updated_at = now()
+    config = dataset.init_run(method=METHOD_PREFIX + record.kind, **asdict(record))
+    existing = load(dataset, record.kind, record.target)
+    if existing is not None and existing.run_id == record.run_id:
+        dataset.update_run_config(record.key, config)
+        return
+    dataset.register_run(record.key, config, overwrite=True)
+
+
+def delete(dataset: Any, kind: str, target: str) -> None:
+    """Forget the kind's run on ``target`` (its record and its state; nothing it wrote)."""
+    key = run_key(kind, target)
+    if dataset.has_run(key):
+        dataset.delete_run(key)
+
+
+def records(dataset: Any, kind: str | None = None) -> list[RunRecord]:
+    """Every readable run of ``kind`` (all kinds when None), oldest first."""
+    out = []
+    for key in dataset.list_runs():
+        for candidate in ([kind] if kind else KINDS):
+            prefix = f"ram_{candidate}_"
+            if key.startswith(prefix):
+                record = load(dataset, candidate, key[len(prefix):])
+                if record is not None:
+                    out.append(record)
+                break
+    return sorted(out, key=lambda r: r.started_at)
+
+
+def save_state(dataset: Any, kind: str, target: str, **state: Any) -> None:
+    """A registered run's bookkeeping (its results), replaced whole."""
+    key = run_key(kind, target)
+    dataset.save_run_results(key, dataset.init_run_results(key, **state), overwrite=True)
+
+
+def load_state(dataset: Any, kind: str, target: str) -> dict[str, Any]:
+    """What :func:`save_state` stored ({} when nothing)."""
+    key = run_key(kind, target)
+    if not dataset.has_run(key):
+        return {}
+    results = dataset.load_run_results(key, cache=False)
+    state = results.serialize() if results is not None else {}
+    for name in ("cls", "run_key"):
+        state.pop(name, None)
+    return dict(state)
 
 
 def _plain(value: Any) -> Any:
-    """Plain dicts and lists in place of the database's own containers (which ``asdict`` cannot copy)."""
+    """Plain dicts and lists in place of the database's own containers."""
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
-
-
-def save_record(dataset: Any, record: TaggingRecord) -> None:
-    """Register the run, or update its config when it is already registered (call under the dataset lock:
-    registering saves the dataset's document)."""
-    record.updated_at = _now()
-    config = dataset.init_run(method=METHOD, **asdict(record))
-    key = record.key
-    if dataset.has_run(key):
-        existing = load_record(dataset, record.label_field)
-        if existing is not None and existing.run_id == record.run_id:
-            dataset.update_run_config(key, config)
-            return
-    dataset.register_run(key, config, overwrite=True)
-
-
-def delete_record(dataset: Any, label_field: str) -> None:
-    if dataset.has_run(run_key(label_field)):
-        dataset.delete_run(run_key(label_field))

@@ -1,46 +1,46 @@
-"""Tagging a dataset safely: never overwrite unasked, resume only the same run, share the work between
-concurrent runs, record unreadable files.
+"""Tagging a dataset safely: the tagging job's settings and checks (:class:`TagJob`), and the run that applies it.
 
-The work runs in this process (:mod:`.local_engine`: decoding ahead of the model, documents written by a
-thread while the model runs; what ``apply_model`` stores, at the model's speed) or on Ray (:mod:`.ray_engine`);
-other models than ours go through ``apply_model``. This module adds what those lack for long runs over user
-data:
+A run never overwrites unasked, resumes only the same run, shares the work with concurrent runs and records
+unreadable files. The work runs in this process (:mod:`.local_executor`) or on Ray (:mod:`.ray_executor`);
+other models than ours go through ``apply_model``. What this module adds for long runs over user data:
 
-- the label field is checked before anything is written (FiftyOne's own fields, fields of another type);
-- every run is recorded with its settings (:mod:`fiftyone_ram.driver.runs`), and ``resume`` only
-  continues a run with the same settings; an interrupted overwrite is continued as an overwrite;
+- everything that can be refused is refused before anything is written (:meth:`TagJob.check`): the options,
+  an empty view, a field that cannot hold the labels, a resume of other settings, labels without overwrite;
+- every run is recorded in the run store (:mod:`fiftyone_ram.driver.runs`, kind ``tag``) with the settings that
+  decide its labels (:mod:`.tagging_settings`), and ``resume`` only continues a run with the same settings; an
+  interrupted overwrite is continued as an overwrite; a run that fails is recorded as failed, with its reason;
 - runs at once on the same field share the work: each sample is claimed in the database before it is tagged
-  (:mod:`fiftyone_ram.driver.claims`), so every sample is tagged by exactly one of them;
-- a per-run error summary, and optional sample tags.
+  (:mod:`fiftyone_ram.driver.claims`), so every sample is tagged by exactly one of them; a run that dies leaves
+  its claims to expire, and a run still going waits for them instead of counting them as done;
+- a per-run summary (:class:`TaggingSummary`), and optional sample tags.
 
 Storage: labels in ``<label_field>``; for an unreadable image the reason in ``<label_field>_error`` (a string
-field; the label field stays as it was). Results are written while the run goes (FiftyOne's ``SaveContext``
-flushes every fraction of a second), so an interrupted run loses at most the batches in flight, and running
-again with ``resume=True`` tags only what is still missing (or, for an overwrite, not yet rewritten).
+field; the label field stays as it was). Results are written batch by batch, so an interrupted run loses at
+most the batch in flight, and running again with ``resume=True`` tags only what is still missing (or, for an
+overwrite, not yet rewritten).
 """
 
 from __future__ import annotations
 
+import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from fiftyone_ram.decision import check_threshold
+from fiftyone_ram.driver import claims, runs
+from fiftyone_ram.driver.ray_executor import ExecutorSettings, RayOptions
+from fiftyone_ram.driver.tagging_settings import differences, tagging_settings
 from fiftyone_ram.errors import OptionError, UserError
-from fiftyone_ram.driver import claims
-from fiftyone_ram.driver.ray_executor import RayOptions, check_engine
-from fiftyone_ram.driver.runs import (
-    TaggingRecord,
-    differences,
-    load_record,
-    save_record,
-    tagging_settings,
-)
+from fiftyone_ram.jobs import FIELD, THRESHOLD, setting
 from fiftyone_ram.scheduling import plan_for_model
+from fiftyone_ram.tagger_spec import BATCH_SIZE
 
 #: Samples claimed at a time, in batches: a run takes this many batches, tags them, and claims the next. Small
 #: enough that concurrent runs share a few hundred samples; large enough that a window's start-up (the claim,
 #: decoding workers where there are several) stays a small part of the time.
 CLAIM_BATCHES = 16
+#: How often a run waiting for another run's claims looks again.
+WAIT_S = 1.0
 
 
 class FieldExistsError(UserError, ValueError):
@@ -49,6 +49,10 @@ class FieldExistsError(UserError, ValueError):
 
 class RunMismatchError(UserError, ValueError):
     """``resume`` asked for a run whose recorded settings differ from this run's, or another run is busy."""
+
+
+class NothingToTagError(UserError, ValueError):
+    """An empty dataset or view: a run would record nothing."""
 
 
 def error_field(label_field: str) -> str:
@@ -62,16 +66,135 @@ def caption_field(label_field: str) -> str:
     return f"{label_field}_caption"
 
 
+def exact_count(samples) -> int:
+    """The number of samples, counted (``count()`` of a whole dataset reads MongoDB's estimate, which can be off
+    after an unclean shutdown)."""
+    return samples.count("id")
+
+
+@dataclass
+class TagJob(ExecutorSettings):
+    """The settings of a tagging run (what the model does with its scores is the model's: language, captions,
+    ``classes`` are in its config)."""
+
+    what = "tagging"
+
+    label_field: str = setting("ram", kind=FIELD, flag="--field", label="Output field",
+                               help="the Classifications field for the tags; unreadable images get <field>_error")
+    threshold: float | None = setting(None, kind=THRESHOLD, label="One threshold",
+                                      help="one threshold for all tags instead of the per-class ones")
+    store_logits: bool = setting(False, label="Store logits", help="also store the logits over the scored tags")
+    sample_tags: bool = setting(False, label="Also add the tags to the samples' tags",
+                                help="also add each sample's tag names to its tags (existing tags are kept)")
+    resume: bool = setting(False, form=False,
+                           help="continue the field's run (same settings): tag only what it has not tagged")
+    overwrite: bool = setting(False, form=False, help="replace the labels already in the field")
+    batch_size: int = setting(BATCH_SIZE, low=1, label="Batch size", help="images per model call")
+    num_workers: int | None = setting(None, low=0, label="Image loading workers",
+                                      help="image decoding processes (default: planned from the model's cost)")
+    #: Python only: a batch that fails inside the model is logged, counted and left untagged (else raised).
+    skip_failures: bool = True
+
+    def check_values(self) -> None:
+        super().check_values()
+        if self.resume and self.overwrite:
+            raise OptionError("resume continues a run and overwrite starts it again: pass one of them (CLI: "
+                              "--resume or --overwrite), not both")
+
+    def check(self, samples, model=None) -> None:
+        """Everything :meth:`run` would refuse, before anything is written (``samples`` may be None: a dataset
+        the command line has not created yet; ``model`` None: the checks that need no model)."""
+        self.check_executor()
+        self._check_data(samples)
+        if samples is not None and model is not None:
+            _plan(samples, samples._root_dataset, self, self._settings(model), claims.Holder())
+
+    def _check_data(self, samples) -> None:
+        import fiftyone.core.labels as fol
+
+        from fiftyone_ram.fields import check_output_field, check_string_field
+
+        check_output_field(samples, self.label_field, fol.Classifications, option="label field (CLI: --field)")
+        check_string_field(samples, error_field(self.label_field), purpose="where tagging records unreadable images")
+        if samples is not None and exact_count(samples) == 0:
+            raise NothingToTagError(f"nothing to tag: the {_what(samples)} has no samples (nothing was written)")
+
+    def _settings(self, model) -> dict[str, Any]:
+        return tagging_settings(model, confidence_thresh=self.threshold, store_logits=self.store_logits)
+
+    def run(self, samples, model, progress: bool | Callable | None = None) -> TaggingSummary:
+        """Tag ``samples`` (a dataset or view) with ``model`` (see :func:`tag_samples`)."""
+        self.check(samples, model)
+        settings = self._settings(model)
+        dataset = samples._root_dataset
+        summary = TaggingSummary(self.label_field)
+        with claims.Holder() as holder:
+            with claims.dataset_lock(dataset.name, holder):
+                dataset.reload()  # another run may have changed the schema or the run record
+                self._check_data(samples)
+                plan = _plan(samples, dataset, self, settings, holder)
+                _apply(dataset, plan, holder)
+            todo = _candidates(samples, self.label_field, plan, summary)
+            try:
+                _tag_claimed(samples, model, self, todo, plan, holder, summary, progress)
+            except BaseException as exc:
+                claims.release(plan.scope, holder)
+                _end(dataset, plan, holder, todo, stopped=exc)
+                raise
+            _end(dataset, plan, holder, todo, stopped=None)
+        show_captions(samples, self.label_field)
+        if self.sample_tags:
+            add_sample_tags(samples, self.label_field)
+        return summary
+
+
+def tag_samples(samples, model, label_field: str = TagJob.default("label_field"), *, job: TagJob | None = None,
+                progress: bool | Callable | None = None, skip_failures: bool = True, **settings: Any
+                ) -> TaggingSummary:
+    """Tag ``samples`` (a dataset or view) with ``model`` into ``label_field``.
+
+    ``settings``: :class:`TagJob`'s (``resume``, ``overwrite``, ``threshold``, ``store_logits``, ``sample_tags``,
+    ``batch_size``, ``num_workers``, ``executor`` and the Ray executor's), or ``job`` itself. ``progress``: a
+    function ``(fraction, label)``, or True / False / None for a console bar (None: as FiftyOne's config says).
+    ``skip_failures``: a batch that fails inside the model is logged, counted and left untagged (else raised).
+
+    Raises :class:`FieldExistsError` when ``label_field`` already holds labels in ``samples`` and neither
+    ``overwrite`` nor ``resume`` is set, :class:`RunMismatchError` when a resume's settings differ from the
+    recorded run's, :class:`NothingToTagError` for an empty view and ``FieldNameError`` for a field that cannot
+    hold ``Classifications``; all before anything is written. Runs started at once on the same field (processes,
+    machines) share the work: each sample is tagged by exactly one of them.
+    """
+    if job is None:
+        job = TagJob(label_field=label_field, skip_failures=skip_failures, **settings)
+    elif settings:
+        raise TypeError("give the tagging job or its settings, not both")
+    return job.run(samples, model, progress)
+
+
 @dataclass
 class TaggingSummary:
-    """What one run did. ``failed`` maps each unreadable file to the reason."""
+    """What one run did. ``failed`` maps each unreadable file to the reason; ``batch_errors`` holds the reasons
+    batches failed inside the model (their samples are ``untagged``)."""
 
     label_field: str
     tagged: int = 0
     skipped: int = 0  # already labelled (or, continuing an overwrite, already rewritten), left alone
     failed: dict[str, str] = field(default_factory=dict)
-    untagged: int = 0  # neither labelled nor recorded: a whole batch failed inside the model (see the log)
-    elsewhere: int = 0  # tagged, or being tagged, by another run at the same time
+    untagged: int = 0  # neither labelled nor recorded: a whole batch failed inside the model
+    elsewhere: int = 0  # tagged by another run at the same time
+    batch_errors: list[str] = field(default_factory=list)
+
+    @property
+    def problem(self) -> str | None:
+        """One line when the run produced nothing usable (every image unreadable, or every batch failed):
+        such a run is reported as a failure, never as done."""
+        if self.tagged or self.elsewhere or not (self.failed or self.untagged):
+            return None
+        if self.untagged:
+            return f"no sample was tagged into '{self.label_field}': the model failed on every batch " \
+                   f"({self.batch_errors[0] if self.batch_errors else 'see the log'})"
+        return f"no sample was tagged into '{self.label_field}': none of the {len(self.failed)} images could be " \
+               f"read ({next(iter(self.failed.values()))})"
 
     def __str__(self) -> str:
         lines = [f"{self.tagged} sample(s) tagged into '{self.label_field}'"]
@@ -83,124 +206,57 @@ class TaggingSummary:
             lines.append(f"{len(self.failed)} could not be read (reason in '{error_field(self.label_field)}'):")
             lines.extend(f"  {path}: {message}" for path, message in sorted(self.failed.items()))
         if self.untagged:
-            lines.append(f"{self.untagged} not tagged because their batch failed (see the warnings above)")
+            lines.append(f"{self.untagged} not tagged because their batch failed in the model:")
+            lines.extend(f"  {message}" for message in self.batch_errors[:5])
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         return {"label_field": self.label_field, "tagged": self.tagged, "skipped": self.skipped,
-                "failed": dict(self.failed), "untagged": self.untagged, "elsewhere": self.elsewhere}
+                "failed": dict(self.failed), "untagged": self.untagged, "elsewhere": self.elsewhere,
+                "batch_errors": list(self.batch_errors)}
 
 
-def check_tagging_options(samples, label_field: str, *, overwrite: bool = False, resume: bool = False,
-                          confidence_thresh: float | None = None) -> None:
-    """What :func:`tag_samples` refuses before anything is written, for callers that write first (the CLI
-    adds files to the dataset): both ``overwrite`` and ``resume``, a bad threshold, a field that cannot hold
-    the labels (``samples`` may be None: a dataset not created yet)."""
-    import fiftyone.core.labels as fol
-
-    from fiftyone_ram.fields import check_output_field, check_string_field
-
-    if overwrite and resume:
-        raise OptionError("resume continues a run and overwrite starts it again: pass one of them "
-                          "(CLI: --resume or --overwrite), not both")
-    if confidence_thresh is not None:
-        check_threshold(confidence_thresh, "confidence_thresh (CLI: --threshold)")
-    check_output_field(samples, label_field, fol.Classifications, option="label field")
-    check_string_field(samples, error_field(label_field), purpose="where tagging records unreadable images")
-
-
-def tag_samples(samples, model, label_field: str = "ram", *, overwrite: bool = False, resume: bool = False,
-                sample_tags: bool = False, batch_size: int | None = None, num_workers: int | None = None,
-                confidence_thresh: float | None = None, store_logits: bool = False,
-                progress: bool | Callable | None = None, skip_failures: bool = True, engine: str = "local",
-                ray_options: RayOptions | None = None) -> TaggingSummary:
-    """Tag ``samples`` (a dataset or view) with ``model`` into ``label_field``.
-
-    overwrite: re-tag samples that already have labels (an unreadable one keeps its old labels)
-    resume: continue the field's run, which must have had the same settings: tag the samples without labels
-        (and those whose last attempt failed); an interrupted overwrite goes on rewriting what it had not
-    sample_tags: also add each sample's tag names to its ``tags`` (added, never removed), also to samples
-        tagged before (a resume with nothing left to tag still adds them)
-    confidence_thresh: one threshold for all tags instead of the model's per-class thresholds
-    num_workers: image decoders (None: ``fiftyone_ram.scheduling.plan_loading`` splits the machine); 0 or 1
-        decode in a thread beside the model, more in DataLoader processes
-    engine: ``local`` (this process) or ``ray`` (Ray Data, :mod:`.ray_engine`, with
-        ``ray_options``); both store the same fields and follow the same run records and resume rules
-    Raises :class:`FieldExistsError` when ``label_field`` already holds
-    labels in ``samples`` and neither ``overwrite`` nor ``resume`` is set, :class:`RunMismatchError` when a
-    resume's settings differ from the recorded run's, and ``FieldNameError`` for a field that cannot hold
-    ``Classifications``; all before anything is written. Runs started at once on the same field (processes,
-    machines) share the work: each sample is tagged by exactly one of them.
-    """
-    check_tagging_options(samples, label_field, overwrite=overwrite, resume=resume,
-                          confidence_thresh=confidence_thresh)
-    check_engine(engine)
-    settings = tagging_settings(model, confidence_thresh=confidence_thresh, store_logits=store_logits)
-    dataset = samples._root_dataset
-    summary = TaggingSummary(label_field)
-    with claims.Holder() as holder:
-        with claims.dataset_lock(dataset.name, holder):
-            dataset.reload()  # another run may have changed the schema or the run record
-            check_tagging_options(samples, label_field)
-            plan = _plan(samples, dataset, label_field, settings, holder, overwrite=overwrite, resume=resume)
-            _apply(dataset, plan, holder)
-        todo = _candidates(samples, label_field, plan, summary)
-        try:
-            _tag_claimed(samples, model, label_field, todo, plan, holder, summary, batch_size=batch_size,
-                         num_workers=num_workers, confidence_thresh=confidence_thresh, store_logits=store_logits,
-                         progress=progress, skip_failures=skip_failures,
-                         ray_options=(ray_options or RayOptions()) if engine == "ray" else None)
-        except BaseException:
-            claims.release(plan.scope, holder)
-            _end(dataset, plan, holder, todo, interrupted=True)
-            raise
-        _end(dataset, plan, holder, todo, interrupted=False)
-    show_captions(samples, label_field)
-    if sample_tags:
-        add_sample_tags(samples, label_field)
-    return summary
+# -- the plan ------------------------------------------------------------------------------------------------
 
 
 @dataclass
 class _Plan:
-    record: TaggingRecord
+    record: runs.RunRecord
     scope: str
     rewrite: bool  # every sample is (re)tagged once, labels or not; else only those without labels
     forget: list[tuple[str, tuple[str, ...] | None]] = field(default_factory=list)  # claims to drop first
     drop_record: bool = False  # the recorded run belongs to a deleted field
 
 
-def check_run(samples, model, label_field: str = "ram", *, overwrite: bool = False, resume: bool = False,
-              confidence_thresh: float | None = None, store_logits: bool = False) -> None:
-    """Raise what :func:`tag_samples` would refuse (bad options, a taken field, a resume of other settings,
-    labels without overwrite or resume), writing nothing: for callers that write before tagging."""
-    check_tagging_options(samples, label_field, overwrite=overwrite, resume=resume,
-                          confidence_thresh=confidence_thresh)
-    settings = tagging_settings(model, confidence_thresh=confidence_thresh, store_logits=store_logits)
-    _plan(samples, samples._root_dataset, label_field, settings, claims.Holder(), overwrite=overwrite,
-          resume=resume)
+def _scope(dataset, record: runs.RunRecord) -> str:
+    """What a tagging run's sample claims are filed under."""
+    return f"{dataset._doc.id}:{record.target}:{record.run_id}"
 
 
-def _plan(samples, dataset, label_field: str, settings: dict[str, Any], holder: claims.Holder, *,
-          overwrite: bool, resume: bool) -> _Plan:
+def _overwrites(record: runs.RunRecord) -> bool:
+    return bool(record.details.get("overwrite"))
+
+
+def _plan(samples, dataset, job: TagJob, settings: dict[str, Any], holder: claims.Holder) -> _Plan:
     """Which run this one is (new, continued or joined) and what it tags, or the refusal. Reads only: the
     caller applies the plan (under the dataset lock)."""
+    label_field = job.label_field
     has_field = label_field in dataset.get_field_schema()
-    record = load_record(dataset, label_field) if has_field else None
+    record = runs.load(dataset, "tag", label_field) if has_field else None
     labelled = samples.exists(label_field).count() if has_field else 0
-    busy = claims.other_workers(record.scope(dataset), holder) if record is not None else []
+    busy = claims.other_workers(_scope(dataset, record), holder) if record is not None else []
     changed = differences(record.settings, settings) if record is not None else []
     same = record is not None and not changed
     again = "pass overwrite=True (CLI: --overwrite)"
 
-    if same and busy and (resume or not overwrite or record.overwrite):
+    if same and busy and (job.resume or not job.overwrite or _overwrites(record)):
         return _joined(dataset, record)  # a run with these settings is going on: share its work
-    if resume:
+    if job.resume:
         if record is None:
             if labelled:
                 raise RunMismatchError(
-                    f"'{label_field}' holds labels on {labelled} of {samples.count()} samples but no record of the "
-                    f"run that wrote them, so their settings are unknown: {again} to tag everything again with "
+                    f"'{label_field}' holds labels on {labelled} of {exact_count(samples)} samples but no record of "
+                    f"the run that wrote them, so their settings are unknown: {again} to tag everything again with "
                     f"these settings, or choose another field")
             return _new(dataset, label_field, settings, overwrite=False, drop_record=not has_field)
         if not same:
@@ -208,7 +264,7 @@ def _plan(samples, dataset, label_field: str, settings: dict[str, Any], holder: 
                 f"'{label_field}' was tagged with other settings ({'; '.join(changed)}): resume only continues "
                 f"the same run; {again} to re-tag with these settings, or choose another field")
         return _continued(dataset, record)
-    if overwrite:
+    if job.overwrite:
         if busy:
             shown = ", ".join(f"process {w.get('pid')} on {w.get('host')}" for w in busy)
             raise RunMismatchError(f"another run is tagging '{label_field}' right now ({shown}): wait for it to "
@@ -217,47 +273,44 @@ def _plan(samples, dataset, label_field: str, settings: dict[str, Any], holder: 
     elif labelled:
         hint = f" (written with other settings: {'; '.join(changed)})" if changed else ""
         raise FieldExistsError(
-            f"'{label_field}' already holds labels on {labelled} of {samples.count()} samples{hint}: pass "
+            f"'{label_field}' already holds labels on {labelled} of {exact_count(samples)} samples{hint}: pass "
             f"overwrite (CLI: --overwrite) to replace them or resume (--resume) to tag only the samples "
             f"without them")
     else:
         plan = _new(dataset, label_field, settings, overwrite=False, drop_record=not has_field)
     if record is not None:
-        plan.forget.append((record.scope(dataset), None))
+        plan.forget.append((_scope(dataset, record), None))
     return plan
 
 
 def _new(dataset, label_field: str, settings: dict[str, Any], *, overwrite: bool, drop_record: bool) -> _Plan:
-    record = TaggingRecord(label_field, settings, overwrite=overwrite)
-    return _Plan(record, record.scope(dataset), rewrite=overwrite, drop_record=drop_record)
+    record = runs.RunRecord("tag", label_field, settings, details={"overwrite": overwrite,
+                                                                    "pass_id": uuid.uuid4().hex})
+    return _Plan(record, _scope(dataset, record), rewrite=overwrite, drop_record=drop_record)
 
 
-def _continued(dataset, record: TaggingRecord) -> _Plan:
+def _continued(dataset, record: runs.RunRecord) -> _Plan:
     """A new pass of a recorded run (nobody else is on it): failures and stale claims of earlier passes are
     tried again; an overwrite not complete goes on with what it has not rewritten."""
-    import uuid
-
-    rewrite = record.overwrite and record.state != "complete"
-    scope = record.scope(dataset)
-    record.pass_id = uuid.uuid4().hex
-    record.state = "running"
+    rewrite = _overwrites(record) and not record.finished
+    scope = _scope(dataset, record)
+    record.details["pass_id"] = uuid.uuid4().hex
+    record.ended(runs.RUNNING)
     return _Plan(record, scope, rewrite=rewrite, forget=[(scope, ("claimed", "failed") if rewrite else None)])
 
 
-def _joined(dataset, record: TaggingRecord) -> _Plan:
-    return _Plan(record, record.scope(dataset), rewrite=record.overwrite and record.state != "complete")
+def _joined(dataset, record: runs.RunRecord) -> _Plan:
+    return _Plan(record, _scope(dataset, record), rewrite=_overwrites(record) and not record.finished)
 
 
 def _apply(dataset, plan: _Plan, holder: claims.Holder) -> None:
     """Make the plan the dataset's state: drop what it replaces, declare the fields, record the run."""
-    from fiftyone_ram.driver.runs import delete_record
-
     if plan.drop_record:
-        delete_record(dataset, plan.record.label_field)
+        runs.delete(dataset, "tag", plan.record.target)
     for scope, states in plan.forget:
         claims.forget(scope, states)
-    _declare_fields(dataset, plan.record.label_field)
-    save_record(dataset, plan.record)
+    _declare_fields(dataset, plan.record.target)
+    runs.save(dataset, plan.record)
     claims.join(plan.scope, holder)
 
 
@@ -278,80 +331,121 @@ def _candidates(samples, label_field: str, plan: _Plan, summary: TaggingSummary)
     without labels or whose last attempt failed."""
     from fiftyone import ViewField as F
 
+    every = samples.values("id")
     if plan.rewrite:
         done = claims.finished(plan.scope)
-        todo = [i for i in samples.values("id") if i not in done]
+        todo = [i for i in every if i not in done]
     else:
         todo = samples.match((~F(label_field).exists()) | F(error_field(label_field)).exists()).values("id")
-    summary.skipped = samples.count() - len(todo)
+    summary.skipped = len(every) - len(todo)
     return todo
 
 
-def _tag_claimed(samples, model, label_field: str, todo: list[str], plan: _Plan, holder: claims.Holder,
-                 summary: TaggingSummary, *, batch_size: int | None, num_workers: int | None,
-                 confidence_thresh: float | None, store_logits: bool, progress, skip_failures: bool,
-                 ray_options: RayOptions | None = None) -> None:
-    """Claim ``todo`` a window at a time and tag what was claimed; then sweep once more for claims that a
-    crashed run left behind. With ``ray_options``, the window is all of ``todo``: one Ray pipeline (its actors
-    load the model once) tags what was claimed."""
-    import fiftyone as fo
-    import fiftyone.core.utils as fou
+# -- the work ------------------------------------------------------------------------------------------------
 
-    window = max(int(batch_size or 1), 1) * CLAIM_BATCHES if ray_options is None else max(len(todo), 1)
-    options = dict(confidence_thresh=confidence_thresh, store_logits=store_logits, batch_size=batch_size,
-                   num_workers=num_workers, skip_failures=skip_failures)
+
+class _Bar:
+    """The run's progress: a function ``(fraction, label)`` the caller gave, or FiftyOne's console bar."""
+
+    def __init__(self, progress: bool | Callable | None, total: int) -> None:
+        import fiftyone.core.utils as fou
+
+        self.total = max(total, 1)
+        self.callback = progress if callable(progress) else None
+        self.bar = None if self.callback else fou.ProgressBar(total=total, progress=progress)
+        self.done = 0
+
+    def __enter__(self) -> _Bar:
+        if self.bar is not None:
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc_info)
+
+    def set(self, done: int) -> None:
+        self.done = min(done, self.total)
+        if self.callback is not None:
+            self.callback(self.done / self.total, f"Tagged {self.done:,} of {self.total:,}")
+        else:
+            self.bar.set_iteration(self.done)
+
+
+def _tag_claimed(samples, model, job: TagJob, todo: list[str], plan: _Plan, holder: claims.Holder,
+                 summary: TaggingSummary, progress) -> None:
+    """Claim ``todo`` a window at a time and tag what was claimed; then, until every sample is finished by
+    someone, take over the claims that other runs left (a dead run's expire) and wait for those still held by
+    live runs. With the Ray executor, the window is all of ``todo``: one Ray pipeline tags what was claimed."""
+    ray = job.ray_options
+    window = job.batch_size * CLAIM_BATCHES if ray is None else max(len(todo), 1)
     attempted: set[str] = set()
-    shown = callable(progress) or (fo.config.show_progress_bars if progress is None else bool(progress))
-    with fou.ProgressBar(total=len(todo), progress=progress) as bar:
-        done = 0
-        for sweep in range(2):
-            pending = [i for i in todo if i not in attempted]
-            if sweep and pending:
-                finished = claims.finished(plan.scope) | claims.finished(plan.scope, "failed")
-                pending = [i for i in pending if i not in finished]
+    finished: set[str] = set()
+    with _Bar(progress, len(todo)) as bar:
+        while True:
+            pending = [i for i in todo if i not in attempted and i not in finished]
+            if not pending:
+                break
+            claimed_any = False
             for start in range(0, len(pending), window):
-                wanted = pending[start:start + window]
-                mine = claims.take(plan.scope, wanted, holder)
-                if sweep == 0:
-                    done += len(wanted) - len(mine)
-                    bar.set_iteration(min(done, len(todo)))
+                mine = claims.take(plan.scope, pending[start:start + window], holder)
                 if not mine:
                     continue
+                claimed_any = True
                 attempted.update(mine)
-                inner = _forward(bar, done, len(todo)) if shown else False
-                _tag_chunk(samples, model, label_field, mine, plan, holder, summary, options, inner, ray_options)
-                done += len(mine)
-                bar.set_iteration(min(done, len(todo)))
-    summary.elsewhere = len(todo) - len(attempted)
+                _tag_chunk(samples, model, job, mine, plan, holder, summary, bar, ray)
+            finished = _finished(plan.scope)
+            bar.set(len(attempted) + len(finished & (set(todo) - attempted)))
+            if not claimed_any and any(i not in finished for i in pending):
+                time.sleep(WAIT_S)  # the rest is claimed by other runs: wait for them or for their leases to expire
+    summary.elsewhere = len(set(todo) - attempted)
 
 
-def _tag_chunk(samples, model, label_field: str, ids: list[str], plan: _Plan, holder: claims.Holder,
-               summary: TaggingSummary, options: dict[str, Any], progress: Callable | bool,
-               ray_options: RayOptions | None = None) -> None:
-    """Tag the claimed ``ids`` (here, :mod:`.local_engine`, or on Ray) and record what became of each.
+def _finished(scope: str) -> set[str]:
+    return claims.finished(scope) | claims.finished(scope, "failed")
+
+
+def _tag_chunk(samples, model, job: TagJob, ids: list[str], plan: _Plan, holder: claims.Holder,
+               summary: TaggingSummary, bar: _Bar, ray: RayOptions | None) -> None:
+    """Tag the claimed ``ids`` (here, :mod:`.local_executor`, or on Ray) and record what became of each.
     A sample counts as written when it was saved (its ``last_modified_at`` moved) without an error."""
-    errors = error_field(label_field)
+    errors = error_field(job.label_field)
     chunk = samples.select(ids, ordered=True)
     stale = chunk.exists(errors)
     if stale.count():
         stale.set_values(errors, [None] * stale.count())  # this run records its own failures
     before = dict(zip(*chunk.values(["id", "last_modified_at"])))
+    offset = bar.done
+
+    def advance(count: int) -> None:
+        bar.set(bar.done + count)
+
     try:
-        if ray_options is not None:
-            _tag_on_ray(chunk, len(ids), label_field, _run_model(model, options), ray_options, options, progress)
+        if ray is not None:
+            _tag_on_ray(chunk, len(ids), job, _run_model(model, job), ray, advance)
         elif _runs_here(samples, model):
-            _tag_here(chunk, label_field, _run_model(model, options), options, progress)
+            from fiftyone_ram.driver.local_executor import tag_locally
+
+            run_model = _run_model(model, job)
+            loading = plan_for_model(run_model, job.num_workers)
+            tag_locally(chunk, run_model, job.label_field, batch_size=job.batch_size,
+                        num_workers=loading.num_workers, pin_memory=loading.pin_memory,
+                        skip_failures=job.skip_failures, advance=advance, errors=summary.batch_errors)
         else:  # another model, or a generated view (patches...): FiftyOne's own loop, which writes those back
-            plan = plan_for_model(model, options.get("num_workers"))
-            if plan is not None:
-                options = {**options, "num_workers": plan.num_workers, "pin_memory": plan.pin_memory}
-            chunk.apply_model(model, label_field=label_field, progress=progress or False, **options)
+            loading = plan_for_model(model, job.num_workers)
+            options = {"batch_size": job.batch_size, "num_workers": job.num_workers,
+                       "confidence_thresh": job.threshold, "store_logits": job.store_logits,
+                       "skip_failures": job.skip_failures}
+            if loading is not None:
+                options.update(num_workers=loading.num_workers, pin_memory=loading.pin_memory)
+            chunk.apply_model(model, label_field=job.label_field, progress=False, **options)
     except BaseException:  # interrupted: what was saved is finished, the rest goes back to the pool
-        written, _ = _outcome(chunk, label_field, before, TaggingSummary(label_field))
+        written, _ = _outcome(chunk, job.label_field, before, TaggingSummary(job.label_field))
         claims.finish(plan.scope, holder, written, [])
         raise
-    written, failed = _outcome(chunk, label_field, before, summary)
+    written, failed = _outcome(chunk, job.label_field, before, summary)
     claims.finish(plan.scope, holder, written, failed)
+    bar.set(offset + len(ids))
 
 
 def _runs_here(samples, model) -> bool:
@@ -360,59 +454,32 @@ def _runs_here(samples, model) -> bool:
     return hasattr(model, "predict_outputs") and not samples._is_generated
 
 
-def _run_model(model, options: dict[str, Any]):
-    """``model`` as ``apply_model`` would run it with ``options``: a copy (the tagger shared, the caller's
-    settings left alone) whose config holds the run's single threshold and that stores logits if asked."""
+def _run_model(model, job: TagJob):
+    """``model`` as ``apply_model`` would run it: a copy (the tagger shared, the caller's settings left alone)
+    whose config holds the run's single threshold and that stores logits if asked."""
     import copy
 
     tagger = model.tagger
     model = copy.copy(model)  # (pickle's protocol: the copy drops its loaded tagger, which is put back)
     model._tagger = tagger
     model.config = copy.copy(model.config)
-    if options.get("confidence_thresh") is not None:
-        model.config.confidence_thresh = options["confidence_thresh"]  # replaces the per-class thresholds
-    model.store_logits = bool(options.get("store_logits"))
+    if job.threshold is not None:
+        model.config.confidence_thresh = job.threshold  # replaces the per-class thresholds
+    model.store_logits = bool(job.store_logits)
     return model
 
 
-def _tag_here(chunk, label_field: str, model, options: dict[str, Any], progress: Callable | bool) -> None:
-    from fiftyone_ram.driver.local_executor import tag_locally
-
-    size = max(int(options["batch_size"] or model.tagger.batch_size), 1)
-    advance = None
-    if callable(progress):
-        done = _Counter()
-
-        def advance(count: int) -> None:
-            done.iteration += count
-            progress(done)
-    plan = plan_for_model(model, options.get("num_workers"))
-    tag_locally(chunk, model, label_field, batch_size=size, num_workers=plan.num_workers,
-                pin_memory=plan.pin_memory, skip_failures=options["skip_failures"], advance=advance)
-
-
-@dataclass
-class _Counter:
-    """What a progress callback reads (the ``iteration`` of FiftyOne's progress bar)."""
-
-    iteration: int = 0
-
-
-def _tag_on_ray(chunk, count: int, label_field: str, model, ray_options: RayOptions,
-                options: dict[str, Any], progress: Callable | bool) -> None:
+def _tag_on_ray(chunk, count: int, job: TagJob, model, ray: RayOptions, advance: Callable[[int], None]) -> None:
     """The claimed samples through one Ray pipeline, written back by sample id."""
     from fiftyone_ram.driver.ray_executor import predict_pages
     from fiftyone_ram.driver.writer import LabelWriter, iter_pages
 
-    size = max(int(options["batch_size"] or model.tagger.batch_size), 1)
-    stream = predict_pages(iter_pages(chunk, size), model, ray_options, max_pages=-(-count // size))
-    done = _Counter()
-    with LabelWriter(chunk, label_field) as writer:
+    size = job.batch_size
+    stream = predict_pages(iter_pages(chunk, size), model, ray, max_pages=-(-count // size))
+    with LabelWriter(chunk, job.label_field) as writer:
         for ids, outputs in stream:
             writer.write(ids, outputs)
-            if callable(progress):
-                done.iteration += len(ids)
-                progress(done)
+            advance(len(ids))
 
 
 def _outcome(chunk, label_field: str, before: dict[str, Any], summary: TaggingSummary
@@ -433,28 +500,30 @@ def _outcome(chunk, label_field: str, before: dict[str, Any], summary: TaggingSu
     return written, failed
 
 
-def _forward(bar, offset: int, total: int) -> Callable:
-    """``apply_model``'s progress on one window, forwarded to the run's bar (one bar over all windows)."""
-    return lambda inner: bar.set_iteration(min(offset + inner.iteration, total))
-
-
-def _end(dataset, plan: _Plan, holder: claims.Holder, todo: list[str], *, interrupted: bool) -> None:
-    """Record how the run ended, unless another run is still on it (the last one to leave records it)."""
+def _end(dataset, plan: _Plan, holder: claims.Holder, todo: list[str], *, stopped: BaseException | None) -> None:
+    """Record how the run ended, unless another run is still on it (the last one to leave records it): failed
+    with its reason, interrupted (stopped by the user, or samples left), or completed."""
     with claims.dataset_lock(dataset.name, holder):
         claims.leave(plan.scope, holder)  # first, so that of two runs ending at once the last sees it is last
         dataset.reload()
-        record = load_record(dataset, plan.record.label_field)
+        record = runs.load(dataset, "tag", plan.record.target)
         if record is None or record.run_id != plan.record.run_id:
             return  # replaced meanwhile by an overwrite
         if claims.other_workers(plan.scope, holder):
             return
-        finished = claims.finished(plan.scope) | claims.finished(plan.scope, "failed")
-        if interrupted or any(i not in finished for i in todo):
-            record.state = "interrupted"
+        if stopped is not None:
+            record.ended(runs.INTERRUPTED if isinstance(stopped, (KeyboardInterrupt, SystemExit))
+                         else runs.FAILED, stopped)
+        elif any(i not in _finished(plan.scope) for i in todo):
+            record.ended(runs.INTERRUPTED)
         else:
-            record.state = "complete"
+            record.ended(runs.COMPLETED)
             claims.forget(plan.scope)
-        save_record(dataset, record)
+        runs.save(dataset, record)
+
+
+def _what(samples) -> str:
+    return "view" if samples is not samples._root_dataset else "dataset"
 
 
 def show_captions(samples, label_field: str) -> None:

@@ -16,11 +16,13 @@ What is written (the tag field itself is never modified here):
   ``flag_reason`` (the first of the reasons above that applies), ``flag_reasons`` and ``flag_score``;
 * ``<cleaned_field>``: the tags without the flagged ones;
 * a saved view of the samples with flagged tags (only those labels shown) for review in the App;
-* a FiftyOne run (``ram_clean_<tag_field>``) with the settings, the completed categories and the status
-  (``running``, ``interrupted`` with what stopped it, ``completed``), so that an interrupted run resumes
-  category by category (``resume=True``) and a later run is told truthfully what is there. A run that fails
-  before its first batch of categories is complete is removed with what it wrote: nothing is left that a
-  next run would mistake for a cleaning.
+* a run in the run store (kind ``clean``, :mod:`fiftyone_ram.driver.runs`) with the settings, the completed
+  categories and the status (``running``, ``interrupted`` or ``failed`` with what stopped it, ``completed``), so
+  that an interrupted run resumes category by category (``resume=True``) and a later run is told truthfully what
+  is there. A run that fails before its first batch of categories is complete is removed with what it wrote:
+  nothing is left that a next run would mistake for a cleaning.
+
+The settings are a :class:`CleanJob`, which also builds the region source and the crop encoder they name.
 
 Scale: categories are processed ``categories_per_batch`` at a time; within a batch, (image, category) pairs
 go through the detector and the encoder ``batch_size`` at a time, so memory is one batch of images plus the
@@ -37,17 +39,10 @@ from typing import Any
 
 import numpy as np
 
-from fiftyone_ram.engine.crops import CropEncoder
-from fiftyone_ram.engine.outliers import OutlierOptions, score_outliers
-from fiftyone_ram.engine.regions import Region, RegionSource
-from fiftyone_ram.engine.review import (
-    CleaningError,
-    cleaning_run_key,
-    default_fields,
-    save_review_view,
-    strip_flags,
-    to_classifications,
-)
+from fiftyone_ram.driver import runs
+from fiftyone_ram.driver.ray_executor import ExecutorSettings, RayOptions
+from fiftyone_ram.engine.crops import DEFAULT_CLIP, CropEncoder
+from fiftyone_ram.engine.outliers import OUTLIER_RULES, OutlierOptions, score_outliers
 from fiftyone_ram.engine.ray_passes import (
     ChunkResult,
     CropItem,
@@ -55,10 +50,29 @@ from fiftyone_ram.engine.ray_passes import (
     cleaning_results_on_ray,
     crop_pass,
 )
+from fiftyone_ram.engine.regions import (
+    DEFAULT_BOX_THRESHOLD,
+    DEFAULT_DETECTOR,
+    DEFAULT_MAX_REGIONS,
+    DEFAULT_TEXT_THRESHOLD,
+    Region,
+    RegionSource,
+)
+from fiftyone_ram.engine.review import (
+    CleaningError,
+    default_fields,
+    save_review_view,
+    strip_flags,
+    tags_digest,
+    to_classifications,
+)
+from fiftyone_ram.jobs import FIELD, THRESHOLD, setting
 from fiftyone_ram.progress import Progress
-from fiftyone_ram.driver.ray_executor import RayOptions, check_engine
 
-REASONS = ("no_region", "outlier", "not_predicted")
+#: Why cleaning flags a tag, first reason first (the review field's ``flag_reason``).
+FLAG_REASONS = ("no_region", "outlier", "not_predicted")
+#: Where the crops' embeddings come from.
+EMBEDDERS = ("ram", "clip")
 
 
 @dataclass
@@ -84,7 +98,7 @@ class CleaningSummary:
     def __str__(self) -> str:
         lines = [f"{len(self.categories_done)} categories cleaned in '{self.tag_field}': {self.tags_checked} tags "
                  f"checked over {self.regions} regions, {self.flagged_total} flagged"]
-        lines += [f"  {reason}: {self.flagged.get(reason, 0)}" for reason in REASONS]
+        lines += [f"  {reason}: {self.flagged.get(reason, 0)}" for reason in FLAG_REASONS]
         lines.append(f"review: field '{self.review_field}', saved view '{self.view_name}'; "
                      f"cleaned tags: '{self.cleaned_field}'")
         if self.categories_skipped:
@@ -108,64 +122,169 @@ class _Pair:
     category: str
 
 
-def clean_tags(samples: Any, tag_field: str, *, regions: RegionSource, encoder: CropEncoder,
-               categories: Sequence[str] | int | None = None, fraction: float = 0.1,
-               outlier_options: dict[str, Any] | None = None, cleaned_field: str | None = None,
-               review_field: str | None = None, view_name: str | None = None, categories_per_batch: int = 32,
-               batch_size: int = 8, crop_margin: float = 0.0, resume: bool = False, overwrite: bool = False,
-               progress: Progress | None = None, engine: str = "local",
-               ray_options: RayOptions | None = None) -> CleaningSummary:
+@dataclass(kw_only=True)
+class CleanJob(ExecutorSettings):
+    """The settings of a cleaning (the tagger, when one is needed, is given to :meth:`run`)."""
+
+    what = "cleaning"
+
+    tag_field: str = setting(kind=FIELD, label="Tags to clean",
+                             help="the tags to clean (never modified until the review is applied)")
+    categories: tuple[str, ...] = setting((), label="These tags", help="only these tags (default: all)")
+    top: int | None = setting(None, low=1, label="The most frequent", help="only the N most frequent tags")
+    regions_field: str | None = setting(None, kind=FIELD, label="Boxes",
+                                        help="take regions from this Detections field instead of a detector")
+    detector: str = setting(DEFAULT_DETECTOR, label="Detector",
+                            help="the Grounding-DINO detector (hub id or folder), prompted with each tag")
+    box_threshold: float = setting(DEFAULT_BOX_THRESHOLD, kind=THRESHOLD, label="Box threshold",
+                                   help="the detector's box score a region needs")
+    text_threshold: float = setting(DEFAULT_TEXT_THRESHOLD, kind=THRESHOLD, label="Text threshold",
+                                    help="the detector's phrase score a region needs")
+    max_regions: int = setting(DEFAULT_MAX_REGIONS, low=1, label="Regions per tag",
+                               help="the best regions of a tag that are judged")
+    embedder: str = setting("ram", choices=EMBEDDERS, label="Crop embeddings",
+                            help="ram: the tagger's image encoder; clip: a CLIP image encoder")
+    clip_model: str = setting(DEFAULT_CLIP, label="CLIP model", help="with the CLIP embedder: hub id or folder")
+    region_check: bool = setting(True, flag="--check", label="Also flag tags the tagger does not predict on their regions",
+                          help="also flag a tag the tagger does not predict on any of its regions (with the CLIP "
+                               "embedder and no check, no tagger is needed)")
+    fraction: float = setting(0.1, low=0.0, high=1.0, label="Expected share of wrong tags",
+                              help="the expected share of wrong tags")
+    rule: str = setting("adaptive", choices=OUTLIER_RULES, label="Outlier rule",
+                        help="adaptive: flag what stands out (up to twice the fraction); quota: the top fraction "
+                             "of each tag")
+    per_category: bool = setting(False, label="Judge each tag alone",
+                                 help="judge each tag's crops alone, without comparing with other tags' modes (for "
+                                      "overlapping tags such as 'animal' and 'dog')")
+    seed: int = setting(0, help="the seed of the clustering")
+    categories_per_batch: int = setting(32, low=1, label="Tags per batch",
+                                        help="tags judged together (outliers are found among one batch's crops)")
+    batch_size: int = setting(8, low=1, label="Crops per model call", help="(image, tag) pairs per model call")
+    resume: bool = setting(False, form=False, help="continue an interrupted cleaning of the tag field")
+    overwrite: bool = setting(False, form=False, help="start the cleaning of the tag field again")
+    crop_margin: float = setting(0.0, low=0.0, flag=False, form=False,
+                                 help="grow each region by this fraction of its size before cropping")
+    cleaned_field: str | None = setting(None, kind=FIELD, flag=False, form=False,
+                                        help="where the tags without the flagged ones go (default <tag_field>_cleaned)")
+    review_field: str | None = setting(None, kind=FIELD, flag=False, form=False,
+                                       help="where the review copy goes (default <tag_field>_review)")
+    view_name: str | None = setting(None, flag=False, form=False,
+                                    help="the saved view of the flagged tags (default <tag_field>_flagged)")
+    device: str | None = setting(None, flag=False, form=False, help="where the detector and CLIP run")
+
+    def check_values(self) -> None:
+        super().check_values()
+        if self.resume and self.overwrite:
+            raise CleaningError("give resume (--resume) or overwrite (--overwrite), not both")
+        if self.categories and self.top:
+            raise CleaningError("give categories (--categories) or top (--top), not both")
+        try:
+            score_outliers(np.zeros((0, 1)), [], self.fraction, **self.outlier_options)  # bad options fail now
+        except (ValueError, TypeError) as exc:
+            raise CleaningError(f"invalid cleaning options: {exc}") from None
+
+    @property
+    def outlier_options(self) -> dict[str, Any]:
+        return {"rule": self.rule, "seed": self.seed, "cross_category": not self.per_category}
+
+    @property
+    def needs_tagger(self) -> bool:
+        return self.embedder == "ram" or self.region_check
+
+    def chosen_categories(self) -> Sequence[str] | int | None:
+        return list(self.categories) if self.categories else self.top
+
+    def check(self, samples: Any, regions: Any = None, encoder: Any = None) -> CheckedCleaning:
+        """Refuse a cleaning that cannot run, before any model is loaded and before anything is written."""
+        self.check_executor()
+        if self.regions_field is not None:
+            _check_boxes(samples, self.regions_field)
+        checked = check_cleaning(samples, self.tag_field, cleaned_field=self.cleaned_field,
+                                 review_field=self.review_field, view_name=self.view_name, resume=self.resume,
+                                 overwrite=self.overwrite)
+        if self.executor == "ray" and regions is not None and encoder is not None:
+            check_cleaning_on_ray(regions, encoder)
+        return checked
+
+    def regions(self, samples: Any) -> RegionSource:
+        """The region source the settings name: the boxes field, else Grounding-DINO."""
+        from fiftyone_ram.engine.regions import make_regions
+
+        return make_regions(samples, field=self.regions_field, detector=self.detector,
+                            box_threshold=self.box_threshold, text_threshold=self.text_threshold,
+                            max_regions=self.max_regions, device=self.device)
+
+    def encoder(self, tagger: Any = None) -> CropEncoder:
+        """The crop encoder the settings name (with ``tagger`` for the RAM embedder or the check)."""
+        from fiftyone_ram.engine.crops import make_encoder
+
+        if self.needs_tagger and tagger is None:
+            raise CleaningError("this cleaning needs a tagger (the RAM embedder or the tagger's check): give one, "
+                                "or use the CLIP embedder without the check")
+        return make_encoder(self.embedder, tagger=tagger, clip_model=self.clip_model, device=self.device,
+                            check=self.region_check)
+
+    def run(self, samples: Any, tagger: Any = None, *, regions: RegionSource | None = None,
+            encoder: CropEncoder | None = None, progress: Progress | None = None) -> CleaningSummary:
+        """Clean the tags (see :func:`clean_tags`); ``regions`` / ``encoder`` replace the ones the settings name."""
+        self.check(samples)
+        regions = regions if regions is not None else self.regions(samples)
+        encoder = encoder if encoder is not None else self.encoder(tagger)
+        return _clean(samples, self, regions, encoder, progress)
+
+
+def clean_tags(samples: Any, tag_field: str, *, tagger: Any = None, regions: RegionSource | None = None,
+               encoder: CropEncoder | None = None, progress: Progress | None = None, job: CleanJob | None = None,
+               **settings: Any) -> CleaningSummary:
     """Clean the tags of ``tag_field`` (any field the evaluation reads: ``Classifications``,
     ``Classification``, ``Detections``, ``Polylines``, a list of strings) in ``samples`` (dataset or view).
 
-    ``categories``: None for all, a list of names, or N for the N most frequent. ``regions``: a
+    ``settings``: :class:`CleanJob`'s (``categories`` or ``top``, the region source, the embedder, the outlier
+    rule, ``resume`` / ``overwrite``, ``executor``...), or ``job`` itself. ``tagger``: the tagger whose encoder
+    embeds the crops (the RAM embedder) and that checks each region. ``regions`` (a
     :class:`~fiftyone_ram.engine.regions.GroundingDinoRegions` or
-    :class:`~fiftyone_ram.engine.regions.DetectionsRegions`. ``encoder``: a
-    :class:`~fiftyone_ram.engine.crops.TaggerCrops` (embeddings and the category check in one pass),
-    :class:`~fiftyone_ram.engine.crops.ClipCrops` (embeddings only) or
-    :class:`~fiftyone_ram.engine.crops.EncoderWithTagger`. ``fraction`` and ``outlier_options`` go to
-    :func:`~fiftyone_ram.engine.outliers.score_outliers`.
+    :class:`~fiftyone_ram.engine.regions.DetectionsRegions`) and ``encoder`` (a
+    :class:`~fiftyone_ram.engine.crops.TaggerCrops`, :class:`~fiftyone_ram.engine.crops.ClipCrops` or
+    :class:`~fiftyone_ram.engine.crops.EncoderWithTagger`) replace the ones the settings name.
 
     ``resume``: continue an earlier run with the same settings, skipping its completed categories;
     ``overwrite``: delete the earlier run and its fields and start again. Without either, an earlier run is
     an error that says whether it finished or stopped. Everything that can be refused is refused before
     anything is written; a run that fails before completing a batch of categories leaves nothing behind,
-    one that fails later keeps its completed categories for ``resume``.
-
-    ``engine``: ``local``, or ``ray``: the detector and crop-embedding pass of each category batch on Ray
-    Data with ``ray_options`` (images decoded in Ray tasks, the models in actors, loaded there from their
-    files: models built in memory are refused); the outliers are judged here, over the same crops in the
-    same order, so both engines write the same verdicts.
+    one that fails later keeps its completed categories for ``resume``. With the Ray executor the detector and
+    crop-embedding pass of each category batch runs on Ray Data (the models in actors, loaded there from their
+    files: models built in memory are refused); the outliers are judged here, over the same crops in the same
+    order, so both executors write the same verdicts.
     """
-    check_engine(engine)
-    if engine == "ray":
+    if job is None:
+        job = CleanJob(tag_field=tag_field, **settings)
+    elif settings:
+        raise TypeError("give the cleaning job or its settings, not both")
+    return job.run(samples, tagger, regions=regions, encoder=encoder, progress=progress)
+
+
+def _clean(samples: Any, job: CleanJob, regions: RegionSource, encoder: CropEncoder,
+           progress: Progress | None) -> CleaningSummary:
+    if job.executor == "ray":
         check_cleaning_on_ray(regions, encoder)
-    if resume and overwrite:
-        raise CleaningError("give resume (--resume) or overwrite (--overwrite), not both")
-    try:
-        score_outliers(np.zeros((0, 1)), [], fraction, **(outlier_options or {}))  # bad options fail now
-    except (ValueError, TypeError) as exc:
-        raise CleaningError(f"invalid cleaning options: {exc}") from None
-    checked = check_cleaning(samples, tag_field, cleaned_field=cleaned_field, review_field=review_field,
-                             view_name=view_name, resume=resume, overwrite=overwrite)
+    checked = job.check(samples)
+    tag_field = job.tag_field
     cleaned_field, review_field, view_name = checked.cleaned_field, checked.review_field, checked.view_name
     tags, names, previous = checked.tags, checked.names, checked.previous
     dataset = samples._dataset
-    run_key = cleaning_run_key(tag_field)
-    summary = CleaningSummary(tag_field, cleaned_field, review_field, view_name, run_key)
-    settings = {"method": "ram_clean", "tag_field": tag_field, "cleaned_field": cleaned_field,
-                "review_field": review_field, "view_name": view_name, "fraction": fraction,
-                "outlier_options": dict(outlier_options or {}), "regions": getattr(regions, "name", "?"),
-                "max_regions": getattr(regions, "max_regions", None),
+    summary = CleaningSummary(tag_field, cleaned_field, review_field, view_name, runs.run_key("clean", tag_field))
+    settings = {"tag_field": tag_field, "cleaned_field": cleaned_field, "review_field": review_field,
+                "view_name": view_name, "fraction": job.fraction, "outlier_options": job.outlier_options,
+                "regions": getattr(regions, "name", "?"), "max_regions": getattr(regions, "max_regions", None),
                 "box_threshold": getattr(regions, "box_threshold", None),
-                "text_threshold": getattr(regions, "text_threshold", None),
-                "encoder": getattr(encoder, "name", "?"), "crop_margin": crop_margin}
+                "text_threshold": getattr(regions, "text_threshold", None), "encoder": getattr(encoder, "name", "?"),
+                "crop_margin": job.crop_margin}
     ids, paths = samples.values("id"), samples.values("filepath")
-    if previous is not None and resume:
+    if previous is not None and job.resume:
         previous.check_settings(tag_field, settings)
         _restore(previous.state, summary)
     done = set(summary.categories_done)
-    todo = [c for c in _select_categories(names, categories, regions, summary) if c not in done]
+    todo = [c for c in _select_categories(names, job.chosen_categories(), regions, summary) if c not in done]
     if not todo and not done:
         why = "; ".join(f"{name}: {reason}" for name, reason in list(summary.categories_skipped.items())[:5])
         raise CleaningError(f"nothing to clean in '{tag_field}': no category to judge ({why})")
@@ -173,43 +292,66 @@ def clean_tags(samples: Any, tag_field: str, *, regions: RegionSource, encoder: 
     # From here on the dataset is written to.
     fresh = not done
     completed_now = 0
+    record = previous.record if previous is not None and not fresh else runs.RunRecord(
+        "clean", tag_field, settings, outputs={"fields": [review_field, cleaned_field], "view": view_name})
     try:
         if fresh:
             if previous is not None:  # overwrite: the earlier cleaning goes with everything it wrote
                 _delete_run(dataset, previous)
-            dataset.register_run(run_key, dataset.init_run(**settings), overwrite=True)
+            runs.save(dataset, record)
             summary.categories_done = []
-            _save_state(dataset, run_key, summary, status="running", planned=todo)
-            samples.set_values(review_field, [to_classifications(tag_labels) for tag_labels in
-                                              _labels_of(samples, tag_field, tags.label_type, names)], dynamic=True)
+            _save_state(dataset, summary, planned=todo)
+            reviewed = [_review_copy(labels, tags.kind, value) for labels, value in
+                        zip(_labels_of(samples, tag_field, tags.label_type, names), samples.values(tag_field))]
+            samples.set_values(review_field, reviewed, dynamic=True)
         else:
-            _save_state(dataset, run_key, summary, status="running", planned=sorted(done) + todo)
-        batches = [todo[i:i + categories_per_batch] for i in range(0, len(todo), categories_per_batch)]
+            runs.save(dataset, record.ended(runs.RUNNING))
+            _save_state(dataset, summary, planned=sorted(done) + todo)
+        batches = [todo[i:i + job.categories_per_batch] for i in range(0, len(todo), job.categories_per_batch)]
         total = len(done) + len(todo)
         for number, batch in enumerate(batches):
-            _clean_batch(samples, ids, paths, names, batch, regions, encoder, fraction, outlier_options or {},
-                         review_field, batch_size, crop_margin, summary,
-                         (ray_options or RayOptions()) if engine == "ray" else None)
+            _clean_batch(samples, ids, paths, names, batch, regions, encoder, job.fraction, job.outlier_options,
+                         review_field, job.batch_size, job.crop_margin, summary, job.ray_options)
             summary.categories_done.extend(batch)
             completed_now += 1
-            _save_state(dataset, run_key, summary, status="running", planned=sorted(done) + todo)
+            _save_state(dataset, summary, planned=sorted(done) + todo)
             if progress is not None:
                 progress((number + 1) / (len(batches) + 1), f"cleaned {len(summary.categories_done)} of {total} "
                                                               f"categories")
         samples.set_values(cleaned_field, [strip_flags(labels, drop_flagged=True)
                                            for labels in samples.values(review_field)])
         save_review_view(samples, review_field, view_name)
-        _save_state(dataset, run_key, summary, status="completed")
+        runs.save(dataset, record.ended(runs.COMPLETED))
     except BaseException as exc:
         if fresh and not completed_now:
-            _delete_run(dataset, _previous_run(dataset, run_key))  # nothing worth resuming: leave no trace
+            _delete_run(dataset, _previous_run(dataset, tag_field))  # nothing worth resuming: leave no trace
         else:
-            _save_state(dataset, run_key, summary, status="interrupted", planned=sorted(done) + todo,
-                        error=f"{type(exc).__name__}: {exc}"[:300])
+            interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
+            runs.save(dataset, record.ended(runs.INTERRUPTED if interrupted else runs.FAILED, exc))
         raise
     if progress is not None:
         progress(1.0, f"cleaned {len(summary.categories_done)} categories, {summary.flagged_total} tags flagged")
     return summary
+
+
+def _review_copy(labels: list[Any], kind: str, value: Any):
+    """The review field's value of one sample: a copy of its tags, and a digest of the tag field as it was, so
+    that applying the review refuses a sample whose tags changed since (they are no longer what was reviewed)."""
+    copy = to_classifications(labels)
+    if copy is not None:
+        copy["reviewed"] = tags_digest(value, kind)
+    return copy
+
+
+def _check_boxes(samples: Any, field: str) -> None:
+    import fiftyone.core.labels as fol
+
+    from fiftyone_ram.fields import field_kind
+
+    try:
+        field_kind(samples, field, (fol.Detections,), "regions", allow_strings=False)
+    except ValueError as exc:
+        raise CleaningError(str(exc)) from None
 
 
 @dataclass
@@ -229,7 +371,7 @@ def check_cleaning(samples: Any, tag_field: str, *, cleaned_field: str | None = 
                    overwrite: bool = False) -> CheckedCleaning:
     """Refuse a cleaning that cannot run, before any model is loaded and before anything is written: bad or
     taken output names, an empty collection, a field without tags, an earlier run without ``resume`` or
-    ``overwrite``. :func:`clean_tags` calls it; the CLI and the operator call it first to fail fast."""
+    ``overwrite``."""
     from fiftyone_ram.fields import read_tags
 
     defaults = default_fields(tag_field)
@@ -239,7 +381,7 @@ def check_cleaning(samples: Any, tag_field: str, *, cleaned_field: str | None = 
     _check_fields(samples, tag_field, cleaned_field, review_field)
     dataset = samples._dataset
     where = "view" if samples is not dataset else "dataset"
-    if len(samples) == 0:
+    if samples.count("id") == 0:
         raise CleaningError(f"nothing to clean: the {where} has no samples")
     try:
         tags = read_tags(samples, tag_field)
@@ -249,7 +391,7 @@ def check_cleaning(samples: Any, tag_field: str, *, cleaned_field: str | None = 
     if not any(names):
         raise CleaningError(f"nothing to clean: no sample of the {where} ({len(names)} samples) has a tag in "
                             f"'{tag_field}'")
-    previous = _previous_run(dataset, cleaning_run_key(tag_field))
+    previous = _previous_run(dataset, tag_field)
     if previous is not None and not (resume or overwrite):
         raise CleaningError(previous.refusal(tag_field))
     _check_outputs(dataset, previous, cleaned_field, review_field, view_name)
@@ -419,15 +561,12 @@ def _write_verdicts(samples: Any, ids: list[str], verdicts: dict[int, dict[str, 
     samples.set_values(review_field, updates, key_field="id", dynamic=True)
 
 
-def _save_state(dataset: Any, run_key: str, summary: CleaningSummary, *, status: str,
-                planned: list[str] | None = None, error: str | None = None) -> None:
-    """The run's results: the summary so far, ``status`` (running / interrupted / completed), the categories
-    planned and, for an interrupted run, what stopped it."""
+def _save_state(dataset: Any, summary: CleaningSummary, *, planned: list[str] | None = None) -> None:
+    """The run's bookkeeping: the summary so far and the categories planned."""
     state = summary.to_dict()
-    state.pop("run_key")  # the results' own key
-    state.update(status=status, planned=planned if planned is not None else list(summary.categories_done),
-                 error=error)
-    dataset.save_run_results(run_key, dataset.init_run_results(run_key, **state), overwrite=True)
+    state.pop("run_key")
+    state["planned"] = planned if planned is not None else list(summary.categories_done)
+    runs.save_state(dataset, "clean", summary.tag_field, **state)
 
 
 def _restore(state: dict[str, Any], summary: CleaningSummary) -> None:
@@ -448,29 +587,28 @@ RESUME_SETTINGS = ("cleaned_field", "review_field", "view_name", "fraction", "ou
 
 @dataclass
 class _PreviousRun:
-    """The cleaning run already recorded for a tag field: its settings and its state."""
+    """The cleaning run already recorded for a tag field: its record and its state."""
 
-    key: str
-    settings: dict[str, Any]
+    record: runs.RunRecord
     state: dict[str, Any]
-    timestamp: Any
 
     @property
-    def status(self) -> str:
-        return self.state.get("status") or "completed"  # runs recorded before the status was kept finished
+    def settings(self) -> dict[str, Any]:
+        return self.record.settings
 
     def refusal(self, tag_field: str) -> str:
         done = list(self.state.get("categories_done", []))
-        when = f", {self.timestamp:%Y-%m-%d %H:%M}" if self.timestamp else ""
-        if self.status == "completed":
-            return (f"'{tag_field}' was already cleaned ({len(done)} categories, run '{self.key}'{when}): pass "
+        when = f", started {self.record.started_at}"
+        key = self.record.key
+        if self.record.finished:
+            return (f"'{tag_field}' was already cleaned ({len(done)} categories, run '{key}'{when}): pass "
                     f"resume (CLI: --resume) to clean the categories not done yet, or overwrite (--overwrite) to "
                     f"start again")
         planned = len(self.state.get("planned") or done)
-        how = (f"stopped ({self.state['error']})" if self.state.get("error")
+        how = (f"stopped ({self.record.error})" if self.record.error
                else "did not finish (it stopped, or is still running elsewhere)")
         return (f"an earlier cleaning of '{tag_field}' {how} after {len(done)} of {planned} categories (run "
-                f"'{self.key}'{when}): pass resume (CLI: --resume) to continue it, or overwrite (--overwrite) to "
+                f"'{key}'{when}): pass resume (CLI: --resume) to continue it, or overwrite (--overwrite) to "
                 f"start again")
 
     def check_settings(self, tag_field: str, settings: dict[str, Any]) -> None:
@@ -496,13 +634,11 @@ class _PreviousRun:
         return [f for f in fields if f], self.settings.get("view_name")
 
 
-def _previous_run(dataset: Any, run_key: str) -> _PreviousRun | None:
-    if not dataset.has_run(run_key):
+def _previous_run(dataset: Any, tag_field: str) -> _PreviousRun | None:
+    record = runs.load(dataset, "clean", tag_field)
+    if record is None:
         return None
-    info = dataset.get_run_info(run_key)
-    results = dataset.load_run_results(run_key, cache=False)
-    state = results.serialize() if results is not None else {}
-    return _PreviousRun(run_key, info.config.serialize(), state, getattr(info, "timestamp", None))
+    return _PreviousRun(record, runs.load_state(dataset, "clean", tag_field))
 
 
 def _normalized_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -534,5 +670,4 @@ def _delete_run(dataset: Any, previous: _PreviousRun | None) -> None:
             dataset.delete_sample_field(name)
     if view and dataset.has_saved_view(view):
         dataset.delete_saved_view(view)
-    if dataset.has_run(previous.key):
-        dataset.delete_run(previous.key)
+    runs.delete(dataset, "clean", previous.record.target)

@@ -13,7 +13,9 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-DEFAULT_CLIP = "openai/clip-vit-base-patch16"
+from fiftyone_ram.hub_models import CLIP
+
+DEFAULT_CLIP = CLIP
 MIN_CROP_PIXELS = 8  # smaller boxes are grown around their centre: encoders need a few patches of content
 
 

@@ -15,23 +15,27 @@ Each ``Classification`` has ``label``, ``confidence`` (the tagger's probability 
 else None), ``sources`` (every source that gave it, in the order above) and ``source`` (the first). Tags are
 merged by their normalised name (case, spacing); the first spelling is kept.
 
-The generation is recorded as a FiftyOne run (``ram_generate_<out_field>``) whose status says whether it
-finished. A new field whose generation fails is deleted with its record; an overwrite that stops halfway is
-marked, so that the next run says the field is partial instead of merely "exists".
+The settings are a :class:`GenerateJob`. The generation is recorded in the run store (kind ``generate``,
+:mod:`fiftyone_ram.driver.runs`) with its status. A new field whose generation fails is deleted with its
+record; an overwrite that stops halfway is recorded as interrupted or failed, so that the next run says the
+field is partial instead of merely "exists".
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
+from fiftyone_ram.driver import runs
+from fiftyone_ram.driver.ray_executor import ExecutorSettings, RayOptions
 from fiftyone_ram.engine.ray_passes import ModelResult
 from fiftyone_ram.errors import UserError
-from fiftyone_ram.progress import Progress
-from fiftyone_ram.driver.ray_executor import RayOptions, check_engine
+from fiftyone_ram.jobs import FIELD, FIELDS, PATH, THRESHOLD, setting
 from fiftyone_ram.labels.label_system import normalize_name
+from fiftyone_ram.progress import Progress
+from fiftyone_ram.tagger_spec import BATCH_SIZE
 
 SOURCES = ("original", "parsed", "predicted", "captioned")
 
@@ -103,98 +107,154 @@ class _Merged:
         return value
 
 
-def generate_tags(samples: Any, out_field: str, *, tag_fields: Sequence[str] = (),
-                  caption_fields: Sequence[str] = (), tagger: Any = None, captioner: Any = None,
-                  parser: Any = None, tag_list: str | None = None, threshold: float | None = None,
-                  batch_size: int = 8, caption_options: dict[str, Any] | None = None, overwrite: bool = False,
-                  progress: Progress | None = None, engine: str = "local",
-                  ray_options: RayOptions | None = None) -> GenerationSummary:
+@dataclass
+class GenerateJob(ExecutorSettings):
+    """The settings of a generation (the models are given to :meth:`run`)."""
+
+    what = "generation"
+
+    out_field: str = setting("generated", kind=FIELD, label="Output field",
+                             help="the Classifications field to write; each tag has its sources and confidence")
+    tag_fields: tuple[str, ...] = setting((), kind=FIELDS, flag="--tag-field", label="Existing tags",
+                                          help="fields whose tags are kept as 'original' (Classifications, "
+                                               "Classification, Detections, Polylines or a string list such as "
+                                               "'tags'; repeatable)")
+    caption_fields: tuple[str, ...] = setting((), kind=FIELDS, flag="--caption-field", label="Caption fields",
+                                              help="text fields parsed into 'parsed' tags (repeatable)")
+    parser_tags: str | None = setting(None, kind=PATH, label="Tag list for parsing",
+                                      help="tag list or saved label system file for parsing captions (default: "
+                                           "RAM's 4,585 tags)")
+    threshold: float | None = setting(None, kind=THRESHOLD, label="One threshold",
+                                      help="the tagger's predictions at one threshold for all tags (default: its "
+                                           "per-class thresholds)")
+    overwrite: bool = setting(False, label="Replace the output field", help="replace the output field if it exists")
+    batch_size: int = setting(BATCH_SIZE, low=1, label="Batch size", help="images per model call")
+
+    def check(self, samples: Any, tagger: Any = None, captioner: Any = None) -> None:
+        """Refuse a generation that cannot run, before any model is loaded (``tagger`` / ``captioner`` None, or
+        the loaded ones) and before anything is written: a bad output name, an empty collection, an output field
+        that exists (saying when it is partial) without ``overwrite``, no source at all."""
+        self.check_executor()
+        out_field = self.out_field
+        if not out_field.isidentifier():
+            raise GenerationError(f"'{out_field}' is not a valid field name (letters, digits and underscores)")
+        if out_field in set(self.tag_fields) | set(self.caption_fields):
+            raise GenerationError(f"the output field '{out_field}' is also an input")
+        dataset = samples._dataset
+        if samples.count("id") == 0:
+            raise GenerationError(f"nothing to generate: the {'view' if samples is not dataset else 'dataset'} "
+                                  f"has no samples")
+        if dataset.get_field(out_field) is not None and not self.overwrite:
+            partial = _unfinished(dataset, out_field)
+            if partial is not None:
+                raise GenerationError(f"'{out_field}' is partial: {partial}: pass overwrite (CLI: --overwrite) to "
+                                      f"generate it again")
+            raise GenerationError(f"'{out_field}' already exists: pass overwrite (CLI: --overwrite) to replace it")
+        _check_sources(samples, self)
+        if captioner is not None and not captioner.can_caption:
+            raise GenerationError("the captioner must be a Tag2Text model with its captioning branch")
+        if self.executor == "ray":  # a model the workers cannot load is refused here
+            from fiftyone_ram.engine.ray_passes import tagger_spec
+
+            for model, what in ((tagger, "tagger"), (captioner, "captioner")):
+                if model is not None:
+                    tagger_spec(model, what)
+
+    def run(self, samples: Any, tagger: Any = None, captioner: Any = None, parser: Any = None,
+            caption_options: dict[str, Any] | None = None, progress: Progress | None = None) -> GenerationSummary:
+        """Merge the tags of every source into the output field (see :func:`generate_tags`)."""
+        from fiftyone_ram.fields import read_tags
+
+        self.check(samples, tagger, captioner)
+        if not (self.tag_fields or self.caption_fields or tagger or captioner):
+            raise GenerationError("give at least one source: tag fields, caption fields, a tagger or a captioner")
+        if (self.caption_fields or captioner) and parser is None:
+            from fiftyone_ram.labels.caption_parser import load_parser
+
+            parser = load_parser(self.parser_tags)
+        dataset = samples._dataset
+        out_field = self.out_field
+        exists = dataset.get_field(out_field) is not None
+        summary = GenerationSummary(out_field)
+        ids, paths = samples.values("id"), samples.values("filepath")
+        originals = [read_tags(samples, name).names for name in self.tag_fields]
+        captions = [samples.values(name) for name in self.caption_fields]
+        summary.samples = len(ids)
+        settings = {**self.to_dict(), "tagger": _spec_of(tagger), "captioner": _spec_of(captioner),
+                    "replaced": bool(exists)}
+        record = runs.RunRecord("generate", out_field, settings, outputs={"fields": [out_field]})
+        runs.save(dataset, record)
+        runs.save_state(dataset, "generate", out_field, samples_written=0, samples_total=len(ids))
+        written = [0]
+
+        def saved(done: int) -> None:
+            written[0] = done
+            runs.save_state(dataset, "generate", out_field, samples_written=done, samples_total=len(ids))
+
+        try:
+            _generate(samples, out_field, ids, paths, originals, captions, parser, tagger, captioner,
+                      self.threshold, caption_options, self.batch_size, summary, progress, saved, self.ray_options)
+        except BaseException as exc:
+            if not exists:  # a new field: it goes, with its record; nothing partial is left behind
+                if dataset.get_field(out_field) is not None:
+                    dataset.delete_sample_field(out_field)
+                runs.delete(dataset, "generate", out_field)
+            else:  # an overwrite stopped halfway: say so to the next run
+                interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
+                runs.save(dataset, record.ended(runs.INTERRUPTED if interrupted else runs.FAILED, exc))
+            raise
+        runs.save(dataset, record.ended(runs.COMPLETED))
+        return summary
+
+
+def generate_tags(samples: Any, out_field: str = GenerateJob.default("out_field"), *, tagger: Any = None,
+                  captioner: Any = None, parser: Any = None, caption_options: dict[str, Any] | None = None,
+                  progress: Progress | None = None, job: GenerateJob | None = None,
+                  **settings: Any) -> GenerationSummary:
     """Merge the tags of every source into ``out_field`` of ``samples`` (dataset or view).
 
-    ``tag_fields``: fields with existing tags; ``caption_fields``: string or list-of-strings fields;
     ``tagger``: a loaded tagger (``fiftyone_ram.load_tagger``) whose predictions are added; ``captioner``: a
     Tag2Text tagger (may be the same object) whose captions are parsed; ``parser``: the caption parser
-    (default: RAM's label system, or ``tag_list``). Raises if ``out_field`` exists and not ``overwrite``.
-    ``engine``: ``local`` (the models here) or ``ray`` (the tagger's and captioner's pass on Ray Data with
-    ``ray_options``, :mod:`.ray_passes`; the same field, values, unreadable images and run record). Ray
-    workers load the models again from their checkpoint files: a tagger built in memory is refused.
+    (default: RAM's label system, or ``parser_tags``). ``settings``: :class:`GenerateJob`'s (``tag_fields``,
+    ``caption_fields``, ``threshold``, ``overwrite``, ``batch_size``, ``executor`` and the Ray executor's), or
+    ``job`` itself. With the Ray executor the tagger's and captioner's pass runs on Ray Data (:mod:`.ray_passes`;
+    the same field, values, unreadable images and run record); workers load the models again from their
+    checkpoint files, so a tagger built in memory is refused.
     """
-    from fiftyone_ram.fields import read_tags
-
-    check_generation(samples, out_field, tag_fields=tag_fields, caption_fields=caption_fields, overwrite=overwrite)
-    check_engine(engine)
-    dataset = samples._dataset
-    run_key = generation_run_key(out_field)
-    exists = dataset.get_field(out_field) is not None
-    if captioner is not None and not captioner.can_caption:
-        raise GenerationError("the captioner must be a Tag2Text model with its captioning branch")
-    if not (tag_fields or caption_fields or tagger or captioner):
-        raise GenerationError("give at least one source: tag fields, caption fields, a tagger or a captioner")
-    if engine == "ray":  # before anything is written: a tagger the workers cannot load is refused here
-        from fiftyone_ram.engine.ray_passes import tagger_spec
-
-        for model, what in ((tagger, "tagger"), (captioner, "captioner")):
-            if model is not None:
-                tagger_spec(model, what)
-    if (caption_fields or captioner) and parser is None:
-        from fiftyone_ram.labels.caption_parser import load_parser
-
-        parser = load_parser(tag_list)
-
-    summary = GenerationSummary(out_field)
-    ids, paths = samples.values("id"), samples.values("filepath")
-    try:
-        originals = [read_tags(samples, name).names for name in tag_fields]
-    except ValueError as exc:
-        raise GenerationError(str(exc)) from None
-    captions = [samples.values(name) for name in caption_fields]
-    summary.samples = len(ids)
-    settings = {"method": "ram_generate", "out_field": out_field, "tag_fields": list(tag_fields),
-                "caption_fields": list(caption_fields), "tagger": getattr(tagger, "family", None),
-                "captioner": getattr(captioner, "family", None), "threshold": threshold, "overwrite": bool(exists)}
-    dataset.register_run(run_key, dataset.init_run(**settings), overwrite=True)
-    _save_state(dataset, run_key, "running", 0, len(ids))
-    written = [0]
-
-    def saved(done: int) -> None:
-        written[0] = done
-        _save_state(dataset, run_key, "running", done, len(ids))
-
-    try:
-        _generate(samples, out_field, ids, paths, originals, captions, parser, tagger, captioner, threshold,
-                  caption_options, batch_size, summary, progress, saved,
-                  (ray_options or RayOptions()) if engine == "ray" else None)
-    except BaseException as exc:
-        if not exists:  # a new field: it goes, with its record; nothing partial is left behind
-            if dataset.get_field(out_field) is not None:
-                dataset.delete_sample_field(out_field)
-            dataset.delete_run(run_key)
-        else:  # an overwrite stopped halfway: say so to the next run
-            _save_state(dataset, run_key, "interrupted", written[0], len(ids), f"{type(exc).__name__}: {exc}"[:300])
-        raise
-    _save_state(dataset, run_key, "completed", len(ids), len(ids))
-    return summary
+    if job is None:
+        job = GenerateJob(out_field=out_field, **settings)
+    elif settings:
+        raise TypeError("give the generation job or its settings, not both")
+    return job.run(samples, tagger, captioner, parser, caption_options, progress)
 
 
-def check_generation(samples: Any, out_field: str, *, tag_fields: Sequence[str] = (),
-                     caption_fields: Sequence[str] = (), overwrite: bool = False) -> None:
-    """Refuse a generation that cannot run, before any model is loaded and before anything is written: a bad
-    output name, an empty collection, an output field that exists (saying when it is partial, from a run
-    that did not finish) without ``overwrite``. :func:`generate_tags` calls it; the CLI calls it first."""
-    if not out_field.isidentifier():
-        raise GenerationError(f"'{out_field}' is not a valid field name (letters, digits and underscores)")
-    if out_field in set(tag_fields) | set(caption_fields):
-        raise GenerationError(f"the output field '{out_field}' is also an input")
-    dataset = samples._dataset
-    if len(samples) == 0:
-        raise GenerationError(f"nothing to generate: the {'view' if samples is not dataset else 'dataset'} has "
-                              f"no samples")
-    if dataset.get_field(out_field) is not None and not overwrite:
-        partial = _unfinished(dataset, generation_run_key(out_field))
-        if partial is not None:
-            raise GenerationError(f"'{out_field}' is partial: {partial}: pass overwrite (CLI: --overwrite) to "
-                                  f"generate it again")
-        raise GenerationError(f"'{out_field}' already exists: pass overwrite (CLI: --overwrite) to replace it")
+def _spec_of(tagger: Any) -> dict[str, Any] | None:
+    """What a run record says of a model: how to load it again (its spec), else its family."""
+    if tagger is None:
+        return None
+    spec = getattr(tagger, "spec", None)
+    if spec is not None and spec.portable:
+        return spec.to_dict()
+    return {"family": getattr(tagger, "family", None)}
+
+
+def _check_sources(samples: Any, job: GenerateJob) -> None:
+    """The tag and caption fields exist and hold what they must."""
+    from fiftyone_ram.fields import field_kind, TAG_LABEL_TYPES
+    import fiftyone.core.fields as fof
+
+    for name in job.tag_fields:
+        try:
+            field_kind(samples, name, TAG_LABEL_TYPES, "tag", allow_strings=True)
+        except ValueError as exc:
+            raise GenerationError(str(exc)) from None
+    for name in job.caption_fields:
+        found = samples.get_field(name)
+        text = isinstance(found, fof.StringField) or (isinstance(found, fof.ListField)
+                                                      and isinstance(found.field, fof.StringField))
+        if not text:
+            kind = "no field" if found is None else type(found).__name__
+            raise GenerationError(f"caption field '{name}' holds {kind}; expected a string or a list of strings")
 
 
 def _generate(samples: Any, out_field: str, ids: list[str], paths: list[str], originals: list, captions: list,
@@ -277,27 +337,13 @@ def _local_results(paths: list[str], tagger: Any, captioner: Any, threshold: flo
             yield from ((start + position, results[position]) for position in sorted(results))
 
 
-def generation_run_key(out_field: str) -> str:
-    return f"ram_generate_{out_field}"
-
-
-def _save_state(dataset: Any, run_key: str, status: str, done: int, total: int, error: str | None = None) -> None:
-    """The run's results: ``status`` (running / interrupted / completed) and how many samples are written."""
-    results = dataset.init_run_results(run_key, status=status, samples_written=done, samples_total=total,
-                                       error=error)
-    dataset.save_run_results(run_key, results, overwrite=True)
-
-
-def _unfinished(dataset: Any, run_key: str) -> str | None:
+def _unfinished(dataset: Any, out_field: str) -> str | None:
     """How an earlier generation of the field did not finish, or None (finished, or no record of one)."""
-    if not dataset.has_run(run_key):
+    record = runs.load(dataset, "generate", out_field)
+    if record is None or record.finished:
         return None
-    results = dataset.load_run_results(run_key, cache=False)
-    state = results.serialize() if results is not None else {}
-    status = state.get("status")
-    if status in (None, "completed"):
-        return None
-    how = (f"stopped ({state['error']})" if status == "interrupted" and state.get("error")
+    state = runs.load_state(dataset, "generate", out_field)
+    how = (f"stopped ({record.error})" if record.error
            else "did not finish (it stopped, or is still running elsewhere)")
     done, total = state.get("samples_written", 0), state.get("samples_total", "?")
     return f"an earlier generate {how} after {done} of {total} samples"

@@ -52,8 +52,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-REASONS = ("far", "outlying_cluster", "foreign", "quota")
+OUTLIER_REASONS = ("far", "outlying_cluster", "foreign", "quota")
 _EPS = 1e-6
+
+
+#: How outliers are decided (see the module docstring).
+OUTLIER_RULES = ("adaptive", "quota")
 
 
 @dataclass(frozen=True)
@@ -81,8 +85,8 @@ class OutlierOptions:
     companion_radius: float = 1.5  # "nearby": within this many times the reference cluster's scale
 
     def __post_init__(self) -> None:
-        if self.rule not in ("adaptive", "quota"):
-            raise ValueError(f"rule must be 'adaptive' or 'quota', not {self.rule!r}")
+        if self.rule not in OUTLIER_RULES:
+            raise ValueError(f"rule must be one of {', '.join(OUTLIER_RULES)}, not {self.rule!r}")
 
 
 @dataclass

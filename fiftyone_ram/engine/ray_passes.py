@@ -1,4 +1,4 @@
-"""The data engine's model passes on Ray (``engine="ray"``): generation's tagger and captioner, cleaning's
+"""The data engine's model passes on Ray (``executor="ray"``): generation's tagger and captioner, cleaning's
 detector and crop encoder, through :func:`fiftyone_ram.driver.ray_executor.stream_pages` (decoding in Ray
 tasks, the models in an actor pool). What is shared with the local passes lives here too
 (:func:`results_of`, :func:`tag_batches`, :func:`crop_pass`), so that both engines compute the same thing.
@@ -256,7 +256,7 @@ def encoder_spec(encoder: Any) -> tuple:
     if isinstance(encoder, ClipCrops) and encoder.source is not None:
         return ("clip", encoder.source, encoder.batch_size)
     raise NotReloadableError("the crop encoder was built in memory, so Ray workers cannot load it: give the "
-                             "CLIP model as a hub id or folder, or use engine='local'")
+                             "CLIP model as a hub id or folder, or use the local executor")
 
 
 def build_encoder(spec: tuple, device: str) -> Any:
@@ -281,7 +281,7 @@ def regions_spec(regions: Any) -> tuple | None:
     if isinstance(regions, GroundingDinoRegions) and regions.source is not None:
         return (regions.source, regions.box_threshold, regions.text_threshold, regions.max_regions)
     raise NotReloadableError("the region source was built in memory, so Ray workers cannot load it: give the "
-                             "detector as a hub id or folder, or use engine='local'")
+                             "detector as a hub id or folder, or use the local executor")
 
 
 def check_cleaning_on_ray(regions: Any, encoder: Any) -> None:

@@ -18,7 +18,9 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-tiny"
+from fiftyone_ram.hub_models import GROUNDING_DINO
+
+DEFAULT_DETECTOR = GROUNDING_DINO
 DEFAULT_BOX_THRESHOLD = 0.35
 DEFAULT_TEXT_THRESHOLD = 0.25
 DEFAULT_MAX_REGIONS = 3
@@ -162,7 +164,7 @@ def make_regions(samples: Any, *, field: str | None = None, detector: str | None
                  box_threshold: float = DEFAULT_BOX_THRESHOLD, text_threshold: float = DEFAULT_TEXT_THRESHOLD,
                  max_regions: int = DEFAULT_MAX_REGIONS, device: str | None = None) -> RegionSource:
     """The region source the CLI and the operator ask for: ``field`` (a ``Detections`` field) wins, else
-    Grounding-DINO (``detector``: hub id or folder, default ``IDEA-Research/grounding-dino-tiny``)."""
+    Grounding-DINO (``detector``: hub id or folder, default :data:`DEFAULT_DETECTOR`)."""
     if field:
         return DetectionsRegions(samples, field, max_regions=max_regions)
     return GroundingDinoRegions(detector or DEFAULT_DETECTOR, box_threshold=box_threshold,

@@ -12,30 +12,26 @@ applies newest first and, per removed label, either puts it back next to its old
 * ``deleted``: the sample is no longer in the dataset.
 
 Nothing else is touched: samples without a record, and the other labels of a sample, stay as they are.
-The log is a FiftyOne run (``ram_applied_<tag_field>``) of the dataset, apart from the cleaning's own run so
-that cleaning again (``overwrite``) keeps what can be undone.
+The log is a run of the run store (kind ``review``, :mod:`fiftyone_ram.driver.runs`), apart from the
+cleaning's own run so that cleaning again (``overwrite``) keeps what can be undone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
-LOG_METHOD = "ram_clean_apply"
+from fiftyone_ram.driver import runs
+
 #: Why a removed label was not put back (see the module docstring), in the words the user reads.
-REASONS = {
+UNDO_REASONS = {
     "re_added": "a tag of that name was added again after apply",
     "cleared": "the field was cleared on that sample after apply",
     "replaced": "the sample's label was replaced after apply",
     "deleted": "the sample was deleted",
 }
 MAX_EXAMPLES = 10
-
-
-def log_key(tag_field: str) -> str:
-    return f"ram_applied_{tag_field}"
 
 
 # -- apply: remove and record ------------------------------------------------------------------------------
@@ -79,24 +75,20 @@ def _record(sample_id: str, name: str, key: str, after: str | None, index: int, 
 
 def load(dataset: Any, tag_field: str) -> dict[str, Any]:
     """The log of ``tag_field``: ``applies`` not undone yet (oldest first) and the ``history`` of undos."""
-    key = log_key(tag_field)
-    if not dataset.has_run(key):
-        return {"applies": [], "history": []}
-    results = dataset.load_run_results(key, cache=False)
-    state = results.serialize() if results is not None else {}
+    state = runs.load_state(dataset, "review", tag_field)
     return {"applies": list(state.get("applies", [])), "history": list(state.get("history", []))}
 
 
 def save(dataset: Any, tag_field: str, log: dict[str, Any]) -> None:
-    key = log_key(tag_field)
-    if not dataset.has_run(key):
-        dataset.register_run(key, dataset.init_run(method=LOG_METHOD, tag_field=tag_field))
-    results = dataset.init_run_results(key, applies=log["applies"], history=log["history"])
-    dataset.save_run_results(key, results, overwrite=True)
+    record = runs.load(dataset, "review", tag_field)
+    if record is None:
+        record = runs.RunRecord("review", tag_field, {"tag_field": tag_field}, status=runs.COMPLETED,
+                                outputs={"fields": [tag_field]})
+    runs.save(dataset, record)
+    runs.save_state(dataset, "review", tag_field, applies=log["applies"], history=log["history"])
 
 
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+now = runs.now
 
 
 # -- undo: put back ----------------------------------------------------------------------------------------
@@ -136,9 +128,9 @@ class UndoReport:
             line += f"; {self.already_present} already present"
         lines = [line]
         if self.not_restored:
-            parts = [f"{count} because {REASONS[reason]}" for reason, count in self.not_restored.items()]
+            parts = [f"{count} because {UNDO_REASONS[reason]}" for reason, count in self.not_restored.items()]
             lines.append(f"{self.not_restored_total} tag(s) not restored: " + "; ".join(parts))
-            lines += [f"  {e['tag']!r} on {e['sample']}: {REASONS[e['reason']]}" for e in self.examples]
+            lines += [f"  {e['tag']!r} on {e['sample']}: {UNDO_REASONS[e['reason']]}" for e in self.examples]
         return "\n".join(lines)
 
 

@@ -10,13 +10,22 @@ Cleaning only writes its own fields. Removing tags from the tag field is a separ
   records each removed label (:mod:`~fiftyone_ram.engine.removal_log`);
 * ``undo_cleaning`` puts back exactly those labels and touches nothing else: edits and samples made since
   the apply stay; what it cannot put back (the user changed it) is reported, with the reason.
+
+A review applies to the tags it reviewed: each sample's review copy keeps a digest of the tag field as cleaning
+saw it (:func:`tags_digest`), and apply refuses, before removing anything, when a sample's tags have changed
+since (another run rewrote the field): clean again first. The settings of both steps are a :class:`ReviewJob`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import dataclass
 from typing import Any
 
+from fiftyone_ram.driver import runs
 from fiftyone_ram.errors import UserError
+from fiftyone_ram.jobs import FIELD, Job, setting
 
 KEEP_TAG = "keep"
 REMOVE_TAG = "remove"
@@ -29,14 +38,50 @@ class CleaningError(UserError, ValueError):
     """A cleaning step that cannot be done as asked (nothing to undo, a field of the wrong kind...)."""
 
 
+#: The review steps, and which tags apply removes.
+ACTIONS = ("apply", "undo")
+ACCEPT = ("flagged", "marked")
+
+
+@dataclass(kw_only=True)
+class ReviewJob(Job):
+    """The settings of a review step: apply the accepted removals to the tag field, or undo them."""
+
+    what = "review"
+
+    tag_field: str = setting(kind=FIELD, label="Tags", help="the tag field that was cleaned")
+    action: str = setting("apply", choices=ACTIONS, flag=False, label="Step",
+                          help="apply: remove the accepted tags; undo: put back what the applies removed")
+    accept: str = setting("flagged", choices=ACCEPT, label="Remove",
+                          help="flagged: every flagged tag not label-tagged 'keep' (and those tagged 'remove'); "
+                               "marked: only tags label-tagged 'remove'")
+    review_field: str | None = setting(None, kind=FIELD, flag=False, form=False,
+                                       help="the review field (default <tag_field>_review)")
+
+    def run(self, samples: Any) -> dict[str, Any]:
+        if self.action == "undo":
+            return undo_cleaning(samples, self.tag_field)
+        return apply_cleaning(samples, self.tag_field, review_field=self.review_field, accept=self.accept)
+
+
+def tags_digest(value: Any, kind: str) -> str:
+    """A digest of one sample's tag field value: its labels' ids and names in order (names alone for a list of
+    strings). Equal digests: the same tags as when they were reviewed."""
+    if value is None:
+        items: list[Any] = []
+    elif kind == "strings":
+        items = list(value)
+    elif kind == "single":
+        items = [[value.id, value.label]]
+    else:
+        items = [[label.id, label.label] for label in value[type(value)._LABEL_LIST_FIELD] or ()]
+    return hashlib.sha256(json.dumps(items).encode()).hexdigest()[:16]
+
+
 def default_fields(tag_field: str) -> dict[str, str]:
     """Field and view names derived from the tag field when not given."""
     return {"cleaned_field": f"{tag_field}_cleaned", "review_field": f"{tag_field}_review",
             "view_name": f"{tag_field}_flagged"}
-
-
-def cleaning_run_key(tag_field: str) -> str:
-    return f"ram_clean_{tag_field}"
 
 
 def to_classifications(labels: list[Any]):
@@ -85,8 +130,8 @@ def save_review_view(samples: Any, review_field: str, name: str) -> None:
 
 def removals(samples: Any, review_field: str, accept: str = "flagged") -> dict[str, set[str]]:
     """Per sample id, the tag names to remove according to the review field and its label tags."""
-    if accept not in ("flagged", "marked"):
-        raise CleaningError(f"accept must be 'flagged' or 'marked', not {accept!r}")
+    if accept not in ACCEPT:
+        raise CleaningError(f"accept must be one of {', '.join(ACCEPT)}, not {accept!r}")
     out: dict[str, set[str]] = {}
     for sample_id, value in zip(*samples.values(["id", review_field])):
         for label in value.classifications if value is not None else ():
@@ -110,6 +155,7 @@ def apply_cleaning(samples: Any, tag_field: str, *, review_field: str | None = N
         raise CleaningError(f"no review field '{review_field}': run cleaning first")
     kind, label_type = _tag_field_kind(samples, tag_field)
     todo = removals(samples, review_field, accept)
+    _check_reviewed(samples, tag_field, review_field, kind, list(todo))
     new_values, records = {}, []
     for sample_id, value in zip(*samples.select(list(todo)).values(["id", tag_field])):
         value, removed = removal_log.remove_names(value, todo[sample_id], kind, label_type, sample_id)
@@ -168,14 +214,28 @@ def _tag_field_kind(samples: Any, tag_field: str) -> tuple[str, type | None]:
         raise CleaningError(str(exc)) from None
 
 
-def _record(dataset: Any, tag_field: str, info: dict[str, Any]) -> None:
-    """Note the apply/undo in the cleaning run's results, when there is a run."""
-    key = cleaning_run_key(tag_field)
-    if not dataset.has_run(key):
+def _check_reviewed(samples: Any, tag_field: str, review_field: str, kind: str, ids: list[str]) -> None:
+    """Refuse, before anything is removed, to apply a review to tags it did not review: samples whose tag field
+    changed since cleaning copied it (another run rewrote the field, the user edited it)."""
+    if not ids:
         return
-    results = dataset.load_run_results(key, cache=False)
-    state = results.serialize() if results is not None else {}
-    for name in ("cls", "run_key"):
-        state.pop(name, None)
+    view = samples.select(ids)
+    current = dict(zip(*view.values(["id", tag_field])))
+    copies = dict(zip(*view.values(["id", review_field])))
+    changed = [sample_id for sample_id in ids
+               if copies.get(sample_id) is not None and copies[sample_id].has_field("reviewed")
+               and copies[sample_id]["reviewed"] != tags_digest(current.get(sample_id), kind)]
+    if changed:
+        raise CleaningError(f"the tags of '{tag_field}' changed on {len(changed)} of the {len(ids)} samples to "
+                            f"change since they were cleaned (e.g. sample {changed[0]}): the review applies to the "
+                            f"tags it reviewed; clean the field again (--overwrite) before applying. Nothing was "
+                            f"removed")
+
+
+def _record(dataset: Any, tag_field: str, info: dict[str, Any]) -> None:
+    """Note the apply/undo in the cleaning run's state, when there is a run."""
+    if runs.load(dataset, "clean", tag_field) is None:
+        return
+    state = runs.load_state(dataset, "clean", tag_field)
     state.update(info)
-    dataset.save_run_results(key, dataset.init_run_results(key, **state), overwrite=True)
+    runs.save_state(dataset, "clean", tag_field, **state)

@@ -23,6 +23,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from fiftyone_ram.decision import decide
+from fiftyone_ram.evaluation.metrics import EMPTY_CLASSES
+from fiftyone_ram.jobs import PATH, THRESHOLD, Job, setting
+from fiftyone_ram.tagger_spec import BATCH_SIZE
 
 logger = logging.getLogger(__name__)
 
@@ -242,32 +245,57 @@ class BenchmarkReport:
         }
 
 
-def run_benchmark(
-    bench: Benchmark | str,
-    tagger: Any,
-    *,
-    taglist: str | Path | None = None,
-    annots: str | Path | None = None,
-    images_dir: str | Path | None = None,
-    max_samples: int | None = None,
-    dataset_name: str | None = None,
-    threshold: float | None = None,
-    batch_size: int = 32,
-    eval_key: str = "benchmark",
-    label_field: str | None = None,
-    empty_classes: str = "exclude",
-    reuse_scores: bool = False,
-    descriptions: str | Path | None = None,
-    text_encoder: Any = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> BenchmarkReport:
-    """Build (or reuse) the benchmark dataset, tag it, and evaluate it as a FiftyOne evaluation run.
+@dataclass(kw_only=True)
+class BenchmarkJob(Job):
+    """The settings of a benchmark run (the tagger is given to :meth:`run`)."""
+
+    what = "benchmark"
+
+    name: str = setting(choices=tuple(BENCHMARKS), flag=False, help="the benchmark")
+    threshold: float | None = setting(None, kind=THRESHOLD,
+                                      help="one threshold for all classes (paper P/R: 0.86 for RAM, 0.68 for "
+                                           "Tag2Text); default: the per-class thresholds")
+    batch_size: int = setting(BATCH_SIZE, low=1, help="images per model call")
+    taglist: str | None = setting(None, kind=PATH, help="the benchmark's tag list (default: upstream's, "
+                                                         "downloaded once)")
+    annots: str | None = setting(None, kind=PATH, help="the benchmark's annotations (default: upstream's, "
+                                                        "downloaded once)")
+    images_dir: str | None = setting(None, help="the folder of the Open Images test images (<dir>/test/<id>.jpg "
+                                                "or <dir>/<id>.jpg); default: FiftyOne's Open Images V6 zoo dataset")
+    descriptions: str | None = setting(None, kind=PATH, help="RAM++ open set: LLM descriptions of the "
+                                                             "benchmark's tags (default: upstream's, for rare)")
+    text_encoder: str | None = setting(None, help="the CLIP text encoder of tags outside the model's list (hub "
+                                                  "name or folder)")
+    max_samples: int | None = setting(None, low=1, help="only the first N images of the benchmark")
+    dataset_name: str | None = setting(None, help="the FiftyOne dataset to build or reuse")
+    eval_key: str = setting("benchmark", help="the evaluation key of the run")
+    label_field: str | None = setting(None, help="the field for the predictions (default: the model family)")
+    empty_classes: str = setting("exclude", choices=EMPTY_CLASSES, flag=False,
+                                 help="classes without positives in a subset: left out, or AP 0 (upstream)")
+    reuse_scores: bool = setting(False, help="use the logits already stored in the label field instead of "
+                                             "running the model again")
+
+    def run(self, tagger: Any, progress: Callable[[int, int], None] | None = None) -> BenchmarkReport:
+        return run_benchmark(self.name, tagger, job=self, progress=progress)
+
+
+def run_benchmark(bench: Benchmark | str, tagger: Any, *, job: BenchmarkJob | None = None,
+                  progress: Callable[[int, int], None] | None = None, **settings: Any) -> BenchmarkReport:
+    """Build (or reuse) the benchmark dataset, tag it, and evaluate it as a FiftyOne evaluation run
+    (``settings``: :class:`BenchmarkJob`'s).
 
     Classes outside the tagger's list (``openimages-rare``) are embedded as upstream's open set: RAM from
     prompt templates, RAM++ from the benchmark's LLM descriptions (``descriptions``, default upstream's
     file); both need a CLIP text encoder (``text_encoder``, see ``fiftyone_ram.vocabulary``).
     Every class of the full benchmarks has positives, so ``empty_classes`` only matters for subsets
     (``max_samples``): upstream would count their empty classes as AP 0 (``"zero"``)."""
+    name = bench if isinstance(bench, str) else bench.name
+    if job is None:
+        job = BenchmarkJob(name=name, **settings)
+    taglist, annots, images_dir, max_samples = job.taglist, job.annots, job.images_dir, job.max_samples
+    dataset_name, threshold, batch_size, eval_key = job.dataset_name, job.threshold, job.batch_size, job.eval_key
+    label_field, empty_classes, reuse_scores = job.label_field, job.empty_classes, job.reuse_scores
+    descriptions, text_encoder = job.descriptions, job.text_encoder
     from fiftyone_ram.evaluation.run import evaluate_tags
 
     bench = get_benchmark(bench) if isinstance(bench, str) else bench

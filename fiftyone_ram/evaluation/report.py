@@ -47,9 +47,25 @@ def format_report(
         "",
         format_class_table(results, classes=classes, digits=digits, top=top),
     ]
-    vocab = format_vocabulary(results)
-    if vocab:
-        lines += ["", vocab]
+    notes = [line for line in (format_left_out(results), format_mapping(results)) if line]
+    if notes:
+        lines += ["", *notes]
+    return "\n".join(lines)
+
+
+def format_left_out(results: Any) -> str:
+    """The samples and predictions the figures leave out, and why (every door prints this)."""
+    left = results.left_out
+    lines = []
+    if left.get("unreadable"):
+        files = ", ".join(left.get("unreadable_files") or [])
+        lines.append(f"{left['unreadable']} sample(s) left out: their image could not be read by the tagger "
+                     f"(reason in '{results.config.pred_field}_error'){': ' + files if files else ''}")
+    if left.get("untagged"):
+        lines.append(f"{left['untagged']} sample(s) left out: never tagged into '{results.config.pred_field}'")
+    other = results.summary.get("num_unevaluated_predictions", 0)
+    if other:
+        lines.append(f"OP / OR leave out {other} predicted tag(s) of classes absent from the ground truth")
     return "\n".join(lines)
 
 
@@ -77,9 +93,9 @@ def format_class_table(
     return tabulate(shown, headers=header, tablefmt="simple")
 
 
-def format_vocabulary(results: Any, limit: int = 30) -> str:
+def format_mapping(results: Any, limit: int = 30) -> str:
     """Ground-truth names left out (absent from the model, or ignored by the mapping) and merges."""
-    v = results.vocabulary
+    v = results.mapping
     if v is None:
         return ""
     lines = []
@@ -102,9 +118,6 @@ def format_vocabulary(results: Any, limit: int = 30) -> str:
     if not v.model_vocabulary_known:
         lines.append("the model's tag list was not given: ground-truth classes the model never predicted are "
                      "counted as misses, not reported as absent (pass model_tags= to tell them apart)")
-    n_other = results.summary.get("num_unevaluated_predictions", 0)
-    if n_other:
-        lines.append(f"{n_other} predicted tags are outside the evaluated vocabulary and were not judged")
     return "\n".join(lines)
 
 

@@ -1,22 +1,29 @@
-"""Tag evaluation as a native FiftyOne evaluation run: config, method, results and ``evaluate_tags``.
+"""Tag evaluation as a FiftyOne classification evaluation: its job (:class:`EvaluateJob`), config, method
+and results, and ``evaluate_tags``.
 
 FiftyOne's ``evaluate_classifications`` refuses multi-label ``Classifications`` (voxel51/fiftyone #1723,
-#2542). This run subclasses FiftyOne's *detection* evaluation classes instead, because a tag is an
-image-level object: each ground-truth tag is matched or missed (TP / FN), each predicted tag is right or
-wrong (TP / FP). Being ``type == "detection"`` is what lets the App's Model Evaluation panel show the run
-(mAP, TP / FP / FN with click-to-filter, per-class precision / recall / F1, confusion matrix), and
-subclassing FiftyOne's classes is what makes ``list_evaluations``, ``load_evaluation_results``,
-``rename_evaluation`` and ``delete_evaluation`` work unchanged. Multi-label summaries that the panel has
-no row for (CP, CR, CF1, top-k) go into the results' ``custom_metrics``, which the panel lists.
+#2542), so the run is registered as what it is, a classification-type evaluation of its own method
+(``ram-tags``): :class:`TagEvaluationConfig` / :class:`TagEvaluation` / :class:`TagEvaluationResults` subclass
+FiftyOne's classification classes, the work is the method's ``evaluate_samples`` as in FiftyOne's own methods,
+and ``list_evaluations``, ``load_evaluation_results``, ``rename_evaluation``, ``delete_evaluation`` and the App's
+Model Evaluation panel work unchanged. Each (sample, tag) pair is one classification: a ground-truth tag
+the model predicted is correct, one it missed has the prediction ``(none)``, a predicted tag the ground truth
+lacks has the truth ``(none)``: so FiftyOne's per-class precision / recall / F1, confusion matrix and
+correct / incorrect counts read as multi-label ones. The multi-label summaries (mAP, CP, CR, CF1, OP, OR, OF1,
+top-k) are in :attr:`TagEvaluationResults.summary`; CP / CR / CF1 and top-k also in ``custom_metrics``, which
+the panel lists.
 
-Written per sample: ``<key>_tp``, ``<key>_fp``, ``<key>_fn`` (ints, as FiftyOne's detection evaluation),
-``<key>_missed`` (the ground-truth tags the model did not predict) and a ``<key>`` attribute ``"tp"`` /
-``"fp"`` on each predicted tag and ``"tp"`` / ``"fn"`` on each ground-truth label (not for plain string
-lists such as sample tags). Tags outside the evaluated vocabulary get no verdict.
+Written per sample: ``<key>_tp``, ``<key>_fp``, ``<key>_fn`` (ints), ``<key>_missed`` (the ground-truth tags
+the model did not predict) and a ``<key>`` attribute ``"tp"`` / ``"fp"`` on each predicted tag and ``"tp"`` /
+``"fn"`` on each ground-truth label (not for plain string lists such as sample tags). Tags outside the evaluated
+vocabulary get no verdict.
 
-Recording is all or nothing: the names are checked first (:mod:`fiftyone_ram.evaluation.keys`), the run is
-registered only after its fields are written, and a failure while writing removes what was written. The run
-keeps the label paths it wrote its attribute on, so that ``delete_evaluation`` deletes those and nothing else.
+Which samples count is decided once, here, for every door: a sample whose image the tagger could not read
+(``<pred>_error``) or that was never tagged (no ``<pred>`` value) is left out and reported
+(:attr:`TagEvaluationResults.left_out`); predictions of classes absent from the ground truth are not in OP / OR
+and are reported too. Recording is all or nothing and one at a time per key: the names are checked first
+(:mod:`fiftyone_ram.evaluation.keys`), everything is computed before anything is written, two runs on one key
+wait for each other (a lock in the database), and a failure while writing removes what was written.
 """
 
 from __future__ import annotations
@@ -31,12 +38,13 @@ import numpy as np
 
 import fiftyone.core.fields as fof
 import fiftyone.core.validation as fov
-from fiftyone.utils.eval.detection import DetectionEvaluation, DetectionEvaluationConfig, DetectionResults
+from fiftyone.utils.eval.classification import (ClassificationEvaluation, ClassificationEvaluationConfig,
+                                                ClassificationResults)
 
 from fiftyone_ram.decision import check_threshold, check_thresholds, decide
 from fiftyone_ram.evaluation import metrics as M
 from fiftyone_ram.evaluation.keys import METHOD, EvalKeyError, KeyPlan, check_key
-from fiftyone_ram.evaluation.vocabulary import VocabularyMapper, VocabularyReport
+from fiftyone_ram.evaluation.mapping import MappingReport, NameMapper
 from fiftyone_ram.fields import (
     PREDICTION_LABEL_TYPES,
     TAG_LABEL_TYPES,
@@ -46,21 +54,180 @@ from fiftyone_ram.fields import (
     read_predictions,
     read_tags,
 )
+from fiftyone_ram.evaluation.job import DEFAULT_EVAL_KEY, EvaluateJob, EvaluationError  # noqa: F401
 from fiftyone_ram.progress import Progress
 from fiftyone_ram.tag_files import read_tag_list, read_thresholds
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EvalKeyError", "TagEvaluation", "TagEvaluationConfig", "TagEvaluationResults", "evaluate_tags"]
+__all__ = ["EvalKeyError", "EvaluateJob", "TagEvaluation", "TagEvaluationConfig", "TagEvaluationResults",
+           "evaluate_tags"]
 
 MISSING = "(none)"
+
+
+def check_job(self: EvaluateJob, samples: Any) -> None:
+    """:meth:`EvaluateJob.check`."""
+    _check_fields(samples, self.pred_field, self.gt_field)
+    view, left_out = evaluated_view(samples, self.pred_field)
+    if view.count("id") == 0:
+        raise EvaluationError(_nothing_left(samples, self.pred_field, left_out))
+    if self.eval_key is not None:
+        check_key(samples, TagEvaluationConfig(self.pred_field, self.gt_field).build(), self.eval_key,
+                  overwrite=self.replace)
+
+def run_job(self: EvaluateJob, samples: Any, *, tagger: Any = None, synonyms: Mapping[str, str] | None = None,
+        label_system: Any = None, normalize: bool = True, use_logits: bool = True,
+        custom_metrics: Any = None, progress: Progress | None = None) -> TagEvaluationResults:
+    """:meth:`EvaluateJob.run`."""
+    from fiftyone_ram.driver import claims
+
+    self.check(samples)
+    view, left_out = evaluated_view(samples, self.pred_field)
+    tags, tags_source, tagger_thresholds = _resolve_model_tags(tagger if tagger is not None else self.model_tags)
+    given = self.thresholds if self.thresholds is not None else self.threshold
+    thresholds_cfg, per_class_thr = _resolve_threshold(given, tags)
+    config = TagEvaluationConfig(
+        self.pred_field, self.gt_field, threshold=thresholds_cfg, model_tags=tags_source,
+        mapping=str(self.mapping) if self.mapping else None, normalize=normalize, ties=self.ties,
+        empty_classes=self.empty_classes, top_k=self.top_k, classes=list(self.classes) or None,
+        left_out=left_out, custom_metrics=[custom_metrics] if isinstance(custom_metrics, str) else custom_metrics)
+    method = config.build()
+    method.ensure_requirements()
+    method.inputs = _Inputs(tags=tags, per_class_thr=per_class_thr, mapping=self.mapping, synonyms=synonyms,
+                            label_system=label_system, use_logits=use_logits,
+                            base_thresholds=per_class_thr if per_class_thr is not None else tagger_thresholds)
+    method.progress = progress or (lambda fraction, stage: None)
+    if self.eval_key is None:
+        results = method.evaluate_samples(view)
+        method.compute_custom_metrics(view, None, results)
+        return results
+    dataset = samples._dataset
+    # Two runs recording one key wait for each other: the second then sees the first's run (and replaces it
+    # or refuses, as asked), never half of it.
+    with claims.Holder() as holder, claims.dataset_lock(f"{dataset.name}/evaluation/{self.eval_key}", holder):
+        plan = check_key(samples, method, self.eval_key, overwrite=self.replace)
+        # Everything is computed before anything is written: a failed evaluation leaves an earlier run of
+        # the same key as it was.
+        results = method.evaluate_samples(view)
+        method.progress(0.8, "recording verdicts")
+        _record(method, view, plan, results)
+    method.progress(1.0, "done")
+    return results
+
+
+
+
+def evaluate_tags(samples: Any, pred_field: str, gt_field: str = "ground_truth", eval_key: str | None = None, *,
+                  job: EvaluateJob | None = None, model_tags: Any = None, threshold: Any = None,
+                  mapping: Mapping[str, str | None] | str | Path | None = None, progress: Progress | None = None,
+                  **options: Any) -> TagEvaluationResults:
+    """Evaluate predicted tags against ground truth and, with ``eval_key``, record a FiftyOne evaluation.
+
+    ``samples``: a FiftyOne dataset or view of images; ``pred_field``: the ``Classifications`` field of predicted
+    tags (``confidence`` = probability; optional ``logits`` over the model's tag list); ``gt_field``:
+    ``Classifications``, ``Classification``, ``Detections`` / ``Polylines`` (their labels become image-level tags)
+    or a list-of-strings field such as ``"tags"``; ``eval_key``: the key to record the run under (None: nothing is
+    written). ``model_tags``: the model's tag list (a file, a list, or a loaded tagger); ``threshold``: None (the
+    stored tags are the predictions), one number, or per-class thresholds aligned with ``model_tags`` (a file, an
+    array, ``{tag: value}``); ``mapping``: ground-truth names to model tags (a file or a dict). Other ``options``:
+    :class:`EvaluateJob`'s settings (``classes``, ``top_k``, ``ties``, ``empty_classes``, ``replace``) and
+    :meth:`EvaluateJob.run`'s (``synonyms``, ``label_system``, ``normalize``, ``use_logits``, ``custom_metrics``).
+
+    Scores for mAP: ``sigmoid(logit)`` where a sample stores logits and ``model_tags`` is known, else the
+    stored confidence of a predicted tag, else ``-inf`` (a tag below the tagging threshold ranks below
+    every stored score; ties among those follow ``ties``).
+    """
+    run_options = {k: options.pop(k) for k in ("synonyms", "label_system", "normalize", "use_logits",
+                                                "custom_metrics") if k in options}
+    tagger = None
+    file_or_list = {}
+    if hasattr(model_tags, "tag_list"):
+        tagger = model_tags
+    elif isinstance(model_tags, (list, tuple)):
+        tagger = _TagList(list(model_tags))
+    elif model_tags is not None:
+        file_or_list["model_tags"] = str(model_tags)
+    if isinstance(threshold, (str, Path)):
+        file_or_list["thresholds"] = str(threshold)
+    elif threshold is not None and not isinstance(threshold, (int, float)):
+        run_options["_per_class"] = threshold
+    elif threshold is not None:
+        file_or_list["threshold"] = threshold
+    if isinstance(mapping, Mapping):
+        run_options["_mapping"] = mapping
+    elif mapping is not None:
+        file_or_list["mapping"] = str(mapping)
+    if job is None:
+        if "overwrite" in options:  # FiftyOne's word for a reused key
+            options["replace"] = options.pop("overwrite")
+        for name in ("classes", "top_k"):
+            if options.get(name) is not None:
+                options[name] = tuple(options[name])
+            elif name in options:
+                options.pop(name)
+        job = EvaluateJob(pred_field=pred_field, gt_field=gt_field, eval_key=eval_key, **file_or_list, **options)
+    return _run_with(job, samples, tagger, progress, run_options)
+
+
+class _TagList:
+    """A tag list given in memory, standing where a tagger's would."""
+
+    def __init__(self, tags: list[str]) -> None:
+        self.tag_list = tags
+
+
+def _run_with(job: EvaluateJob, samples: Any, tagger: Any, progress: Progress | None,
+              options: dict[str, Any]) -> TagEvaluationResults:
+    """:meth:`EvaluateJob.run` with thresholds or a mapping given in memory (Python only: the job holds files)."""
+    per_class, mapping = options.pop("_per_class", None), options.pop("_mapping", None)
+    if per_class is None and mapping is None:
+        return job.run(samples, tagger=tagger, progress=progress, **options)
+    _MEMORY.update(per_class=per_class, mapping=mapping)
+    try:
+        return job.run(samples, tagger=tagger, progress=progress, **options)
+    finally:
+        _MEMORY.clear()
+
+
+#: Thresholds or a mapping given in memory to :func:`evaluate_tags`, for the one run under way in this thread.
+_MEMORY: dict[str, Any] = {}
+
+
+def evaluated_view(samples: Any, pred_field: str) -> tuple[Any, dict[str, Any]]:
+    """``samples`` without the images the tagger could not read (they have ``<pred>_error``) or never tagged,
+    and what was left out (counts and a few file names), so that they are reported, not counted as misses."""
+    from fiftyone_ram.driver.tagging import error_field
+
+    left_out: dict[str, Any] = {}
+    err = error_field(pred_field)
+    if samples.get_field(err) is not None:
+        unreadable = samples.exists(err)
+        count = unreadable.count("id")
+        if count:
+            left_out["unreadable"] = count
+            left_out["unreadable_files"] = [p.rsplit("/", 1)[-1] for p in unreadable.limit(10).values("filepath")]
+            samples = samples.exists(err, False)
+    untagged = samples.exists(pred_field, False).count("id")
+    if untagged:
+        left_out["untagged"] = untagged
+        samples = samples.exists(pred_field)
+    return samples, left_out
+
+
+def _nothing_left(samples: Any, pred_field: str, left_out: dict[str, Any]) -> str:
+    if not left_out:
+        return f"nothing to evaluate: the {'view' if samples is not samples._dataset else 'dataset'} has no samples"
+    parts = [f"{left_out[k]} {k}" for k in ("unreadable", "untagged") if left_out.get(k)]
+    return (f"nothing to evaluate: every sample is left out ({', '.join(parts)} in '{pred_field}'); tag the "
+            f"samples first")
 
 
 # --------------------------------------------------------------------------------------------------
 # Config and method
 
 
-class TagEvaluationConfig(DetectionEvaluationConfig):
+class TagEvaluationConfig(ClassificationEvaluationConfig):
     """Settings of a tag evaluation (kept with the run; large inputs such as tag lists live in results).
 
     Args:
@@ -70,13 +237,13 @@ class TagEvaluationConfig(DetectionEvaluationConfig):
         threshold: ``None`` (the stored predictions count), a float, or where per-class thresholds came
             from (a file path, or ``"per-class"`` when given as an array)
         model_tags: where the model's tag list came from (a file path, ``"tagger"``, ``"list"``) or None
-        mapping: user vocabulary mapping file, or ``"dict"`` when given as a dict
+        mapping: the name mapping file, or None
         normalize: case / plural normalisation of ground-truth names
         ties, empty_classes: AP conventions (see ``metrics``)
         top_k: k values for the top-k variants
         classes: ground-truth class names to evaluate (default: all that map)
-        label_paths: the label paths the run wrote its ``<key>`` attribute on (set when it is recorded; runs
-            recorded before this was kept have None, and their paths are read from the schema)
+        left_out: what was left out of the evaluated samples, and why (see :func:`evaluated_view`)
+        label_paths: the label paths the run wrote its ``<key>`` attribute on (set when it is recorded)
     """
 
     def __init__(
@@ -91,6 +258,7 @@ class TagEvaluationConfig(DetectionEvaluationConfig):
         empty_classes: str = "exclude",
         top_k: Sequence[int] = (1, 3),
         classes: Sequence[str] | None = None,
+        left_out: Mapping[str, Any] | None = None,
         custom_metrics: Any = None,
         label_paths: Sequence[str] | None = None,
         **kwargs: Any,
@@ -106,6 +274,7 @@ class TagEvaluationConfig(DetectionEvaluationConfig):
         self.empty_classes = empty_classes
         self.top_k = sorted({int(k) for k in top_k})
         self.classes = list(classes) if classes is not None else None
+        self.left_out = dict(left_out or {})
         self.label_paths = list(label_paths) if label_paths is not None else None
 
     @property
@@ -113,19 +282,44 @@ class TagEvaluationConfig(DetectionEvaluationConfig):
         return METHOD
 
 
-class TagEvaluation(DetectionEvaluation):
-    """Computes and records a tag evaluation (the fields are listed in the module docstring)."""
+class TagEvaluation(ClassificationEvaluation):
+    """Computes and records a tag evaluation (the fields are listed in the module docstring).
 
-    def register_samples(self, samples: Any, eval_key: str | None, dynamic: bool = True) -> None:
-        self.gt_field, self.pred_field = self.config.gt_field, self.config.pred_field
-        if eval_key is None:
-            return
+    ``inputs`` (the tag list, thresholds and mapping the config only names) and ``progress`` are set by
+    :meth:`EvaluateJob.run` before :meth:`evaluate_samples`."""
+
+    def __init__(self, config: TagEvaluationConfig) -> None:
+        super().__init__(config)
+        self.inputs = _Inputs(tags=None, per_class_thr=None, mapping=None, synonyms=None, label_system=None,
+                              use_logits=True, base_thresholds=None)
+        self.progress: Progress = lambda fraction, stage: None
+
+    def register_samples(self, samples: Any, eval_key: str) -> None:
         dataset = samples._dataset
         for suffix in ("tp", "fp", "fn"):
             dataset.add_sample_field(f"{eval_key}_{suffix}", fof.IntField)
         dataset.add_sample_field(f"{eval_key}_missed", fof.ListField, subfield=fof.StringField)
         for path in self._label_paths(samples):
             dataset.add_sample_field(f"{path}.{eval_key}", fof.StringField)
+
+    def evaluate_samples(self, samples: Any, eval_key: str | None = None, classes: Any = None, missing: Any = None,
+                         progress: Any = None) -> TagEvaluationResults:
+        """Every number of the evaluation of ``samples``; with ``eval_key`` (a registered run, as FiftyOne's
+        methods are called), the verdicts are written too. ``classes`` / ``missing`` are the config's."""
+        results = _evaluate(self, samples, eval_key)
+        if eval_key is not None:
+            self.write_verdicts(samples, eval_key, results)
+        return results
+
+    def write_verdicts(self, samples: Any, eval_key: str, results: TagEvaluationResults) -> None:
+        """The per-sample counts and per-label verdicts of ``results`` under ``eval_key`` (public FiftyOne
+        writes: ``set_values`` per sample field, ``set_label_values`` by label id)."""
+        verdicts = results._verdicts
+        for suffix in ("tp", "fp", "fn", "missed"):
+            samples.set_values(f"{eval_key}_{suffix}", verdicts.values[suffix])
+        for tags_, key in ((verdicts.pred, "pred"), (verdicts.gt, "gt")):
+            if tags_.label_path is not None:
+                _set_label_attribute(samples, tags_, eval_key, verdicts.values[key])
 
     def get_fields(self, samples: Any, eval_key: str, include_custom_metrics: bool = True) -> list[str]:
         fields = [f"{eval_key}_{s}" for s in ("tp", "fp", "fn", "missed")]
@@ -143,8 +337,8 @@ class TagEvaluation(DetectionEvaluation):
         samples._delete_empty_sidebar_group(eval_key)
 
     def _label_paths(self, samples: Any) -> list[str]:
-        """Embedded paths that carry per-label verdicts: those the run recorded, else (a new run, or one
-        recorded before the paths were kept) those of its fields in the schema, skipping deleted ones."""
+        """Embedded paths that carry per-label verdicts: those the run recorded, else (a new run) those of its
+        fields in the schema, skipping deleted ones."""
         if self.config.label_paths is not None:
             return list(self.config.label_paths)
         paths = []
@@ -164,60 +358,55 @@ class TagEvaluation(DetectionEvaluation):
 # Results
 
 
-class TagEvaluationResults(DetectionResults):
+class TagEvaluationResults(ClassificationResults):
     """Results of :func:`evaluate_tags`.
 
-    FiftyOne's detection-results interface (``report()``, ``metrics()``, ``print_metrics()``,
-    ``confusion_matrix()``, ``use_subset()``) works on the matched tag pairs; the multi-label numbers are
-    in :attr:`summary` (mAP, CP, CR, CF1, OP, OR, OF1), :attr:`top_k` and :attr:`per_class`, and the
-    positives' ranks in :attr:`ranked` (for PR curves and threshold tuning after a reload).
+    FiftyOne's classification-results interface (``report()``, ``metrics()``, ``print_metrics()``,
+    ``confusion_matrix()``, ``use_subset()``) works on the (sample, tag) pairs; the multi-label numbers are in
+    :attr:`summary` (mAP, CP, CR, CF1, OP, OR, OF1), :attr:`top_k` and :attr:`per_class`, the positives' ranks
+    in :attr:`ranked` (for PR curves and threshold tuning after a reload), and what was left out of the
+    evaluated samples in :attr:`left_out`.
     """
 
-    def __init__(
-        self,
-        samples: Any,
-        config: TagEvaluationConfig,
-        eval_key: str | None,
-        matches: list[tuple],
-        classes: Sequence[str] | None = None,
-        missing: str | None = None,
-        custom_metrics: dict | None = None,
-        backend: Any = None,
-        *,
-        summary: dict[str, Any] | None = None,
-        top_k: dict[str, Any] | None = None,
-        per_class: dict[str, Any] | None = None,
-        ranked: M.RankedPositives | dict | None = None,
-        vocabulary: VocabularyReport | dict | None = None,
-        model_tags: Sequence[str] | None = None,
-        base_thresholds: Sequence[float] | None = None,
-    ):
-        super().__init__(samples, config, eval_key, matches, classes=classes, missing=missing,
+    def __init__(self, samples: Any, config: TagEvaluationConfig, eval_key: str | None, ytrue: Sequence[str],
+                 ypred: Sequence[str], confs: Sequence[float | None] | None = None, weights: Any = None,
+                 ytrue_ids: Any = None, ypred_ids: Any = None, classes: Sequence[str] | None = None,
+                 missing: str | None = None, custom_metrics: dict | None = None, backend: Any = None, *,
+                 summary: dict[str, Any] | None = None, top_k: dict[str, Any] | None = None,
+                 per_class: dict[str, Any] | None = None, ranked: M.RankedPositives | dict | None = None,
+                 mapping: MappingReport | dict | None = None, model_tags: Sequence[str] | None = None,
+                 base_thresholds: Sequence[float] | None = None):
+        super().__init__(samples, config, eval_key, ytrue, ypred, confs=confs, weights=weights,
+                         ytrue_ids=ytrue_ids, ypred_ids=ypred_ids, classes=classes, missing=missing,
                          custom_metrics=custom_metrics, backend=backend)
         self.summary = dict(summary or {})
         self.top_k = {str(k): v for k, v in (top_k or {}).items()}
         self.per_class = dict(per_class or {})
         self.ranked = M.RankedPositives.from_dict(ranked) if isinstance(ranked, dict) else ranked
-        self.vocabulary = VocabularyReport.from_dict(vocabulary) if isinstance(vocabulary, dict) else vocabulary
+        self.mapping = MappingReport.from_dict(mapping) if isinstance(mapping, dict) else mapping
         self.model_tags = list(model_tags) if model_tags is not None else None
         self.base_thresholds = np.asarray(base_thresholds, dtype=np.float32) if base_thresholds is not None else None
+        self._verdicts: _Verdicts | None = None  # what evaluate_samples found per sample (not stored)
 
     # FiftyOne serialises every public attribute through ``attributes()``.
     def attributes(self) -> list[str]:
-        return ["cls", "ytrue", "ypred", "ious", "confs", "ytrue_ids", "ypred_ids", "classes", "missing",
-                "custom_metrics", "summary", "top_k", "per_class", "ranked", "vocabulary", "model_tags",
+        return ["cls", "ytrue", "ypred", "confs", "ytrue_ids", "ypred_ids", "classes", "missing",
+                "custom_metrics", "summary", "top_k", "per_class", "ranked", "mapping", "model_tags",
                 "base_thresholds"]
 
     @classmethod
     def _from_dict(cls, d: dict, samples: Any, config: Any, eval_key: str, **kwargs: Any) -> "TagEvaluationResults":
-        n = len(d["ytrue"])
-        none = [None] * n
-        matches = list(zip(d["ytrue"], d["ypred"], d.get("ious") or none, d.get("confs") or none,
-                           d.get("ytrue_ids") or none, d.get("ypred_ids") or none))
-        return cls(samples, config, eval_key, matches, classes=d.get("classes"), missing=d.get("missing"),
-                   custom_metrics=d.get("custom_metrics"), summary=d.get("summary"), top_k=d.get("top_k"),
-                   per_class=d.get("per_class"), ranked=d.get("ranked"), vocabulary=d.get("vocabulary"),
-                   model_tags=d.get("model_tags"), base_thresholds=d.get("base_thresholds"), **kwargs)
+        return cls(samples, config, eval_key, d["ytrue"], d["ypred"], confs=d.get("confs"),
+                   ytrue_ids=d.get("ytrue_ids"), ypred_ids=d.get("ypred_ids"), classes=d.get("classes"),
+                   missing=d.get("missing"), custom_metrics=d.get("custom_metrics"), summary=d.get("summary"),
+                   top_k=d.get("top_k"), per_class=d.get("per_class"), ranked=d.get("ranked"),
+                   mapping=d.get("mapping"), model_tags=d.get("model_tags"), base_thresholds=d.get("base_thresholds"),
+                   **kwargs)
+
+    @property
+    def left_out(self) -> dict[str, Any]:
+        """The samples left out of the evaluation (unreadable, untagged) and their counts."""
+        return dict(getattr(self.config, "left_out", None) or {})
 
     # ---- multi-label metrics ------------------------------------------------------------------
 
@@ -263,13 +452,14 @@ class TagEvaluationResults(DetectionResults):
             "summary": self.summary,
             "top_k": self.top_k,
             "per_class": rows,
-            "vocabulary": self.vocabulary.to_dict() if self.vocabulary else None,
+            "left_out": self.left_out,
+            "mapping": self.mapping.to_dict() if self.mapping else None,
         })
 
     # ---- printing, plotting, tuning ---------------------------------------------------------
 
     def print_report(self, classes: Sequence[str] | None = None, digits: int = 3, top: int | None = None) -> None:
-        """Print the multi-label report (summary, per-class table, vocabulary issues)."""
+        """Print the multi-label report (summary, per-class table, mapping issues, what was left out)."""
         from fiftyone_ram.evaluation.report import format_report
 
         print(format_report(self, classes=classes, digits=digits, top=top))
@@ -293,89 +483,7 @@ class TagEvaluationResults(DetectionResults):
         return tune_thresholds(self, **kwargs)
 
 
-# --------------------------------------------------------------------------------------------------
-# evaluate_tags
-
-
-def evaluate_tags(
-    samples: Any,
-    pred_field: str,
-    gt_field: str = "ground_truth",
-    eval_key: str | None = None,
-    *,
-    model_tags: Any = None,
-    threshold: Any = None,
-    mapping: Mapping[str, str | None] | str | Path | None = None,
-    synonyms: Mapping[str, str] | None = None,
-    label_system: Any = None,
-    normalize: bool = True,
-    classes: Sequence[str] | None = None,
-    ties: str = "pessimistic",
-    empty_classes: str = "exclude",
-    top_k: Sequence[int] = (1, 3),
-    use_logits: bool = True,
-    custom_metrics: Any = None,
-    overwrite: bool = True,
-    progress: Progress | None = None,
-) -> TagEvaluationResults:
-    """Evaluate predicted tags against ground truth and, with ``eval_key``, record a FiftyOne evaluation.
-
-    Args:
-        samples: a FiftyOne dataset or view of images
-        pred_field: ``Classifications`` field of predicted tags (``confidence`` = probability; optional
-            ``logits`` over the model's tag list)
-        gt_field: ground truth: ``Classifications``, ``Classification``, ``Detections`` / ``Polylines``
-            (their labels become image-level tags) or a list-of-strings field such as ``"tags"``
-        eval_key: key to store the run under (fields ``<key>_tp`` etc.); None stores nothing
-        model_tags: the model's tag list (a list, a tag-list file, or a tagger with ``.tag_list``); needed
-            to read ``logits`` and to report ground-truth classes the model lacks
-        threshold: None = the stored tags are the predictions; a float, or per-class thresholds aligned
-            with ``model_tags`` (array, threshold file, ``{tag: value}``), re-decide from the scores
-        mapping, synonyms, label_system, normalize: vocabulary mapping (see ``vocabulary``)
-        classes: ground-truth class names to evaluate (default: every one that maps to a model tag)
-        ties, empty_classes: AP conventions (see ``metrics``)
-        top_k: k values for the top-k variants (each sample predicts its k best-scored classes)
-        use_logits: read ``Classifications.logits`` when stored (full scores for mAP)
-        custom_metrics: FiftyOne ``EvaluationMetric`` operators to compute as well
-        overwrite: replace an earlier tag evaluation recorded under ``eval_key`` (FiftyOne's convention for
-            a reused key); False refuses it. Names that belong to anything else (another evaluation, the
-            user's fields and label attributes) are refused either way
-        progress: ``callable(fraction, stage)`` told about each stage
-
-    Scores for mAP: ``sigmoid(logit)`` where a sample stores logits and ``model_tags`` is known, else the
-    stored confidence of a predicted tag, else ``-inf`` (a tag below the tagging threshold ranks below
-    every stored score; ties among those follow ``ties``).
-    """
-    _check_fields(samples, pred_field, gt_field)
-    tags, tags_source, tagger_thresholds = _resolve_model_tags(model_tags)
-    thresholds_cfg, per_class_thr = _resolve_threshold(threshold, tags)
-    config = TagEvaluationConfig(
-        pred_field, gt_field, threshold=thresholds_cfg, model_tags=tags_source,
-        mapping=str(mapping) if isinstance(mapping, (str, Path)) else ("dict" if mapping else None),
-        normalize=normalize, ties=ties, empty_classes=empty_classes, top_k=top_k, classes=classes,
-        custom_metrics=[custom_metrics] if isinstance(custom_metrics, str) else custom_metrics,
-    )
-    method = config.build()
-    method.ensure_requirements()
-    plan = check_key(samples, method, eval_key, overwrite=overwrite) if eval_key is not None else None
-    inputs = _Inputs(tags=tags, per_class_thr=per_class_thr, mapping=mapping, synonyms=synonyms,
-                     label_system=label_system, use_logits=use_logits,
-                     base_thresholds=per_class_thr if per_class_thr is not None else tagger_thresholds)
-    progress = progress or (lambda fraction, stage: None)
-    # Everything is computed before anything is written: a failed evaluation leaves an earlier run of the
-    # same key as it was.
-    results, verdicts = _evaluate(method, samples, eval_key, inputs, progress)
-    if plan is None:
-        method.compute_custom_metrics(samples, eval_key, results)
-    else:
-        progress(0.8, "recording verdicts")
-        _record(method, samples, plan, results, verdicts)
-    progress(1.0, "done")
-    return results
-
-
-def _record(method: TagEvaluation, samples: Any, plan: KeyPlan, results: TagEvaluationResults,
-            verdicts: "_Verdicts") -> None:
+def _record(method: TagEvaluation, samples: Any, plan: KeyPlan, results: TagEvaluationResults) -> None:
     """Write the verdicts and register the run, all or nothing: on any failure, what this call wrote goes."""
     dataset, key = samples._dataset, plan.key
     if plan.replaces:
@@ -384,9 +492,10 @@ def _record(method: TagEvaluation, samples: Any, plan: KeyPlan, results: TagEval
     registered = False
     try:
         method.register_samples(samples, key)
-        _write_verdicts(samples, key, verdicts)
+        method.write_verdicts(samples, key, results)
         method.register_run(samples, key, overwrite=False)
         registered = True
+        results.key = key
         method.compute_custom_metrics(samples, key, results)
         method.save_run_results(samples, key, results)
         method.add_fields_to_sidebar_group(samples, key, omit_fields=(method.config.pred_field,
@@ -397,6 +506,8 @@ def _record(method: TagEvaluation, samples: Any, plan: KeyPlan, results: TagEval
         else:
             method.cleanup(samples, key)  # the names were free before this call: every one of them is ours
         raise
+
+
 @dataclass
 class _Inputs:
     tags: list[str] | None
@@ -408,18 +519,21 @@ class _Inputs:
     base_thresholds: np.ndarray | None
 
 
-def _evaluate(method: TagEvaluation, samples: Any, eval_key: str | None, inputs: _Inputs,
-              progress: Progress) -> tuple[TagEvaluationResults, "_Verdicts"]:
-    """All the numbers, and the per-sample / per-label verdicts to write; nothing is written here."""
+def _evaluate(method: TagEvaluation, samples: Any, eval_key: str | None) -> TagEvaluationResults:
+    """All the numbers, and the per-sample / per-label verdicts to write (on the results); nothing is written
+    here."""
     config: TagEvaluationConfig = method.config
+    inputs, progress = method.inputs, method.progress
+    if _MEMORY.get("per_class") is not None or _MEMORY.get("mapping") is not None:
+        inputs = _from_memory(inputs, config)
     progress(0.0, "reading labels")
     gt = read_tags(samples, config.gt_field, role="ground-truth")
     pred = read_predictions(samples, config.pred_field, with_logits=inputs.use_logits and inputs.tags is not None)
     n = len(gt)
 
-    progress(0.2, "mapping vocabulary")
+    progress(0.2, "mapping names")
     counts = Counter(name for row in gt.names for name in set(row) if name)
-    mapper = VocabularyMapper(inputs.tags, mapping=inputs.mapping, synonyms=inputs.synonyms,
+    mapper = NameMapper(inputs.tags, mapping=inputs.mapping, synonyms=inputs.synonyms,
                               label_system=inputs.label_system, normalize=config.normalize,
                               observed_tags=(t for row in pred.names for t in row))
     vocab = mapper.report(counts)
@@ -481,16 +595,33 @@ def _evaluate(method: TagEvaluation, samples: Any, eval_key: str | None, inputs:
 
     progress(0.7, "matching tags")
     matches, verdicts = _match(gt, pred, gt_class, pred_class, positives, predicted, classes, n)
+    ytrue, ypred, confs, ytrue_ids, ypred_ids = (list(column) for column in zip(*matches)) if matches else \
+        ([], [], [], [], [])
     results = TagEvaluationResults(
-        samples, config, eval_key, matches, classes=classes, missing=MISSING, backend=method,
-        summary=summary, top_k=top_k, per_class=per_class, ranked=arrays.ranked, vocabulary=vocab,
-        model_tags=inputs.tags, base_thresholds=inputs.base_thresholds,
-    )
+        samples, config, eval_key, ytrue, ypred, confs=confs, ytrue_ids=ytrue_ids, ypred_ids=ypred_ids,
+        classes=classes, missing=MISSING, backend=method, summary=summary, top_k=top_k, per_class=per_class,
+        ranked=arrays.ranked, mapping=vocab, model_tags=inputs.tags, base_thresholds=inputs.base_thresholds)
     results.custom_metrics = _panel_rows(summary, top_k)
-    return results, verdicts
+    results._verdicts = verdicts
+    return results
 
 
-def _evaluated_classes(wanted: Sequence[str] | None, mapper: VocabularyMapper, vocab: VocabularyReport,
+def _from_memory(inputs: _Inputs, config: TagEvaluationConfig) -> _Inputs:
+    """``inputs`` with thresholds or a mapping :func:`evaluate_tags` was given in memory."""
+    import dataclasses
+
+    per_class, mapping = _MEMORY.get("per_class"), _MEMORY.get("mapping")
+    changes: dict[str, Any] = {}
+    if per_class is not None:
+        config.threshold, values = _resolve_threshold(per_class, inputs.tags)
+        changes.update(per_class_thr=values, base_thresholds=values)
+    if mapping is not None:
+        config.mapping = "dict"
+        changes["mapping"] = mapping
+    return dataclasses.replace(inputs, **changes)
+
+
+def _evaluated_classes(wanted: Sequence[str] | None, mapper: NameMapper, vocab: MappingReport,
                        tags: list[str] | None) -> list[str]:
     if wanted is not None:
         names = [mapper.resolve(w).tag for w in wanted]
@@ -580,9 +711,8 @@ class _Verdicts:
 
 def _match(gt: FieldTags, pred: FieldTags, gt_class: list, pred_class: list, positives: np.ndarray,
            predicted: np.ndarray, classes: list[str], n: int) -> tuple[list[tuple], _Verdicts]:
-    """FiftyOne-style match tuples ``(gt, pred, iou, confidence, gt_id, pred_id)`` and the verdicts.
-
-    A tag is image-level, so a matched pair gets IoU 1 (as FiftyOne gives full-image boxes)."""
+    """One ``(truth, prediction, confidence, truth id, prediction id)`` pair per (sample, tag), and the
+    verdicts: a missed tag is predicted as :data:`MISSING`, a tag the truth lacks is truly :data:`MISSING`."""
     pos_by_sample = _group(positives, n)
     pred_by_sample = _group(predicted, n)
     matches: list[tuple] = []
@@ -604,11 +734,11 @@ def _match(gt: FieldTags, pred: FieldTags, gt_class: list, pred_class: list, pos
             gid = gt.ids[i][gl] if gl is not None else None
             pid = pred.ids[i][pl] if pl is not None else None
             if j in pos and j in prd:
-                matches.append((classes[j], classes[j], 1.0, conf, gid, pid))
+                matches.append((classes[j], classes[j], conf, gid, pid))
             elif j in pos:
-                matches.append((classes[j], MISSING, None, None, gid, None))
+                matches.append((classes[j], MISSING, None, gid, None))
             else:
-                matches.append((MISSING, classes[j], None, conf, None, pid))
+                matches.append((MISSING, classes[j], conf, None, pid))
         verdicts["tp"].append(len(pos & prd))
         verdicts["fp"].append(len(prd - pos))
         verdicts["fn"].append(len(pos - prd))
@@ -626,56 +756,15 @@ def _group(pairs: np.ndarray, n: int) -> list[set[int]]:
     return out
 
 
-def _write_verdicts(samples: Any, eval_key: str, verdicts: _Verdicts) -> None:
-    _set_sample_fields(samples, {f"{eval_key}_{s}": verdicts.values[s] for s in ("tp", "fp", "fn", "missed")})
-    for tags_, key in ((verdicts.pred, "pred"), (verdicts.gt, "gt")):
-        if tags_.label_path is not None:
-            _set_label_attribute(samples, tags_, eval_key, verdicts.values[key])
-
-
-def _set_sample_fields(samples: Any, columns: dict[str, list]) -> None:
-    """Several sample fields in one update per sample (``set_values`` would send one per field)."""
-    from datetime import datetime
-
-    from pymongo import UpdateOne
-
-    now = datetime.utcnow()
-    ops = [UpdateOne({"_id": sid}, {"$set": {**{f: col[i] for f, col in columns.items()}, "last_modified_at": now}})
-           for i, sid in enumerate(samples.values("_id"))]
-    if ops:
-        samples._dataset._bulk_write(ops)
-
-
 def _set_label_attribute(samples: Any, tags_: FieldTags, attr: str, values: list[list[str | None]]) -> None:
-    """Write one attribute on many labels, one database update per distinct value.
-
-    FiftyOne's ``set_values`` on a label-list attribute sends one update per label: for 10,000 samples
-    with ~20 tags each that is ~200,000 round trips (35 s here). Grouping the labels by verdict and
-    updating them with an array filter takes ~2 s. Labels are matched by id, so only this collection's
-    labels change; ``None`` means "no verdict" and is not written (the run's fields were just reset)."""
-    from datetime import datetime
-
-    from bson import ObjectId
-    from pymongo import UpdateMany
-
-    groups: dict[str, list[ObjectId]] = {}
-    for row_ids, row_values in zip(tags_.ids, values):
-        for label_id, value in zip(row_ids, row_values or ()):
-            if value is not None and label_id is not None:
-                groups.setdefault(value, []).append(ObjectId(label_id))
-    path, now, ops = tags_.label_path, datetime.utcnow(), []
-    for value, ids in groups.items():
-        for start in range(0, len(ids), 50_000):  # keeps each command far below MongoDB's 16 MB
-            chunk = ids[start : start + 50_000]
-            if tags_.kind == "list":
-                ops.append(UpdateMany({f"{path}._id": {"$in": chunk}},
-                                      {"$set": {f"{path}.$[label].{attr}": value, "last_modified_at": now}},
-                                      array_filters=[{"label._id": {"$in": chunk}}]))
-            else:
-                ops.append(UpdateMany({f"{path}._id": {"$in": chunk}},
-                                      {"$set": {f"{path}.{attr}": value, "last_modified_at": now}}))
-    if ops:
-        samples._dataset._bulk_write(ops)  # FiftyOne's own writer: also refreshes samples held in memory
+    """Write one attribute on many labels by id (FiftyOne's ``set_label_values`` with sample ids, its fastest
+    form). ``None`` means "no verdict" and is not written (the run's fields were just declared)."""
+    sample_ids = samples.values("id")
+    updates = [{"sample_id": sample_id, "label_id": label_id, "value": value}
+               for sample_id, row_ids, row_values in zip(sample_ids, tags_.ids, values)
+               for label_id, value in zip(row_ids, row_values or ()) if value is not None and label_id is not None]
+    if updates:
+        samples.set_label_values(f"{tags_.label_path}.{attr}", updates)
 
 
 def _panel_rows(summary: dict[str, Any], top_k: dict[str, Any]) -> dict[str, dict[str, Any]]:

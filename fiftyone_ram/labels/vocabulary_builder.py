@@ -43,7 +43,7 @@ class Merge:
 
 
 @dataclass(frozen=True)
-class VocabularyReport:
+class MappingReport:
     """What :func:`build_label_system` did, with the label system it built."""
 
     label_system: LabelSystem
@@ -156,7 +156,7 @@ def build_label_system(
     min_count: int = 2,
     wordnet=None,
     title: str = "captions",
-) -> VocabularyReport:
+) -> MappingReport:
     """Parse the captions (one string, or a list per image), count, keep ``top_n``, merge synonyms."""
     if wordnet is None:
         from fiftyone_ram.labels.wordnet import load_wordnet
@@ -180,7 +180,7 @@ def build_label_system(
         if len(members) > 1:
             merges.append(Merge(members[0], tuple(members[1:]), tuple(sorted(reasons[root]))))
     label_system = LabelSystem(tuple(names), tuple(synonyms), title=title)
-    return VocabularyReport(label_system, dict(counts), kept, tuple(merges), n)
+    return MappingReport(label_system, dict(counts), kept, tuple(merges), n)
 
 
 def _merge_synonyms(kept: tuple[str, ...], wordnet) -> tuple[dict[int, list[str]], dict[int, set[str]]]:

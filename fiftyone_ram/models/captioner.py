@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING
 import torch
 
 from fiftyone_ram.errors import UserError
+from fiftyone_ram.hub_models import BERT_TOKENIZER
 from fiftyone_ram.models.beam_search import beam_search
 
 if TYPE_CHECKING:  # pragma: no cover
     from fiftyone_ram.models.tag2text import Tag2Text
 
 TAG_TOKENS = 40  # upstream pads or truncates the tag string to exactly 40 tokens
-DEFAULT_TOKENIZER = "bert-base-uncased"
+DEFAULT_TOKENIZER = BERT_TOKENIZER
 DEC_TOKEN, ENC_TOKEN = "[DEC]", "[ENC]"
 
 

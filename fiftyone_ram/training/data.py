@@ -2,7 +2,7 @@
 
 Tags come from any field the evaluation accepts (``Classifications``, ``Classification``, ``Detections``,
 ``Polylines``, or a list of strings such as the sample ``tags``), mapped onto the tagger's tag list with the
-evaluation's :class:`~fiftyone_ram.evaluation.vocabulary.VocabularyMapper` (names it cannot map are reported,
+evaluation's :class:`~fiftyone_ram.evaluation.mapping.NameMapper` (names it cannot map are reported,
 never guessed). Captions come from a string or list-of-strings field, cleaned as upstream's dataset cleans them
 and parsed into tags with the caption parser: as upstream, each step samples one caption per image, the tags
 parsed from *that* caption condition the caption loss, and the tagging target is the union of the field's
@@ -56,7 +56,7 @@ def read_examples(samples: Any, tag_list: list[str], *, tag_field: str | None = 
     A sample is left out when its label field is unset (unlabelled, not "no tags"), or with a caption field,
     when it has no caption; the report counts those, the tags that map to no class, and the mapping used.
     """
-    from fiftyone_ram.evaluation.vocabulary import VocabularyMapper
+    from fiftyone_ram.evaluation.mapping import NameMapper
     from fiftyone_ram.fields import read_tags
 
     if tag_field is None and caption_field is None:
@@ -73,7 +73,7 @@ def read_examples(samples: Any, tag_list: list[str], *, tag_field: str | None = 
     tags: list[set[int]] = [set() for _ in sample_ids]
     if tag_field is not None:
         names = read_tags(view, tag_field).names
-        mapper = VocabularyMapper(tag_list, mapping=mapping)
+        mapper = NameMapper(tag_list, mapping=mapping)
         counts: dict[str, int] = {}
         for row in names:
             for name in row:

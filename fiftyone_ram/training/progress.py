@@ -1,42 +1,6 @@
-"""Progress of a fine-tuning run: a console line (step, epoch, loss, lr, images/s) or a callback.
+"""Progress of a fine-tuning run: a console line (step, epoch, loss, lr, images/s) or a callback (see
+:mod:`fiftyone_ram.progress`, which every long run shares)."""
 
-Hand-written rather than tqdm (not a dependency) or FiftyOne's progress bar (no per-step fields); the callback
-has the shape of an operator's ``ctx.set_progress`` (``progress(fraction, label)``).
-"""
+from fiftyone_ram.progress import ConsoleProgress, Progress, resolve_progress
 
-from __future__ import annotations
-
-import sys
-import time
-from collections.abc import Callable
-
-Progress = Callable[[float, str], None]
-
-
-class ConsoleProgress:
-    """Rewrites one stderr line, at most every ``interval`` seconds (and always at the end of an epoch)."""
-
-    def __init__(self, interval: float = 0.5, stream=None) -> None:
-        self.interval = interval
-        self.stream = stream or sys.stderr
-        self._last = 0.0
-
-    def __call__(self, fraction: float, label: str) -> None:
-        now = time.monotonic()
-        if now - self._last < self.interval and fraction < 1.0:
-            return
-        self._last = now
-        self.stream.write(f"\r{fraction * 100:5.1f}% {label}\x1b[K")
-        self.stream.flush()
-
-    def newline(self) -> None:
-        self.stream.write("\n")
-        self.stream.flush()
-
-
-def resolve_progress(progress: bool | Progress | None) -> Progress | None:
-    if progress is True:
-        return ConsoleProgress()
-    if not progress:
-        return None
-    return progress
+__all__ = ["ConsoleProgress", "Progress", "resolve_progress"]

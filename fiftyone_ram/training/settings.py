@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from fiftyone_ram.errors import UserError
+from fiftyone_ram.hub_models import CLIP
 
 #: Parts of the model that can be frozen (``freeze=``).
 PARTS = ("backbone", "projection", "tagging_head", "captioning")
@@ -22,7 +23,7 @@ SCHEDULES = ("cosine-epoch", "cosine", "constant")
 PRECISIONS = ("fp32", "bf16", "auto")
 NORMALIZATIONS = ("imagenet", "clip")
 #: The CLIP teacher of upstream's RAM / RAM++ fine-tuning (its ViT-B/16 in transformers' layout).
-DEFAULT_TEACHER = "openai/clip-vit-base-patch16"
+DEFAULT_TEACHER = CLIP
 
 
 class SettingsError(UserError, ValueError):

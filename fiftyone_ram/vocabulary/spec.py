@@ -14,31 +14,40 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from fiftyone_ram.jobs import PATH, THRESHOLD, setting
 from fiftyone_ram.vocabulary.sources import DescriptionSource, TagSource, VocabularyError
+from fiftyone_ram.hub_models import CLIP as DEFAULT_TEXT_ENCODER
+
+#: Upstream's threshold for open-set tags (``batch_inference.py``, ``inference_ram*_openset.py``).
+OPEN_SET_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
 class VocabularySpec:
-    """The vocabulary a tagger answers (see :meth:`build`).
+    """The vocabulary a tagger answers (see :meth:`build`; each field's help says what it does). ``tags`` and
+    ``descriptions`` may also be given in memory (a list, a mapping); ``text_encoder`` may be an encoder object,
+    which then cannot travel to another process."""
 
-    tags: the tags to answer (a file, one tag per line, or a list); default: the described tags when
-        ``descriptions`` is given, else all of the checkpoint's tags
-    descriptions: RAM++: tag descriptions (upstream's JSON layout, a file or the same in memory)
-    keep_builtin: the checkpoint's tags first, then the given ones that are not among them
-    new_tag_threshold: the threshold of embedded (new) tags; None: upstream's open-set default
-    tag_thresholds: ``{tag: threshold}`` overrides, any tag
-    text_encoder: the CLIP text model that embeds new tags (hub name or folder; an encoder object works here
-        but cannot travel to another process); None: the default
-    templates: prompt templates of new tags ("{}" is the tag); None: upstream's
-    """
-
-    tags: TagSource | None = None
-    descriptions: DescriptionSource | None = None
-    keep_builtin: bool = False
-    new_tag_threshold: float | None = None
-    tag_thresholds: Mapping[str, float] | None = None
-    text_encoder: Any = None
-    templates: Sequence[str] | None = None
+    tags: TagSource | None = setting(None, kind=PATH, label="Vocabulary file",
+                                     help="answer only these tags (a file, one tag per line): the model's own are "
+                                          "selected, new ones embedded with CLIP")
+    descriptions: DescriptionSource | None = setting(None, kind=PATH, label="Tag descriptions (RAM++)",
+                                                     help="RAM++: tag descriptions in upstream's JSON format "
+                                                          "([{tag: [description, ...]}, ...]); without tags, the "
+                                                          "described tags are the vocabulary")
+    keep_builtin: bool = setting(False, label="Also keep the model's own tags",
+                                 help="with tags or descriptions: the model's own tags plus those")
+    new_tag_threshold: float | None = setting(None, kind=THRESHOLD, label="Threshold of new tags",
+                                              help=f"the threshold of new (embedded) tags; default "
+                                                   f"{OPEN_SET_THRESHOLD}, upstream's open set")
+    tag_thresholds: Mapping[str, float] | None = setting(None, flag=False, form=False,
+                                                         help="{tag: threshold} overrides, any tag")
+    text_encoder: Any = setting(None, label="CLIP text encoder",
+                                help=f"the CLIP text model that embeds new tags (hub name or folder; default "
+                                     f"{DEFAULT_TEXT_ENCODER})")
+    templates: Sequence[str] | str | None = setting(None, kind=PATH,
+                                                    help="prompt templates of new tags, one per line ({} is the tag; "
+                                                         "default: upstream's)")
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

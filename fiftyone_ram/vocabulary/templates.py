@@ -40,9 +40,15 @@ def upstream_templates() -> tuple[str, ...]:
     return templates_from_source(Path(path).read_text(encoding="utf-8"))
 
 
-def resolve_templates(templates: Sequence[str] | None) -> tuple[str, ...]:
-    """Explicit templates as given (checked), else upstream's."""
-    return upstream_templates() if templates is None else tuple(check_templates(templates))
+def resolve_templates(templates: Sequence[str] | str | Path | None) -> tuple[str, ...]:
+    """Explicit templates as given (a list, or a file with one per line; checked), else upstream's."""
+    if templates is None:
+        return upstream_templates()
+    if isinstance(templates, (str, Path)):
+        from fiftyone_ram.tag_files import read_text_file
+
+        templates = [line for line in read_text_file(Path(templates), "template file").splitlines() if line.strip()]
+    return tuple(check_templates(templates))
 
 
 def check_templates(templates: Sequence[str]) -> list[str]:

@@ -16,12 +16,13 @@ import numpy as np
 import torch
 
 from fiftyone_ram.errors import UserError
+from fiftyone_ram.hub_models import CLIP
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import CLIPTextModelWithProjection, CLIPTokenizer
 
 #: The text tower of OpenAI's CLIP ViT-B/16 on the Hugging Face hub: upstream's ``clip.load("ViT-B/16")``.
-DEFAULT_TEXT_ENCODER = "openai/clip-vit-base-patch16"
+DEFAULT_TEXT_ENCODER = CLIP
 _FOLDER_FILES = ("*.json", "*.txt", "*.safetensors", "*.bin", "*.model")
 
 

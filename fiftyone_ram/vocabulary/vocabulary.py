@@ -24,11 +24,9 @@ from fiftyone_ram.vocabulary.cache import EmbeddingCache
 from fiftyone_ram.vocabulary.embeddings import description_rows, ram_queries, template_rows
 from fiftyone_ram.vocabulary.sources import (VocabularyError, read_descriptions,
                                              read_tags)
-from fiftyone_ram.vocabulary.spec import VocabularySpec
+from fiftyone_ram.vocabulary.spec import OPEN_SET_THRESHOLD, VocabularySpec
 from fiftyone_ram.vocabulary.text_encoder import TextEncoder, resolve_text_encoder
 
-#: Upstream's threshold for open-set tags (``batch_inference.py``, ``inference_ram*_openset.py``).
-OPEN_SET_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True, eq=False)

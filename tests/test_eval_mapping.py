@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from fiftyone_ram.evaluation.vocabulary import VocabularyMapper, load_mapping
+from fiftyone_ram.evaluation.mapping import NameMapper, load_mapping
 from fiftyone_ram.labels.label_system import LabelSystem
 
 MODEL = ["car", "person", "glasses", "glass", "berry", "T-shirt", "traffic light", "shoe", "bus", "television"]
 
 
 def test_exact_then_case_separator_and_plural_normalisation():
-    m = VocabularyMapper(MODEL)
+    m = NameMapper(MODEL)
     got = {n: (m.resolve(n).tag, m.resolve(n).how) for n in
            ["car", "Cars", "people", "glass", "Glasses", "berries", "t shirt", "Traffic_Lights", "shoes", "buses"]}
     assert got == {
@@ -22,7 +22,7 @@ def test_exact_then_case_separator_and_plural_normalisation():
         "t shirt": ("T-shirt", "normalized"), "Traffic_Lights": ("traffic light", "normalized"),
         "shoes": ("shoe", "normalized"), "buses": ("bus", "normalized"),
     }
-    assert VocabularyMapper(MODEL, normalize=False).resolve("Cars").how == "unmapped"
+    assert NameMapper(MODEL, normalize=False).resolve("Cars").how == "unmapped"
 
 
 def test_synonyms_user_files_and_precedence(tmp_path):
@@ -35,7 +35,7 @@ def test_synonyms_user_files_and_precedence(tmp_path):
     expected = {"tv monitor": "television", "Person": "car", "dog": None}
     for path in (as_json, as_csv, as_tsv):
         assert load_mapping(path) == expected
-        m = VocabularyMapper(MODEL, mapping=path, synonyms={"automobile": "car", "tee": "T-shirt"})
+        m = NameMapper(MODEL, mapping=path, synonyms={"automobile": "car", "tee": "T-shirt"})
         assert m.resolve("tv monitor").tag == "television" and m.resolve("tv monitor").how == "user"
         assert m.resolve("person").tag == "car"  # the user's mapping wins over the exact tag, case-insensitively
         assert m.resolve("dog").how == "ignored" and m.resolve("dog").tag is None
@@ -49,16 +49,16 @@ def test_synonyms_user_files_and_precedence(tmp_path):
 
 def test_label_system_is_used_without_being_imported_by_the_mapper():
     system = LabelSystem(names=("car", "person", "sofa"), synonyms=(("automobile",), ("human",), ("couch",)))
-    m = VocabularyMapper(["car", "person", "sofa"], label_system=system)
+    m = NameMapper(["car", "person", "sofa"], label_system=system)
     assert (m.resolve("Couch").tag, m.resolve("Couch").how) == ("sofa", "label_system")
     assert m.resolve("human").tag == "person"
     assert m.resolve("zebra").how == "unmapped"
     # any callable works too
-    assert VocabularyMapper(["sofa"], label_system=lambda n: {"settee": "sofa"}[n]).resolve("settee").tag == "sofa"
+    assert NameMapper(["sofa"], label_system=lambda n: {"settee": "sofa"}[n]).resolve("settee").tag == "sofa"
 
 
 def test_report_lists_what_could_not_be_mapped_and_merges():
-    m = VocabularyMapper(MODEL, synonyms={"automobile": "car"})
+    m = NameMapper(MODEL, synonyms={"automobile": "car"})
     report = m.report({"car": 5, "automobile": 2, "zebra": 3, "unicorn": 1})
     assert report.unmapped() == ["unicorn", "zebra"]
     assert report.merged() == {"car": ["automobile", "car"]}
@@ -66,7 +66,7 @@ def test_report_lists_what_could_not_be_mapped_and_merges():
 
 
 def test_unknown_model_vocabulary_keeps_names_and_matches_observed_tags():
-    m = VocabularyMapper(None, observed_tags=["car", "dog"])
+    m = NameMapper(None, observed_tags=["car", "dog"])
     assert (m.resolve("cars").tag, m.resolve("cars").how) == ("car", "normalized")
     assert (m.resolve("zebra").tag, m.resolve("zebra").how) == ("zebra", "kept")
     assert m.report({"zebra": 1}).unmapped() == []

@@ -48,7 +48,7 @@ def normalize(name: str) -> str:
     return _SEPARATORS.sub(" ", name.casefold()).strip()
 
 
-_normalize = normalize  # VocabularyMapper has a parameter of the same name
+_normalize = normalize  # NameMapper has a parameter of the same name
 
 
 def inflections(name: str) -> list[str]:
@@ -94,7 +94,7 @@ class Resolution:
 
 
 @dataclass
-class VocabularyReport:
+class MappingReport:
     """What the mapping did, for the printed report and the stored evaluation."""
 
     resolutions: dict[str, Resolution] = field(default_factory=dict)
@@ -129,7 +129,7 @@ class VocabularyReport:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "VocabularyReport":
+    def from_dict(cls, d: Mapping[str, Any]) -> "MappingReport":
         return cls(
             resolutions={n: Resolution(n, r["tag"], r["how"]) for n, r in d.get("resolutions", {}).items()},
             counts=dict(d.get("counts", {})),
@@ -137,7 +137,7 @@ class VocabularyReport:
         )
 
 
-class VocabularyMapper:
+class NameMapper:
     """Resolves ground-truth names to model tags (see the module docstring for the order).
 
     Args:
@@ -206,9 +206,9 @@ class VocabularyMapper:
             return Resolution(name, name, "kept")
         return Resolution(name, None, "unmapped")
 
-    def report(self, counts: Mapping[str, int]) -> VocabularyReport:
+    def report(self, counts: Mapping[str, int]) -> MappingReport:
         """Resolve every name of ``counts`` (name → ground-truth occurrences)."""
-        return VocabularyReport(
+        return MappingReport(
             resolutions={n: self.resolve(n) for n in counts},
             counts=dict(counts),
             model_vocabulary_known=self.model_vocabulary_known,
