@@ -121,12 +121,20 @@ def _check_caption_field(samples: Any, name: str) -> None:
         raise ValueError(f"caption field '{name}' must hold a string or a list of strings per sample, not {kind}")
 
 
+#: Generator seeds are taken modulo this (torch takes at most 64 bits): any setting's seed works.
+SEED_RANGE = 2 ** 63
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch) % SEED_RANGE
+
+
 def epoch_batches(count: int, batch_size: int, epoch: int, seed: int, *, rank: int = 0, world: int = 1
                   ) -> list[list[tuple[int, int]]]:
     """This process's batches of an epoch: a permutation of the examples seeded by (seed, epoch), padded by
     wrapping to a multiple of the processes (as ``DistributedSampler``), every ``world``-th from ``rank``, cut
     into batches (the last one may be smaller). Items are ``(epoch, example)``."""
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
     order = torch.randperm(count, generator=generator).tolist()
     padded = order + order[:(-len(order)) % world]
     mine = padded[rank::world]
@@ -154,7 +162,7 @@ class TrainingImages(torch.utils.data.Dataset):
     def __getitem__(self, item: tuple[int, int]) -> dict[str, Any]:
         epoch, i = item
         with torch.random.fork_rng(devices=[]):  # torchvision's transforms draw from the global generator
-            torch.manual_seed((self.seed * 1_000_003 + epoch) * 10_000_019 + i)
+            torch.manual_seed((epoch_seed(self.seed, epoch) * 10_000_019 + i) % SEED_RANGE)
             try:
                 image = load_image(self.examples.filepaths[i])
             except ImageError as exc:

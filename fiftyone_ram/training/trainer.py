@@ -34,7 +34,7 @@ from fiftyone_ram.training import distributed, resume
 from fiftyone_ram.training.objective import CAPTION_PROMPT, total_loss, training_losses
 from fiftyone_ram.training.progress import ConsoleProgress, Progress, resolve_progress
 from fiftyone_ram.training.schedule import build_scheduler
-from fiftyone_ram.training.settings import FinetuneSettings, SettingsError
+from fiftyone_ram.training.settings import FinetuneSettings
 from fiftyone_ram.training.transforms import teacher_transform, training_transform
 
 LOG_FILE = "log.jsonl"
@@ -88,10 +88,7 @@ def finetune(samples: Any, output_dir: str | Path, *, model: str | Path | dict =
     ``overwrite``: replace the model files of a non-empty ``output_dir``. ``progress``: a console line (True),
     nothing, or ``callable(fraction, label)``. ``messages``: where notes go (default: stderr).
     """
-    try:
-        settings = (settings or FinetuneSettings()).with_changes(**options)
-    except TypeError as exc:
-        raise SettingsError(f"unknown fine-tuning option: {exc}") from None
+    settings = (settings or FinetuneSettings()).with_changes(**options)
     world, device_ = distributed.start(device)
     say = _messenger(messages, world)
     try:
@@ -385,7 +382,7 @@ class _Run:
         return inputs
 
     def _autocast(self):
-        precision = self.settings.precision
+        precision = self.settings.train_precision
         if precision == "auto":
             precision = "bf16" if self.device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
         if precision == "fp32":
