@@ -3,7 +3,8 @@ folder that every other command loads with ``--checkpoint FOLDER``.
 
 A thin layer over :func:`fiftyone_ram.training.finetune`: the options name its settings (upstream's recipe by
 default, ``--weak-start`` for a random or far-off start); ``--set KEY=VALUE`` reaches the rest. Errors of the
-user's making are :class:`~fiftyone_ram.errors.UserError`\\ s, which ``main`` prints as one line.
+user's making are :class:`~fiftyone_ram.errors.UserError`\\ s, which ``main`` prints as one line. The options are
+only translated here; every check is the library's (settings, data, output folder).
 """
 
 from __future__ import annotations
@@ -115,8 +116,6 @@ def finetune(dataset_name, output_dir, model_name, checkpoint, config_path, tag_
     from fiftyone_ram.training import WEAK_START
     from fiftyone_ram.training import finetune as run_finetune
 
-    if tag_field is None and caption_field is None:
-        raise FinetuneUsageError("give --tag-field, --caption-field or both: what the model should learn")
     if teacher is not None and no_teacher:
         raise FinetuneUsageError("give --teacher or --no-teacher, not both")
     if not fo.dataset_exists(dataset_name):
