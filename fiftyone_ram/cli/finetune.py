@@ -126,8 +126,9 @@ def finetune(dataset_name, output_dir, model_name, checkpoint, config_path, tag_
     options: dict[str, Any] = dict(WEAK_START) if weak_start else {}
     given = dict(epochs=epochs, batch_size=batch_size, grad_accumulation=grad_accumulation, lr=lr, head_lr=head_lr,
                  schedule=schedule, warmup_steps=warmup_steps, gamma_neg=gamma_neg,
-                 grad_checkpointing=grad_checkpointing, train_precision=train_precision, seed=seed, max_steps=max_steps,
-                 early_stop=early_stop, checkpoint_every=checkpoint_every, num_workers=num_workers)
+                 grad_checkpointing=grad_checkpointing, train_precision=train_precision, seed=seed,
+                 max_steps=max_steps, early_stop=early_stop, checkpoint_every=checkpoint_every,
+                 num_workers=num_workers)
     options.update({k: v for k, v in given.items() if v is not None})
     if freeze:
         options["freeze"] = tuple(freeze)

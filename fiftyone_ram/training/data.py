@@ -170,8 +170,11 @@ def _check_caption_field(samples: Any, name: str) -> None:
     found = samples.get_field(name)
     ok = isinstance(found, fof.StringField) or (isinstance(found, fof.ListField)
                                                 and isinstance(found.field, fof.StringField))
+    if found is None:
+        raise TrainingDataError(f"caption field '{name}' does not exist in this collection; expected a string or "
+                                f"list-of-strings field")
     if not ok:
-        kind = "missing" if found is None else type(found).__name__
+        kind = type(found).__name__
         if isinstance(found, fof.EmbeddedDocumentField):
             kind = found.document_type.__name__
         elif isinstance(found, fof.ListField) and found.field is not None:
