@@ -81,9 +81,11 @@ class FinetuneModel(foo.Operator):
         for unused in ("language", "classes", "caption", "confidence_thresh", "precision"):
             kwargs.pop(unused, None)
         options = dict(weak_start) if params.get("weak_start") else {}
-        for key in ("epochs", "batch_size", "lr", "precision", "grad_checkpointing"):
+        for key in ("epochs", "batch_size", "lr", "grad_checkpointing"):
             if params.get(key) is not None:
                 options[key] = params[key]
+        if params.get("precision") is not None:  # the form's training precision (autocast)
+            options["train_precision"] = params["precision"]
         if params.get("freeze"):
             options["freeze"] = tuple(params["freeze"])
         if params.get("teacher"):

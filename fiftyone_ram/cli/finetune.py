@@ -3,7 +3,8 @@ folder that every other command loads with ``--checkpoint FOLDER``.
 
 A thin layer over :func:`fiftyone_ram.training.finetune`: the options name its settings (upstream's recipe by
 default, ``--weak-start`` for a random or far-off start); ``--set KEY=VALUE`` reaches the rest. Errors of the
-user's making are :class:`~fiftyone_ram.errors.UserError`\\ s, which ``main`` prints as one line.
+user's making are :class:`~fiftyone_ram.errors.UserError`\\ s, which ``main`` prints as one line. The options are
+only translated here; every check is the library's (settings, data, output folder).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class FinetuneUsageError(UserError, ValueError):
 
 
 def _setting(value: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE read as JSON (``5e-6``, ``true``, ``[0.5, 1]``, ``null``), else as a string."""
     if "=" not in value:
         raise click.BadParameter(f"expected KEY=VALUE, got {value!r}")
     key, raw = value.split("=", 1)
@@ -34,11 +36,23 @@ def _setting(value: str) -> tuple[str, Any]:
     return key.strip().replace("-", "_"), parsed
 
 
+def _settings(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, Any]:
+    return dict(_setting(value) for value in values)
+
+
+def _model_options(command):
+    """The shared tagger options but the inference ``--precision``: training keeps fp32 weights, and its
+    autocast is ``--train-precision`` (one name per meaning)."""
+    command = tagger_options(command)
+    command.__click_params__ = [p for p in command.__click_params__ if p.name != "precision"]
+    return command
+
+
 @click.command("finetune")
 @click.argument("dataset_name", metavar="DATASET")
 @click.option("--output", "-o", "output_dir", required=True, type=click.Path(file_okay=False),
               help="Model folder to write (checkpoint, config, tag list, thresholds, log).")
-@tagger_options
+@_model_options
 @click.option("--view", "train_view", default=None, help="Train on this saved view of DATASET (default: all).")
 @click.option("--train-tag", default=None, help="Train on the samples with this sample tag.")
 @click.option("--validation-view", default=None, help="Validate on this saved view after every epoch.")
@@ -69,7 +83,9 @@ def _setting(value: str) -> tuple[str, Any]:
 @click.option("--freeze", multiple=True, type=click.Choice(PARTS), help="Leave this part as it is (repeatable).")
 @click.option("--gamma-neg", type=float, default=None, help="ASL's negative exponent (default 7, upstream).")
 @click.option("--grad-checkpointing", is_flag=True, default=None, help="Recompute activations: less memory.")
-@click.option("--precision", type=click.Choice(PRECISIONS), default=None, help="fp32 (default) or bf16 autocast.")
+@click.option("--train-precision", type=click.Choice(PRECISIONS), default=None,
+              help="Autocast while training: fp32 (default), bf16, or auto (bf16 on GPUs that run it); the "
+                   "weights stay fp32.")
 @click.option("--seed", type=int, default=None)
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after this many steps.")
 @click.option("--early-stop", type=click.IntRange(min=1), default=None,
@@ -82,25 +98,24 @@ def _setting(value: str) -> tuple[str, Any]:
 @click.option("--no-teacher", is_flag=True, help="No CLIP teacher: distillation and alignment off.")
 @click.option("--weak-start", is_flag=True, help="A recipe that learns from a weak (random or far-off) start "
               "instead of upstream's; other options still override it. See docs/training.md.")
-@click.option("--set", "extra", multiple=True, metavar="KEY=VALUE",
+@click.option("--set", "extra", multiple=True, metavar="KEY=VALUE", callback=_settings,
               help="Any other setting of FinetuneSettings (value as JSON, e.g. --set crop_scale=[0.5,1]).")
 @click.option("--resume", "resume_run", is_flag=True, help="Continue the interrupted run in --output.")
-@click.option("--overwrite", is_flag=True, help="Replace the model files of a non-empty --output.")
+@click.option("--overwrite", is_flag=True, help="Replace a previous run's files in a non-empty --output (your "
+              "other files stay).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 def finetune(dataset_name, output_dir, model_name, checkpoint, config_path, tag_list, tag_list_chinese, thresholds,
              device, train_view, train_tag, validation_view, validation_tag, tag_field, caption_field, mapping,
              vocab_tags, descriptions, keep_builtin, new_tag_threshold, text_encoder, templates, epochs, batch_size,
              grad_accumulation, lr, head_lr, schedule, warmup_steps, freeze, gamma_neg, grad_checkpointing,
-             precision, seed, max_steps, early_stop, checkpoint_every, num_workers, teacher, no_teacher, weak_start,
-             extra, resume_run, overwrite, as_json):
+             train_precision, seed, max_steps, early_stop, checkpoint_every, num_workers, teacher, no_teacher,
+             weak_start, extra, resume_run, overwrite, as_json):
     """Fine-tune RAM, RAM++ or Tag2Text on DATASET's tags and/or captions."""
     import fiftyone as fo
 
     from fiftyone_ram.training import WEAK_START
     from fiftyone_ram.training import finetune as run_finetune
 
-    if tag_field is None and caption_field is None:
-        raise FinetuneUsageError("give --tag-field, --caption-field or both: what the model should learn")
     if teacher is not None and no_teacher:
         raise FinetuneUsageError("give --teacher or --no-teacher, not both")
     if not fo.dataset_exists(dataset_name):
@@ -111,14 +126,15 @@ def finetune(dataset_name, output_dir, model_name, checkpoint, config_path, tag_
     options: dict[str, Any] = dict(WEAK_START) if weak_start else {}
     given = dict(epochs=epochs, batch_size=batch_size, grad_accumulation=grad_accumulation, lr=lr, head_lr=head_lr,
                  schedule=schedule, warmup_steps=warmup_steps, gamma_neg=gamma_neg,
-                 grad_checkpointing=grad_checkpointing, precision=precision, seed=seed, max_steps=max_steps,
-                 early_stop=early_stop, checkpoint_every=checkpoint_every, num_workers=num_workers)
+                 grad_checkpointing=grad_checkpointing, train_precision=train_precision, seed=seed,
+                 max_steps=max_steps, early_stop=early_stop, checkpoint_every=checkpoint_every,
+                 num_workers=num_workers)
     options.update({k: v for k, v in given.items() if v is not None})
     if freeze:
         options["freeze"] = tuple(freeze)
     if teacher is not None or no_teacher:
         options["teacher"] = None if no_teacher else teacher
-    options.update(dict(extra))
+    options.update(extra)
     model = config_path or model_name
     family = model_name if model_name in FAMILIES else None
     result = run_finetune(samples, output_dir, model=model, checkpoint=checkpoint, family=family, tag_list=tag_list,
@@ -135,6 +151,8 @@ def finetune(dataset_name, output_dir, model_name, checkpoint, config_path, tag_
         return
     best = "" if result.best is None else f"; best validation mAP {result.best.get('mAP')} (epoch " \
                                           f"{result.best_epoch + 1})"
+    if result.best is None and result.history and result.model_epoch is not None:
+        best = f"; validation gave no score to pick an epoch by: the folder holds epoch {result.model_epoch + 1}'s"
     click.echo(f"fine-tuned {result.steps} step(s) over {result.epochs} epoch(s){best}; model folder: "
                f"{result.output_dir} (use it as --checkpoint {result.output_dir})")
 

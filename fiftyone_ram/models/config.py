@@ -19,6 +19,15 @@ FAMILIES = ("ram", "ram_plus", "tag2text")
 #: Hidden and attention dropout of every BERT stack upstream builds (med_config.json, q2l_config.json); it only
 #: acts in train mode.
 BERT_DROPOUT = 0.1
+#: What a config may describe, checked from its sizes before anything is built (a typo such as image_size
+#: 100000 would otherwise allocate without bound, or depths [1, 1, 10000, 1] take minutes to fail). Weights: three
+#: times the largest released model (RAM Swin-L 384 with its captioning branch, 0.51e9). Activations: the largest
+#: tensor one image makes in a Swin stage (tokens x the wider of the MLP's 4 x width and the heads' window
+#: scores; a shifted window's attention mask is as large), about 60 times the released Swin-L 384's (8.0e6 values).
+MAX_PARAMETERS = 1.5e9
+MAX_ACTIVATION_VALUES = 5e8
+#: bert-base-uncased's WordPiece vocabulary plus upstream's two tokens: the captioning branch's embeddings.
+_CAPTION_VOCAB = 30524
 
 
 class ConfigError(UserError, ValueError):
@@ -107,6 +116,7 @@ class ModelConfig:
         self.bert.check("bert")
         _positive(self.descriptions_per_tag, "descriptions_per_tag")
         _positive(self.embed_dim, "embed_dim")
+        _check_cost(self)
 
     @property
     def num_tokens(self) -> int:
@@ -116,6 +126,86 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def parameter_estimate(config: ModelConfig) -> dict[str, float]:
+    """Weights by part, from the sizes (the tags' own rows aside: their count comes with the tag list, and a
+    checkpoint's tensors must match them anyway). Within a few percent of the released models' state dicts."""
+    swin = config.swin
+    parts = {"swin.patch_embed": 3.0 * swin.patch_size ** 2 * swin.embed_dim}
+    side = config.image_size // swin.patch_size
+    for stage, depth in enumerate(swin.depths):
+        width, heads = swin.embed_dim << stage, swin.num_heads[stage]
+        window = min(swin.window_size, max(side >> stage, 1))
+        block = 12.0 * width * width + 13 * width + (2 * window - 1) ** 2 * heads
+        merge = 2.0 * width * width if stage else 0.0  # 4 x (width / 2) -> width
+        parts[f"swin stage {stage + 1}"] = depth * block + merge
+    kv = swin.num_features if config.family == "tag2text" else config.embed_dim
+    h, q2l = config.q2l.hidden_size, config.q2l
+    parts["q2l"] = q2l.num_hidden_layers * (4.0 * h * h + 2 * kv * h + 2 * h * q2l.intermediate_size)
+    if config.family != "tag2text":
+        parts["image projection"] = float(swin.num_features) * config.embed_dim
+    if config.family in ("ram", "tag2text"):  # the captioning branch: a tag encoder and a text decoder
+        h, bert = config.bert.hidden_size, config.bert
+        parts["bert"] = 2 * (bert.num_hidden_layers * (8.0 * h * h + 2 * h * bert.intermediate_size)
+                             + _CAPTION_VOCAB * h)
+    return parts
+
+
+def activation_estimate(config: ModelConfig) -> tuple[float, int]:
+    """The largest tensor one image makes in the Swin backbone, in values, and its stage (1-based)."""
+    swin = config.swin
+    side = config.image_size // swin.patch_size
+    best, where = 0.0, 1
+    for stage in range(len(swin.depths)):
+        tokens = float(max(side >> stage, 1)) ** 2
+        width, heads = swin.embed_dim << stage, swin.num_heads[stage]
+        window = min(swin.window_size, max(side >> stage, 1))
+        values = tokens * max(4 * width, heads * window * window)
+        if values > best:
+            best, where = values, stage + 1
+    return best, where
+
+
+def _check_cost(config: ModelConfig) -> None:
+    """Refuse, with the numbers, a config whose model could not be built in reasonable memory and time."""
+    parts = parameter_estimate(config)
+    total = sum(parts.values())
+    if total > MAX_PARAMETERS:
+        largest = max(parts, key=parts.get)
+        raise ConfigError(f"the config describes about {_amount(total)} weights ({largest}: {_amount(parts[largest])}; "
+                          f"swin.depths {list(config.swin.depths)}, swin.embed_dim {config.swin.embed_dim}), more than "
+                          f"the {_amount(MAX_PARAMETERS)} this package builds (the released models have at most "
+                          f"5.1e8): check its sizes")
+    values, stage = activation_estimate(config)
+    if values > MAX_ACTIVATION_VALUES:
+        raise ConfigError(f"image_size {config.image_size} makes a tensor of about {_amount(values)} values per "
+                          f"image in Swin stage {stage}, more than the {_amount(MAX_ACTIVATION_VALUES)} this package "
+                          f"allows: use an image_size of at most {_largest_image_size(config)} (the released models "
+                          f"use 384)")
+
+
+def _amount(value: float) -> str:
+    """2.0e9 rather than 2e+09."""
+    mantissa, exponent = f"{value:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def _largest_image_size(config: ModelConfig) -> int:
+    """The largest multiple of the Swin stride whose activations are within bounds."""
+    stride, low, high = config.swin.stride, 1, max(config.image_size // config.swin.stride, 1)
+    while low < high:  # the largest k with k x stride within bounds
+        k = (low + high + 1) // 2
+        fits = activation_estimate(_with_image_size(config, k * stride))[0] <= MAX_ACTIVATION_VALUES
+        low, high = (k, high) if fits else (low, k - 1)
+    return low * stride
+
+
+def _with_image_size(config: ModelConfig, size: int):
+    """A stand-in with another image size (only what ``activation_estimate`` reads)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(swin=config.swin, image_size=size)
 
 
 def _positive(value: Any, key: str) -> None:

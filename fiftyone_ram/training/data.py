@@ -14,12 +14,15 @@ uninterrupted one would, whatever the number of workers.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from fiftyone_ram.errors import UserError
 from fiftyone_ram.images import ImageError, load_image
 
 #: upstream's caption cleaning keeps at most this many words
@@ -32,6 +35,11 @@ def clean_caption(text: str, max_words: int = CAPTION_WORDS) -> str:
     """Upstream's ``pre_caption``: lower case, ``.!"()*#:;~`` become spaces, runs of spaces one, first words."""
     text = _SPACES.sub(" ", _PUNCTUATION.sub(" ", text.lower())).rstrip("\n").strip(" ")
     return " ".join(text.split(" ")[:max_words])
+
+
+class TrainingDataError(UserError, ValueError):
+    """Training or validation samples that cannot teach the model anything (a field of the wrong kind, no
+    labels, labels outside the vocabulary)."""
 
 
 @dataclass
@@ -48,6 +56,52 @@ class Examples:
     def __len__(self) -> int:
         return len(self.sample_ids)
 
+    def samples_digest(self) -> str:
+        return _digest(self.sample_ids)
+
+    def targets_digest(self) -> str:
+        """What is learnt from each sample (its classes, its captions and their classes): a resumed run must
+        learn the same."""
+        return _digest([self.tags, self.captions, self.parsed])
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, separators=(",", ":")).encode()).hexdigest()
+
+
+def check_fields(samples: Any, tag_field: str | None, caption_field: str | None) -> None:
+    """The label and caption fields exist and hold what training reads, before anything is loaded."""
+    from fiftyone_ram.fiftyone.fields import TAG_LABEL_TYPES, field_kind
+
+    if tag_field is None and caption_field is None:
+        raise TrainingDataError("give a tag field, a caption field, or both (tag_field= / --tag-field, "
+                                "caption_field= / --caption-field): what the model should learn")
+    if tag_field is not None:
+        try:
+            field_kind(samples, tag_field, TAG_LABEL_TYPES, "tag", allow_strings=True)
+        except ValueError as exc:
+            raise TrainingDataError(str(exc)) from None
+    if caption_field is not None:
+        _check_caption_field(samples, caption_field)
+
+
+def check_examples(examples: Examples, *, tag_field: str | None, caption_field: str | None,
+                   where: str = "the training view", option: str = "") -> None:
+    """Refuse examples that teach nothing: no sample with the field set, or no label in the vocabulary."""
+    report = examples.report
+    source = " and ".join(f"'{f}'" for f in (tag_field, caption_field) if f)
+    if not len(examples):
+        raise TrainingDataError(f"{where} has no labels: none of its {report['samples']} sample(s) has {source} "
+                                f"set{option}")
+    if report["positives"]:
+        return
+    counts = report.get("label_counts") or {}
+    if tag_field is not None and counts and not report.get("mapped_labels"):
+        raise TrainingDataError(f"none of the {len(counts)} labels of '{tag_field}' in {where} is in the model's "
+                                f"vocabulary: map them with mapping= / --mapping or add them with tags= / --tags")
+    raise TrainingDataError(f"{where} has no label in the model's vocabulary in {source}: label its samples"
+                            f"{option}, map names with mapping= / --mapping, or add tags with tags= / --tags")
+
 
 def read_examples(samples: Any, tag_list: list[str], *, tag_field: str | None = None,
                   caption_field: str | None = None, mapping: Any = None, parser: Any = None) -> Examples:
@@ -59,14 +113,12 @@ def read_examples(samples: Any, tag_list: list[str], *, tag_field: str | None = 
     from fiftyone_ram.evaluation.mapping import NameMapper
     from fiftyone_ram.fields import read_tags
 
-    if tag_field is None and caption_field is None:
-        raise ValueError("give a tag field, a caption field, or both")
+    check_fields(samples, tag_field, caption_field)
     report: dict[str, Any] = {"samples": samples.count()}
     view = samples
     if tag_field is not None and tag_field != "tags" and samples.get_field(tag_field) is not None:
         view = view.exists(tag_field)
     if caption_field is not None:
-        _check_caption_field(samples, caption_field)
         view = view.exists(caption_field)
     sample_ids, filepaths = view.values("id"), view.values("filepath")
     index = {name: i for i, name in reversed(list(enumerate(tag_list)))}
@@ -84,6 +136,8 @@ def read_examples(samples: Any, tag_list: list[str], *, tag_field: str | None = 
             target.update(index[mapped[n]] for n in row if n in mapped)
         report["vocabulary"] = vocabulary.to_dict()
         report["unmapped"] = {name: counts[name] for name in vocabulary.unmapped()}
+        report["label_counts"] = counts
+        report["mapped_labels"] = sum(counts[n] for n in counts if n in mapped)
     examples = Examples(list(sample_ids), list(filepaths), [], report=report)
     if caption_field is not None:
         parser_names = parser.label_system.names
@@ -116,9 +170,25 @@ def _check_caption_field(samples: Any, name: str) -> None:
     found = samples.get_field(name)
     ok = isinstance(found, fof.StringField) or (isinstance(found, fof.ListField)
                                                 and isinstance(found.field, fof.StringField))
+    if found is None:
+        raise TrainingDataError(f"caption field '{name}' does not exist in this collection; expected a string or "
+                                f"list-of-strings field")
     if not ok:
-        kind = "missing" if found is None else type(found).__name__
-        raise ValueError(f"caption field '{name}' must hold a string or a list of strings per sample, not {kind}")
+        kind = type(found).__name__
+        if isinstance(found, fof.EmbeddedDocumentField):
+            kind = found.document_type.__name__
+        elif isinstance(found, fof.ListField) and found.field is not None:
+            kind = f"a list of {type(found.field).__name__}"
+        raise TrainingDataError(f"caption field '{name}' must hold a string or a list of strings per sample, not "
+                                f"{kind}")
+
+
+#: Generator seeds are taken modulo this (torch takes at most 64 bits): any setting's seed works.
+SEED_RANGE = 2 ** 63
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch) % SEED_RANGE
 
 
 def epoch_batches(count: int, batch_size: int, epoch: int, seed: int, *, rank: int = 0, world: int = 1
@@ -126,7 +196,7 @@ def epoch_batches(count: int, batch_size: int, epoch: int, seed: int, *, rank: i
     """This process's batches of an epoch: a permutation of the examples seeded by (seed, epoch), padded by
     wrapping to a multiple of the processes (as ``DistributedSampler``), every ``world``-th from ``rank``, cut
     into batches (the last one may be smaller). Items are ``(epoch, example)``."""
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
     order = torch.randperm(count, generator=generator).tolist()
     padded = order + order[:(-len(order)) % world]
     mine = padded[rank::world]
@@ -154,7 +224,7 @@ class TrainingImages(torch.utils.data.Dataset):
     def __getitem__(self, item: tuple[int, int]) -> dict[str, Any]:
         epoch, i = item
         with torch.random.fork_rng(devices=[]):  # torchvision's transforms draw from the global generator
-            torch.manual_seed((self.seed * 1_000_003 + epoch) * 10_000_019 + i)
+            torch.manual_seed((epoch_seed(self.seed, epoch) * 10_000_019 + i) % SEED_RANGE)
             try:
                 image = load_image(self.examples.filepaths[i])
             except ImageError as exc:

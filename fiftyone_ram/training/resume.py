@@ -5,21 +5,34 @@ is (epoch, batches done in it, global step, the best validation so far, the hist
 generators of every process (each process writes its own; dropout and stochastic depth draw from them). The
 data order needs no state of its own: it is a function of the seed and the epoch (see ``data``). Files are
 written beside their final name and renamed, so a run killed while saving leaves the previous state intact;
-they hold tensors and plain values only (read back with ``weights_only=True``).
+they hold tensors and plain values only (read back with ``weights_only=True``). A write that fails (a full
+disk) leaves no temporary file and raises :class:`~fiftyone_ram.model_folder.WriteError`.
 """
 
 from __future__ import annotations
 
-import os
+import pickle
 import random
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from fiftyone_ram.errors import UserError
+from fiftyone_ram.model_folder import save_tensors, write_atomically
+
 RESUME_DIR = "resume"
 STATE_FILE = "state.pt"
+#: The files of ``resume/`` that fine-tuning writes (and the temporary files of their writes): the only ones
+#: it ever removes there.
+_OWN_FILE = re.compile(r"\.?(state\.pt|rng_rank\d+\.pt)(\.tmp)?")
+
+
+class ResumeError(UserError, RuntimeError):
+    """A resumable state that cannot be read."""
 
 
 def rng_file(rank: int) -> str:
@@ -53,9 +66,37 @@ def save(folder: Path, rank: int, state: dict[str, Any] | None) -> None:
 
 
 def load(folder: Path, rank: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
-    rng = torch.load(folder / rng_file(rank), map_location="cpu", weights_only=True)
-    return state, rng
+    return _read(folder / STATE_FILE), _read(folder / rng_file(rank))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        value = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, EOFError, RuntimeError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0].split(". ")[0][:120]
+        raise ResumeError(f"cannot resume from {path}: it is not a state fine-tuning wrote ({reason}); start "
+                          f"again with --overwrite") from exc
+    if not isinstance(value, dict):
+        raise ResumeError(f"cannot resume from {path}: it is not a state fine-tuning wrote; start again with "
+                          f"--overwrite")
+    return value
+
+
+def own_files(folder: Path) -> list[Path]:
+    """The files of ``folder`` that fine-tuning writes there (states, generators, their temporary files)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and _OWN_FILE.fullmatch(p.name))
+
+
+def remove(folder: Path) -> list[Path]:
+    """Remove this package's files from ``folder`` (and the folder, once empty); returns what is kept."""
+    for path in own_files(folder):
+        path.unlink(missing_ok=True)
+    kept = sorted(folder.iterdir()) if folder.is_dir() else []
+    if folder.is_dir() and not kept:
+        folder.rmdir()
+    return kept
 
 
 def exists(folder: Path) -> bool:
@@ -63,6 +104,4 @@ def exists(folder: Path) -> bool:
 
 
 def _atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    write_atomically(path, lambda tmp: save_tensors(obj, tmp))

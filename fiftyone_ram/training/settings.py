@@ -11,7 +11,10 @@ weak start such as a random checkpoint (see docs/training.md).
 
 from __future__ import annotations
 
+import difflib
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
+from numbers import Real
 from typing import Any
 
 from fiftyone_ram.errors import UserError
@@ -22,6 +25,9 @@ PARTS = ("backbone", "projection", "tagging_head", "captioning")
 SCHEDULES = ("cosine-epoch", "cosine", "constant")
 PRECISIONS = ("fp32", "bf16", "auto")
 NORMALIZATIONS = ("imagenet", "clip")
+METRICS = ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1")
+#: The losses ``loss_weights`` may weigh (``fiftyone_ram.training.objective.FAMILY_LOSSES``).
+LOSSES = ("caption", "tag", "distillation", "alignment")
 #: The CLIP teacher of upstream's RAM / RAM++ fine-tuning (its ViT-B/16 in transformers' layout).
 DEFAULT_TEACHER = CLIP
 
@@ -58,7 +64,7 @@ class FinetuneSettings:
     teacher_image_size: int = 224
     dropout: bool = True  # dropout and stochastic depth while training, as upstream (False: deterministic)
     grad_checkpointing: bool = False
-    precision: str = "fp32"
+    train_precision: str = "fp32"  # autocast while training (weights stay fp32); not the inference precision
     seed: int = 42
     num_workers: int = 0  # image decoding processes
     checkpoint_every: int = 500  # optimizer steps between resumable checkpoints (0: only at epoch ends)
@@ -71,31 +77,61 @@ class FinetuneSettings:
     log_every: int = 10  # optimizer steps between lines of the JSON-lines log
 
     def __post_init__(self) -> None:
-        positive = ("epochs", "batch_size", "grad_accumulation", "teacher_image_size", "log_every")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise SettingsError(f"{name} must be at least 1, not {getattr(self, name)}")
-        for name in ("warmup_steps", "bce_warmup_steps", "num_workers", "checkpoint_every"):
-            if getattr(self, name) < 0:
-                raise SettingsError(f"{name} must not be negative, not {getattr(self, name)}")
-        if not self.lr > 0 or self.min_lr < 0 or (self.head_lr is not None and not self.head_lr > 0):
-            raise SettingsError("learning rates must be positive (min_lr may be 0)")
-        choices = {"schedule": SCHEDULES, "precision": PRECISIONS, "normalization": NORMALIZATIONS}
+        """Every value checked here, once, so that a bad one fails in one line before anything is loaded or
+        written (not as NaN weights after training, nor as a ValueError from inside torch)."""
+        for name in _SEQUENCES:  # JSON (--set) and Python give lists: kept as tuples (hashable, comparable)
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+        for name, low in _INTEGERS.items():
+            _check_integer(self, name, low)
+        for name in _FLAGS:
+            if not isinstance(getattr(self, name), bool):
+                raise SettingsError(f"{name} must be true or false, not {getattr(self, name)!r}")
+        for name, (low, high, closed) in _NUMBERS.items():
+            _check_number(name, getattr(self, name), low, high, closed)
+        if not 0 <= self.seed < 2 ** 63:
+            raise SettingsError(f"seed must be an integer from 0 to 2**63 - 1, not {self.seed!r}")
+        choices = {"schedule": SCHEDULES, "train_precision": PRECISIONS, "normalization": NORMALIZATIONS,
+                   "metric": METRICS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise SettingsError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+        self._check_parts()
+        self._check_crop_scale()
+        self._check_loss_weights()
+        if self.teacher is not None and not (isinstance(self.teacher, str) and self.teacher.strip()):
+            raise SettingsError(f"teacher must be a hub name or a folder (or None), not {self.teacher!r}")
+
+    def _check_parts(self) -> None:
+        if not isinstance(self.freeze, tuple) or not all(isinstance(p, str) for p in self.freeze):
+            raise SettingsError(f"freeze must be a list of parts ({', '.join(PARTS)}), not {self.freeze!r}")
         unknown = sorted(set(self.freeze) - set(PARTS))
         if unknown:
             raise SettingsError(f"cannot freeze {', '.join(unknown)}: the parts are {', '.join(PARTS)}")
-        low, high = self.crop_scale
-        if not 0 < low <= high <= 1:
-            raise SettingsError(f"crop_scale must be (low, high) with 0 < low <= high <= 1, not {self.crop_scale}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise SettingsError("max_steps must be at least 1")
-        if self.metric not in ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1"):
-            raise SettingsError(f"metric must be one of mAP, CP, CR, CF1, OP, OR, OF1, not {self.metric!r}")
-        if self.early_stop is not None and self.early_stop < 1:
-            raise SettingsError("early_stop must be at least 1 epoch")
+        if self.train_label_queries is not None and not isinstance(self.train_label_queries, bool):
+            raise SettingsError(f"train_label_queries must be true, false or None, not {self.train_label_queries!r}")
+
+    def _check_crop_scale(self) -> None:
+        scale = self.crop_scale
+        if not isinstance(scale, tuple) or len(scale) != 2:
+            raise SettingsError(f"crop_scale must be two numbers (low, high) with 0 < low <= high <= 1, not "
+                                f"{scale!r}")
+        for value in scale:
+            _check_number("crop_scale", value, 0.0, 1.0, (False, True))
+        if scale[0] > scale[1]:
+            raise SettingsError(f"crop_scale must be (low, high) with low <= high, not {scale!r}")
+
+    def _check_loss_weights(self) -> None:
+        if not isinstance(self.loss_weights, dict):
+            raise SettingsError(f"loss_weights must map loss names ({', '.join(LOSSES)}) to weights, not "
+                                f"{self.loss_weights!r}")
+        unknown = sorted(set(self.loss_weights) - set(LOSSES))
+        if unknown:
+            raise SettingsError(f"loss_weights has unknown loss(es) {', '.join(map(repr, unknown))}: the losses "
+                                f"are {', '.join(LOSSES)}")
+        for name, value in self.loss_weights.items():
+            _check_number(f"loss_weights[{name!r}]", value, 0.0, None, (True, False))
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -104,17 +140,11 @@ class FinetuneSettings:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> FinetuneSettings:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise SettingsError(f"unknown fine-tuning option(s): {', '.join(unknown)}")
-        values = dict(values)
-        for name in ("freeze", "crop_scale"):
-            if name in values and values[name] is not None:
-                values[name] = tuple(values[name])
+        _check_names(values)
         return cls(**values)
 
     def with_changes(self, **changes: Any) -> FinetuneSettings:
+        _check_names(changes)
         return replace(self, **changes) if changes else self
 
 
@@ -126,3 +156,52 @@ class FinetuneSettings:
 #: shapes task in tests/test_training_acceptance.py (docs/training.md).
 WEAK_START = {"lr": 2e-6, "head_lr": 3e-4, "warmup_steps": 5, "schedule": "constant", "gamma_neg": 0.0,
               "gamma_pos": 0.0, "clip": 0.0, "dropout": False, "rand_augment": False, "crop_scale": (0.9, 1.0)}
+
+
+#: Integer settings and their least value (None: any integer; max_steps and early_stop may also be None).
+_INTEGERS = {"epochs": 1, "batch_size": 1, "grad_accumulation": 1, "teacher_image_size": 1, "log_every": 1,
+             "warmup_steps": 0, "bce_warmup_steps": 0, "num_workers": 0, "checkpoint_every": 0, "max_steps": 1,
+             "early_stop": 1, "seed": 0}
+_OPTIONAL = ("max_steps", "early_stop", "head_lr", "target_precision")
+_FLAGS = ("flip", "rand_augment", "dropout", "grad_checkpointing", "baseline", "tune_thresholds")
+#: Real settings: (low, high, (low included, high included)); None: unbounded. All must be finite.
+_NUMBERS = {"lr": (0.0, None, (False, False)), "head_lr": (0.0, None, (False, False)),
+            "min_lr": (0.0, None, (True, False)), "weight_decay": (0.0, None, (True, False)),
+            "gamma_neg": (0.0, None, (True, False)), "gamma_pos": (0.0, None, (True, False)),
+            "clip": (0.0, 1.0, (True, False)), "target_precision": (0.0, 1.0, (False, True))}
+_SEQUENCES = ("freeze", "crop_scale")
+
+
+def _check_names(values: dict[str, Any]) -> None:
+    """Unknown names are refused (a misspelt setting would otherwise be dropped or fail deep inside)."""
+    known = [f.name for f in fields(FinetuneSettings)]
+    for name in sorted(set(values) - set(known)):
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean {close[0]}?" if close else "the settings are listed in docs/training.md"
+        raise SettingsError(f"unknown fine-tuning setting {name!r} ({hint})")
+
+
+def _check_integer(settings: FinetuneSettings, name: str, low: int) -> None:
+    value = getattr(settings, name)
+    if value is None and name in _OPTIONAL:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SettingsError(f"{name} must be an integer, not {value!r}")
+    if value < low:
+        raise SettingsError(f"{name} must be at least {low}, not {value}")
+
+
+def _check_number(name: str, value: Any, low: float | None, high: float | None,
+                  closed: tuple[bool, bool]) -> None:
+    """A finite real number in its range: inf and nan are refused (they train a NaN model without a word)."""
+    if value is None and name in _OPTIONAL:
+        return
+    left = "" if low is None else f"{low:g} {'<=' if closed[0] else '<'} "
+    right = "" if high is None else f" {'<=' if closed[1] else '<'} {high:g}"
+    rule = f"a finite number with {left}{name}{right}"
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        raise SettingsError(f"{name} must be {rule}, not {value!r}")
+    below = low is not None and (value < low if closed[0] else value <= low)
+    above = high is not None and (value > high if closed[1] else value >= high)
+    if below or above:
+        raise SettingsError(f"{name} must be {rule}, not {value!r}")

@@ -59,8 +59,9 @@ def load_teacher(source: str | Path, *, with_text: bool, device: torch.device | 
             if Path(name).expanduser().exists():
                 raise
             vision = CLIPVisionModelWithProjection.from_pretrained(name)
-    except (OSError, ValueError) as exc:
-        raise TeacherError(f"the CLIP teacher {name} is not available ({str(exc).splitlines()[0]})") from exc
+    except Exception as exc:  # noqa: BLE001  a damaged file fails as SafetensorError, UnpicklingError, ...
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise TeacherError(f"the CLIP teacher {name} is not available ({reason})") from exc
     text = None
     if with_text:
         text = TextEncoder(name, device=device)

@@ -5,6 +5,10 @@ parts with the recipe's schedule (``settings``, ``schedule``), the CLIP teacher 
 (``teacher``), per-epoch validation through ``evaluate_tags`` (``validation``), the best epoch written as a
 model folder (``fiftyone_ram.model_folder``), a resumable state every N steps (``resume``) and DDP under
 torchrun (``distributed``). See docs/training.md.
+
+A run holds its output folder's lock (``output``) from start to end, checks everything it can before it writes
+anything (:meth:`_Run.preflight`), stops in one line when training diverges (a non-finite loss or weight), and
+never ends without a model in the folder.
 """
 
 from __future__ import annotations
@@ -12,8 +16,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import random
-import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -27,17 +31,18 @@ import torch
 from torch import nn
 
 from fiftyone_ram.errors import UserError
-from fiftyone_ram.model_folder import INFO_FILE, write_model_folder
+from fiftyone_ram.model_folder import INFO_FILE, MODEL_FILE, WriteError, write_atomically, write_failure, \
+    write_model_folder
 from fiftyone_ram.models.registry import DEFAULT_VARIANT
 from fiftyone_ram.training import data as D
 from fiftyone_ram.training import distributed, resume
+from fiftyone_ram.training.output import LOG_FILE, OutputFolderError, OutputLock, check_log, clear, is_busy
 from fiftyone_ram.training.objective import CAPTION_PROMPT, total_loss, training_losses
 from fiftyone_ram.training.progress import ConsoleProgress, Progress, resolve_progress
 from fiftyone_ram.training.schedule import build_scheduler
-from fiftyone_ram.training.settings import FinetuneSettings, SettingsError
+from fiftyone_ram.training.settings import FinetuneSettings
 from fiftyone_ram.training.transforms import teacher_transform, training_transform
 
-LOG_FILE = "log.jsonl"
 #: Settings that may differ between a run and its resumption (they do not change what is computed).
 _RESUMABLE_CHANGES = ("num_workers", "log_every", "checkpoint_every", "max_steps", "early_stop")
 
@@ -49,7 +54,8 @@ class FinetuneError(UserError, RuntimeError):
 @dataclass
 class FinetuneResult:
     """What a run did. ``history``: one entry per validated epoch (``epoch`` -1: before training); ``tagger``:
-    the model as training left it (eval mode; the folder holds the best epoch's, the same without validation)."""
+    the model as training left it (eval mode; the folder holds the best epoch's, the same without validation).
+    ``model_epoch``: the epoch whose model the folder holds (the best one, else the last one)."""
 
     output_dir: Path
     steps: int
@@ -59,6 +65,7 @@ class FinetuneResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     report: dict[str, Any] = field(default_factory=dict)
     tagger: Any = None
+    model_epoch: int | None = None
 
 
 def finetune(samples: Any, output_dir: str | Path, *, model: str | Path | dict = DEFAULT_VARIANT,
@@ -85,15 +92,14 @@ def finetune(samples: Any, output_dir: str | Path, *, model: str | Path | dict =
 
     ``settings`` or keyword ``options``: see :class:`~fiftyone_ram.training.settings.FinetuneSettings`
     (upstream's recipe by default). ``resume_run``: continue the interrupted run in ``output_dir``;
-    ``overwrite``: replace the model files of a non-empty ``output_dir``. ``progress``: a console line (True),
-    nothing, or ``callable(fraction, label)``. ``messages``: where notes go (default: stderr).
+    ``overwrite``: replace a previous run's files in a non-empty ``output_dir`` (a user's other files stay).
+    ``progress``: a console line (True), nothing, or ``callable(fraction, label)``. ``messages``: where notes
+    go (default: stderr). A second run into a folder in use is refused (the lock names its holder).
     """
-    try:
-        settings = (settings or FinetuneSettings()).with_changes(**options)
-    except TypeError as exc:
-        raise SettingsError(f"unknown fine-tuning option: {exc}") from None
+    settings = (settings or FinetuneSettings()).with_changes(**options)
     world, device_ = distributed.start(device)
     say = _messenger(messages, world)
+    run = None
     try:
         run = _Run(samples, Path(output_dir), settings, world, device_, say, resolve_progress(progress)
                    if world.is_main else None)
@@ -105,6 +111,8 @@ def finetune(samples: Any, output_dir: str | Path, *, model: str | Path | dict =
                     caption_parser=caption_parser, resume_run=resume_run, overwrite=overwrite)
         return run.train()
     finally:
+        if run is not None:
+            run.release()
         distributed.stop(world)
 
 
@@ -132,42 +140,20 @@ class _Run:
         self.stale_epochs = 0
         self.epoch, self.done_in_epoch, self.step = 0, 0, 0
         self.validation = None
+        self.model_epoch: int | None = None  # the epoch whose model the folder holds
+        self.resumed = False
+        self.lock = OutputLock(output) if world.is_main else None
 
     # -- setting up -------------------------------------------------------------------------------------------
     def prepare(self, model_options: dict[str, Any], *, tag_field: str | None, caption_field: str | None,
                 validation: Any, mapping: Any, caption_parser: Any, resume_run: bool, overwrite: bool) -> None:
-        from fiftyone_ram.tagger import load_tagger
-
+        """Lock the folder, check everything, and only then clear a previous run's files and set up."""
         s = self.settings
+        self._lock()
         self._check_output(resume_run, overwrite)
-        _seed_everything(s.seed + self.world.rank)
-        self.tag_field, self.caption_field = tag_field, caption_field
-        # Training keeps its weights in fp32 (bf16 runs as autocast over them): never the inference default.
-        from fiftyone_ram.vocabulary import VocabularySpec
-
-        vocabulary = {k: model_options.get(k) for k in VocabularySpec.names()}
-        files = {k: v for k, v in model_options.items()
-                 if k not in ("model", "checkpoint", "precision", *VocabularySpec.names())}
-        self.model_options = model_options
-        self.tagger = load_tagger(model_options["model"], model_options["checkpoint"], device=self.device,
-                                  precision="fp32", caption_branch=caption_field is not None,
-                                  vocabulary=vocabulary, **files)
-        tagger, family = self.tagger, self.tagger.family
-        self.base_thresholds = np.asarray(tagger.thresholds, np.float32).copy()
-        parser = _parser(caption_parser, tagger.tag_list) if caption_field is not None else None
-        self.examples = D.read_examples(self.samples, tagger.tag_list, tag_field=tag_field,
-                                        caption_field=caption_field, mapping=mapping, parser=parser)
-        if not len(self.examples):
-            raise FinetuneError("no training samples: the view has none with the given tag or caption field")
-        unmapped = self.examples.report.get("unmapped") or {}
-        if unmapped:
-            shown = ", ".join(f"{n!r} ({c})" for n, c in sorted(unmapped.items(), key=lambda x: -x[1])[:10])
-            self.say(f"{len(unmapped)} tag name(s) of '{tag_field}' are not in the model's vocabulary and are not "
-                     f"trained: {shown}{' ...' if len(unmapped) > 10 else ''} (map them with mapping= / --mapping, "
-                     f"or add them as new tags with tags= / --tags)")
-        if self.examples.report["left_out"]:
-            self.say(f"{self.examples.report['left_out']} sample(s) without labels or captions are left out")
-        self.teacher = self._teacher(family, has_captions=caption_field is not None)
+        self.preflight(model_options, tag_field=tag_field, caption_field=caption_field, validation=validation,
+                       mapping=mapping, caption_parser=caption_parser)
+        tagger = self.tagger
         self._freeze()
         if s.grad_checkpointing:
             tagger.model.set_grad_checkpointing(True)
@@ -190,31 +176,104 @@ class _Run:
         self.dataset = D.TrainingImages(
             self.examples, training_transform(size, normalization=s.normalization, **augment),
             teacher_transform(s.teacher_image_size, **augment) if self.teacher is not None else None, seed=s.seed)
-        self.has_validation = validation is not None
-        if validation is not None and self.world.is_main:
-            self.validation = _prepare_validation(validation, tag_field, caption_field, parser, mapping)
-        self.fingerprint = self._fingerprint()
+        self.fingerprint = self._fingerprint(mapping)
         if resume_run:
             self._resume()
+        else:
+            self._clear()
+        self.has_validation = validation is not None
+        if validation is not None and self.world.is_main:
+            from fiftyone_ram.training.validation import Validation
+
+            self.validation = Validation.prepare(validation, tag_field=tag_field, caption_field=caption_field,
+                                                 parser=self.parser, mapping=mapping)
         self.log_path = self.output / LOG_FILE
 
+    def preflight(self, model_options: dict[str, Any], *, tag_field: str | None, caption_field: str | None,
+                  validation: Any, mapping: Any, caption_parser: Any) -> None:
+        """Every check of the data and the model, before anything is written: the fields' kinds, the model,
+        training samples with labels in the vocabulary, a validation view that can be scored, the teacher."""
+        from fiftyone_ram.tagger import load_tagger
+        from fiftyone_ram.training.validation import check_ground_truth
+
+        D.check_fields(self.samples, tag_field, caption_field)
+        if validation is not None:
+            D.check_fields(validation, tag_field, caption_field)
+        _seed_everything(self.settings.seed + self.world.rank)
+        self.tag_field, self.caption_field = tag_field, caption_field
+        # Training keeps its weights in fp32 (bf16 runs as autocast over them): never the inference default.
+        from fiftyone_ram.vocabulary.spec import VocabularySpec
+
+        vocabulary = {k: model_options.get(k) for k in VocabularySpec.names()}
+        files = {k: v for k, v in model_options.items()
+                 if k not in ("model", "checkpoint", "precision", *VocabularySpec.names())}
+        self.model_options = model_options
+        self.tagger = load_tagger(model_options["model"], model_options["checkpoint"], device=self.device,
+                                  precision="fp32", caption_branch=caption_field is not None,
+                                  vocabulary=vocabulary, **files)
+        tagger = self.tagger
+        self.base_thresholds = np.asarray(tagger.thresholds, np.float32).copy()
+        self.parser = _parser(caption_parser, tagger.tag_list) if caption_field is not None else None
+        self.examples = D.read_examples(self.samples, tagger.tag_list, tag_field=tag_field,
+                                        caption_field=caption_field, mapping=mapping, parser=self.parser)
+        D.check_examples(self.examples, tag_field=tag_field, caption_field=caption_field)
+        self.validation_examples, self.validation_ids = None, None
+        if validation is not None:
+            self.validation_ids = list(validation.values("id"))
+            self.validation_examples = check_ground_truth(validation, tagger.tag_list, tag_field=tag_field,
+                                                          caption_field=caption_field, parser=self.parser,
+                                                          mapping=mapping)
+        unmapped = self.examples.report.get("unmapped") or {}
+        if unmapped:
+            shown = ", ".join(f"{n!r} ({c})" for n, c in sorted(unmapped.items(), key=lambda x: -x[1])[:10])
+            self.say(f"{len(unmapped)} tag name(s) of '{tag_field}' are not in the model's vocabulary and are not "
+                     f"trained: {shown}{' ...' if len(unmapped) > 10 else ''} (map them with mapping= / --mapping, "
+                     f"or add them as new tags with tags= / --tags)")
+        if self.examples.report["left_out"]:
+            self.say(f"{self.examples.report['left_out']} sample(s) without labels or captions are left out")
+        self.teacher = self._teacher(tagger.family, has_captions=caption_field is not None)
+
+    def _lock(self) -> None:
+        """The main process locks the output folder for the whole run; every process learns if it could not."""
+        refused = None
+        if self.lock is not None:
+            try:
+                self.lock.acquire()
+            except OutputFolderError as exc:
+                refused = str(exc)
+        refused = self.world.broadcast(refused)
+        if refused:
+            raise OutputFolderError(refused)
+
+    def release(self) -> None:
+        """However the run ended: its temporary validation fields go, then the folder's lock."""
+        try:
+            if self.validation is not None:
+                self.validation.cleanup()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+
     def _check_output(self, resume_run: bool, overwrite: bool) -> None:
+        """What the folder holds allows this run (read only: a previous run's files are cleared later)."""
         if resume_run:
             if not resume.exists(self.resume_dir):
                 raise FinetuneError(f"nothing to resume in {self.output}: it has no {resume.RESUME_DIR}/"
                                     f"{resume.STATE_FILE} (start a new run without --resume)")
             return
-        busy = self.output.is_dir() and any(self.output.iterdir())
-        if busy and not overwrite:
+        if is_busy(self.output) and not overwrite:
             raise FinetuneError(f"the output folder {self.output} is not empty: pass overwrite (--overwrite) to "
                                 f"replace its model files, or resume (--resume) to continue the run in it")
+        check_log(self.output)
+
+    def _clear(self) -> None:
+        """A previous run's files go (overwrite); the user's other files stay, and are named."""
         self.world.barrier()  # every process has looked before the main one clears anything
-        if self.world.is_main:
-            if busy and self.resume_dir.exists():
-                shutil.rmtree(self.resume_dir)
-            if busy and (self.output / LOG_FILE).exists():
-                (self.output / LOG_FILE).unlink()
-            self.output.mkdir(parents=True, exist_ok=True)
+        if self.world.is_main and is_busy(self.output):
+            kept = clear(self.output)
+            if kept:
+                self.say(f"overwrite: removed the previous run's files from {self.output}, kept {len(kept)} "
+                         f"other(s): {', '.join(kept[:8])}{' ...' if len(kept) > 8 else ''}")
         self.world.barrier()
 
     def _teacher(self, family: str, *, has_captions: bool):
@@ -226,6 +285,9 @@ class _Run:
         try:
             teacher = load_teacher(source, with_text=family == "ram_plus" and has_captions, device=self.device)
         except TeacherError as exc:
+            if Path(source).expanduser().exists():  # the user's own file or folder: not a note, an error
+                raise FinetuneError(f"{exc} (teacher= / --teacher: give a CLIP model folder, or teacher=None / "
+                                    f"--no-teacher)") from None
             off = "distillation" + (" and alignment are" if family == "ram_plus" else " is")
             self.say(f"{exc}: {off} off for this run (pass a local CLIP folder as teacher= / --teacher, or "
                      f"teacher=None / --no-teacher to silence this)")
@@ -262,24 +324,52 @@ class _Run:
             groups.append({"params": head, "lr": s.head_lr})
         return torch.optim.AdamW(groups, lr=s.lr, weight_decay=s.weight_decay)
 
-    def _fingerprint(self) -> dict[str, Any]:
-        ids = hashlib.sha256("\n".join(self.examples.sample_ids).encode()).hexdigest()
-        tags = hashlib.sha256("\n".join(self.tagger.tag_list).encode()).hexdigest()
-        settings = {k: v for k, v in self.settings.to_dict().items() if k not in _RESUMABLE_CHANGES}
-        return {"samples": ids, "tags": tags, "settings": settings, "world": self.world.size,
-                "model": str(self.model_options["model"]), "checkpoint": str(self.model_options["checkpoint"])}
+    def _fingerprint(self, mapping: Any) -> dict[str, Any]:
+        """Everything that changes what a run computes, by the name a refused resumption shows."""
+        from fiftyone_ram.evaluation.vocabulary import load_mapping
+
+        tagger = self.tagger
+        identity = getattr(tagger, "checkpoint", None)
+        model = {"config": tagger.config.to_dict(), "checkpoint": getattr(identity, "fingerprint", None),
+                 "family": tagger.family}
+        loaded = sorted(load_mapping(mapping).items()) if mapping is not None else None
+        val = self.validation_examples
+        return {
+            "model": _digest(model),
+            "tag list": _digest(tagger.tag_list),
+            "thresholds": _digest(self.base_thresholds.tolist()),
+            "tag field": self.tag_field,
+            "caption field": self.caption_field,
+            "mapping": _digest(loaded),
+            "training samples": self.examples.samples_digest(),
+            "training labels": self.examples.targets_digest(),
+            "validation samples": None if val is None else _digest(self.validation_ids),
+            "validation labels": None if val is None else val.targets_digest(),
+            "settings": {k: v for k, v in self.settings.to_dict().items() if k not in _RESUMABLE_CHANGES},
+            "processes": self.world.size,
+        }
 
     def _resume(self) -> None:
         state, rng = resume.load(self.resume_dir, self.world.rank)
-        if state["fingerprint"] != self.fingerprint:
-            changed = sorted(k for k in self.fingerprint if state["fingerprint"].get(k) != self.fingerprint[k])
-            raise FinetuneError(f"the run in {self.output} was started with other {', '.join(changed)}: resume "
+        before = state.get("fingerprint") or {}
+        changed = [k for k in self.fingerprint if before.get(k) != self.fingerprint[k]]
+        if changed:
+            shown = [k if k != "settings" else "settings (" + ", ".join(sorted(
+                n for n in set(self.fingerprint[k]) | set(before.get(k) or {})
+                if (before.get(k) or {}).get(n) != self.fingerprint[k].get(n))) + ")" for k in changed]
+            raise FinetuneError(f"the run in {self.output} was started with another {', '.join(shown)}: resume "
                                 f"with the same model, data and settings, or start again with --overwrite")
-        self.tagger.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        for key in ("epoch", "done_in_epoch", "step", "history", "best", "best_epoch", "stale_epochs"):
-            setattr(self, key, state[key])
+        try:
+            self.tagger.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            for key in ("epoch", "done_in_epoch", "step", "history", "best", "best_epoch", "stale_epochs"):
+                setattr(self, key, state[key])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise FinetuneError(f"cannot resume from {self.resume_dir / resume.STATE_FILE}: it does not hold this "
+                                f"run's state ({str(exc).splitlines()[0][:200]}); start again with --overwrite"
+                                ) from None
+        self.model_epoch = state.get("model_epoch", self.best_epoch)
         resume.restore_rng(rng)
         self.resumed = True
         self.say(f"resuming at epoch {self.epoch + 1}, step {self.step} of {self.total_steps}")
@@ -287,24 +377,19 @@ class _Run:
     # -- training ---------------------------------------------------------------------------------------------
     def train(self) -> FinetuneResult:
         s = self.settings
-        resumed = getattr(self, "resumed", False)
-        if not resumed:
+        if not self.resumed:
             self._log({"type": "start", "settings": s.to_dict(), "report": self.examples.report,
                        "examples": len(self.examples), "steps_per_epoch": self.steps_per_epoch,
                        "world": self.world.size, "teacher": self.teacher is not None})
             if self.has_validation and s.baseline:
                 self._validate(-1)
         stop = self.step >= (s.max_steps or self.total_steps + 1)
-        try:
-            while self.epoch < s.epochs and not stop:
-                stop = self._epoch()
-                self._end_epoch()
-                stop = stop or self._early_stop()
-                self.epoch, self.done_in_epoch = self.epoch + 1, 0
-                self._save_state()
-        finally:
-            if self.validation is not None:
-                self.validation.cleanup()
+        while self.epoch < s.epochs and not stop:
+            stop = self._epoch()
+            self._end_epoch()
+            stop = stop or self._early_stop()
+            self.epoch, self.done_in_epoch = self.epoch + 1, 0
+            self._save_state()
         return self._finish()
 
     def _epoch(self) -> bool:
@@ -329,6 +414,8 @@ class _Run:
             self.done_in_epoch += len(pending)
             pending = []
             value = float(sum(v.item() for v in losses.values()))
+            if not math.isfinite(value):
+                self._diverged(f"the loss is {value}")
             running = value if running is None else 0.9 * running + 0.1 * value
             rate = seen / max(time.monotonic() - started, 1e-9)
             lr = self.optimizer.param_groups[0]["lr"]
@@ -368,10 +455,29 @@ class _Run:
             if first is None:
                 first = {k: v.detach() for k, v in losses.items()}
         self.optimizer.step()
+        if not self._weights_finite():  # before anything could write them
+            self._diverged("the weights are no longer finite", losses=first, step=self.step + 1)
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         return first
+
+    def _weights_finite(self) -> bool:
+        trained = [p.detach() for p in self.tagger.model.parameters() if p.requires_grad]
+        return bool(torch.stack([torch.isfinite(p).all() for p in trained]).all())
+
+    def _diverged(self, what: str, *, losses: dict[str, torch.Tensor] | None = None,
+                  step: int | None = None) -> None:
+        """Stop: a non-finite loss or weight only spreads, and a NaN model tags nothing. Nothing of this step
+        is written; the folder keeps what earlier steps wrote."""
+        step = self.step if step is None else step
+        lrs = ", ".join(f"{g['lr']:.3g}" for g in self.optimizer.param_groups)
+        shown = "" if losses is None else " (losses " + ", ".join(
+            f"{k} {v.item():.4g}" for k, v in losses.items()) + ")"
+        self._log({"type": "diverged", "epoch": self.epoch, "step": step, "what": what, "lr": lrs})
+        raise FinetuneError(f"training diverged at step {step} (epoch {self.epoch + 1}): {what}{shown} at lr "
+                            f"{lrs}; nothing of this step was written: lower lr / --lr (and head_lr / --head-lr "
+                            f"or the loss weights) and start again with --overwrite")
 
     def _inputs(self, batch: dict[str, Any], tag_loss: dict[str, float]) -> dict[str, Any]:
         family = self.tagger.family
@@ -390,7 +496,7 @@ class _Run:
         return inputs
 
     def _autocast(self):
-        precision = self.settings.precision
+        precision = self.settings.train_precision
         if precision == "auto":
             precision = "bf16" if self.device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
         if precision == "fp32":
@@ -422,6 +528,7 @@ class _Run:
             value = summary.get(s.metric)
             improved = epoch >= 0 and value is not None and (
                 self.best is None or self.best.get(s.metric) is None or value > self.best[s.metric])
+            unscored = epoch >= 0 and value is None and self.best_epoch is None
             if improved:
                 self.best, self.best_epoch, self.stale_epochs = summary, epoch, 0
                 limits = (self.validation.tuned_thresholds(results, self.tagger, s.target_precision)
@@ -429,10 +536,16 @@ class _Run:
                 self._write_model(limits, epoch=epoch)
             elif epoch >= 0:
                 self.stale_epochs += 1
+            if unscored:  # no epoch has a score to be the best: the folder holds the latest model meanwhile
+                self._write_model(self.base_thresholds, epoch=epoch)
             self._log({"type": "validation", **entry, "best": improved})
             shown = ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if v is not None and k in ("mAP", "CP", "CR"))
             label = "before training" if epoch < 0 else f"epoch {epoch + 1}"
-            self.say(f"validation {label}: {shown}{' (best so far: saved)' if improved else ''}")
+            note = " (best so far: saved)" if improved else ""
+            if unscored:
+                note = (f" (no {s.metric} to pick the best epoch by: this epoch's model is saved, as the last "
+                        f"epoch's will be until one has a {s.metric})")
+            self.say(f"validation {label}: {shown or 'no scores'}{note}")
             self.tagger.model.train(s.dropout)
         state = self.world.broadcast((self.history, self.best, self.best_epoch, self.stale_epochs))
         self.history, self.best, self.best_epoch, self.stale_epochs = state
@@ -463,6 +576,7 @@ class _Run:
         write_model_folder(self.output, upstream_state_dict(tagger.model), config, tagger.tag_list, limits,
                            tag_list_chinese=chinese, description_counts=counts,
                            info=self._info(epoch))
+        self.model_epoch = epoch
 
     def _info(self, epoch: int) -> dict[str, Any]:
         return {"epoch": epoch, "step": self.step, "best": self.best, "history": self.history,
@@ -477,29 +591,39 @@ class _Run:
                     "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                     "epoch": self.epoch, "done_in_epoch": self.done_in_epoch, "step": self.step,
                     "history": self.history, "best": self.best, "best_epoch": self.best_epoch,
-                    "stale_epochs": self.stale_epochs}
+                    "stale_epochs": self.stale_epochs, "model_epoch": self.model_epoch}
         resume.save(self.resume_dir, self.world.rank, main)
         self.world.barrier()
 
     def _finish(self) -> FinetuneResult:
         if self.world.is_main:
+            if not (self.output / MODEL_FILE).is_file():  # never a success without a model to use
+                raise FinetuneError(f"the run wrote no model to {self.output} (see {LOG_FILE}); its resumable "
+                                    f"state is kept in {self.resume_dir}")
             info_path = self.output / INFO_FILE
             info = json.loads(info_path.read_text()) if info_path.is_file() else {}
             info.update({"finished": True, "steps": self.step, "history": self.history, "best": self.best,
-                         "best_epoch": self.best_epoch})
-            info_path.write_text(json.dumps(info, indent=2, default=str) + "\n")
-            self._log({"type": "end", "steps": self.step, "best_epoch": self.best_epoch, "best": self.best})
-            shutil.rmtree(self.resume_dir, ignore_errors=True)
+                         "best_epoch": self.best_epoch, "model_epoch": self.model_epoch})
+            text = json.dumps(info, indent=2, default=str) + "\n"
+            write_atomically(info_path, lambda tmp: tmp.write_text(text))
+            self._log({"type": "end", "steps": self.step, "best_epoch": self.best_epoch, "best": self.best,
+                       "model_epoch": self.model_epoch})
+            resume.remove(self.resume_dir)
         self.world.barrier()
         self.tagger.model.eval()
         self.tagger.model.clear_query_cache()
         return FinetuneResult(self.output, self.step, self.epoch, self.best_epoch, self.best, self.history,
-                              self.examples.report, self.tagger)
+                              self.examples.report, self.tagger, self.model_epoch)
 
     def _log(self, record: Mapping[str, Any]) -> None:
-        if self.world.is_main:
-            with open(self.output / LOG_FILE, "a", encoding="utf-8") as f:
+        if not self.world.is_main:
+            return
+        path = self.output / LOG_FILE
+        try:
+            with open(path, "a", encoding="utf-8") as f:
                 f.write(json.dumps({"time": time.time(), **record}, default=str) + "\n")
+        except OSError as exc:
+            raise WriteError(f"could not write {path}: {write_failure(exc)}") from exc
 
 
 def _part_of(name: str) -> str | None:
@@ -528,13 +652,8 @@ def _parser(caption_parser: Any, tag_list: list[str]):
     return CaptionParser(with_caption_synonyms(LabelSystem(names=tuple(tag_list))))
 
 
-def _prepare_validation(view: Any, tag_field: str | None, caption_field: str | None, parser: Any, mapping: Any):
-    from fiftyone_ram.training.validation import Validation
-
-    if not view.count():
-        raise FinetuneError("the validation view is empty")
-    return Validation.prepare(view, tag_field=tag_field, caption_field=caption_field, parser=parser,
-                              mapping=mapping)
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _seed_everything(seed: int) -> None:

@@ -3,7 +3,9 @@
 The scores go into a temporary field of the dataset (with their logits, so mAP ranks every image for every
 class), named so that it cannot be a field of the user's, and that field is deleted when the run ends;
 nothing is stored as an evaluation run. A validation view that only has captions is scored against the
-tags parsed from them, kept in a second temporary field.
+tags parsed from them, kept in a second temporary field. :func:`check_ground_truth` refuses, before a run
+writes anything, a view that could not be scored (no labels, none in the vocabulary): without scores no
+epoch can be picked as the best.
 """
 
 from __future__ import annotations
@@ -13,6 +15,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+
+#: Where a refusal sends the user.
+_ELSEWHERE = " (label them, or validate on other samples: validation= / --validation-view / --validation-tag)"
+
+
+def check_ground_truth(view: Any, tag_list: list[str], *, tag_field: str | None, caption_field: str | None,
+                       parser: Any, mapping: Any = None):
+    """The validation view's ground truth as training reads it (:class:`~fiftyone_ram.training.data.Examples`);
+    refuses a view without samples, without labels, or without a label in the vocabulary."""
+    from fiftyone_ram.training import data as D
+
+    if not view.count():
+        raise D.TrainingDataError("the validation view is empty" + _ELSEWHERE)
+    fields = {"tag_field": tag_field} if tag_field is not None else {"caption_field": caption_field}
+    examples = D.read_examples(view, tag_list, mapping=mapping if tag_field is not None else None,
+                               parser=parser, **fields)
+    D.check_examples(examples, **{"tag_field": None, "caption_field": None, **fields},
+                     where="the validation view", option=_ELSEWHERE)
+    return examples
 
 
 @dataclass
