@@ -452,7 +452,9 @@ def load_tagger(model: TaggerSpec | str | Path | dict | ModelConfig | None = Non
                                precision=precision, vocabulary=None)
     if spec.vocabulary is None:
         return tagger
-    return tagger.with_vocabulary(spec.vocabulary.build(tagger, device=tagger.device))
+    from fiftyone_ram.vocabulary.vocabulary import build_vocabulary
+
+    return tagger.with_vocabulary(build_vocabulary(tagger, spec=spec.vocabulary, device=tagger.device))
 
 
 def _fetch_when_asked(name: str) -> Path:

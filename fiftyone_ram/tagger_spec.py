@@ -14,13 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fiftyone_ram.errors import OptionError
 from fiftyone_ram.vocabulary.spec import VocabularySpec
-
-if TYPE_CHECKING:  # pragma: no cover
-    from fiftyone_ram.tagger import Tagger
 
 #: Images per model call when nothing else is said: on two CPU cores the released Swin-L runs as fast per image
 #: at 4 as at 8 and peaks lower (docs/benchmarks.md); a GPU run asks for more.
@@ -86,12 +83,6 @@ class TaggerSpec:
 
     def replace(self, **changes: Any) -> TaggerSpec:
         return replace(self, **changes)
-
-    def load(self, **changes: Any) -> Tagger:
-        """The tagger (``load_tagger(self)``), with ``changes`` to the spec (a Ray actor's device, say)."""
-        from fiftyone_ram.tagger import load_tagger
-
-        return load_tagger(self.replace(**changes) if changes else self)
 
     @property
     def portable(self) -> bool:

@@ -15,6 +15,7 @@ class ParseCaptionTags(foo.Operator):
             label="Parse caption tags",
             description="Turn captions into tags of RAM's label system (synonyms merged, negations skipped)",
             dynamic=True,
+            execute_as_generator=True,  # immediate runs from the App show their progress and their failures
             allow_immediate_execution=True,
             allow_delegated_execution=True,
         )
@@ -45,18 +46,20 @@ class ParseCaptionTags(foo.Operator):
         return types.Property(inputs, view=types.View(label="Parse caption tags"))
 
     def execute(self, ctx):
+        from fiftyone_ram.app import execution
         from fiftyone_ram.labels.dataset_captions import parse_caption_field
 
-        count = parse_caption_field(
-            ctx.target_view(),
-            ctx.params["caption_field"],
-            ctx.params.get("label_field") or DEFAULT_LABEL_FIELD,
-            tag_list=ctx.params.get("tag_list") or None,
-            progress=lambda fraction, label: ctx.set_progress(progress=fraction, label=label),
-        )
-        if not ctx.delegated:
-            ctx.trigger("reload_dataset")
-        return {"count": count}
+        def work(progress):
+            count = parse_caption_field(ctx.target_view(), ctx.params["caption_field"],
+                                        ctx.params.get("label_field") or DEFAULT_LABEL_FIELD,
+                                        tag_list=ctx.params.get("tag_list") or None, progress=progress)
+            return {"count": count}
+
+        def show(result):
+            yield ctx.trigger("reload_dataset")
+            yield ctx.ops.show_output(outputs=self.resolve_output(ctx).to_json(), results=result)
+
+        return execution.run(ctx, work, label="Parsing captions", show=show)
 
     def resolve_output(self, ctx):
         outputs = types.Object()

@@ -39,6 +39,7 @@ class EvaluateTags(foo.Operator):
             label="Evaluate tags (mAP, precision, recall)",
             description="Multi-label tag evaluation recorded as a FiftyOne evaluation run",
             dynamic=True,
+            execute_as_generator=True,  # immediate runs from the App show their progress and their failures
             allow_immediate_execution=True,
             allow_delegated_execution=True,
             default_choice_to_delegated=False,
@@ -46,7 +47,10 @@ class EvaluateTags(foo.Operator):
 
     def resolve_input(self, ctx):
         from fiftyone_ram.app import field_choices as fc
+        from fiftyone_ram.app import forms
+        from fiftyone_ram.evaluation.job import DEFAULT_EVAL_KEY, EvaluateJob
 
+        params = ctx.params
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Evaluate")
         _say_which_samples(inputs, ctx)
@@ -55,24 +59,25 @@ class EvaluateTags(foo.Operator):
             inputs.view("none", types.Warning(label="No Classifications field with predicted tags in this dataset"))
             return types.Property(inputs)
         pred_default = fc.prediction_default(ctx.dataset, pred_fields)
-        inputs.enum("pred_field", pred_fields, required=True, label="Predicted tags", default=pred_default,
-                    description="A Classifications field with confidences (what a tagger wrote)",
-                    view=types.DropdownView())
-        pred = ctx.params.get("pred_field") or pred_default
+        forms.add_setting(inputs, EvaluateJob, "pred_field", params, default=pred_default,
+                          view=_dropdown(pred_fields))
+        pred = params.get("pred_field") or pred_default
         gt_fields = [f for f in fc.label_fields(ctx.dataset, fc.TAG_TYPES) + fc.string_list_fields(ctx.dataset)
                      if f != pred and not f.endswith("_missed")]
         if not gt_fields:
             inputs.view("no_gt", types.Warning(label="No other field to use as ground truth"))
             return types.Property(inputs)
-        gt = inputs.enum("gt_field", gt_fields, required=True, label="Ground truth",
-                         default=fc.other_default(gt_fields, pred),
-                         description="Classifications, Classification, Detections / Polylines (as image-level "
-                                     "tags) or a list of strings such as the sample tags",
-                         view=types.DropdownView())
-        if ctx.params.get("gt_field") == pred:
-            gt.invalid, gt.error_message = True, "Choose a field other than the predictions"
-        key = inputs.str("eval_key", required=True, label="Evaluation key", default="eval_tags")
-        eval_key = ctx.params.get("eval_key") or "eval_tags"
+        gt_default = fc.ground_truth_default(ctx.dataset, gt_fields, pred)
+        gt = forms.add_setting(inputs, EvaluateJob, "gt_field", params, view=_dropdown(gt_fields),
+                               **({"default": gt_default} if gt_default else {}))
+        if params.get("gt_field") in fc.related_fields(ctx.dataset, pred):
+            gt.invalid = False
+            inputs.view("gt_related", types.Warning(
+                label=f"'{params['gt_field']}' and '{pred}' come from one another",
+                description="Evaluating one against the other measures how much a run changed them, not tag "
+                            "quality"))
+        key = forms.add_setting(inputs, EvaluateJob, "eval_key", params, default=DEFAULT_EVAL_KEY, required=True)
+        eval_key = params.get("eval_key") or DEFAULT_EVAL_KEY
         method = _method_of(ctx.dataset, eval_key)
         if not eval_key.isidentifier():
             key.invalid, key.error_message = True, "The key must be a valid Python identifier"
@@ -88,55 +93,42 @@ class EvaluateTags(foo.Operator):
                 choice.add_choice(value, label=text)
             prop = inputs.enum("existing", choice.values(), required=True, label="The existing evaluation",
                                view=choice)
-            if ctx.params.get("existing") != "replace":
+            if params.get("existing") != "replace":
                 prop.invalid, prop.error_message = True, "Choose 'Replace it' or give another key"
-        inputs.float("threshold", label="Threshold (optional)",
-                     description="Leave empty to judge the stored tags; a value re-decides tags from the scores")
-        inputs.str("model_tags", label="Model tag list file (optional)",
-                   description="One tag per line, aligned with stored logits; lets absent classes be reported")
-        inputs.str("mapping", label="Vocabulary mapping file (optional)",
-                   description="JSON object or CSV / TSV rows 'gt_name,model_name'")
-        inputs.str("top_k", label="Top-k values", default="1,3")
-        inputs.enum("ties", ["pessimistic", "optimistic", "sklearn"], default="pessimistic", label="Tied scores",
-                    view=types.DropdownView())
-        inputs.enum("empty_classes", ["exclude", "zero"], default="exclude", label="Classes without positives",
-                    view=types.DropdownView())
+        forms.add_settings(inputs, EvaluateJob, ("threshold", "model_tags", "mapping", "top_k", "ties",
+                                                 "empty_classes"), params)
         inputs.bool("open_panel", default=True, label="Open the Tag evaluation panel when done")
         return types.Property(inputs, view=types.View(label="Evaluate tags"))
 
     def execute(self, ctx):
-        from fiftyone_ram.errors import UserError
-        from fiftyone_ram.evaluation import evaluate_tags
+        from fiftyone_ram.app import execution, forms
+        from fiftyone_ram.evaluation.job import DEFAULT_EVAL_KEY, EvaluateJob
         from fiftyone_ram.evaluation.tables import summary_figures
 
-        p = ctx.params
-        if p["pred_field"] == p["gt_field"]:
-            raise UserError(f"'{p['pred_field']}' is chosen as both the predictions and the ground truth")
-        view, left_out = _readable(ctx.target_view(), p["pred_field"])
-        top_k = [int(k) for k in str(p.get("top_k") or "").replace(" ", "").split(",") if k]
-        results = evaluate_tags(
-            view,
-            p["pred_field"],
-            p["gt_field"],
-            eval_key=p["eval_key"],
-            threshold=p.get("threshold"),
-            model_tags=p.get("model_tags") or None,
-            mapping=p.get("mapping") or None,
-            top_k=top_k,
-            ties=p.get("ties", "pessimistic"),
-            empty_classes=p.get("empty_classes", "exclude"),
-            overwrite=p.get("existing") == "replace",  # an existing run goes only when the user chose so
-            progress=lambda fraction, stage: ctx.set_progress(progress=fraction, label=stage),
-        )
-        if not ctx.delegated:
-            ctx.trigger("reload_dataset")
-            if p.get("open_panel", True):
-                ctx.ops.open_panel(PANEL, layout="horizontal", state={"eval_key": results.key})
-        out = {"eval_key": results.key, **summary_figures(results), **left_out}
-        unmapped = results.vocabulary.unmapped() if results.vocabulary else []
-        if unmapped:
-            out["unmapped"] = ", ".join(unmapped)
-        return out
+        params = ctx.params
+        job = forms.job_from_form(EvaluateJob, params, ("pred_field", "gt_field", "threshold", "model_tags",
+                                                        "mapping", "top_k", "ties", "empty_classes"),
+                                  eval_key=params.get("eval_key") or DEFAULT_EVAL_KEY,
+                                  # an existing run goes only when the user chose so
+                                  replace=params.get("existing") == "replace")
+
+        def work(progress):
+            from fiftyone_ram.evaluation.run import evaluate_tags
+
+            results = evaluate_tags(ctx.target_view(), job=job, progress=progress)
+            out = {"eval_key": results.key, **summary_figures(results), **_left_out(results)}
+            unmapped = results.mapping.unmapped() if results.mapping else []
+            if unmapped:
+                out["unmapped"] = ", ".join(unmapped)
+            return out
+
+        def show(result):
+            yield ctx.trigger("reload_dataset")
+            if params.get("open_panel", True):
+                yield ctx.ops.open_panel(PANEL, layout="horizontal", state={"eval_key": result["eval_key"]})
+            yield ctx.ops.show_output(outputs=self.resolve_output(ctx).to_json(), results=result)
+
+        return execution.run(ctx, work, label="Evaluating", show=show)
 
     def resolve_output(self, ctx):
         from fiftyone_ram.evaluation.tables import SUMMARY_LABELS
@@ -149,13 +141,38 @@ class EvaluateTags(foo.Operator):
                 outputs.float(key, label=label)
         for key, label in COUNT_LABELS.items():
             outputs.int(key, label=label)
-        if results.get("unreadable"):
-            outputs.str("unreadable", label="Left out: unreadable images")
-        if results.get("untagged"):
-            outputs.int("untagged", label="Left out: images without predictions")
+        for key, label in LEFT_OUT_LABELS.items():
+            if results.get(key) or not results:
+                outputs.str(key, label=label)
         if results.get("unmapped"):
             outputs.str("unmapped", label="Ground-truth classes not in the model's vocabulary")
         return types.Property(outputs, view=types.View(label="Tag evaluation"))
+
+
+def _dropdown(choices):
+    view = types.DropdownView()
+    for choice in choices:
+        view.add_choice(choice, label=choice)
+    return view
+
+
+#: What the evaluation leaves out, as the output shows it (every door reports the same: see the results).
+LEFT_OUT_LABELS = {"unreadable": "Left out: unreadable images", "untagged": "Left out: never tagged",
+                   "other_predictions": "Not in OP / OR: predictions of classes absent from the ground truth"}
+
+
+def _left_out(results) -> dict:
+    left = results.left_out
+    out = {}
+    if left.get("unreadable"):
+        files = ", ".join(left.get("unreadable_files") or [])
+        out["unreadable"] = f"{left['unreadable']}" + (f" ({files})" if files else "")
+    if left.get("untagged"):
+        out["untagged"] = str(left["untagged"])
+    other = results.summary.get("num_unevaluated_predictions")
+    if other:
+        out["other_predictions"] = str(other)
+    return out
 
 
 class PlotTagPRCurves(foo.Operator):
@@ -163,7 +180,7 @@ class PlotTagPRCurves(foo.Operator):
     def config(self) -> foo.OperatorConfig:
         return foo.OperatorConfig(name="plot_tag_pr_curves", label="Tag PR curves",
                                   description="Precision-recall curves of a tag evaluation's classes",
-                                  dynamic=True)
+                                  dynamic=True, execute_as_generator=True)
 
     def resolve_input(self, ctx):
         inputs = types.Object()
@@ -177,15 +194,23 @@ class PlotTagPRCurves(foo.Operator):
         return types.Property(inputs, view=types.View(label="Tag PR curves"))
 
     def execute(self, ctx):
+        from fiftyone_ram.app import execution
         from fiftyone_ram.errors import UserError
         from fiftyone_ram.evaluation.tables import pr_traces
 
-        results = ctx.dataset.load_evaluation_results(ctx.params["eval_key"])
-        classes = [c for c in ctx.params.get("classes") or [] if c]
-        unknown = sorted(set(classes) - set(results.classes.tolist()))
-        if unknown:
-            raise UserError(f"not evaluated in '{results.key}': {', '.join(unknown)}")
-        return {"eval_key": results.key, "curves": pr_traces(results, classes or None)}
+        def work(progress):
+            results = ctx.dataset.load_evaluation_results(ctx.params["eval_key"])
+            classes = [c for c in ctx.params.get("classes") or [] if c]
+            unknown = sorted(set(classes) - set(results.classes.tolist()))
+            if unknown:
+                raise UserError(f"not evaluated in '{results.key}': {', '.join(unknown)}")
+            return {"eval_key": results.key, "curves": pr_traces(results, classes or None)}
+
+        return execution.run(ctx, work, label="PR curves", show=lambda result: self._show(ctx, result))
+
+    def _show(self, ctx, result):
+        ctx.request_params["results"] = result  # resolve_output draws the curves it was given
+        yield ctx.ops.show_output(outputs=self.resolve_output(ctx).to_json(), results=result)
 
     def resolve_output(self, ctx):
         from fiftyone_ram.evaluation.tables import PR_LAYOUT
@@ -202,7 +227,8 @@ class TuneTagThresholds(foo.Operator):
     def config(self) -> foo.OperatorConfig:
         return foo.OperatorConfig(name="tune_tag_thresholds", label="Tune tag thresholds",
                                   description="Per-class thresholds that maximise F1 (or reach a precision) on "
-                                              "an evaluated view; written as a threshold file", dynamic=True)
+                                              "an evaluated view; written as a threshold file", dynamic=True,
+                                  execute_as_generator=True)
 
     def resolve_input(self, ctx):
         from pathlib import Path
@@ -233,6 +259,15 @@ class TuneTagThresholds(foo.Operator):
         return types.Property(inputs, view=types.View(label="Tune tag thresholds"))
 
     def execute(self, ctx):
+        from fiftyone_ram.app import execution
+
+        return execution.run(ctx, lambda progress: self._tune(ctx), label="Tuning thresholds",
+                             show=lambda result: self._show(ctx, result))
+
+    def _show(self, ctx, result):
+        yield ctx.ops.show_output(outputs=self.resolve_output(ctx).to_json(), results=result)
+
+    def _tune(self, ctx):
         from pathlib import Path
 
         from fiftyone_ram.errors import UserError
@@ -305,27 +340,6 @@ def _say_which_samples(inputs, ctx) -> None:
         inputs.view("target_note", types.Notice(
             label=f"The current view is evaluated ({len(ctx.view)} of {len(ctx.dataset)} samples); choose the "
                   "entire dataset above to evaluate everything"))
-
-
-def _readable(view, pred_field: str):
-    """``view`` without the images the tagger could not read (they have ``<pred>_error``) or never tagged,
-    and what was left out (so that they are reported, not counted as misses)."""
-    from fiftyone_ram.driver.tagging import error_field
-
-    left_out = {}
-    err = error_field(pred_field)
-    if view.get_field(err) is not None:
-        unreadable = view.exists(err)
-        if len(unreadable):
-            names = [p.rsplit("/", 1)[-1] for p in unreadable.values("filepath")]
-            left_out["unreadable"] = f"{len(names)} (reason in '{err}'): " + ", ".join(names[:10]) + (
-                ", ..." if len(names) > 10 else "")
-            view = view.exists(err, False)
-    untagged = view.exists(pred_field, False)
-    if len(untagged):
-        left_out["untagged"] = len(untagged)
-        view = view.exists(pred_field)
-    return view, left_out
 
 
 def register(p) -> None:

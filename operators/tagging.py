@@ -1,24 +1,14 @@
 """``tag_images``: tag the dataset, the current view or the selected samples with RAM, RAM++ or Tag2Text.
 
-Thin on purpose (FiftyOne re-executes plugin modules on every request): the work is done by
-``fiftyone_ram.fiftyone`` (the installed package), imported inside the methods.
+Thin on purpose (FiftyOne re-executes plugin modules on every request): the form is built from the tagging job's
+settings and the model choice (``fiftyone_ram.app.forms``), the work is ``fiftyone_ram.driver``'s, imported
+inside the methods.
 """
 
-import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 EXISTING = {"resume": "Tag only the samples without labels", "overwrite": "Replace their labels"}
-
-
-def _package():
-    try:
-        import fiftyone_ram.fiftyone as forf
-        import fiftyone_ram.driver as frd
-        from fiftyone_ram.app import forms
-    except ImportError as exc:
-        raise ImportError(f"tag_images needs the fiftyone-ram package: pip install fiftyone-ram ({exc})") from exc
-    return forf, frd, forms
 
 
 class TagImages(foo.Operator):
@@ -42,47 +32,39 @@ class TagImages(foo.Operator):
         return execution.execution_options(len(ctx.target_view()))
 
     def resolve_input(self, ctx):
-        _, _, forms = _package()
+        from fiftyone_ram.app import execution, forms
+        from fiftyone_ram.app.field_choices import label_fields
+        from fiftyone_ram.driver.tagging import TagJob
+
+        params = ctx.params
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Tag")
+        family, complete = forms.add_tagger_inputs(inputs, params)
+        forms.add_output_options(inputs, params, family)
+        forms.add_vocabulary_inputs(inputs, params, family)
 
-        model_choices = types.DropdownView()
-        for key, label in forms.model_choices().items():
-            model_choices.add_choice(key, label=label)
-        inputs.enum("model", model_choices.values(), default=forms.default_model(), required=True,
-                    label="Model", view=model_choices)
-        model = ctx.params.get("model") or forms.default_model()
-        complete = forms.add_tagger_options(inputs, ctx.params, family=forms.model_family(model),
-                                            custom=model == forms.CUSTOM)
-
-        field = inputs.str("label_field", default="ram", required=True, label="Output field",
-                           description="Classifications field for the tags; unreadable images get "
-                                       "<field>_error")
-        label_field = ctx.params.get("label_field") or "ram"
-        if label_field in ctx.dataset.get_field_schema():
+        field = forms.add_setting(inputs, TagJob, "label_field", params)
+        label_field = params.get("label_field") or TagJob.default("label_field")
+        schema = ctx.dataset.get_field_schema()
+        if not label_field.isidentifier():
+            field.invalid, field.error_message = True, "Use letters, digits and underscores"
+            complete = False
+        elif label_field in schema and label_field not in label_fields(ctx.dataset, ("Classifications",)):
+            field.invalid = True
+            field.error_message = f"'{label_field}' holds something else than tags: choose another name"
+            complete = False
+        elif label_field in schema:
             existing = types.RadioGroup()
-            for key, label in EXISTING.items():
-                existing.add_choice(key, label=label)
+            for key, text in EXISTING.items():
+                existing.add_choice(key, label=text)
             prop = inputs.enum("existing", existing.values(), required=True,
                                label=f"'{label_field}' already exists", view=existing)
-            if ctx.params.get("existing") not in EXISTING:
+            if params.get("existing") not in EXISTING:
                 prop.invalid = True
                 prop.error_message = "Choose whether to resume or to replace the existing labels"
                 complete = False
-        elif not label_field.isidentifier():
-            field.invalid = True
-            field.error_message = "Use letters, digits and underscores"
-            complete = False
-
-        inputs.bool("sample_tags", default=False, label="Also add the tags to the samples' tags",
-                    description="Added to each sample's tags (existing tags are kept)")
-        inputs.bool("store_logits", default=False, label="Store logits")
-        inputs.int("batch_size", default=8, min=1, label="Batch size")
-        inputs.int("num_workers", default=None, min=0, required=False, label="Image loading workers",
-                   description="Delegated runs only (immediate runs load in the App's process)")
-        forms.add_engine_options(inputs, ctx, "tagging")
-        from fiftyone_ram.app import execution
-
+        forms.add_settings(inputs, TagJob, ("sample_tags", "store_logits", "batch_size", "num_workers"), params)
+        forms.add_executor_inputs(inputs, ctx, "tagging")
         if not execution.add_execution_notice(inputs, len(ctx.target_view()), _cli_command(ctx, label_field)):
             complete = False
         if not complete:
@@ -90,50 +72,35 @@ class TagImages(foo.Operator):
         return types.Property(inputs, view=types.View(label="Tag images with Recognize Anything"))
 
     def execute(self, ctx):
-        """Tag the target view. From the App's form an immediate run streams its progress (a generator of
-        progress messages, then the summary); a delegated run reports through ``ctx.set_progress``; a Python
-        caller gets the summary as the result."""
-        forf, frd, forms = _package()
+        """Tag the target view. From the App's form an immediate run streams its progress, then the summary; a
+        scheduled run reports through ``ctx.set_progress``; a Python caller gets the summary as the result. A
+        failure is one line wherever the run was started (``fiftyone_ram.app.execution.run``)."""
+        from fiftyone_ram.app import execution, forms
+        from fiftyone_ram.driver.tagging import TagJob
         from fiftyone_ram.errors import UserError
-        from fiftyone_ram.app import execution
+        from fiftyone_ram.fiftyone import load_model
 
         params = ctx.params
         view = ctx.target_view()
-        label_field = params.get("label_field") or "ram"
-        count = len(view)
-        if not ctx.delegated and count > execution.immediate_limit():
-            raise UserError(execution.too_large_message(count, _cli_command(ctx, label_field)))
-        model_name = params.get("model") or forms.default_model()
-        kwargs = forms.tagger_kwargs(params)
-        if model_name != forms.CUSTOM:
-            kwargs["model"] = model_name
-
-        engine, ray_options = forms.engine_options(params, ctx.delegated)
+        existing = params.get("existing")
+        job = forms.job_from_form(TagJob, params, ("label_field", "sample_tags", "store_logits", "batch_size",
+                                                   "num_workers"),
+                                  resume=existing == "resume", overwrite=existing == "overwrite",
+                                  # Immediate runs execute inside the App server: no worker processes there
+                                  **({} if ctx.delegated else {"num_workers": 0}),
+                                  **forms.executor_values(params, ctx.delegated))
+        if not ctx.delegated and len(view) > execution.immediate_limit():
+            raise UserError(execution.too_large_message(len(view), _cli_command(ctx, job.label_field)))
 
         def work(progress):
-            model = forf.load_model(**kwargs)
-            report = None
-            if progress is not None:
-                report = fo.report_progress(lambda pb: progress(pb.progress, "Tagging"), dt=1.0)
-            existing = params.get("existing")
-            summary = frd.tag_samples(
-                view, model, label_field,
-                overwrite=existing == "overwrite", resume=existing == "resume",
-                sample_tags=bool(params.get("sample_tags")), store_logits=bool(params.get("store_logits")),
-                batch_size=params.get("batch_size") or 8,
-                # Immediate runs execute inside the App server: no worker processes there (@voxel51/zoo does
-                # the same)
-                num_workers=params.get("num_workers") if ctx.delegated else 0,
-                engine=engine, ray_options=ray_options, progress=report)
+            job.check(view)  # before the model loads: an empty view, a field of another type...
+            model = load_model(**forms.model_kwargs(params))
+            summary = job.run(view, model, progress=progress or False)
+            if summary.problem:
+                raise UserError(summary.problem)
             return _result(summary)
 
-        if execution.streams_progress(ctx):
-            return execution.stream_progress(ctx, work, label="Tagging", finish=lambda result: self._show(ctx, result))
-        result = work((lambda fraction, label: ctx.set_progress(progress=fraction, label=label))
-                      if ctx.delegated else None)
-        if not ctx.delegated:
-            ctx.trigger("reload_dataset")
-        return result
+        return execution.run(ctx, work, label="Tagging", show=lambda result: self._show(ctx, result))
 
     def _show(self, ctx, result):
         """The end of a streamed run: reload the grid and show the summary in the form."""
@@ -145,7 +112,8 @@ class TagImages(foo.Operator):
         outputs.str("label_field", label="Field")
         outputs.int("tagged", label="Tagged")
         outputs.int("skipped", label="Already tagged (skipped)")
-        outputs.int("failed_count", label="Unreadable images (see <field>_error)")
+        outputs.int("failed_count", label="Unreadable images (reason in each sample's <field>_error)")
+        outputs.int("untagged", label="Not tagged (their batch failed in the model)")
         return types.Property(outputs, view=types.View(label="Tagging finished"))
 
 

@@ -1,22 +1,21 @@
 """``finetune_model``: fine-tune RAM, RAM++ or Tag2Text on the current view and write a model folder.
 
-Delegated only (training takes minutes to days). Thin on purpose: ``fiftyone_ram.training.finetune`` does the
-work, with upstream's recipe unless the form says otherwise.
+Scheduled only (training takes minutes to days). Thin on purpose: the form is built from the fine-tuning job's
+settings and the recipe's (``FinetuneJob``, ``FinetuneSettings``), the work is ``fiftyone_ram.training``'s. The
+recipe's fields are per recipe (upstream's, or the weak-start one): each shows its own values, so that choosing
+the weak start is never undone by the other recipe's pre-filled numbers.
 """
 
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-PARTS = ("backbone", "projection", "tagging_head", "captioning")
+#: The recipe's settings the form shows (the rest keep the recipe's values).
+RECIPE_FIELDS = ("epochs", "batch_size", "lr", "head_lr", "freeze", "grad_checkpointing", "train_precision",
+                 "teacher")
 
 
-def _package():
-    try:
-        from fiftyone_ram.app import forms
-        from fiftyone_ram.training import WEAK_START, finetune
-    except ImportError as exc:
-        raise ImportError(f"finetune_model needs the fiftyone-ram package: pip install fiftyone-ram ({exc})") from exc
-    return forms, finetune, WEAK_START
+def _recipe_key(weak: bool, name: str) -> str:
+    return f"{'weak' if weak else 'upstream'}_{name}"
 
 
 class FinetuneModel(foo.Operator):
@@ -33,38 +32,33 @@ class FinetuneModel(foo.Operator):
         )
 
     def resolve_input(self, ctx):
-        forms, _, _ = _package()
+        from fiftyone_ram.app import field_choices as fc
+        from fiftyone_ram.app import forms
+        from fiftyone_ram.training.job import FinetuneJob
+        from fiftyone_ram.training.settings import WEAK_START, FinetuneSettings
+
+        params = ctx.params
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Train on")
-        choices = types.DropdownView()
-        for key, label in forms.model_choices().items():
-            choices.add_choice(key, label=label)
-        inputs.enum("model", choices.values(), default=forms.default_model(), required=True, label="Model",
-                    view=choices)
-        model = ctx.params.get("model") or forms.default_model()
-        complete = forms.add_tagger_options(inputs, ctx.params, family=forms.model_family(model),
-                                            custom=model == forms.CUSTOM)
-        inputs.str("output_dir", required=True, label="Output folder",
-                   description="Model folder to write on the machine that runs the training")
-        fields = sorted(ctx.dataset.get_field_schema()) if ctx.dataset is not None else []
-        inputs.enum("tag_field", ["tags", *(f for f in fields if f != "tags")], required=False, label="Tags field",
-                    description="Ground truth tags (Classifications, Classification, Detections or sample tags)")
-        inputs.enum("caption_field", fields, required=False, label="Caption field (optional)")
+        _, complete = forms.add_tagger_inputs(inputs, params, precision=False)
+        forms.add_setting(inputs, FinetuneJob, "output_dir", params, required=True,
+                          description="The model folder to write, on the machine that runs the training")
+        tag_fields = fc.label_fields(ctx.dataset, fc.TAG_TYPES) + fc.string_list_fields(ctx.dataset)
+        forms.add_setting(inputs, FinetuneJob, "tag_field", params, view=_dropdown(tag_fields))
+        forms.add_setting(inputs, FinetuneJob, "caption_field", params, view=_dropdown(fc.text_fields(ctx.dataset)))
         inputs.str("validation_tag", required=False, label="Validation sample tag (optional)",
-                   description="Samples with this tag are scored after every epoch; the best epoch is kept")
-        inputs.int("epochs", default=2, min=1, label="Epochs")
-        inputs.int("batch_size", default=26, min=1, label="Batch size")
-        inputs.float("lr", default=5e-6, label="Learning rate")
-        inputs.list("freeze", types.Enum(list(PARTS)), required=False, label="Freeze")
-        inputs.bool("grad_checkpointing", default=False, label="Gradient checkpointing (less memory)")
-        inputs.enum("precision", ["fp32", "bf16", "auto"], default="fp32", label="Precision")
-        inputs.bool("weak_start", default=False, label="Weak-start recipe",
-                    description="For a random or far-off start instead of upstream's recipe (docs/training.md)")
-        inputs.str("teacher", required=False, label="CLIP teacher (optional)",
-                   description="Hub name or folder; default openai/clip-vit-base-patch16")
+                   description="Samples with this tag are scored after every epoch (never trained on); the best "
+                               "epoch is kept and its thresholds tuned")
+        forms.add_setting(inputs, FinetuneJob, "weak_start", params)
+        weak = bool(params.get("weak_start"))
+        recipe = FinetuneSettings.from_dict(WEAK_START if weak else {})
+        for name in RECIPE_FIELDS:
+            value = getattr(recipe, name)
+            changes = {} if value in (None, ()) else {"default": list(value) if isinstance(value, tuple) else value}
+            forms.add_setting(inputs, FinetuneSettings, name, params, key=_recipe_key(weak, name), **changes)
         inputs.bool("resume", default=False, label="Resume the run in the output folder")
-        inputs.bool("overwrite", default=False, label="Replace the model files of a non-empty output folder")
-        if not (ctx.params.get("tag_field") or ctx.params.get("caption_field")):
+        inputs.bool("overwrite", default=False, label="Replace a previous run's files in the output folder")
+        if not (params.get("tag_field") or params.get("caption_field")):
             inputs.view("what", types.Notice(label="Choose a tags field, a caption field or both"))
             complete = False
         if not complete:
@@ -72,35 +66,30 @@ class FinetuneModel(foo.Operator):
         return types.Property(inputs, view=types.View(label="Fine-tune with Recognize Anything"))
 
     def execute(self, ctx):
-        forms, finetune, weak_start = _package()
+        from fiftyone_ram.app import execution, forms
+        from fiftyone_ram.training.job import FinetuneJob
+
         params = ctx.params
-        kwargs = forms.tagger_kwargs(params)
-        model = params.get("model") or forms.default_model()
-        model = kwargs.pop("config", None) or (kwargs.get("family") if model == forms.CUSTOM else model)
-        # "precision" is the training's own field (it replaces the tagger options' field of that name)
-        for unused in ("language", "classes", "caption", "confidence_thresh", "precision"):
-            kwargs.pop(unused, None)
-        options = dict(weak_start) if params.get("weak_start") else {}
-        for key in ("epochs", "batch_size", "lr", "grad_checkpointing"):
-            if params.get(key) is not None:
-                options[key] = params[key]
-        if params.get("precision") is not None:  # the form's training precision (autocast)
-            options["train_precision"] = params["precision"]
-        if params.get("freeze"):
-            options["freeze"] = tuple(params["freeze"])
-        if params.get("teacher"):
-            options["teacher"] = params["teacher"]
-        samples, validation = ctx.target_view(), None
-        if params.get("validation_tag"):  # never trained on what it is validated on
-            validation = ctx.dataset.match_tags(params["validation_tag"])
-            samples = samples.match_tags(params["validation_tag"], bool=False)
-        result = finetune(
-            samples, params["output_dir"], model=model, checkpoint=kwargs.pop("checkpoint_path", None),
-            tag_field=params.get("tag_field") or None, caption_field=params.get("caption_field") or None,
-            validation=validation, resume_run=bool(params.get("resume")), overwrite=bool(params.get("overwrite")),
-            progress=lambda fraction, label: ctx.set_progress(progress=fraction, label=label), **kwargs, **options)
-        return {"output_dir": str(result.output_dir), "steps": result.steps, "best_epoch": result.best_epoch,
-                "best_mAP": (result.best or {}).get("mAP")}
+        weak = bool(params.get("weak_start"))
+        changes = {name: params[_recipe_key(weak, name)] for name in RECIPE_FIELDS
+                   if params.get(_recipe_key(weak, name)) not in (None, "")}
+        if "freeze" in changes:
+            changes["freeze"] = tuple(changes["freeze"])
+        job = forms.job_from_form(FinetuneJob, params, ("output_dir", "tag_field", "caption_field", "weak_start"),
+                                  resume=bool(params.get("resume")), overwrite=bool(params.get("overwrite")),
+                                  changes=changes)
+
+        def work(progress):
+            samples, validation = ctx.target_view(), None
+            if params.get("validation_tag"):  # never trained on what it is validated on
+                validation = ctx.dataset.match_tags(params["validation_tag"])
+                samples = samples.match_tags(params["validation_tag"], bool=False)
+            result = job.run(samples, forms.tagger_spec_from_form(params), validation=validation,
+                             progress=progress or False)
+            return {"output_dir": str(result.output_dir), "steps": result.steps, "best_epoch": result.best_epoch,
+                    "best_mAP": (result.best or {}).get("mAP")}
+
+        return execution.run(ctx, work, label="Fine-tuning")
 
     def resolve_output(self, ctx):
         outputs = types.Object()
@@ -108,6 +97,13 @@ class FinetuneModel(foo.Operator):
         outputs.int("steps", label="Steps")
         outputs.float("best_mAP", label="Best validation mAP")
         return types.Property(outputs, view=types.View(label="Fine-tuning finished"))
+
+
+def _dropdown(choices):
+    view = types.DropdownView()
+    for choice in choices:
+        view.add_choice(choice, label=choice)
+    return view
 
 
 def register(p):

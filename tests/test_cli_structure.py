@@ -22,19 +22,32 @@ def _python(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120)
 
 
+#: The leaves every command module may import: the shared tagger options and the options built from the jobs.
+LEAVES = {"fiftyone_ram.cli.options", "fiftyone_ram.cli.settings"}
+
+
 def test_the_command_modules_are_all_found():
     assert MODULES == [f"fiftyone_ram.cli.{name}" for name in
-                       ("engine", "evaluate", "finetune", "labels", "models", "options", "tag")]
+                       ("engine", "evaluate", "finetune", "labels", "models", "options", "settings", "tag")]
 
 
-@pytest.mark.parametrize("module", ["fiftyone_ram.cli", *MODULES])
-def test_each_module_imports_alone_in_a_fresh_interpreter(module):
+def test_each_module_imports_alone_and_without_the_heavy_libraries():
+    """In one interpreter: each module imported after every ``fiftyone_ram`` module is forgotten (so none relies
+    on another imported first), and starting the CLI imports neither torch nor FiftyOne (they load inside the
+    commands). ``import a.b as m`` must give the module, not a command of that name."""
     heavy = ("torch", "fiftyone", "transformers", "timm")
-    # ``import a.b as m`` reads attribute ``b`` of ``a``: it must be the module, not a command of that name.
-    done = _python("-c", f"import sys; import {module} as m; assert m.__name__ == {module!r}, m; "
-                         f"print(' '.join(m for m in {heavy!r} if m in sys.modules))")
+    script = f"""
+import importlib, sys
+for module in {["fiftyone_ram.cli", *MODULES]!r}:
+    for name in [n for n in sys.modules if n == "fiftyone_ram" or n.startswith("fiftyone_ram.")]:
+        del sys.modules[name]
+    m = importlib.import_module(module)
+    assert m.__name__ == module, m
+print(" ".join(m for m in {heavy!r} if m in sys.modules))
+"""
+    done = _python("-c", script)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == ""  # the CLI starts without the heavy libraries: they load inside the commands
+    assert done.stdout.strip() == ""
 
 
 def _cli_imports(module: str) -> set[str]:
@@ -51,13 +64,14 @@ def _cli_imports(module: str) -> set[str]:
 
 
 def test_imports_run_one_way_options_commands_package():
-    """``options`` is a leaf, command modules import only ``options`` of the CLI, the package imports them."""
-    assert _cli_imports("fiftyone_ram.cli.options") == set()
-    for module in MODULES:
-        if module != "fiftyone_ram.cli.options":
-            assert _cli_imports(module) <= {"fiftyone_ram.cli.options"}, module
-    commands = set(MODULES) - {"fiftyone_ram.cli.options"}
-    assert _cli_imports("fiftyone_ram.cli") - {"fiftyone_ram.cli.options"} == commands  # (and the error type)
+    """``options`` and ``settings`` are leaves, command modules import only them of the CLI, the package imports
+    the command modules."""
+    assert _cli_imports("fiftyone_ram.cli.settings") == set()
+    assert _cli_imports("fiftyone_ram.cli.options") <= {"fiftyone_ram.cli.settings"}
+    for module in set(MODULES) - LEAVES:
+        assert _cli_imports(module) <= LEAVES, module
+    commands = set(MODULES) - LEAVES
+    assert _cli_imports("fiftyone_ram.cli") - LEAVES == commands  # (and the error type)
 
 
 def test_python_dash_m_lists_every_command():

@@ -75,8 +75,10 @@ def test_cleaning_with_detections_finds_the_wrong_tags_and_keeps_the_original(da
     # The saved view shows exactly the flagged labels; the run records the completed categories.
     view = ds.load_saved_view("gt_flagged")
     assert view.count("gt_review.classifications") == len(flags)
-    results = ds.load_run_results("ram_clean_gt", cache=False)
-    assert results.categories_done == ["cat", "dog", "car"] and ds.get_run_info("ram_clean_gt").config.fraction == 0.1
+    from fiftyone_ram.driver import runs
+
+    assert runs.load_state(ds, "clean", "gt")["categories_done"] == ["cat", "dog", "car"]
+    assert runs.load(ds, "clean", "gt").settings["fraction"] == 0.1
 
     with pytest.raises(ValueError, match="resume"):
         clean_tags(ds, "gt", regions=DetectionsRegions(ds, "objects"), encoder=TaggerCrops(ram_never_car))

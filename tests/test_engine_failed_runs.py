@@ -120,15 +120,18 @@ def test_a_clean_that_fails_resumes_where_it_stopped(dataset, tiny_clip_vision_d
     assert _written(ds) == before  # nothing to resume: nothing left behind
     with pytest.raises(RuntimeError, match="device lost"):  # in the second: the first is kept
         _clean(ds, StopsAfter(encoder, "encode", 1))
-    state = ds.load_run_results("ram_clean_gt", cache=False)
-    assert (state.status, state.categories_done) == ("interrupted", ["cat"])
+    from fiftyone_ram.driver import runs
+
+    # Stopped by an error: the run is recorded as failed, with its reason (interrupted is a user's stop).
+    assert (runs.load(ds, "clean", "gt").status, runs.load_state(ds, "clean", "gt")["categories_done"]) == \
+        ("failed", ["cat"])
     with pytest.raises(CleaningError, match=r"stopped \(RuntimeError: device lost\) after 1 of 3 categories.*resume"):
         _clean(ds, encoder)
     with pytest.raises(CleaningError, match="cannot resume .*fraction was 0.1, now 0.2"):
         _clean(ds, encoder, resume=True, fraction=0.2)
     resumed = _clean(ds, encoder, resume=True)
     assert resumed.categories_done == ["cat", "dog", "car"]
-    assert ds.load_run_results("ram_clean_gt", cache=False).status == "completed"
+    assert runs.load(ds, "clean", "gt").status == "completed"
     flags = _flags(ds)
     with pytest.raises(CleaningError, match="was already cleaned \\(3 categories"):
         _clean(ds, encoder)
@@ -173,7 +176,9 @@ def test_a_killed_clean_is_reported_and_resumed_from_the_cli(dataset, tiny_clip_
     killed = _child(CLEAN_AND_DIE, ds.name, str(tiny_clip_vision_dir))
     assert killed.returncode == 17, killed.stderr
     ds.reload()  # this process's dataset object learns what the other process wrote
-    assert ds.load_run_results("ram_clean_gt", cache=False).status == "running"
+    from fiftyone_ram.driver import runs
+
+    assert runs.load(ds, "clean", "gt").status == "running"
     refused = _cli("clean", ds.name, *options)
     assert refused.exit_code != 0 and len(refused.output.strip().splitlines()) == 1
     assert "did not finish" in refused.output and "after 1 of 3 categories" in refused.output

@@ -68,7 +68,9 @@ def test_apply_removes_the_accepted_tags(cleaned):
     assert {f: n for f, n in after.items() if f not in ("wrong_dog.png", "unboxed.png", "dog0.png")} == {
         f: n for f, n in original.items() if f not in ("wrong_dog.png", "unboxed.png", "dog0.png")}
     assert ds.get_field("gt_original") is None  # no copy of the whole field is kept
-    assert ds.load_run_results("ram_clean_gt", cache=False).applied["removed"] == 3
+    from fiftyone_ram.driver import runs
+
+    assert runs.load_state(ds, "clean", "gt")["applied"]["removed"] == 3
 
 
 def test_undo_puts_back_what_apply_removed_and_keeps_every_later_edit(cleaned):

@@ -85,7 +85,7 @@ def test_the_driver_runs_the_loaded_tagger_and_loads_no_other(tiny_model_setting
     dataset = fo.Dataset()
     try:
         dataset.add_samples([fo.Sample(filepath=str(p)) for p in parity_pngs[:2]])
-        assert frd.tag_samples(dataset, model, "ram", confidence_thresh=0.4, store_logits=True).tagged == 2
+        assert frd.tag_samples(dataset, model, "ram", threshold=0.4, store_logits=True).tagged == 2
         assert model.config.confidence_thresh is None and not model.store_logits  # the caller's model unchanged
     finally:
         dataset.delete()

@@ -1,6 +1,6 @@
 """The data engine's model passes on the Ray engine, on a real local cluster (two CPUs, shared by the
 module's tests): generation and cleaning give the same fields, values, unreadable images and run records as
-the local engine; ``generate`` and ``clean --engine ray``; models built in memory refused in one line before
+the local engine; ``generate`` and ``clean --executor ray``; models built in memory refused in one line before
 anything is written."""
 
 from __future__ import annotations
@@ -55,21 +55,22 @@ def _stored(dataset, out_field: str) -> list[tuple[list, list, str | None]]:
 
 
 def _settings(dataset, out_field: str) -> dict:
-    info = dataset.get_run_info(f"ram_generate_{out_field}").config.serialize()
-    return {k: v for k, v in info.items() if k not in ("out_field", "cls", "type")}
+    from fiftyone_ram.driver import runs
+
+    settings = runs.load(dataset, "generate", out_field).settings
+    return {k: v for k, v in settings.items() if k not in ("out_field", "executor", "workers")}
 
 
 def test_generation_on_ray_equals_local(cluster, dataset, ram_never_car, tiny_tag2text, caption_parser,
                                         assert_same_tags, monkeypatch):
     from fiftyone_ram.engine import generation
     from fiftyone_ram.engine.generation import generate_tags
-    from fiftyone_ram.driver.ray_executor import RayOptions
 
     monkeypatch.setattr(generation, "CHUNK", 4)  # two chunks; Ray's pages of 3 straddle them
     options = dict(tag_fields=["gt"], caption_fields=["caption"], tagger=ram_never_car, captioner=tiny_tag2text,
                    parser=caption_parser, threshold=THRESHOLD, batch_size=3)
     local = generate_tags(dataset, "local", **options)
-    on_ray = generate_tags(dataset, "on_ray", engine="ray", ray_options=RayOptions(workers=2), **options)
+    on_ray = generate_tags(dataset, "on_ray", executor="ray", workers=2, **options)
 
     assert {**on_ray.to_dict(), "out_field": "local"} == local.to_dict()
     assert list(on_ray.unreadable) == [dataset.values("filepath")[-1]] and "cannot read" in str(on_ray.unreadable)
@@ -79,8 +80,10 @@ def test_generation_on_ray_equals_local(cluster, dataset, ram_never_car, tiny_ta
     assert_same_tags([g[1] for g in got], [w[1] for w in want], thresholds=THRESHOLD)  # within 1e-5
     assert _settings(dataset, "on_ray") == _settings(dataset, "local")
     for field in ("local", "on_ray"):
-        state = dataset.load_run_results(f"ram_generate_{field}", cache=False).serialize()
-        assert (state["status"], state["samples_written"]) == ("completed", len(dataset))
+        from fiftyone_ram.driver import runs
+
+        state = runs.load_state(dataset, "generate", field)
+        assert (runs.load(dataset, "generate", field).status, state["samples_written"]) == ("completed", len(dataset))
 
 
 def test_a_tagger_built_in_memory_is_refused_before_anything_is_written(dataset, ram_never_car):
@@ -90,7 +93,7 @@ def test_a_tagger_built_in_memory_is_refused_before_anything_is_written(dataset,
     in_memory = copy.copy(ram_never_car)
     in_memory.checkpoint = None
     with pytest.raises(UserError, match="built in memory.*local executor"):
-        generate_tags(dataset, "generated", tagger=in_memory, engine="ray")
+        generate_tags(dataset, "generated", tagger=in_memory, executor="ray")
     assert dataset.get_field("generated") is None and not dataset.has_run("ram_generate_generated")
 
 
@@ -104,7 +107,7 @@ def test_cli_generate_on_ray(cluster, dataset, tiny_cli_args, tmp_path, parser_t
               "--parser-tags", str(parser_tag_file(tmp_path)), *tiny_cli_args("ram"), "--device", "cpu",
               "--batch-size", "2", "--json"]
     summaries = {}
-    for out_field, extra in (("local", []), ("on_ray", ["--engine", "ray", "--workers", "2"])):
+    for out_field, extra in (("local", []), ("on_ray", ["--executor", "ray", "--workers", "2"])):
         result = CliRunner().invoke(main, [*common, "--out-field", out_field, *extra], catch_exceptions=False)
         assert result.exit_code == 0, result.output
         lines = [line for line in result.stdout.splitlines() if line.startswith('{"out_field"')]
@@ -153,15 +156,15 @@ def _assert_same_review(got, want) -> None:
 
 def _clean_both(dataset, regions, encoder, **options):
     from fiftyone_ram.engine.cleaning import clean_tags
-    from fiftyone_ram.driver.ray_executor import RayOptions
 
     local = clean_tags(dataset, "gt", regions=regions, encoder=encoder, **options)
     want = _review(dataset)
-    on_ray = clean_tags(dataset, "gt", regions=regions, encoder=encoder, overwrite=True, engine="ray",
-                        ray_options=RayOptions(workers=2), **options)
+    on_ray = clean_tags(dataset, "gt", regions=regions, encoder=encoder, overwrite=True, executor="ray", workers=2, **options)
     assert on_ray.to_dict() == local.to_dict()
     _assert_same_review(_review(dataset), want)
-    assert dataset.load_run_results("ram_clean_gt", cache=False).serialize()["status"] == "completed"
+    from fiftyone_ram.driver import runs
+
+    assert runs.load(dataset, "clean", "gt").status == "completed"
     return on_ray
 
 
@@ -194,7 +197,7 @@ def test_cleaning_models_built_in_memory_are_refused(cleaning, tiny_clip_vision)
 
     with pytest.raises(UserError, match="crop encoder was built in memory"):
         clean_tags(cleaning, "gt", regions=DetectionsRegions(cleaning, "objects"),
-                   encoder=ClipCrops(tiny_clip_vision, device="cpu"), engine="ray")
+                   encoder=ClipCrops(tiny_clip_vision, device="cpu"), executor="ray")
     assert cleaning.get_field("gt_review") is None and not cleaning.has_run("ram_clean_gt")
 
 
@@ -207,7 +210,7 @@ def test_cli_clean_on_ray(cluster, cleaning, tiny_cli_args):
     common = ["clean", cleaning.name, "--tag-field", "gt", "--regions-field", "objects", *tiny_cli_args("ram"),
               "--device", "cpu", "--batch-size", "3", "--json"]
     summaries = []
-    for extra in ([], ["--overwrite", "--engine", "ray", "--workers", "2"]):
+    for extra in ([], ["--overwrite", "--executor", "ray", "--workers", "2"]):
         result = CliRunner().invoke(main, [*common, *extra], catch_exceptions=False)
         assert result.exit_code == 0, result.output
         summaries.append(json.loads([line for line in result.stdout.splitlines() if line.startswith("{")][-1]))

@@ -90,7 +90,7 @@ def _assert_like_local(dataset, local_labels, assert_same_tags, upstream_dir) ->
 def test_cli_ray_engine_gives_the_local_labels(cluster, images, local_labels, tiny_cli_args, assert_same_tags,
                                                upstream_dir):
     name = f"ray-cli-{os.getpid()}"
-    result = _tag(tiny_cli_args, images, name, "--engine", "ray", "--workers", "2")
+    result = _tag(tiny_cli_args, images, name, "--executor", "ray", "--workers", "2")
     assert result.exit_code == 1, result.output
     summary = _summary(result)
     assert summary["tagged"] == N_IMAGES and list(summary["failed"]) == [str(images / "broken.png")]
@@ -119,7 +119,7 @@ def test_driver_killed_midway_then_resumed_tags_every_sample_once(cluster, image
     fo.list_datasets()  # this process's database connection first: two processes would each start a server
     args = [sys.executable, "-m", "fiftyone_ram.cli", "tag", str(images), "--dataset", name,
             *tiny_cli_args("ram"), "--field", "ram", "--device", "cpu", "--batch-size", "1", "--json",
-            "--engine", "ray", "--workers", "2", "--ray-address", cluster]
+            "--executor", "ray", "--workers", "2", "--ray-address", cluster]
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         def some_tagged() -> bool:
@@ -136,7 +136,7 @@ def test_driver_killed_midway_then_resumed_tags_every_sample_once(cluster, image
     first = dict(zip(*dataset.exists("ram").values(["filepath", "ram"])))
     assert 0 < len(first) < N_IMAGES, "the run was to be killed midway"
 
-    result = _tag(tiny_cli_args, images, name, "--engine", "ray", "--workers", "2", "--resume")
+    result = _tag(tiny_cli_args, images, name, "--executor", "ray", "--workers", "2", "--resume")
     summary = _summary(result)
     dataset.reload()
     assert summary["skipped"] == len(first) and summary["tagged"] == N_IMAGES - len(first), summary
@@ -168,7 +168,6 @@ def test_a_worker_killed_midway_is_replaced_and_its_batch_retried(cluster, image
                                                                  assert_same_tags, upstream_dir):
     from fiftyone_ram.fiftyone import load_model
     from fiftyone_ram.driver import tag_samples
-    from fiftyone_ram.driver.ray_executor import RayOptions
 
     dataset = fo.Dataset(f"ray-worker-{os.getpid()}")
     dataset.add_samples([fo.Sample(filepath=str(p)) for p in sorted(images.iterdir())])
@@ -177,8 +176,7 @@ def test_a_worker_killed_midway_is_replaced_and_its_batch_retried(cluster, image
 
     def run() -> None:
         try:
-            outcome["summary"] = tag_samples(dataset, model, "ram", batch_size=1, engine="ray",
-                                             ray_options=RayOptions(workers=2))
+            outcome["summary"] = tag_samples(dataset, model, "ram", batch_size=1, executor="ray", workers=2)
         except BaseException as exc:  # reported below
             outcome["error"] = exc
 

@@ -84,7 +84,9 @@ def _check_exactly_once(dataset, summaries: list[dict], before: int = 0) -> None
     for summary in summaries:
         assert summary["tagged"] + summary["skipped"] + summary["elsewhere"] == N_FILES
         assert not summary["failed"] and not summary["untagged"]
-    assert dataset.get_run_info("ram_tag_ram").config.state == "complete"
+    from fiftyone_ram.driver import runs
+
+    assert runs.load(dataset, "tag", "ram").status == "completed"
     assert _claims_left(dataset) == 0
 
 
@@ -146,7 +148,9 @@ def test_a_killed_run_is_taken_over_by_the_next_resume(many_images, start, tmp_p
     dataset.reload()
     before = dataset.count("ram")
     assert 0 < before < N_FILES, "the run was killed too late to test a takeover"
-    assert dataset.get_run_info("ram_tag_ram").config.state == "running"  # it never recorded its end
+    from fiftyone_ram.driver import runs
+
+    assert runs.load(dataset, "tag", "ram").status == "running"  # it never recorded its end
     summary = _finish(start(many_images, name, "--resume"))  # the dead process's claims: taken at once
     assert summary["tagged"] == N_FILES - before and summary["skipped"] == before and summary["elsewhere"] == 0
     _check_exactly_once(dataset, [summary], before=before)

@@ -48,8 +48,10 @@ def _label_ids(dataset) -> dict[str, str]:
 
 
 def _state(dataset) -> str:
+    from fiftyone_ram.driver import runs
+
     dataset.reload()
-    return dataset.get_run_info("ram_tag_ram").config.state
+    return runs.load(dataset, "tag", "ram").status
 
 
 def test_an_interrupted_overwrite_is_continued_as_an_overwrite(model, dataset):
@@ -58,22 +60,22 @@ def test_an_interrupted_overwrite_is_continued_as_an_overwrite(model, dataset):
 
     frd.tag_samples(dataset, model, "ram", batch_size=2, num_workers=0)
     old = _label_ids(dataset)
-    assert len(old) == len(dataset) and _state(dataset) == "complete"
+    assert len(old) == len(dataset) and _state(dataset) == "completed"
 
     with pytest.raises(Interrupt):
-        frd.tag_samples(dataset, model, "ram", overwrite=True, confidence_thresh=0.9, batch_size=2, num_workers=0,
+        frd.tag_samples(dataset, model, "ram", overwrite=True, threshold=0.9, batch_size=2, num_workers=0,
                          progress=_stop_after(2))
     rewritten = {i for i, label in _label_ids(dataset).items() if label != old[i]}
     assert 0 < len(rewritten) < len(dataset) and _state(dataset) == "interrupted"
 
     # The issue: this said "0 tagged, N already tagged" and left the others with the old labels.
-    summary = frd.tag_samples(dataset, model, "ram", resume=True, confidence_thresh=0.9, batch_size=2,
+    summary = frd.tag_samples(dataset, model, "ram", resume=True, threshold=0.9, batch_size=2,
                                num_workers=0)
     assert summary.tagged == len(dataset) - len(rewritten) and summary.skipped == len(rewritten)
     now = _label_ids(dataset)
     assert all(now[i] != old[i] for i in old)  # every sample carries labels of the 0.9 run
-    assert _state(dataset) == "complete"
-    again = frd.tag_samples(dataset, model, "ram", resume=True, confidence_thresh=0.9)
+    assert _state(dataset) == "completed"
+    again = frd.tag_samples(dataset, model, "ram", resume=True, threshold=0.9)
     assert again.tagged == 0 and again.skipped == len(dataset) and _label_ids(dataset) == now
 
 
@@ -82,7 +84,7 @@ def test_resume_with_other_settings_is_refused_naming_what_differs(model, datase
     import fiftyone_ram.driver as frd
 
     with pytest.raises(Interrupt):
-        frd.tag_samples(dataset, model, "ram", confidence_thresh=0.9, batch_size=2, num_workers=0,
+        frd.tag_samples(dataset, model, "ram", threshold=0.9, batch_size=2, num_workers=0,
                          progress=_stop_after(2))
     labelled = _label_ids(dataset)
     assert 0 < len(labelled) < len(dataset)
@@ -96,11 +98,11 @@ def test_resume_with_other_settings_is_refused_naming_what_differs(model, datase
         return message
 
     assert "0.9 then, per-class now" in refused(model, "thresholds")
-    refused(model, "thresholds", confidence_thresh=0.5)
+    refused(model, "thresholds", threshold=0.5)
     vocabulary = forf.load_model(**tiny_model_settings(), device="cpu", tags=["dog", "cat"])
-    refused(vocabulary, "vocabulary", confidence_thresh=0.9)
+    refused(vocabulary, "vocabulary", threshold=0.9)
     plus = forf.load_model(**tiny_model_settings("ram_plus"), device="cpu")
-    refused(plus, "model", confidence_thresh=0.9)
+    refused(plus, "model", threshold=0.9)
     import torch  # other weights of the same architecture: another checkpoint
 
     state = torch.load(tiny_model_settings()["checkpoint_path"], weights_only=True)
@@ -108,15 +110,15 @@ def test_resume_with_other_settings_is_refused_naming_what_differs(model, datase
     state["model"][first] = state["model"][first] + 1
     torch.save(state, tmp_path / "other.pth")
     other = forf.load_model(**tiny_model_settings(checkpoint_path=str(tmp_path / "other.pth")), device="cpu")
-    refused(other, "checkpoint", confidence_thresh=0.9)
+    refused(other, "checkpoint", threshold=0.9)
 
     # The same checkpoint copied elsewhere is the same run: resumed.
     shutil.copyfile(tiny_model_settings()["checkpoint_path"], tmp_path / "copy.pth")
     copy = forf.load_model(**tiny_model_settings(checkpoint_path=str(tmp_path / "copy.pth")), device="cpu")
-    summary = frd.tag_samples(dataset, copy, "ram", resume=True, confidence_thresh=0.9, batch_size=2,
+    summary = frd.tag_samples(dataset, copy, "ram", resume=True, threshold=0.9, batch_size=2,
                                num_workers=0)
     assert summary.tagged == len(dataset) - len(labelled) and summary.skipped == len(labelled)
-    assert _state(dataset) == "complete"
+    assert _state(dataset) == "completed"
 
 
 def test_labels_without_a_record_are_not_resumed(model, dataset):

@@ -10,17 +10,25 @@ immediately with real progress otherwise, and never immediately for a view too l
   the released Swin-L models tag about one image per second on a CPU, so the limit is one image per second
   of that timeout (``FIFTYONE_RAM_IMMEDIATE_LIMIT`` overrides it). Larger views are scheduled, or, where
   scheduling is unavailable, refused with the CLI command that does the same work.
-- :func:`stream_progress` runs the work in a thread and yields the App's progress messages while it goes
-  (FiftyOne's generator-operator protocol: ``ctx.ops.set_progress``), then the result.
+- :func:`run` executes an operator's work the way its caller needs: an immediate run from the App streams its
+  progress (FiftyOne's generator-operator protocol: ``ctx.ops.set_progress``, then the output), a scheduled run
+  reports through ``ctx.set_progress``, a Python caller gets the result. A failure reaches the user where they
+  are, as one line: in the App a notification and the form's output (FiftyOne's generator protocol has no
+  error message: an exception there leaves the bar where it was); in a scheduled run, the failed operation's
+  record in FiftyOne's delegated-operation store (what ``fiftyone delegated list`` / ``info`` show); for a
+  Python caller, the ``ExecutionResult``'s ``error_message``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 #: Images per second a CPU is assumed to tag with a released Swin-L model (what sizes the immediate limit).
 IMAGES_PER_SECOND_FLOOR = 1.0
@@ -116,3 +124,66 @@ def stream_progress(ctx, work: Callable[[Callable[[float, str], None]], Any], *,
     if "error" in outcome:
         raise outcome["error"]
     yield from finish(outcome["result"])
+
+
+def one_line(exc: BaseException) -> str:
+    """What a user reads of an error: a user error's message; for anything else its type and first line
+    (the traceback is in the App server's log)."""
+    from fiftyone_ram.errors import UserError
+
+    text = " ".join(str(exc).split())
+    if isinstance(exc, UserError):
+        return text
+    return f"{type(exc).__name__}: {text[:300]} (the full traceback is in the log of the process that ran it)"
+
+
+def run(ctx, work: Callable[[Callable[[float, str], None] | None], Any], *, label: str,
+        show: Callable[[Any], Iterator] | None = None):
+    """Execute ``work(progress)`` as ``ctx`` asks (see the module docstring); ``show(result)`` yields what an
+    immediate App run shows when done."""
+    if streams_progress(ctx):
+        return _streamed(ctx, work, label=label, show=show)
+    if ctx.delegated:
+        try:
+            return work(lambda fraction, text=label: ctx.set_progress(progress=fraction, label=text))
+        except BaseException as exc:
+            _record_failure(ctx, exc)
+            raise
+    return work(None)
+
+
+def _streamed(ctx, work, *, label: str, show) -> Iterator:
+    try:
+        yield from stream_progress(ctx, work, label=label, finish=show or (lambda result: iter(())))
+    except Exception as exc:  # never leave the App's bar where it was: say what went wrong, in one line
+        logger.warning("%s failed", label, exc_info=True)
+        message = one_line(exc)
+        yield ctx.ops.set_progress(progress=0.0, label=f"Failed: {message}")
+        yield ctx.ops.notify(message, variant="error")
+        yield ctx.ops.show_output(outputs=failure_output(message).to_json(), results={"error": message})
+
+
+def failure_output(message: str):
+    """The output the form shows for a failed run: its one line."""
+    import fiftyone.operators.types as types
+
+    outputs = types.Object()
+    outputs.view("error", types.Error(label="The run failed", description=message))
+    return types.Property(outputs, view=types.View(label="The run failed"))
+
+
+def _record_failure(ctx, exc: BaseException) -> None:
+    """Record a scheduled run's failure with its one line on the run's own record in FiftyOne's delegated-operation
+    store, before FiftyOne records the traceback (it then keeps this record: the state is no longer running)."""
+    run_doc = ctx.request_params.get("run_doc")
+    if run_doc is None:
+        return
+    try:
+        from fiftyone.operators.delegated import DelegatedOperationService
+        from fiftyone.operators.executor import ExecutionResult
+
+        message = one_line(exc)
+        DelegatedOperationService().set_failed(doc_id=run_doc,
+                                               result=ExecutionResult(error=message, error_message=message))
+    except Exception:  # the record is FiftyOne's: if it cannot be written, FiftyOne writes its own
+        logger.debug("could not record the failure's line", exc_info=True)

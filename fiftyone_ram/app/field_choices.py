@@ -49,9 +49,46 @@ def with_confidences(samples: Any, fields: Iterable[str]) -> list[str]:
 
 
 def prediction_default(samples: Any, candidates: Sequence[str]) -> str | None:
-    """The field to offer as predictions: the first with confidences, else the first candidate."""
+    """The field to offer as predictions: one a tagging run wrote (the newest), else the first with confidences,
+    else the first candidate."""
+    from fiftyone_ram.driver import runs
+
+    tagged = [r.target for r in runs.records(samples._dataset, "tag") if r.target in candidates]
+    if tagged:
+        return tagged[-1]
     scored = with_confidences(samples, candidates)
     return scored[0] if scored else (candidates[0] if candidates else None)
+
+
+def related_fields(dataset: Any, field: str) -> set[str]:
+    """The fields ``field`` was made from, and those made from it, as the run store records them (a generation's
+    tag and caption fields, a cleaning's tag field and its review copies): never a sensible ground truth for it."""
+    from fiftyone_ram.driver import runs
+
+    related: set[str] = set()
+    for record in runs.records(dataset):
+        made = set(record.outputs.get("fields") or [])
+        if record.kind in ("tag", "generate"):
+            made.add(record.target)
+        settings = record.settings
+        sources = {*(settings.get("tag_fields") or ()), *(settings.get("caption_fields") or ())}
+        if record.kind == "clean":
+            sources.add(record.target)
+        if field in made:
+            related |= sources
+        if field in sources:
+            related |= made
+    related.discard(field)
+    return related
+
+
+def ground_truth_default(dataset: Any, candidates: Sequence[str], predictions: str | None,
+                         prefer: Sequence[str] = ("ground_truth",)) -> str | None:
+    """A default ground truth for ``predictions``: never the predictions themselves, nor a field they were made
+    from or that was made from them (:func:`related_fields`); a preferred name first."""
+    excluded = related_fields(dataset, predictions) if predictions else set()
+    allowed = [c for c in candidates if c != predictions and c not in excluded]
+    return other_default(allowed, predictions, prefer)
 
 
 def other_default(candidates: Sequence[str], taken: str | None, prefer: Sequence[str] = ("ground_truth",)) -> str | None:

@@ -12,8 +12,7 @@ import json
 import click
 
 from fiftyone_ram.cli import settings
-from fiftyone_ram.cli.evaluate import collection
-from fiftyone_ram.cli.options import CAPTIONER_CHOICES, load_tagger_from, tagger_options
+from fiftyone_ram.cli.options import CAPTIONER_CHOICES, collection, load_tagger_from, tagger_options
 from fiftyone_ram.engine.cleaning import CleanJob
 from fiftyone_ram.engine.generation import GenerateJob
 from fiftyone_ram.engine.review import ReviewJob

@@ -10,31 +10,16 @@ import json
 import click
 
 from fiftyone_ram.cli import settings
-from fiftyone_ram.cli.options import (THRESHOLD_TYPE, CommandError, checkpoint_option, config_option, device_option,
+from fiftyone_ram.cli.options import (THRESHOLD_TYPE, checkpoint_option, collection, config_option, device_option,
                                       load_tagger_from, model_option, precision_option, tag_list_option,
                                       thresholds_option)
 from fiftyone_ram.evaluation.benchmarks import BENCHMARKS, BenchmarkJob
-from fiftyone_ram.evaluation.job import DEFAULT_EVAL_KEY, EvaluateJob
-
-
-def collection(dataset_name: str, saved_view: str | None = None):
-    """The dataset (or one of its saved views) a command works on, or one line saying it does not exist."""
-    import fiftyone as fo
-
-    if not fo.dataset_exists(dataset_name):
-        raise CommandError(f"no FiftyOne dataset named {dataset_name!r}")
-    dataset = fo.load_dataset(dataset_name)
-    if saved_view is None:
-        return dataset
-    if not dataset.has_saved_view(saved_view):
-        raise CommandError(f"dataset {dataset_name!r} has no saved view {saved_view!r}")
-    return dataset.load_saved_view(saved_view)
+from fiftyone_ram.evaluation.job import EvaluateJob
 
 
 @click.command("evaluate")
 @click.option("--dataset", "dataset_name", required=True, help="FiftyOne dataset name.")
-@settings.options(EvaluateJob, "pred_field", "gt_field")
-@settings.option(EvaluateJob, "eval_key", default=DEFAULT_EVAL_KEY, show_default=True)
+@settings.options(EvaluateJob, "pred_field", "gt_field", "eval_key")
 @click.option("--view", "saved_view", default=None, help="Evaluate this saved view of the dataset.")
 @settings.options(EvaluateJob, "model_tags", "threshold", "thresholds", "mapping", "classes", "top_k", "ties",
                   "empty_classes")
@@ -51,8 +36,10 @@ def collection(dataset_name: str, saved_view: str | None = None):
 def evaluate(dataset_name, saved_view, tune_out, target_precision, base_thresholds, min_positives, top, as_json,
              **params):
     """Measure tag quality (mAP, CP/CR/CF1, OP/OR/OF1, top-k) of a dataset's predicted tags."""
+    from fiftyone_ram.evaluation.run import evaluate_tags
+
     job = settings.job_from(EvaluateJob, params)
-    results = job.run(collection(dataset_name, saved_view))
+    results = evaluate_tags(collection(dataset_name, saved_view), job=job)
     tuning = None
     if tune_out:
         tuning = results.tune_thresholds(target_precision=target_precision, min_positives=min_positives,

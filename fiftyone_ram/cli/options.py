@@ -88,4 +88,20 @@ def tagger_spec_from(params: Mapping[str, Any], **changes: Any) -> TaggerSpec:
 def load_tagger_from(params: Mapping[str, Any], **changes: Any) -> Tagger:
     """The tagger :func:`tagger_options` describe. A name, file or download that cannot give a model raises a
     :class:`~fiftyone_ram.errors.UserError`, which the command line shows as one line (exit status 2)."""
-    return tagger_spec_from(params, **changes).load()
+    from fiftyone_ram.tagger import load_tagger
+
+    return load_tagger(tagger_spec_from(params, **changes))
+
+
+def collection(dataset_name: str, saved_view: str | None = None):
+    """The dataset (or one of its saved views) a command works on, or one line saying it does not exist."""
+    import fiftyone as fo
+
+    if not fo.dataset_exists(dataset_name):
+        raise CommandError(f"no FiftyOne dataset named {dataset_name!r}")
+    dataset = fo.load_dataset(dataset_name)
+    if saved_view is None:
+        return dataset
+    if not dataset.has_saved_view(saved_view):
+        raise CommandError(f"dataset {dataset_name!r} has no saved view {saved_view!r}")
+    return dataset.load_saved_view(saved_view)

@@ -17,6 +17,9 @@ import click
 from fiftyone_ram.jobs import (CHOICES, HELP, HIGH, KIND, LOW, PATH, THRESHOLD, default_of, field_of, flag_of,
                                settings_of, types_of, value_types)
 
+__all__ = ["THRESHOLD_TYPE", "ThresholdType", "CommaList", "flag_of", "job_from", "option", "options", "settings_of",
+           "values_for"]
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -43,8 +46,10 @@ class ThresholdType(click.ParamType):
 THRESHOLD_TYPE = ThresholdType()
 
 
-def option(cls: type, name: str, **overrides: Any) -> Callable[[F], F]:
-    """The click option of setting ``name`` of ``cls`` (``overrides``: click keywords that differ here)."""
+def option(cls: type, name: str, *, given_only: bool = False, **overrides: Any) -> Callable[[F], F]:
+    """The click option of setting ``name`` of ``cls`` (``overrides``: click keywords that differ here).
+    ``given_only``: the option is None unless given (its help says the default), so that only what the user
+    gave replaces a base of other values (fine-tuning's weak-start recipe)."""
     f = field_of(cls, name)
     meta = f.metadata
     flag = flag_of(cls, name)
@@ -70,27 +75,46 @@ def option(cls: type, name: str, **overrides: Any) -> Callable[[F], F]:
     elif meta.get(KIND) == PATH:
         keywords["type"] = click.Path(exists=True, dir_okay=False)
     elif int in kinds and float not in kinds:
-        keywords["type"] = click.IntRange(min=meta.get(LOW), max=meta.get(HIGH))
+        bounded = meta.get(LOW) is not None or meta.get(HIGH) is not None
+        keywords["type"] = click.IntRange(min=meta.get(LOW), max=meta.get(HIGH)) if bounded else click.INT
     elif float in kinds:
-        keywords["type"] = click.FloatRange(min=meta.get(LOW), max=meta.get(HIGH))
+        bounded = meta.get(LOW) is not None or meta.get(HIGH) is not None
+        keywords["type"] = click.FloatRange(min=meta.get(LOW), max=meta.get(HIGH)) if bounded else click.FLOAT
     if tuple in kinds or list in kinds:
         item = _item_type(types_of(cls).get(name))
         keywords.update(multiple=True, default=default or (), type=CommaList(item),
                         show_default=bool(default))
         if default:
             keywords["default"] = (tuple(default),)
+        if meta.get(CHOICES):  # checked by the job; said here
+            keywords["help"] = keywords["help"].rstrip(".") + f" (of {', '.join(map(str, meta[CHOICES]))})."
+    if given_only and not keywords.get("required"):
+        if keywords.get("is_flag"):
+            keywords["default"] = None
+        elif "/" in flag:  # --x/--no-x: None when neither is given
+            keywords["default"] = None
+        else:
+            keywords["default"] = () if keywords.get("multiple") else None
+        if default not in (None, False, ()):
+            keywords["help"] = keywords["help"].rstrip(".") + f" (default: {_shown(default)})."
+        keywords["show_default"] = False
     keywords.update(overrides)
     return click.option(flag, name, **keywords)
 
 
-def options(cls: type, *names: str, exclude: tuple[str, ...] = (), **overrides: Mapping[str, Any]) -> Callable[[F], F]:
+def _shown(value: Any) -> str:
+    return ", ".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+
+
+def options(cls: type, *names: str, exclude: tuple[str, ...] = (), given_only: bool = False,
+            **overrides: Mapping[str, Any]) -> Callable[[F], F]:
     """The options of ``names`` (default: every setting of ``cls`` that has a flag, but ``exclude``), in order in
-    ``--help``; ``overrides``: per setting, click keywords that differ here."""
+    ``--help``; ``overrides``: per setting, click keywords that differ here; ``given_only``: see :func:`option`."""
     chosen = list(names) or [f.name for f in settings_of(cls) if flag_of(cls, f.name) and f.name not in exclude]
 
     def decorate(command: F) -> F:
         for name in reversed(chosen):
-            command = option(cls, name, **overrides.get(name, {}))(command)
+            command = option(cls, name, given_only=given_only, **overrides.get(name, {}))(command)
         return command
 
     return decorate

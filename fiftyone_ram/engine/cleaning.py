@@ -68,6 +68,7 @@ from fiftyone_ram.engine.review import (
 )
 from fiftyone_ram.jobs import FIELD, THRESHOLD, setting
 from fiftyone_ram.progress import Progress
+from fiftyone_ram.tagger_spec import BATCH_SIZE
 
 #: Why cleaning flags a tag, first reason first (the review field's ``flag_reason``).
 FLAG_REASONS = ("no_region", "outlier", "not_predicted")
@@ -159,7 +160,8 @@ class CleanJob(ExecutorSettings):
     seed: int = setting(0, help="the seed of the clustering")
     categories_per_batch: int = setting(32, low=1, label="Tags per batch",
                                         help="tags judged together (outliers are found among one batch's crops)")
-    batch_size: int = setting(8, low=1, label="Crops per model call", help="(image, tag) pairs per model call")
+    batch_size: int = setting(BATCH_SIZE, low=1, label="Batch size",
+                              help="(image, tag) pairs per model call (each pair's regions are one crop each)")
     resume: bool = setting(False, form=False, help="continue an interrupted cleaning of the tag field")
     overwrite: bool = setting(False, form=False, help="start the cleaning of the tag field again")
     crop_margin: float = setting(0.0, low=0.0, flag=False, form=False,

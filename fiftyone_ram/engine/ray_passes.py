@@ -39,9 +39,10 @@ class PortableTagger:
     def load(self, device: str) -> Tagger:
         """The tagger, loaded in this process from the driver's spec on ``device`` (a Ray actor's: ``cuda``
         when it reserved a GPU), checked to read the same checkpoint file."""
+        from fiftyone_ram.tagger import load_tagger
         from fiftyone_ram.tagger_spec import TaggerSpec
 
-        tagger = TaggerSpec.from_dict(self.spec).load(device=device)
+        tagger = load_tagger(TaggerSpec.from_dict(self.spec), device=device)
         if tagger.checkpoint.fingerprint != self.fingerprint:
             raise NotReloadableError(f"the checkpoint at {tagger.checkpoint.path} on this Ray worker is not the "
                                      f"file the driver loaded: give a path that holds the same file on every node")

@@ -1,16 +1,15 @@
 """The settings of a tag evaluation (:class:`EvaluateJob`): every door's defaults and checks, importable without
-FiftyOne (the command line builds its options from it at start). The work is :mod:`fiftyone_ram.evaluation.run`.
+FiftyOne (the command line builds its options from it at start). The work is :mod:`fiftyone_ram.evaluation.run`
+(``evaluate_tags(samples, job=job)``; ``check_evaluation(job, samples)`` refuses before anything is written).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
 
 from fiftyone_ram.errors import OptionError, UserError
 from fiftyone_ram.evaluation.metrics import EMPTY_CLASSES, TIES
 from fiftyone_ram.jobs import FIELD, PATH, THRESHOLD, Job, setting
-from fiftyone_ram.progress import Progress
 
 #: The key the App's form and the command line offer when none is given.
 DEFAULT_EVAL_KEY = "eval_tags"
@@ -31,8 +30,9 @@ class EvaluateJob(Job):
     gt_field: str = setting(kind=FIELD, flag="--gt", label="Ground truth",
                             help="the ground truth: Classifications, Classification, Detections, Polylines (as "
                                  "image-level tags) or a list of strings such as the sample tags")
-    eval_key: str | None = setting(None, label="Evaluation key",
-                                   help="record the run under this key (fields <key>_tp, ...); none: record nothing")
+    eval_key: str | None = setting(DEFAULT_EVAL_KEY, label="Evaluation key",
+                                   help="record the run under this key (fields <key>_tp, ...); None (Python): "
+                                        "record nothing")
     threshold: float | None = setting(None, kind=THRESHOLD, label="Threshold",
                                       help="re-decide tags from the scores at this threshold (default: the stored "
                                            "tags are the predictions)")
@@ -62,21 +62,3 @@ class EvaluateJob(Job):
             raise EvaluationError(f"'{self.pred_field}' is chosen as both the predictions and the ground truth")
         if any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in self.top_k):
             raise OptionError(f"top_k (CLI: --top-k) must be whole numbers of at least 1, not {list(self.top_k)}")
-
-    def check(self, samples: Any) -> None:
-        """What :meth:`run` refuses before anything is written: fields of the wrong type, no sample to
-        evaluate once the unreadable and untagged ones are left out, a key that is taken."""
-        from fiftyone_ram.evaluation.run import check_job
-
-        check_job(self, samples)
-
-    def run(self, samples: Any, *, tagger: Any = None, synonyms: Mapping[str, str] | None = None,
-            label_system: Any = None, normalize: bool = True, use_logits: bool = True, custom_metrics: Any = None,
-            progress: Progress | None = None):
-        """Evaluate (see :func:`fiftyone_ram.evaluation.run.evaluate_tags`); returns the
-        ``TagEvaluationResults``. ``tagger``: a loaded tagger whose tag list (and thresholds) stand for
-        ``model_tags`` (and the base of threshold tuning)."""
-        from fiftyone_ram.evaluation.run import run_job
-
-        return run_job(self, samples, tagger=tagger, synonyms=synonyms, label_system=label_system,
-                       normalize=normalize, use_logits=use_logits, custom_metrics=custom_metrics, progress=progress)

@@ -66,23 +66,27 @@ __all__ = ["EvalKeyError", "EvaluateJob", "TagEvaluation", "TagEvaluationConfig"
 MISSING = "(none)"
 
 
-def check_job(self: EvaluateJob, samples: Any) -> None:
-    """:meth:`EvaluateJob.check`."""
-    _check_fields(samples, self.pred_field, self.gt_field)
-    view, left_out = evaluated_view(samples, self.pred_field)
+def check_evaluation(job: EvaluateJob, samples: Any) -> None:
+    """What :func:`evaluate_tags` refuses before anything is written: fields of the wrong type, no sample to
+    evaluate once the unreadable and untagged ones are left out, a key that is taken."""
+    _check_fields(samples, job.pred_field, job.gt_field)
+    view, left_out = evaluated_view(samples, job.pred_field)
     if view.count("id") == 0:
-        raise EvaluationError(_nothing_left(samples, self.pred_field, left_out))
-    if self.eval_key is not None:
-        check_key(samples, TagEvaluationConfig(self.pred_field, self.gt_field).build(), self.eval_key,
-                  overwrite=self.replace)
+        raise EvaluationError(_nothing_left(samples, job.pred_field, left_out))
+    if job.eval_key is not None:
+        check_key(samples, TagEvaluationConfig(job.pred_field, job.gt_field).build(), job.eval_key,
+                  overwrite=job.replace)
 
-def run_job(self: EvaluateJob, samples: Any, *, tagger: Any = None, synonyms: Mapping[str, str] | None = None,
-        label_system: Any = None, normalize: bool = True, use_logits: bool = True,
-        custom_metrics: Any = None, progress: Progress | None = None) -> TagEvaluationResults:
-    """:meth:`EvaluateJob.run`."""
+
+def run_evaluation(self: EvaluateJob, samples: Any, *, tagger: Any = None,
+                   synonyms: Mapping[str, str] | None = None, label_system: Any = None, normalize: bool = True,
+                   use_logits: bool = True, custom_metrics: Any = None,
+                   progress: Progress | None = None) -> TagEvaluationResults:
+    """Evaluate as ``job`` says (see :func:`evaluate_tags`). ``tagger``: a loaded tagger whose tag list (and
+    thresholds) stand for ``model_tags`` (and the base of threshold tuning)."""
     from fiftyone_ram.driver import claims
 
-    self.check(samples)
+    check_evaluation(self, samples)
     view, left_out = evaluated_view(samples, self.pred_field)
     tags, tags_source, tagger_thresholds = _resolve_model_tags(tagger if tagger is not None else self.model_tags)
     given = self.thresholds if self.thresholds is not None else self.threshold
@@ -99,7 +103,7 @@ def run_job(self: EvaluateJob, samples: Any, *, tagger: Any = None, synonyms: Ma
                             base_thresholds=per_class_thr if per_class_thr is not None else tagger_thresholds)
     method.progress = progress or (lambda fraction, stage: None)
     if self.eval_key is None:
-        results = method.evaluate_samples(view)
+        results = method.compute(view)
         method.compute_custom_metrics(view, None, results)
         return results
     dataset = samples._dataset
@@ -109,7 +113,7 @@ def run_job(self: EvaluateJob, samples: Any, *, tagger: Any = None, synonyms: Ma
         plan = check_key(samples, method, self.eval_key, overwrite=self.replace)
         # Everything is computed before anything is written: a failed evaluation leaves an earlier run of
         # the same key as it was.
-        results = method.evaluate_samples(view)
+        results = method.compute(view, self.eval_key)
         method.progress(0.8, "recording verdicts")
         _record(method, view, plan, results)
     method.progress(1.0, "done")
@@ -118,7 +122,8 @@ def run_job(self: EvaluateJob, samples: Any, *, tagger: Any = None, synonyms: Ma
 
 
 
-def evaluate_tags(samples: Any, pred_field: str, gt_field: str = "ground_truth", eval_key: str | None = None, *,
+def evaluate_tags(samples: Any, pred_field: str | None = None, gt_field: str = "ground_truth",
+                  eval_key: str | None = None, *,
                   job: EvaluateJob | None = None, model_tags: Any = None, threshold: Any = None,
                   mapping: Mapping[str, str | None] | str | Path | None = None, progress: Progress | None = None,
                   **options: Any) -> TagEvaluationResults:
@@ -182,10 +187,10 @@ def _run_with(job: EvaluateJob, samples: Any, tagger: Any, progress: Progress | 
     """:meth:`EvaluateJob.run` with thresholds or a mapping given in memory (Python only: the job holds files)."""
     per_class, mapping = options.pop("_per_class", None), options.pop("_mapping", None)
     if per_class is None and mapping is None:
-        return job.run(samples, tagger=tagger, progress=progress, **options)
+        return run_evaluation(job, samples, tagger=tagger, progress=progress, **options)
     _MEMORY.update(per_class=per_class, mapping=mapping)
     try:
-        return job.run(samples, tagger=tagger, progress=progress, **options)
+        return run_evaluation(job, samples, tagger=tagger, progress=progress, **options)
     finally:
         _MEMORY.clear()
 
@@ -306,10 +311,14 @@ class TagEvaluation(ClassificationEvaluation):
                          progress: Any = None) -> TagEvaluationResults:
         """Every number of the evaluation of ``samples``; with ``eval_key`` (a registered run, as FiftyOne's
         methods are called), the verdicts are written too. ``classes`` / ``missing`` are the config's."""
-        results = _evaluate(self, samples, eval_key)
+        results = self.compute(samples, eval_key)
         if eval_key is not None:
             self.write_verdicts(samples, eval_key, results)
         return results
+
+    def compute(self, samples: Any, eval_key: str | None = None) -> TagEvaluationResults:
+        """:meth:`evaluate_samples` without writing: the results of a run to be recorded under ``eval_key``."""
+        return _evaluate(self, samples, eval_key)
 
     def write_verdicts(self, samples: Any, eval_key: str, results: TagEvaluationResults) -> None:
         """The per-sample counts and per-label verdicts of ``results`` under ``eval_key`` (public FiftyOne
@@ -495,7 +504,6 @@ def _record(method: TagEvaluation, samples: Any, plan: KeyPlan, results: TagEval
         method.write_verdicts(samples, key, results)
         method.register_run(samples, key, overwrite=False)
         registered = True
-        results.key = key
         method.compute_custom_metrics(samples, key, results)
         method.save_run_results(samples, key, results)
         method.add_fields_to_sidebar_group(samples, key, omit_fields=(method.config.pred_field,

@@ -268,7 +268,9 @@ class RamModel(fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin, fom.Em
 
 
 def _load_tagger(config: RamModelConfig):
-    return config.spec.load()
+    from fiftyone_ram.tagger import load_tagger
+
+    return load_tagger(config.spec)
 
 
 def load_model(**kwargs: Any) -> RamModel:

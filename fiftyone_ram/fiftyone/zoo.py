@@ -53,9 +53,8 @@ def download_model(model_name: str, model_path: str) -> None:
 
 
 def load_model(model_name: str, model_path: str, **kwargs: Any):
-    """A :class:`~fiftyone_ram.fiftyone.model.RamModel`; ``kwargs`` are its config keys (``checkpoint_path``,
-    ``config``, ``family``, ``thresholds``, ``confidence_thresh``/``threshold``, ``classes``, ``language``,
-    ``device``, ``precision``, ``caption``, and the vocabulary: ``tags``, ``descriptions``, ``tag_thresholds``...)."""
+    """A :class:`~fiftyone_ram.fiftyone.model.RamModel`; ``kwargs`` are its config keys
+    (``fiftyone_ram.fiftyone.model.CONFIG_KEYS``; the vocabulary as ``vocabulary={...}`` or its fields flat)."""
     from fiftyone_ram.fiftyone.model import load_model as build
 
     name = base_name(model_name)
@@ -110,29 +109,27 @@ def resolve_input(model_name: str, ctx):
     """The tagger options for ``@voxel51/zoo``'s "Apply zoo model" form (nested there as ``remote_params``)."""
     import fiftyone.operators.types as types
 
-    from fiftyone_ram.app.forms import add_tagger_options
+    from fiftyone_ram.app import forms
 
     name = base_name(model_name)
-    family = None if name == CUSTOM else _family(name)
+    values = dict(ctx.params.get("remote_params") or {})
+    values.setdefault("model", forms.CUSTOM if name == CUSTOM else _variant(name))
     inputs = types.Object()
-    values = ctx.params.get("remote_params") or {}
-    add_tagger_options(inputs, values, family=family, custom=name == CUSTOM)
+    family, _ = forms.add_tagger_inputs(inputs, values)
+    forms.add_output_options(inputs, values, family)
+    forms.add_vocabulary_inputs(inputs, values, family)
     return types.Property(inputs)
 
 
 def parse_parameters(model_name: str, ctx, params: dict) -> None:
     """Form values to ``load_model`` keywords, in place."""
-    from fiftyone_ram.app.forms import tagger_kwargs
+    from fiftyone_ram.app.forms import CUSTOM as FORM_CUSTOM, model_kwargs
 
-    kwargs = tagger_kwargs(params)
+    values = dict(params)
+    values.setdefault("model", FORM_CUSTOM if base_name(model_name) == CUSTOM else _variant(base_name(model_name)))
+    kwargs = model_kwargs(values)
     params.clear()
     params.update(kwargs)
-
-
-def _family(name: str) -> str:
-    from fiftyone_ram.models.registry import get_variant
-
-    return get_variant(_variant(name)).family
 
 
 def build_manifest() -> dict[str, Any]:

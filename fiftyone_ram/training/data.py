@@ -71,7 +71,7 @@ def _digest(value: Any) -> str:
 
 def check_fields(samples: Any, tag_field: str | None, caption_field: str | None) -> None:
     """The label and caption fields exist and hold what training reads, before anything is loaded."""
-    from fiftyone_ram.fiftyone.fields import TAG_LABEL_TYPES, field_kind
+    from fiftyone_ram.fields import TAG_LABEL_TYPES, field_kind
 
     if tag_field is None and caption_field is None:
         raise TrainingDataError("give a tag field, a caption field, or both (tag_field= / --tag-field, "

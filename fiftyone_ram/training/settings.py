@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from numbers import Real
 from typing import Any
 
 from fiftyone_ram.errors import UserError
 from fiftyone_ram.hub_models import CLIP
+from fiftyone_ram.jobs import setting
 
 #: Parts of the model that can be frozen (``freeze=``).
 PARTS = ("backbone", "projection", "tagging_head", "captioning")
@@ -40,41 +41,52 @@ class SettingsError(UserError, ValueError):
 class FinetuneSettings:
     """Options of :func:`fiftyone_ram.training.finetune` (see docs/training.md for each)."""
 
-    epochs: int = 2
-    batch_size: int = 26  # images per optimizer step and process (before accumulation)
-    grad_accumulation: int = 1  # micro-batches per optimizer step
-    lr: float = 5e-6
-    min_lr: float = 0.0
-    head_lr: float | None = None  # lr of the head: image projection, tagging head, wordvec_proj, fc, label queries
-    weight_decay: float = 0.05
-    schedule: str = "cosine-epoch"  # upstream: the lr of epoch e is min + (lr - min) (1 + cos(pi e / epochs)) / 2
-    warmup_steps: int = 0  # linear warm-up from 0 over this many optimizer steps
-    freeze: tuple[str, ...] = ()  # parts of PARTS left as they are
-    train_label_queries: bool | None = None  # None: upstream's choice (RAM / RAM++ frozen, Tag2Text trained)
-    gamma_neg: float = 7.0  # ASL exponents and margin of the tagging loss
-    gamma_pos: float = 0.0
-    clip: float = 0.05
-    bce_warmup_steps: int = 0  # optimizer steps with plain binary cross-entropy (γ 0, no margin) first
-    loss_weights: dict[str, float] = field(default_factory=dict)  # {"caption": 1, "tag": 1, ...}
-    crop_scale: tuple[float, float] = (0.2, 1.0)
-    flip: bool = True
-    rand_augment: bool = True
-    normalization: str = "imagenet"  # upstream trains with CLIP's mean/std but tags with ImageNet's
-    teacher: str | None = DEFAULT_TEACHER  # hub name or folder of a CLIP model; None: no distillation / alignment
-    teacher_image_size: int = 224
-    dropout: bool = True  # dropout and stochastic depth while training, as upstream (False: deterministic)
-    grad_checkpointing: bool = False
-    train_precision: str = "fp32"  # autocast while training (weights stay fp32); not the inference precision
-    seed: int = 42
-    num_workers: int = 0  # image decoding processes
-    checkpoint_every: int = 500  # optimizer steps between resumable checkpoints (0: only at epoch ends)
-    max_steps: int | None = None  # stop after this many optimizer steps (a short trial run)
-    early_stop: int | None = None  # stop after this many epochs without a better validation metric
-    metric: str = "mAP"  # the validation summary value that picks the best epoch
-    baseline: bool = True  # also validate before training (logged as epoch -1, never kept as the best)
-    tune_thresholds: bool = True  # per-class thresholds tuned on the validation view, saved with the model
-    target_precision: float | None = None  # threshold tuning: the most recall at this precision (else best F1)
-    log_every: int = 10  # optimizer steps between lines of the JSON-lines log
+    epochs: int = setting(2, help="epochs (upstream: 2)")
+    batch_size: int = setting(26, help="images per optimizer step and process, before accumulation (upstream: 26)")
+    grad_accumulation: int = setting(1, help="micro-batches per optimizer step")
+    lr: float = setting(5e-6, help="the learning rate (upstream: 5e-6)")
+    min_lr: float = setting(0.0, flag=False, help="the learning rate the schedule ends at")
+    head_lr: float | None = setting(None, help="a learning rate of its own for the head (image projection, tagging "
+                                                "head, query projection, output layer, label queries)")
+    weight_decay: float = setting(0.05, flag=False, help="AdamW's weight decay")
+    schedule: str = setting("cosine-epoch", choices=SCHEDULES,
+                            help="the learning rate schedule (upstream: cosine-epoch, the lr of epoch e is "
+                                 "min + (lr - min) (1 + cos(pi e / epochs)) / 2)")
+    warmup_steps: int = setting(0, help="linear warm-up from 0 over this many optimizer steps")
+    freeze: tuple[str, ...] = setting((), choices=PARTS, help="leave this part as it is (repeatable)")
+    train_label_queries: bool | None = setting(None, flag=False,
+                                               help="train the label queries (None: upstream's choice, RAM / RAM++ "
+                                                    "frozen, Tag2Text trained)")
+    gamma_neg: float = setting(7.0, help="ASL's negative exponent (upstream: 7)")
+    gamma_pos: float = setting(0.0, flag=False, help="ASL's positive exponent")
+    clip: float = setting(0.05, flag=False, help="ASL's probability margin")
+    bce_warmup_steps: int = setting(0, flag=False, help="optimizer steps with plain binary cross-entropy first")
+    loss_weights: dict[str, float] = setting(factory=dict, flag=False, help="{loss: weight} of the losses")
+    crop_scale: tuple[float, float] = setting((0.2, 1.0), flag=False, help="the random crop's area range")
+    flip: bool = setting(True, flag=False, help="random horizontal flips")
+    rand_augment: bool = setting(True, flag=False, help="RandAugment(2, 5)")
+    normalization: str = setting("imagenet", choices=NORMALIZATIONS, flag=False,
+                                 help="upstream trains with CLIP's mean/std but tags with ImageNet's")
+    teacher: str | None = setting(DEFAULT_TEACHER, help="the CLIP teacher (hub name or folder) for distillation and "
+                                                        "RAM++ alignment")
+    teacher_image_size: int = setting(224, flag=False, help="the teacher's image size")
+    dropout: bool = setting(True, flag=False, help="dropout and stochastic depth while training, as upstream")
+    grad_checkpointing: bool = setting(False, help="recompute activations in the backward pass: less memory")
+    train_precision: str = setting("fp32", choices=PRECISIONS,
+                                   help="autocast while training: fp32, bf16, or auto (bf16 on GPUs that run it); "
+                                        "the weights stay fp32")
+    seed: int = setting(42, help="the seed of the run (data order, augmentations, dropout)")
+    num_workers: int = setting(0, help="image decoding processes")
+    checkpoint_every: int = setting(500, help="optimizer steps between resumable states (0: at epoch ends only)")
+    max_steps: int | None = setting(None, help="stop after this many optimizer steps (a short trial run)")
+    early_stop: int | None = setting(None, help="stop after this many epochs without a better validation metric")
+    metric: str = setting("mAP", choices=METRICS, flag=False, help="the validation figure that picks the best epoch")
+    baseline: bool = setting(True, flag=False, help="also validate before training (logged as epoch -1)")
+    tune_thresholds: bool = setting(True, flag=False,
+                                    help="tune per-class thresholds on the validation view, saved with the model")
+    target_precision: float | None = setting(None, flag=False,
+                                             help="threshold tuning: the most recall at this precision (else best F1)")
+    log_every: int = setting(10, flag=False, help="optimizer steps between lines of the JSON-lines log")
 
     def __post_init__(self) -> None:
         """Every value checked here, once, so that a bad one fails in one line before anything is loaded or

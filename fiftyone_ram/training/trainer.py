@@ -20,7 +20,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,46 +68,44 @@ class FinetuneResult:
     model_epoch: int | None = None
 
 
-def finetune(samples: Any, output_dir: str | Path, *, model: str | Path | dict = DEFAULT_VARIANT,
-             checkpoint: str | Path | None = None, family: str | None = None,
-             tag_list: str | Path | Sequence[str] | None = None,
-             tag_list_chinese: str | Path | Sequence[str] | None = None,
-             thresholds: str | Path | Sequence[float] | None = None, tags: Any = None, descriptions: Any = None,
-             keep_builtin: bool = False, new_tag_threshold: float | None = None, text_encoder: Any = None,
-             templates: Sequence[str] | None = None, tag_field: str | None = None,
-             caption_field: str | None = None, validation: Any = None,
-             mapping: Any = None, caption_parser: Any = None, settings: FinetuneSettings | None = None,
-             resume_run: bool = False, overwrite: bool = False, device: str | None = None,
-             progress: bool | Progress | None = True, messages: Callable[[str], None] | None = None,
-             **options: Any) -> FinetuneResult:
+def finetune(samples: Any, output_dir: str | Path, *, model: Any = DEFAULT_VARIANT, tag_field: str | None = None,
+             caption_field: str | None = None, validation: Any = None, mapping: Any = None,
+             caption_parser: Any = None, settings: FinetuneSettings | None = None, resume_run: bool = False,
+             overwrite: bool = False, progress: bool | Progress | None = True,
+             messages: Callable[[str], None] | None = None, **options: Any) -> FinetuneResult:
     """Fine-tune a tagger on ``samples`` (a FiftyOne dataset or view) and write the result to ``output_dir``.
 
-    The model: ``model`` / ``checkpoint`` / ``family`` / ``tag_list`` / ``thresholds`` as ``load_tagger`` takes
-    them (a model folder too), and optionally a custom vocabulary (``tags``, ``descriptions``,
-    ``keep_builtin``, ``new_tag_threshold``, ``text_encoder``, ``templates``): new tags keep their CLIP queries,
-    frozen, and the model learns to score them. Targets: ``tag_field`` (any field ``evaluate_tags`` accepts as
-    ground truth, names mapped with ``mapping`` as there) and/or ``caption_field`` (a string or list of strings; parsed into
-    tags with ``caption_parser``, default: one over the model's tag list). ``validation``: a view scored after
-    every epoch with ``evaluate_tags``; the best epoch is kept and per-class thresholds are tuned on it.
+    The model: ``model`` is a :class:`~fiftyone_ram.tagger_spec.TaggerSpec`, or what ``load_tagger`` takes (a
+    released variant, a config, a model folder) with the spec's other fields among ``options`` (``checkpoint``,
+    ``family``, ``tag_list``, ``thresholds``, ``device``...; a vocabulary as ``vocabulary=`` or its fields
+    ``tags``, ``descriptions``...: new tags keep their CLIP queries, frozen, and the model learns to score them).
+    Targets: ``tag_field`` (any field ``evaluate_tags`` accepts as ground truth, names mapped with ``mapping`` as
+    there) and/or ``caption_field`` (a string or list of strings; parsed into tags with ``caption_parser``,
+    default: one over the model's tag list). ``validation``: a view scored after every epoch with
+    ``evaluate_tags``; the best epoch is kept and per-class thresholds are tuned on it.
 
-    ``settings`` or keyword ``options``: see :class:`~fiftyone_ram.training.settings.FinetuneSettings`
+    ``settings`` or the other keyword ``options``: see :class:`~fiftyone_ram.training.settings.FinetuneSettings`
     (upstream's recipe by default). ``resume_run``: continue the interrupted run in ``output_dir``;
     ``overwrite``: replace a previous run's files in a non-empty ``output_dir`` (a user's other files stay).
     ``progress``: a console line (True), nothing, or ``callable(fraction, label)``. ``messages``: where notes
     go (default: stderr). A second run into a folder in use is refused (the lock names its holder).
     """
+    from fiftyone_ram.tagger_spec import TaggerSpec
+    from fiftyone_ram.vocabulary.spec import VocabularySpec
+
+    spec_fields = {k: options.pop(k) for k in TaggerSpec.names() if k in options and k != "model"}
+    flat = {k: options.pop(k) for k in VocabularySpec.names() if k in options}
+    if flat:
+        spec_fields["vocabulary"] = VocabularySpec.of(flat)
+    spec = TaggerSpec.of(model, **spec_fields)
     settings = (settings or FinetuneSettings()).with_changes(**options)
-    world, device_ = distributed.start(device)
+    world, device_ = distributed.start(spec.device)
     say = _messenger(messages, world)
     run = None
     try:
         run = _Run(samples, Path(output_dir), settings, world, device_, say, resolve_progress(progress)
                    if world.is_main else None)
-        run.prepare(dict(model=model, checkpoint=checkpoint, family=family, tag_list=tag_list,
-                         tag_list_chinese=tag_list_chinese, thresholds=thresholds, tags=tags,
-                         descriptions=descriptions, keep_builtin=keep_builtin, new_tag_threshold=new_tag_threshold,
-                         text_encoder=text_encoder, templates=templates),
-                    tag_field=tag_field, caption_field=caption_field, validation=validation, mapping=mapping,
+        run.prepare(spec, tag_field=tag_field, caption_field=caption_field, validation=validation, mapping=mapping,
                     caption_parser=caption_parser, resume_run=resume_run, overwrite=overwrite)
         return run.train()
     finally:
@@ -145,13 +143,13 @@ class _Run:
         self.lock = OutputLock(output) if world.is_main else None
 
     # -- setting up -------------------------------------------------------------------------------------------
-    def prepare(self, model_options: dict[str, Any], *, tag_field: str | None, caption_field: str | None,
+    def prepare(self, spec: Any, *, tag_field: str | None, caption_field: str | None,
                 validation: Any, mapping: Any, caption_parser: Any, resume_run: bool, overwrite: bool) -> None:
         """Lock the folder, check everything, and only then clear a previous run's files and set up."""
         s = self.settings
         self._lock()
         self._check_output(resume_run, overwrite)
-        self.preflight(model_options, tag_field=tag_field, caption_field=caption_field, validation=validation,
+        self.preflight(spec, tag_field=tag_field, caption_field=caption_field, validation=validation,
                        mapping=mapping, caption_parser=caption_parser)
         tagger = self.tagger
         self._freeze()
@@ -189,7 +187,7 @@ class _Run:
                                                  parser=self.parser, mapping=mapping)
         self.log_path = self.output / LOG_FILE
 
-    def preflight(self, model_options: dict[str, Any], *, tag_field: str | None, caption_field: str | None,
+    def preflight(self, spec: Any, *, tag_field: str | None, caption_field: str | None,
                   validation: Any, mapping: Any, caption_parser: Any) -> None:
         """Every check of the data and the model, before anything is written: the fields' kinds, the model,
         training samples with labels in the vocabulary, a validation view that can be scored, the teacher."""
@@ -202,15 +200,9 @@ class _Run:
         _seed_everything(self.settings.seed + self.world.rank)
         self.tag_field, self.caption_field = tag_field, caption_field
         # Training keeps its weights in fp32 (bf16 runs as autocast over them): never the inference default.
-        from fiftyone_ram.vocabulary.spec import VocabularySpec
-
-        vocabulary = {k: model_options.get(k) for k in VocabularySpec.names()}
-        files = {k: v for k, v in model_options.items()
-                 if k not in ("model", "checkpoint", "precision", *VocabularySpec.names())}
-        self.model_options = model_options
-        self.tagger = load_tagger(model_options["model"], model_options["checkpoint"], device=self.device,
-                                  precision="fp32", caption_branch=caption_field is not None,
-                                  vocabulary=vocabulary, **files)
+        self.spec = spec
+        self.tagger = load_tagger(spec, device=str(self.device), precision="fp32",
+                                  caption_branch=caption_field is not None)
         tagger = self.tagger
         self.base_thresholds = np.asarray(tagger.thresholds, np.float32).copy()
         self.parser = _parser(caption_parser, tagger.tag_list) if caption_field is not None else None
@@ -581,7 +573,7 @@ class _Run:
     def _info(self, epoch: int) -> dict[str, Any]:
         return {"epoch": epoch, "step": self.step, "best": self.best, "history": self.history,
                 "settings": self.settings.to_dict(), "report": self.examples.report,
-                "model": str(self.model_options["model"]), "checkpoint": str(self.model_options["checkpoint"]),
+                "model": str(self.spec.model), "checkpoint": str(self.spec.checkpoint),
                 "tag_field": self.tag_field, "caption_field": self.caption_field}
 
     def _save_state(self) -> None:

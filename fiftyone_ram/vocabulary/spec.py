@@ -2,7 +2,7 @@
 
 Every door that takes a vocabulary (``load_tagger``, the FiftyOne model's config, fine-tuning, the CLI's
 ``--tags`` / ``--descriptions`` ..., the App's form) fills a :class:`VocabularySpec`; only
-:meth:`VocabularySpec.build` turns it into a :class:`~fiftyone_ram.vocabulary.vocabulary.Vocabulary`. Paths and
+``build_vocabulary`` turns it into a :class:`~fiftyone_ram.vocabulary.vocabulary.Vocabulary`. Paths and
 names stay as given, so the spec travels to other processes (Ray actors, DataLoader workers, the delegated
 executor) and rebuilds the same vocabulary there (new tags' embeddings come from the cache).
 """
@@ -94,11 +94,3 @@ class VocabularySpec:
             if value is not None and value is not False:
                 out[name] = value
         return out
-
-    def build(self, family: str | Any, tag_list: Sequence[str] | None = None, thresholds: Any = None, *,
-              cache: Any = True, device: Any = "cpu"):
-        """The :class:`~fiftyone_ram.vocabulary.vocabulary.Vocabulary` over a base of tags (a family, its tag list
-        and thresholds; or a loaded tagger standing for all three and the device)."""
-        from fiftyone_ram.vocabulary.vocabulary import build_vocabulary
-
-        return build_vocabulary(family, tag_list, thresholds, self, cache=cache, device=device)
