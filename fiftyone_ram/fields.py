@@ -25,6 +25,10 @@ TAG_LABEL_TYPES: tuple[type, ...] = (fol.Classifications, fol.Classification, fo
 PREDICTION_LABEL_TYPES: tuple[type, ...] = (fol.Classifications, fol.Classification)
 
 Kind = Literal["list", "single", "strings"]
+
+
+class FieldKindError(UserError, ValueError):
+    """A field that does not exist, or holds something else than the run reads."""
 FieldKind = tuple[Kind, type | None]  # and the label class, for label fields
 
 
@@ -104,14 +108,14 @@ def field_kind(
     if allow_strings:
         expected += ", or a list of strings such as 'tags'"
     if not isinstance(field, str) or not field:
-        raise ValueError(f"the {role} field must be a field name; expected a field of type {expected}")
+        raise FieldKindError(f"the {role} field must be a field name; expected a field of type {expected}")
     if samples._is_frame_field(field):
-        raise ValueError(
+        raise FieldKindError(
             f"{role} field '{field}' is a frame field; tag evaluation needs sample-level fields ({expected})"
         )
     schema_field = samples.get_field(field)
     if schema_field is None:
-        raise ValueError(
+        raise FieldKindError(
             f"{role} field '{field}' does not exist in this collection; expected a field of type {expected}"
         )
     if isinstance(schema_field, fof.EmbeddedDocumentField) and issubclass(schema_field.document_type, allowed):
@@ -124,7 +128,7 @@ def field_kind(
         if isinstance(schema_field, fof.EmbeddedDocumentField)
         else type(schema_field).__name__
     )
-    raise ValueError(f"{role} field '{field}' holds {found}; expected {expected}")
+    raise FieldKindError(f"{role} field '{field}' holds {found}; expected {expected}")
 
 
 def _has_logits(samples: Any, field: str) -> bool:

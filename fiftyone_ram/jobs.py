@@ -182,6 +182,15 @@ def value_types(annotation: Any) -> set[type]:
     return {annotation} if isinstance(annotation, type) else set()
 
 
+def item_type(annotation: Any) -> type:
+    """The element type of a list setting (``tuple[int, ...]`` -> int); str when it does not say."""
+    for arg in typing.get_args(annotation):
+        for inner in typing.get_args(arg) or (arg,):
+            if inner in (int, float, str):
+                return inner
+    return str
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, Job):
         return value.to_dict()

@@ -99,6 +99,8 @@ class TaggerSpec:
                 value = self.model.to_dict()
             else:
                 value = _plain(value)
+            if name == "batch_size" and value == BATCH_SIZE:
+                continue  # the default: said by leaving it out
             if value is not None and value is not False:
                 out[name] = value
         return out

@@ -118,7 +118,7 @@ class GenerateTags(foo.Operator):
             job.check(view)  # before the models load
             tagger = load_tagger(forms.tagger_spec_from_form(params, **run_options)) \
                 if params.get("predict", True) else None
-            captioner = forms.tagger_spec_from_form(params, prefix=CAPTIONER, **run_options)
+            captioner = forms.tagger_spec_from_form(params, prefix=CAPTIONER, optional=True, **run_options)
             captioner = load_tagger(captioner) if captioner is not None else None
             summary = job.run(view, tagger, captioner, progress=progress)
             return _flatten(summary.to_dict(), "added")

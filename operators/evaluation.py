@@ -60,7 +60,7 @@ class EvaluateTags(foo.Operator):
             return types.Property(inputs)
         pred_default = fc.prediction_default(ctx.dataset, pred_fields)
         forms.add_setting(inputs, EvaluateJob, "pred_field", params, default=pred_default,
-                          view=_dropdown(pred_fields))
+                          choices=pred_fields)
         pred = params.get("pred_field") or pred_default
         gt_fields = [f for f in fc.label_fields(ctx.dataset, fc.TAG_TYPES) + fc.string_list_fields(ctx.dataset)
                      if f != pred and not f.endswith("_missed")]
@@ -68,7 +68,7 @@ class EvaluateTags(foo.Operator):
             inputs.view("no_gt", types.Warning(label="No other field to use as ground truth"))
             return types.Property(inputs)
         gt_default = fc.ground_truth_default(ctx.dataset, gt_fields, pred)
-        gt = forms.add_setting(inputs, EvaluateJob, "gt_field", params, view=_dropdown(gt_fields),
+        gt = forms.add_setting(inputs, EvaluateJob, "gt_field", params, choices=gt_fields,
                                **({"default": gt_default} if gt_default else {}))
         if params.get("gt_field") in fc.related_fields(ctx.dataset, pred):
             gt.invalid = False
@@ -149,13 +149,6 @@ class EvaluateTags(foo.Operator):
         return types.Property(outputs, view=types.View(label="Tag evaluation"))
 
 
-def _dropdown(choices):
-    view = types.DropdownView()
-    for choice in choices:
-        view.add_choice(choice, label=choice)
-    return view
-
-
 #: What the evaluation leaves out, as the output shows it (every door reports the same: see the results).
 LEFT_OUT_LABELS = {"unreadable": "Left out: unreadable images", "untagged": "Left out: never tagged",
                    "other_predictions": "Not in OP / OR: predictions of classes absent from the ground truth"}
@@ -166,7 +159,8 @@ def _left_out(results) -> dict:
     out = {}
     if left.get("unreadable"):
         files = ", ".join(left.get("unreadable_files") or [])
-        out["unreadable"] = f"{left['unreadable']}" + (f" ({files})" if files else "")
+        out["unreadable"] = f"{left['unreadable']} (reason in '{results.config.pred_field}_error')" + (
+            f": {files}" if files else "")
     if left.get("untagged"):
         out["untagged"] = str(left["untagged"])
     other = results.summary.get("num_unevaluated_predictions")

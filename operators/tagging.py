@@ -39,8 +39,8 @@ class TagImages(foo.Operator):
         params = ctx.params
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Tag")
-        family, complete = forms.add_tagger_inputs(inputs, params)
-        forms.add_output_options(inputs, params, family)
+        family, complete = forms.add_tagger_inputs(inputs, params, thresholds=False)
+        complete = forms.add_output_options(inputs, params, family) and complete
         forms.add_vocabulary_inputs(inputs, params, family)
 
         field = forms.add_setting(inputs, TagJob, "label_field", params)

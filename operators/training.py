@@ -40,12 +40,13 @@ class FinetuneModel(foo.Operator):
         params = ctx.params
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Train on")
-        _, complete = forms.add_tagger_inputs(inputs, params, precision=False)
+        family, complete = forms.add_tagger_inputs(inputs, params, precision=False)
+        forms.add_vocabulary_inputs(inputs, params, family)  # new tags are learned from their CLIP queries
         forms.add_setting(inputs, FinetuneJob, "output_dir", params, required=True,
                           description="The model folder to write, on the machine that runs the training")
         tag_fields = fc.label_fields(ctx.dataset, fc.TAG_TYPES) + fc.string_list_fields(ctx.dataset)
-        forms.add_setting(inputs, FinetuneJob, "tag_field", params, view=_dropdown(tag_fields))
-        forms.add_setting(inputs, FinetuneJob, "caption_field", params, view=_dropdown(fc.text_fields(ctx.dataset)))
+        forms.add_setting(inputs, FinetuneJob, "tag_field", params, choices=tag_fields)
+        forms.add_setting(inputs, FinetuneJob, "caption_field", params, choices=fc.text_fields(ctx.dataset))
         inputs.str("validation_tag", required=False, label="Validation sample tag (optional)",
                    description="Samples with this tag are scored after every epoch (never trained on); the best "
                                "epoch is kept and its thresholds tuned")
@@ -71,8 +72,10 @@ class FinetuneModel(foo.Operator):
 
         params = ctx.params
         weak = bool(params.get("weak_start"))
-        changes = {name: params[_recipe_key(weak, name)] for name in RECIPE_FIELDS
-                   if params.get(_recipe_key(weak, name)) not in (None, "")}
+        # The form keys each recipe's values apart (switching recipes shows its defaults); a caller of
+        # execute_operator may give the plain names.
+        given = {name: params.get(_recipe_key(weak, name), params.get(name)) for name in RECIPE_FIELDS}
+        changes = {name: value for name, value in given.items() if value not in (None, "")}
         if "freeze" in changes:
             changes["freeze"] = tuple(changes["freeze"])
         job = forms.job_from_form(FinetuneJob, params, ("output_dir", "tag_field", "caption_field", "weak_start"),
@@ -84,7 +87,8 @@ class FinetuneModel(foo.Operator):
             if params.get("validation_tag"):  # never trained on what it is validated on
                 validation = ctx.dataset.match_tags(params["validation_tag"])
                 samples = samples.match_tags(params["validation_tag"], bool=False)
-            result = job.run(samples, forms.tagger_spec_from_form(params), validation=validation,
+            model = forms.tagger_spec_from_form(params, vocabulary=forms.vocabulary_from_form(params))
+            result = job.run(samples, model, validation=validation,
                              progress=progress or False)
             return {"output_dir": str(result.output_dir), "steps": result.steps, "best_epoch": result.best_epoch,
                     "best_mAP": (result.best or {}).get("mAP")}
@@ -97,13 +101,6 @@ class FinetuneModel(foo.Operator):
         outputs.int("steps", label="Steps")
         outputs.float("best_mAP", label="Best validation mAP")
         return types.Property(outputs, view=types.View(label="Fine-tuning finished"))
-
-
-def _dropdown(choices):
-    view = types.DropdownView()
-    for choice in choices:
-        view.add_choice(choice, label=choice)
-    return view
 
 
 def register(p):

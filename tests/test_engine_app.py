@@ -51,7 +51,7 @@ def test_your_own_captioner_is_a_tag2text(dataset, tmp_path, tiny_model_settings
     assert "captioner_family" not in form and "captioner_family_note" in form
     tiny = tiny_model_settings("tag2text")
     params = {"out_field": "generated", "predict": False, "captioner_model": "custom",
-              "captioner_checkpoint": tiny["checkpoint_path"], "captioner_config": tiny["config"],
+              "captioner_checkpoint_path": tiny["checkpoint_path"], "captioner_config": tiny["config"],
               "captioner_tag_list": tiny["tag_list"], "parser_tags": str(parser_tag_file(tmp_path)),
               "device": "cpu", "batch_size": 4}
     if "thresholds" in tiny:
@@ -67,7 +67,7 @@ def test_clean_defaults_to_the_boxes_in_the_dataset_and_names_the_missing_detect
     assert form["regions"].default == "field" and form["regions_field"].default == "objects"
     assert "detector" not in form
     params = {"tag_field": "gt", "regions": "detector", "detector": "IDEA-Research/grounding-dino-tiny",
-              "embedder": "clip", "clip_model": str(tiny_clip_vision_dir), "check": False, "device": "cpu"}
+              "embedder": "clip", "clip_model": str(tiny_clip_vision_dir), "region_check": False, "device": "cpu"}
     with pytest.raises(Exception) as raised:  # HF_HUB_OFFLINE=1 (conftest): the hub cannot be reached
         foo.execute_operator(CLEAN, ctx={"dataset": dataset, "params": params})
     message = str(raised.value).strip().splitlines()[-1]
@@ -96,7 +96,7 @@ def test_review_marks_apply_and_undo(dataset, tiny_clip_vision_dir):
     from fiftyone_ram.engine.review_marks import flagged_rows, mark, review_counts, review_fields
 
     params = {"tag_field": "gt", "regions": "field", "regions_field": "objects", "embedder": "clip",
-              "clip_model": str(tiny_clip_vision_dir), "check": False, "device": "cpu"}
+              "clip_model": str(tiny_clip_vision_dir), "region_check": False, "device": "cpu"}
     summary = foo.execute_operator(CLEAN, ctx={"dataset": dataset, "params": params}).result
     assert review_fields(dataset) == {"gt": "gt_review"}
     rows = flagged_rows(dataset, "gt_review")

@@ -37,7 +37,7 @@ def test_forms_offer_the_dataset_fields(dataset):
     assert "existing" not in clean  # offered once the field was cleaned
     assert set(properties(CLEAN, {"action": "apply"})) >= {"tag_field", "accept"}
     generate = properties(GENERATE, {"predict": False, "captioner_model": "custom"})
-    assert {"out_field", "tag_fields", "caption_fields", "captioner_checkpoint"} <= set(generate)
+    assert {"out_field", "tag_fields", "caption_fields", "captioner_checkpoint_path"} <= set(generate)
     assert "threshold" not in generate
 
 
@@ -64,7 +64,7 @@ def test_clean_delegated_then_apply_and_undo(dataset, tiny_clip_vision_dir):
     from fiftyone.operators.delegated import DelegatedOperationService
 
     params = {"tag_field": "gt", "regions": "field", "regions_field": "objects", "embedder": "clip",
-              "clip_model": str(tiny_clip_vision_dir), "check": False, "device": "cpu"}
+              "clip_model": str(tiny_clip_vision_dir), "region_check": False, "device": "cpu"}
     queued = foo.execute_operator(CLEAN, ctx={"dataset": dataset, "params": params, "request_delegation": True})
     assert queued.delegated
     service = DelegatedOperationService()
@@ -88,11 +88,11 @@ def test_generate_and_clean_offer_ray_and_run_it_only_delegated(dataset):
     import fiftyone.operators as foo
     from fiftyone.operators.executor import ExecutionContext
 
-    params = {"out_field": "generated", "tag_fields": ["gt"], "predict": False, "engine": "ray"}
+    params = {"out_field": "generated", "tag_fields": ["gt"], "predict": False, "executor": "ray"}
     for uri in (GENERATE, CLEAN):
         ctx = ExecutionContext(request_params={"dataset_name": dataset.name, "params": params})
         form = foo.get_operator(uri).resolve_input(ctx).type.properties
-        assert {"engine", "ray_address", "workers", "gpus_per_worker", "ray_delegated"} <= set(form), uri
-    with pytest.raises(Exception, match="the Ray engine runs only as a delegated operation"):
+        assert {"executor", "ray_address", "workers", "gpus_per_worker", "ray_delegated"} <= set(form), uri
+    with pytest.raises(Exception, match="the Ray executor runs only as a scheduled operation"):
         foo.execute_operator(GENERATE, ctx={"dataset": dataset, "params": params})
     assert dataset.get_field("generated") is None

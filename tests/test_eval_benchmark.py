@@ -89,7 +89,7 @@ def test_cli_prints_ours_beside_the_paper(report, standin, tagger, upstream_dir,
 
     stored_only = copy.copy(tagger)  # the stored scores are re-used: no model run (the shared tagger is left as is)
     stored_only.iter_batches = None
-    monkeypatch.setattr(evaluate_cli, "load_tagger_from_options", lambda *args, **kwargs: stored_only)
+    monkeypatch.setattr(evaluate_cli, "load_tagger_from", lambda *args, **kwargs: stored_only)
     root, _ = standin
     args = ["benchmark", "openimages-common", "--model", "ram_plus", "--images-dir", str(root),
             "--max-samples", str(N_LISTED), "--taglist", str(upstream_dir / "openimages_common_214_ram_taglist.txt"),

@@ -199,7 +199,7 @@ def test_operator_form_says_what_is_replaced_and_refuses_another_evaluation(data
     assert "exists" in form("ev") and not form("ev")["eval_key"].invalid and form("ev")["existing"].invalid
     assert "exists" not in form("new") and "existing" not in form("new")
     assert form("simple")["eval_key"].invalid and "exists" not in form("simple")
-    params = {"pred_field": "ram", "gt_field": "gt", "top_k": "1", "open_panel": False}
+    params = {"pred_field": "ram", "gt_field": "gt", "top_k": [1], "open_panel": False}
     with pytest.raises(Exception, match="'simple' is another evaluation's key"):  # the form's validation
         foo.execute_operator(uri, ctx={"dataset": ds, "params": {**params, "eval_key": "simple"}})
     assert ds.get_evaluation_info("simple").config.method == "simple"

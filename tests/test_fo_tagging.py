@@ -34,8 +34,8 @@ def test_an_interrupted_run_resumes_where_it_stopped(model, dataset):
     import fiftyone_ram.fiftyone as forf
     import fiftyone_ram.driver as frd
 
-    def stop_after_first_batch(progress_bar):
-        if progress_bar.iteration >= 2:
+    def stop_after_first_batch(fraction, label):
+        if fraction >= 2 / len(dataset):
             raise Interrupt
 
     with pytest.raises(Interrupt):

@@ -54,7 +54,8 @@ def test_the_driver_stores_what_apply_model_stores(family, options, tiny_model_s
         dataset.add_samples([fo.Sample(filepath=str(p)) for p in [*paths, broken]])
         model = forf.load_model(**tiny_model_settings(family))
         dataset.apply_model(model, label_field="by_fiftyone", batch_size=2, num_workers=0, **options)
-        summary = frd.tag_samples(dataset, model, "by_driver", batch_size=2, num_workers=0, **options)
+        driver_options = {("threshold" if k == "confidence_thresh" else k): v for k, v in options.items()}
+        summary = frd.tag_samples(dataset, model, "by_driver", batch_size=2, num_workers=0, **driver_options)
         assert summary.tagged == len(paths) and list(summary.failed) == [str(broken)]
         fiftyone_docs, driver_docs = _stored(dataset, "by_fiftyone"), _stored(dataset, "by_driver")
         assert driver_docs == fiftyone_docs

@@ -158,10 +158,10 @@ def test_every_command_that_loads_a_tagger_takes_precision(command):
 
 
 def test_forms_pass_precision():
-    from fiftyone_ram.app.forms import PRECISION_LABELS, tagger_kwargs
+    from fiftyone_ram.app.forms import PRECISION_LABELS, model_kwargs
 
     assert list(PRECISION_LABELS) == list(hardware.PRECISION_CHOICES)
-    assert tagger_kwargs({"model": "ram_swin_large_14m", "precision": "int8"})["precision"] == "int8"
+    assert model_kwargs({"model": "ram_swin_large_14m", "precision": "int8"})["precision"] == "int8"
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16", "int8"])

@@ -114,7 +114,7 @@ def test_a_library_run_changes_no_process_wide_setting(tiny_model_settings, pari
         dataset.add_samples([fo.Sample(filepath=str(p)) for p in parity_pngs[:3]])
         before = settings()
         seen = []
-        frd.tag_samples(dataset, model, "ram", batch_size=2, progress=lambda bar: seen.append(settings()))
+        frd.tag_samples(dataset, model, "ram", batch_size=2, progress=lambda fraction, label: seen.append(settings()))
         dataset.apply_model(model, "again", batch_size=2)
         assert settings() == before and seen and all(s == before for s in seen)
         assert len(dataset.exists("ram")) == 3 and len(dataset.exists("again")) == 3

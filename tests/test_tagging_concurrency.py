@@ -116,6 +116,7 @@ def test_two_resumes_on_a_growing_dataset_with_a_python_run(many_images, start, 
     script = (
         "import json, sys, torch; torch.set_num_threads(1)\n"
         "import fiftyone_ram.fiftyone as forf\n"
+        "import fiftyone_ram.driver as frd\n"
         "from fiftyone_ram.driver.datasets import add_images\n"
         f"settings = json.loads({json.dumps(json.dumps(tiny_model_settings()))})\n"
         f"dataset = add_images({name!r}, sorted(__import__('pathlib').Path({str(many_images)!r}).iterdir()))\n"

@@ -18,8 +18,8 @@ class Interrupt(KeyboardInterrupt):
 
 
 def _stop_after(count: int):
-    def callback(progress_bar):
-        if progress_bar.iteration >= count:
+    def callback(fraction, label):  # label: "Tagged n of N"
+        if int(label.split()[1].replace(",", "")) >= count:
             raise Interrupt
 
     return callback

@@ -75,7 +75,7 @@ def test_apply_model_with_zoo_load_model_keywords(dataset, tmp_path, clip_templa
 def test_form_offers_the_vocabulary_and_translates_it(dataset, tmp_path):
     from fiftyone.operators.executor import ExecutionContext
 
-    from fiftyone_ram.app.forms import tagger_kwargs
+    from fiftyone_ram.app.forms import model_kwargs
 
     def fields(model):
         ctx = ExecutionContext(request_params={"dataset_name": dataset.name, "params": {"model": model}})
@@ -87,11 +87,11 @@ def test_form_offers_the_vocabulary_and_translates_it(dataset, tmp_path):
     assert not (vocab | {"descriptions"}) & fields("tag2text_swin_14m")  # learned queries: subsets only
 
     (tmp_path / "tags.txt").write_text("owl\ncat\n")
-    assert tagger_kwargs({"tags": ["cat", " Zeppelin "], "tags_file": str(tmp_path / "tags.txt"),
-                          "keep_builtin": True, "new_tag_threshold": 0.4, "descriptions": ""}) == {
+    assert model_kwargs({"tags": ["cat", " Zeppelin "], "tags_file": str(tmp_path / "tags.txt"),
+                         "keep_builtin": True, "new_tag_threshold": 0.4, "descriptions": ""})["vocabulary"] == {
         "tags": ["cat", "Zeppelin", "owl", "cat"], "keep_builtin": True, "new_tag_threshold": 0.4}
-    assert tagger_kwargs({"tags": [], "tags_file": "on/the/worker.txt"}) == {"tags": "on/the/worker.txt"}
-    assert tagger_kwargs({"tags": None, "keep_builtin": False, "new_tag_threshold": None}) == {}
+    assert model_kwargs({"tags": [], "tags_file": "on/the/worker.txt"})["vocabulary"] == {"tags": "on/the/worker.txt"}
+    assert "vocabulary" not in model_kwargs({"tags": None, "keep_builtin": False, "new_tag_threshold": None})
 
 
 def test_cli_tags_a_dataset_with_a_vocabulary(tmp_path, copy_pngs, tiny_cli_args, tiny_tagger, tiny_clip_text_dir,

@@ -16,7 +16,8 @@ from typing import Any
 import fiftyone.operators.types as types
 
 from fiftyone_ram.hardware import PRECISION_CHOICES
-from fiftyone_ram.jobs import CHOICES, FORM, HELP, HIGH, LABEL, LOW, default_of, field_of, types_of, value_types
+from fiftyone_ram.jobs import (CHOICES, FORM, HELP, HIGH, LABEL, LOW, default_of, field_of, item_type, types_of,
+                               value_types)
 from fiftyone_ram.models.registry import FAMILY_NAMES
 
 CUSTOM = "custom"
@@ -30,9 +31,10 @@ PRECISION_LABELS = {choice: choice + _PRECISION_NOTES.get(choice, "") for choice
 
 
 def add_setting(inputs: types.Object, cls: type, name: str, values: dict[str, Any], *, key: str | None = None,
-                required: bool | None = None, **changes: Any):
-    """The form field of setting ``name`` of ``cls`` (under ``key``, default the setting's name); ``changes``:
-    keywords of the field that differ here (a default the form derives, say). Returns the property."""
+                required: bool | None = None, choices: list[str] | None = None, **changes: Any):
+    """The form field of setting ``name`` of ``cls`` (under ``key``, default the setting's name); ``choices``: the
+    values the dataset offers (a dropdown of valid names, e.g. fields of the right type); ``changes``: keywords
+    of the field that differ here (a default the form derives, say). Returns the property."""
     f = field_of(cls, name)
     meta = f.metadata
     key = key or name
@@ -48,9 +50,15 @@ def add_setting(inputs: types.Object, cls: type, name: str, values: dict[str, An
     if default not in (None, (), []):
         keywords["default"] = list(default) if isinstance(default, tuple) else default
     keywords.update(changes)
+    if choices is not None:
+        view = types.DropdownView()
+        for choice in choices:
+            view.add_choice(choice, label=str(choice))
+        return inputs.enum(key, list(choices), view=view, **keywords)
     choices = meta.get(CHOICES)
     if (tuple in kinds or list in kinds) and not choices:
-        item = types.Number() if (int in kinds or float in kinds) and str not in kinds else types.String()
+        element = item_type(types_of(cls).get(name))
+        item = types.Number(int=element is int) if element in (int, float) else types.String()
         return inputs.list(key, item, **keywords)
     if tuple in kinds or list in kinds:
         return inputs.list(key, types.Enum(list(choices)), **keywords)
@@ -130,11 +138,12 @@ def model_family(choice: str | None) -> str | None:
 
 
 def add_tagger_inputs(inputs: types.Object, values: dict[str, Any], *, prefix: str = "", label: str = "Model",
-                      captions_only: bool = False, none_label: str | None = None, precision: bool = True
-                      ) -> tuple[str | None, bool]:
+                      captions_only: bool = False, none_label: str | None = None, precision: bool = True,
+                      thresholds: bool = True) -> tuple[str | None, bool]:
     """The model choice of a form (its keys prefixed with ``prefix``): a released model, or your own checkpoint or
-    model folder (what was read from it is said in the form). ``none_label`` adds a "no model" choice. Returns
-    the family (None when unknown yet) and whether the choice is complete."""
+    model folder (what was read from it is said in the form). ``none_label`` adds a "no model" choice;
+    ``thresholds``: also a threshold file for your own checkpoint (a form with the output options offers it
+    there). Returns the family (None when unknown yet) and whether the choice is complete."""
     choices = model_choices(captions_only=captions_only)
     if none_label is not None:
         choices = {"none": none_label, **choices}
@@ -142,7 +151,7 @@ def add_tagger_inputs(inputs: types.Object, values: dict[str, Any], *, prefix: s
     view = types.DropdownView()
     for choice, text in choices.items():
         view.add_choice(choice, label=text)
-    inputs.enum(f"{prefix}model", list(choices), default=default, required=True, label=label, view=view)
+    inputs.enum(f"{prefix}model", list(choices), default=default, label=label, view=view)
     choice = values.get(f"{prefix}model") or default
     if choice == "none":
         return None, True
@@ -164,8 +173,11 @@ def add_tagger_inputs(inputs: types.Object, values: dict[str, Any], *, prefix: s
             if captions_only and family != "tag2text":
                 inputs.view(f"{prefix}not_captioner", types.Error(label="Captions need a Tag2Text model"))
                 return family, False
+        if captions_only:
+            family = "tag2text"  # only Tag2Text writes captions: no family to choose
+            inputs.view(f"{prefix}family_note", types.Notice(label="Family: Tag2Text (the captioning model)"))
         if not found or not found.get("folder"):
-            if found is None:  # not read yet (no path), or a file whose family is not recognisable: ask
+            if found is None and not captions_only:  # not read yet, or a family not recognisable: ask
                 family = values.get(f"{prefix}family")
                 view = types.RadioGroup()
                 for key, text in FAMILY_NAMES.items():
@@ -177,13 +189,14 @@ def add_tagger_inputs(inputs: types.Object, values: dict[str, Any], *, prefix: s
             inputs.str(f"{prefix}tag_list", required=False, label="Tag list (optional)",
                        description="One tag per line, in the checkpoint's class order; empty: upstream's (cached, "
                                    "downloaded on first use)")
-            if found is not None and found.get("needs_vocab") and not values.get(f"{prefix}tokenizer"):
+            if (found is not None and found.get("needs_vocab") and not values.get(f"{prefix}tokenizer")
+                    and values.get(f"{prefix}caption", True) is not False):
                 inputs.str(f"{prefix}tokenizer", required=True, label="Caption vocabulary (vocab.txt)",
                            description="This checkpoint's captioner does not use BERT's 30524 tokens: its vocab.txt "
                                        "(or put it beside the checkpoint)")
                 complete = False
         complete = complete and bool(path) and family is not None
-        if not (found and found.get("folder")):
+        if thresholds and not (found and found.get("folder")):
             inputs.str(f"{prefix}thresholds", required=False, label="Threshold file (optional)",
                        description="One threshold per line, aligned with the tag list; empty: upstream's")
     else:
@@ -197,8 +210,6 @@ def add_tagger_inputs(inputs: types.Object, values: dict[str, Any], *, prefix: s
             complete = False
         elif found is not None:
             inputs.view(f"{prefix}checkpoint_found", types.Notice(label=found["description"]))
-        inputs.str(f"{prefix}thresholds", required=False, label="Threshold file (optional)",
-                   description="One threshold per line, aligned with the tag list; empty: upstream's")
     if precision:
         device = types.DropdownView()
         for choice_ in ("auto", "cpu", "cuda"):
@@ -218,18 +229,20 @@ def add_precision_option(inputs: types.Object, key: str = "precision") -> None:
                             "CPUs with bf16 instructions, int8 on other x86 CPUs")
 
 
-def tagger_spec_from_form(values: dict[str, Any], *, prefix: str = "", **changes: Any):
-    """The :class:`~fiftyone_ram.tagger_spec.TaggerSpec` a form's model choice describes (None: "no model")."""
+def tagger_spec_from_form(values: dict[str, Any], *, prefix: str = "", optional: bool = False, **changes: Any):
+    """The :class:`~fiftyone_ram.tagger_spec.TaggerSpec` a form's model choice describes (None: "no model", which
+    an ``optional`` choice, such as the captioner, defaults to)."""
     from fiftyone_ram.tagger_spec import TaggerSpec
 
-    choice = values.get(f"{prefix}model") or default_model()
+    choice = values.get(f"{prefix}model") or ("none" if optional else default_model())
     if choice == "none":
         return None
     get = lambda key: values.get(f"{prefix}{key}") or None  # noqa: E731  empty fields are not given
     device = get("device")
     precision = get("precision")
+    family = (get("family") or ("tag2text" if prefix == "captioner_" else None)) if choice == CUSTOM else None
     spec = TaggerSpec(model=get("config") or (None if choice == CUSTOM else choice), checkpoint=get("checkpoint_path"),
-                      family=get("family") if choice == CUSTOM else None, tag_list=get("tag_list"),
+                      family=family, tag_list=get("tag_list"),
                       tag_list_chinese=get("tag_list_chinese"), thresholds=get("thresholds"),
                       tokenizer=get("tokenizer"), device=None if device == "auto" else device,
                       precision=None if precision == "auto" else precision)
@@ -294,9 +307,12 @@ def _checkpoint_summary(path: str, mtime_ns: int, size: int) -> dict[str, Any] |
 # -- what the tagging model does with its scores, and the vocabulary -----------------------------------------
 
 
-def add_output_options(inputs: types.Object, values: dict[str, Any], family: str | None) -> None:
-    """The tag rule (per-class thresholds, or one for all), the tag names' language, Tag2Text's caption."""
+def add_output_options(inputs: types.Object, values: dict[str, Any], family: str | None) -> bool:
+    """The tag rule (per-class thresholds, or one for all), the tag names' language, Tag2Text's caption.
+    Returns whether they are complete (your own tag list in Chinese needs its Chinese names)."""
     from fiftyone_ram.driver.tagging import TagJob
+
+    complete = True
 
     mode = types.RadioGroup()
     mode.add_choice(PER_CLASS, label="Per-class thresholds",
@@ -305,16 +321,30 @@ def add_output_options(inputs: types.Object, values: dict[str, Any], family: str
     inputs.enum("threshold_mode", mode.values(), default=PER_CLASS, label="Threshold", view=mode)
     if values.get("threshold_mode", PER_CLASS) == GLOBAL:
         add_setting(inputs, TagJob, "threshold", values, required=True)
+    else:
+        inputs.str("thresholds", required=False, label="Threshold file (optional)",
+                   description="One threshold per line, aligned with the tag list; empty: the checkpoint's own")
     if family != "tag2text":
         language = types.RadioGroup()
         language.add_choice("en", label="English")
         language.add_choice("zh", label="Chinese")
         inputs.enum("language", language.values(), default="en", label="Tag language", view=language)
+        path = values.get("checkpoint_path")
+        found = checkpoint_summary(path) if values.get("model") == CUSTOM and path else None
+        custom = values.get("model") == CUSTOM and not (isinstance(found, dict) and found.get("folder"))
+        if values.get("language") == "zh" and (custom or values.get("tag_list")):
+            own_list = bool(values.get("tag_list"))
+            inputs.str("tag_list_chinese", required=own_list,
+                       label="Chinese tag list" + ("" if own_list else " (optional)"),
+                       description="One Chinese name per line, aligned with the tag list"
+                                   + ("" if own_list else "; empty: upstream's (cached, downloaded on first use)"))
+            complete = bool(values.get("tag_list_chinese")) or not own_list
     else:
         inputs.bool("caption", default=True, label="Caption",
                     description="Also write a caption (the field's caption attribute, shown in the sidebar; slower)")
     inputs.list("classes", types.String(), required=False, label="Only these tags (optional)",
                 description="Score only these tags (faster; same scores); empty: the whole vocabulary")
+    return complete
 
 
 def add_vocabulary_inputs(inputs: types.Object, values: dict[str, Any], family: str | None) -> None:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from fiftyone_ram.jobs import (CHOICES, HELP, HIGH, KIND, LOW, PATH, THRESHOLD, default_of, field_of, flag_of,
-                               settings_of, types_of, value_types)
+                               item_type, settings_of, types_of, value_types)
 
 __all__ = ["THRESHOLD_TYPE", "ThresholdType", "CommaList", "flag_of", "job_from", "option", "options", "settings_of",
            "values_for"]
@@ -81,7 +81,7 @@ def option(cls: type, name: str, *, given_only: bool = False, **overrides: Any) 
         bounded = meta.get(LOW) is not None or meta.get(HIGH) is not None
         keywords["type"] = click.FloatRange(min=meta.get(LOW), max=meta.get(HIGH)) if bounded else click.FLOAT
     if tuple in kinds or list in kinds:
-        item = _item_type(types_of(cls).get(name))
+        item = item_type(types_of(cls).get(name))
         keywords.update(multiple=True, default=default or (), type=CommaList(item),
                         show_default=bool(default))
         if default:
@@ -137,16 +137,6 @@ class CommaList(click.ParamType):
             return tuple(self.item(part) for part in parts)
         except ValueError:
             self.fail(f"{value!r} is not a comma-separated list of {self.item.__name__} values", param, ctx)
-
-
-def _item_type(annotation: Any) -> type:
-    import typing
-
-    for arg in typing.get_args(annotation):
-        for inner in typing.get_args(arg) or (arg,):
-            if inner in (int, float, str):
-                return inner
-    return str
 
 
 def values_for(cls: type, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -181,6 +181,6 @@ def tag_into_dataset(tagger: Tagger, job: TagJob, *, dataset_name: str, inputs: 
         click.echo(f"\ndataset '{dataset.name}': {summary}")
         if skipped:
             click.echo(f"{len(skipped)} file(s) skipped (see the lines above)")
-    if summary.problem:
-        raise NothingToTagError(summary.problem)
+    if summary.problem:  # nothing usable: said as such (exit status 1, as for unreadable images)
+        click.echo(f"Error: {summary.problem}", err=True)
     return 1 if summary.failed or summary.untagged or skipped else 0

@@ -63,7 +63,6 @@ from fiftyone_ram.engine.review import (
     default_fields,
     save_review_view,
     strip_flags,
-    tags_digest,
     to_classifications,
 )
 from fiftyone_ram.jobs import FIELD, THRESHOLD, setting
@@ -259,6 +258,12 @@ def clean_tags(samples: Any, tag_field: str, *, tagger: Any = None, regions: Reg
     order, so both executors write the same verdicts.
     """
     if job is None:
+        if isinstance(settings.get("categories"), int):  # N: the N most frequent (the job's top)
+            settings["top"] = settings.pop("categories")
+        elif settings.get("categories") is not None:
+            settings["categories"] = tuple(settings["categories"])
+        else:
+            settings.pop("categories", None)
         job = CleanJob(tag_field=tag_field, **settings)
     elif settings:
         raise TypeError("give the cleaning job or its settings, not both")
@@ -303,8 +308,8 @@ def _clean(samples: Any, job: CleanJob, regions: RegionSource, encoder: CropEnco
             runs.save(dataset, record)
             summary.categories_done = []
             _save_state(dataset, summary, planned=todo)
-            reviewed = [_review_copy(labels, tags.kind, value) for labels, value in
-                        zip(_labels_of(samples, tag_field, tags.label_type, names), samples.values(tag_field))]
+            reviewed = [to_classifications(labels) for labels in
+                        _labels_of(samples, tag_field, tags.label_type, names)]
             samples.set_values(review_field, reviewed, dynamic=True)
         else:
             runs.save(dataset, record.ended(runs.RUNNING))
@@ -334,15 +339,6 @@ def _clean(samples: Any, job: CleanJob, regions: RegionSource, encoder: CropEnco
     if progress is not None:
         progress(1.0, f"cleaned {len(summary.categories_done)} categories, {summary.flagged_total} tags flagged")
     return summary
-
-
-def _review_copy(labels: list[Any], kind: str, value: Any):
-    """The review field's value of one sample: a copy of its tags, and a digest of the tag field as it was, so
-    that applying the review refuses a sample whose tags changed since (they are no longer what was reviewed)."""
-    copy = to_classifications(labels)
-    if copy is not None:
-        copy["reviewed"] = tags_digest(value, kind)
-    return copy
 
 
 def _check_boxes(samples: Any, field: str) -> None:
@@ -415,21 +411,44 @@ def _check_fields(samples: Any, tag_field: str, cleaned_field: str, review_field
 
 
 def _labels_of(samples: Any, tag_field: str, label_type: type | None, names: list[list[str]]) -> list[list[Any]]:
-    """Per sample, one label per tag: the original ``Classification`` (copied, attributes kept) when the
-    field holds ``Classifications``; new ones named after the tags otherwise."""
+    """Per sample, one review label per tag: the original ``Classification`` (copied, attributes kept) when the
+    field holds ``Classifications``, new ones named after the tags otherwise; each keeps the ids of the labels it
+    stands for (``source_ids``), so that applying the review touches the labels it reviewed and no others."""
     import fiftyone as fo
 
     if label_type is fo.Classifications:
         out = []
         for value in samples.values(f"{tag_field}.classifications"):
-            seen, labels = set(), []
+            seen, labels = {}, []
             for label in value or ():
-                if label.label and label.label not in seen:
-                    seen.add(label.label)
-                    labels.append(label.copy())
+                if not label.label:
+                    continue
+                if label.label in seen:
+                    seen[label.label]["source_ids"].append(label.id)
+                    continue
+                copy = label.copy()
+                copy["source_ids"] = [label.id]
+                seen[label.label] = copy
+                labels.append(copy)
             out.append(labels)
         return out
-    return [[fo.Classification(label=name) for name in row] for row in names]
+    if label_type is None:  # a list of strings: no label ids
+        return [[fo.Classification(label=name) for name in row] for row in names]
+    out = []
+    for value in samples.values(tag_field):
+        ids: dict[str, list[str]] = {}
+        for label in _labels_in(value, label_type):
+            if label.label:
+                ids.setdefault(label.label, []).append(label.id)
+        out.append([fo.Classification(label=name, source_ids=found) for name, found in ids.items()])
+    return out
+
+
+def _labels_in(value: Any, label_type: type) -> list[Any]:
+    if value is None:
+        return []
+    list_field = getattr(label_type, "_LABEL_LIST_FIELD", None)
+    return list(value[list_field] or ()) if list_field else [value]
 
 
 def _select_categories(names: list[list[str]], categories: Sequence[str] | int | None, regions: RegionSource,

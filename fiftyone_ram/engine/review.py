@@ -11,15 +11,14 @@ Cleaning only writes its own fields. Removing tags from the tag field is a separ
 * ``undo_cleaning`` puts back exactly those labels and touches nothing else: edits and samples made since
   the apply stay; what it cannot put back (the user changed it) is reported, with the reason.
 
-A review applies to the tags it reviewed: each sample's review copy keeps a digest of the tag field as cleaning
-saw it (:func:`tags_digest`), and apply refuses, before removing anything, when a sample's tags have changed
-since (another run rewrote the field): clean again first. The settings of both steps are a :class:`ReviewJob`.
+A review applies to the tags it reviewed: each review copy keeps the ids of the tag field's labels it stands for
+(:func:`source_ids`), and apply refuses, before removing anything, when a label to remove is neither in the
+field nor removed by an earlier apply (another run rewrote the field): clean again first. The settings of both
+steps are a :class:`ReviewJob`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +30,7 @@ KEEP_TAG = "keep"
 REMOVE_TAG = "remove"
 #: Attributes cleaning adds to the review copy of each tag.
 FLAG_ATTRIBUTES = ("checked", "regions", "region_score", "outlier_score", "crop_probability", "flag_reason",
-                   "flag_reasons", "flag_score")
+                   "flag_reasons", "flag_score", "source_ids")
 
 
 class CleaningError(UserError, ValueError):
@@ -64,18 +63,11 @@ class ReviewJob(Job):
         return apply_cleaning(samples, self.tag_field, review_field=self.review_field, accept=self.accept)
 
 
-def tags_digest(value: Any, kind: str) -> str:
-    """A digest of one sample's tag field value: its labels' ids and names in order (names alone for a list of
-    strings). Equal digests: the same tags as when they were reviewed."""
-    if value is None:
-        items: list[Any] = []
-    elif kind == "strings":
-        items = list(value)
-    elif kind == "single":
-        items = [[value.id, value.label]]
-    else:
-        items = [[label.id, label.label] for label in value[type(value)._LABEL_LIST_FIELD] or ()]
-    return hashlib.sha256(json.dumps(items).encode()).hexdigest()[:16]
+def source_ids(label: Any) -> list[str]:
+    """The ids of the tag field's labels a review copy stands for (empty for a list of strings)."""
+    if label.has_field("source_ids") and label["source_ids"]:
+        return list(label["source_ids"])
+    return []
 
 
 def default_fields(tag_field: str) -> dict[str, str]:
@@ -155,14 +147,14 @@ def apply_cleaning(samples: Any, tag_field: str, *, review_field: str | None = N
         raise CleaningError(f"no review field '{review_field}': run cleaning first")
     kind, label_type = _tag_field_kind(samples, tag_field)
     todo = removals(samples, review_field, accept)
-    _check_reviewed(samples, tag_field, review_field, kind, list(todo))
+    log = removal_log.load(dataset, tag_field)
+    _check_reviewed(samples, tag_field, review_field, kind, label_type, todo, log)
     new_values, records = {}, []
     for sample_id, value in zip(*samples.select(list(todo)).values(["id", tag_field])):
         value, removed = removal_log.remove_names(value, todo[sample_id], kind, label_type, sample_id)
         if removed:
             new_values[sample_id] = value
             records.extend(removed)
-    log = removal_log.load(dataset, tag_field)
     number = 1 + max([a["number"] for a in log["applies"]] + [h.get("last_apply", 0) for h in log["history"]],
                      default=0)
     if records:
@@ -214,22 +206,39 @@ def _tag_field_kind(samples: Any, tag_field: str) -> tuple[str, type | None]:
         raise CleaningError(str(exc)) from None
 
 
-def _check_reviewed(samples: Any, tag_field: str, review_field: str, kind: str, ids: list[str]) -> None:
-    """Refuse, before anything is removed, to apply a review to tags it did not review: samples whose tag field
-    changed since cleaning copied it (another run rewrote the field, the user edited it)."""
-    if not ids:
+def _check_reviewed(samples: Any, tag_field: str, review_field: str, kind: str, label_type: type | None,
+                    todo: dict[str, set[str]], log: dict[str, Any]) -> None:
+    """Refuse, before anything is removed, to apply a review to labels it did not review: a label to remove that
+    is neither in the field nor removed by an apply not undone yet (another run rewrote the field since the
+    cleaning, or the user replaced those labels)."""
+    if not todo or kind == "strings":  # a list of strings has no label ids to tell its tags apart by
         return
-    view = samples.select(ids)
+    removed = {record["key"] for apply in log["applies"] for record in apply["removed"]}
+    view = samples.select(list(todo))
     current = dict(zip(*view.values(["id", tag_field])))
-    copies = dict(zip(*view.values(["id", review_field])))
-    changed = [sample_id for sample_id in ids
-               if copies.get(sample_id) is not None and copies[sample_id].has_field("reviewed")
-               and copies[sample_id]["reviewed"] != tags_digest(current.get(sample_id), kind)]
-    if changed:
-        raise CleaningError(f"the tags of '{tag_field}' changed on {len(changed)} of the {len(ids)} samples to "
-                            f"change since they were cleaned (e.g. sample {changed[0]}): the review applies to the "
-                            f"tags it reviewed; clean the field again (--overwrite) before applying. Nothing was "
-                            f"removed")
+    reviews = dict(zip(*view.values(["id", review_field])))
+    gone, total = [], 0
+    for sample_id, names in todo.items():
+        value = current.get(sample_id)
+        if value is None:
+            present: set[str] = set()
+        elif kind == "single":
+            present = {value.id}
+        else:
+            present = {label.id for label in value[label_type._LABEL_LIST_FIELD] or ()}
+        review = reviews.get(sample_id)
+        for label in review.classifications if review is not None else ():
+            if label.label not in names:
+                continue
+            for label_id in source_ids(label):
+                total += 1
+                if label_id not in present and label_id not in removed:
+                    gone.append(sample_id)
+    if gone:
+        raise CleaningError(f"{len(gone)} of the {total} labels of '{tag_field}' to remove are not the ones that "
+                            f"were cleaned (e.g. on sample {gone[0]}): the field was rewritten since; the review "
+                            f"applies to the labels it reviewed: clean the field again (--overwrite) before "
+                            f"applying. Nothing was removed")
 
 
 def _record(dataset: Any, tag_field: str, info: dict[str, Any]) -> None:

@@ -115,7 +115,7 @@ def resolve_input(model_name: str, ctx):
     values = dict(ctx.params.get("remote_params") or {})
     values.setdefault("model", forms.CUSTOM if name == CUSTOM else _variant(name))
     inputs = types.Object()
-    family, _ = forms.add_tagger_inputs(inputs, values)
+    family, _ = forms.add_tagger_inputs(inputs, values, thresholds=False)
     forms.add_output_options(inputs, values, family)
     forms.add_vocabulary_inputs(inputs, values, family)
     return types.Property(inputs)
@@ -128,6 +128,8 @@ def parse_parameters(model_name: str, ctx, params: dict) -> None:
     values = dict(params)
     values.setdefault("model", FORM_CUSTOM if base_name(model_name) == CUSTOM else _variant(base_name(model_name)))
     kwargs = model_kwargs(values)
+    if base_name(model_name) != CUSTOM:
+        kwargs.pop("model", None)  # the zoo entry names it
     params.clear()
     params.update(kwargs)
 

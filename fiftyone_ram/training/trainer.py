@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import dataclasses
 import math
 import random
 import sys
@@ -93,7 +94,11 @@ def finetune(samples: Any, output_dir: str | Path, *, model: Any = DEFAULT_VARIA
     from fiftyone_ram.tagger_spec import TaggerSpec
     from fiftyone_ram.vocabulary.spec import VocabularySpec
 
-    spec_fields = {k: options.pop(k) for k in TaggerSpec.names() if k in options and k != "model"}
+    # A name both take (batch_size) is the training setting; the weights train in fp32 (precision= is refused
+    # with a pointer to train_precision).
+    trained = {f.name for f in dataclasses.fields(FinetuneSettings)}
+    spec_fields = {k: options.pop(k) for k in TaggerSpec.names()
+                   if k in options and k not in trained | {"model", "precision"}}
     flat = {k: options.pop(k) for k in VocabularySpec.names() if k in options}
     if flat:
         spec_fields["vocabulary"] = VocabularySpec.of(flat)
@@ -318,7 +323,7 @@ class _Run:
 
     def _fingerprint(self, mapping: Any) -> dict[str, Any]:
         """Everything that changes what a run computes, by the name a refused resumption shows."""
-        from fiftyone_ram.evaluation.vocabulary import load_mapping
+        from fiftyone_ram.evaluation.mapping import load_mapping
 
         tagger = self.tagger
         identity = getattr(tagger, "checkpoint", None)
