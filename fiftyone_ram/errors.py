@@ -14,3 +14,28 @@ class UserError(Exception):
 
 class OptionError(UserError, ValueError):
     """An argument or option value that cannot work (a threshold of 1.5, an unknown language, ...)."""
+
+
+def user_message(exc: BaseException) -> str | None:
+    """The one line a user reads for ``exc`` when the input or the environment caused it (None: a bug, whose
+    traceback is kept). Besides :class:`UserError`: a file the user named that cannot be read, and FiftyOne's
+    database not answering (stopped, or gone during the run). The command line and the App both use this."""
+    if isinstance(exc, UserError):
+        return _one_line(str(exc))
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return _one_line(f"{exc.filename}: {exc.strerror or exc}")
+    while isinstance(exc, ConnectionError) and isinstance(exc.__cause__, Exception):  # FiftyOne wraps pymongo's
+        exc = exc.__cause__
+    try:
+        from pymongo.errors import AutoReconnect, ConnectionFailure, ServerSelectionTimeoutError
+    except ImportError:  # pragma: no cover
+        return None
+    if isinstance(exc, (ServerSelectionTimeoutError, ConnectionFailure, AutoReconnect)):
+        first = str(exc).split(",")[0].split("\n")[0][:160]
+        return (f"FiftyOne's database does not answer ({type(exc).__name__}: {first}): start it again (or check "
+                f"FIFTYONE_DATABASE_URI), then run again with resume; what was written is kept")
+    return None
+
+
+def _one_line(message: str) -> str:
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())

@@ -57,7 +57,7 @@ class ParseCaptionTags(foo.Operator):
 
         def show(result):
             yield ctx.trigger("reload_dataset")
-            yield ctx.ops.show_output(outputs=self.resolve_output(ctx).to_json(), results=result)
+            yield from execution.show_result(ctx, self, result)
 
         return execution.run(ctx, work, label="Parsing captions", show=show)
 

@@ -123,7 +123,7 @@ class GenerateTags(foo.Operator):
             summary = job.run(view, tagger, captioner, progress=progress)
             return _flatten(summary.to_dict(), "added")
 
-        return execution.run(ctx, work, label="Generating tags", show=lambda result: _show(self, ctx, result))
+        return execution.run(ctx, work, label="Generating tags", show=lambda result: execution.show_result(ctx, self, result, reload=True))
 
     def resolve_output(self, ctx):
         from fiftyone_ram.engine.generation import SOURCES
@@ -153,13 +153,6 @@ def _run_options(params) -> dict:
     if params.get("precision") not in (None, "", "auto"):
         out["precision"] = params["precision"]
     return out
-
-
-def _show(operator, ctx, result):
-    """The end of a streamed run: reload the grid and show the summary in the form."""
-    yield ctx.trigger("reload_dataset")
-    ctx.request_params["results"] = result
-    yield ctx.ops.show_output(outputs=operator.resolve_output(ctx).to_json(), results=result)
 
 
 class CleanTags(foo.Operator):
@@ -263,8 +256,7 @@ class CleanTags(foo.Operator):
             yield ctx.trigger("reload_dataset")
             if action == "clean" and params.get("open_panel", True):
                 yield ctx.ops.open_panel(REVIEW_PANEL, layout="horizontal", state={"tag_field": params["tag_field"]})
-            ctx.request_params["results"] = result
-            yield ctx.ops.show_output(outputs=self.resolve_output(ctx).to_json(), results=result)
+            yield from execution.show_result(ctx, self, result)
 
         return execution.run(ctx, lambda progress: self._work(ctx, action, progress), label="Cleaning tags",
                              show=show)

@@ -126,7 +126,7 @@ class EvaluateTags(foo.Operator):
             yield ctx.trigger("reload_dataset")
             if params.get("open_panel", True):
                 yield ctx.ops.open_panel(PANEL, layout="horizontal", state={"eval_key": result["eval_key"]})
-            yield ctx.ops.show_output(outputs=self.resolve_output(ctx).to_json(), results=result)
+            yield from execution.show_result(ctx, self, result)
 
         return execution.run(ctx, work, label="Evaluating", show=show)
 
@@ -190,21 +190,18 @@ class PlotTagPRCurves(foo.Operator):
     def execute(self, ctx):
         from fiftyone_ram.app import execution
         from fiftyone_ram.errors import UserError
+        from fiftyone_ram.evaluation.run import load_tag_evaluation
         from fiftyone_ram.evaluation.tables import pr_traces
 
         def work(progress):
-            results = ctx.dataset.load_evaluation_results(ctx.params["eval_key"])
+            results = load_tag_evaluation(ctx.dataset, ctx.params["eval_key"])
             classes = [c for c in ctx.params.get("classes") or [] if c]
             unknown = sorted(set(classes) - set(results.classes.tolist()))
             if unknown:
                 raise UserError(f"not evaluated in '{results.key}': {', '.join(unknown)}")
             return {"eval_key": results.key, "curves": pr_traces(results, classes or None)}
 
-        return execution.run(ctx, work, label="PR curves", show=lambda result: self._show(ctx, result))
-
-    def _show(self, ctx, result):
-        ctx.request_params["results"] = result  # resolve_output draws the curves it was given
-        yield ctx.ops.show_output(outputs=self.resolve_output(ctx).to_json(), results=result)
+        return execution.run(ctx, work, label="PR curves", show=lambda result: execution.show_result(ctx, self, result))
 
     def resolve_output(self, ctx):
         from fiftyone_ram.evaluation.tables import PR_LAYOUT
@@ -256,20 +253,18 @@ class TuneTagThresholds(foo.Operator):
         from fiftyone_ram.app import execution
 
         return execution.run(ctx, lambda progress: self._tune(ctx), label="Tuning thresholds",
-                             show=lambda result: self._show(ctx, result))
-
-    def _show(self, ctx, result):
-        yield ctx.ops.show_output(outputs=self.resolve_output(ctx).to_json(), results=result)
+                             show=lambda result: execution.show_result(ctx, self, result))
 
     def _tune(self, ctx):
         from pathlib import Path
 
         from fiftyone_ram.errors import UserError
+        from fiftyone_ram.evaluation.run import load_tag_evaluation
         from fiftyone_ram.evaluation.tables import rounded
         from fiftyone_ram.tag_files import read_tag_list
 
         p = ctx.params
-        results = ctx.dataset.load_evaluation_results(p["eval_key"])
+        results = load_tag_evaluation(ctx.dataset, p["eval_key"])
         kwargs = {"target_precision": p.get("target_precision"), "min_positives": p.get("min_positives") or 1}
         if p.get("tag_list"):
             kwargs["tag_list"] = read_tag_list(Path(p["tag_list"]).expanduser())

@@ -19,6 +19,13 @@ import fiftyone.operators.types as types
 TUNE = "@fiftyone-ram/ram/tune_tag_thresholds"
 
 
+#: The Tag evaluation panel's tabs: one click from the summary to any of them.
+EVALUATION_TABS = {"classes": "Classes", "curves": "PR curves", "confusions": "Confusions"}
+#: The per-class table's columns: short enough for a panel split beside the grid (~550 px).
+CLASS_COLUMNS = (("class", "Class"), ("ap", "AP"), ("precision", "P"), ("recall", "R"), ("tp", "TP"),
+                 ("fp", "FP"), ("fn", "FN"))
+
+
 class TagEvaluationPanel(foo.Panel):
     @property
     def config(self):
@@ -28,38 +35,53 @@ class TagEvaluationPanel(foo.Panel):
     def on_load(self, ctx):
         self._load(ctx)
 
-    def on_change_key(self, ctx):
-        ctx.panel.state.eval_key = ctx.params.get("value")
+    def on_change_dataset(self, ctx):  # a run finished (the operators reload the dataset): a new key may be there
         self._load(ctx)
 
-    def on_change_class(self, ctx):
-        ctx.panel.state.pr_class = ctx.params.get("value")
+    def on_change_key(self, ctx):
+        ctx.panel.state.eval_key = ctx.params.get("value")
+        ctx.panel.state.chosen = True  # the user's choice: kept when newer runs appear
+        ctx.panel.state.pr_class = None
         self._load(ctx)
+
+    def on_change_tab(self, ctx):
+        ctx.panel.state.tab = ctx.params.get("value")
+
+    def on_change_class(self, ctx):
+        value = ctx.params.get("value")
+        ctx.panel.state.pr_class = value.get("value") if isinstance(value, dict) else value
+        self._load(ctx)
+
+    def _key(self, ctx, keys: list[str]) -> str | None:
+        """The key shown: the one the user chose while it exists, else the latest run."""
+        state = ctx.panel.state
+        key = state.eval_key if state.chosen and state.eval_key in keys else (keys[-1] if keys else None)
+        state.eval_key = key
+        return key
 
     def _load(self, ctx):
         from fiftyone_ram.evaluation import tables
 
-        keys = _tag_eval_keys(ctx.dataset)
-        key = ctx.panel.state.eval_key
-        if key not in keys:
-            key = keys[-1] if keys else None
-            ctx.panel.state.eval_key = key
+        key = self._key(ctx, _tag_eval_keys(ctx.dataset))
         if key is None:
+            ctx.ops.set_panel_data({})
             return
         results = ctx.dataset.load_evaluation_results(key)
-        samples = ctx.dataset.load_evaluation_view(key)
         figures = tables.summary_figures(results)
-        lines = [f"**{results.config.pred_field}** against **{results.config.gt_field}**, "
-                 f"{figures.get('num_samples')} samples, {figures.get('num_classes')} classes", ""]
-        lines += [f"- {label}: **{figures[k]}**" for k, label in tables.SUMMARY_LABELS.items()
-                  if figures.get(k) is not None]
-        lines.append(f"- Average confidence of the predicted tags: **{tables.average_confidence(results)}**")
-        ctx.panel.state.summary = "\n".join(lines)
-        ctx.panel.data.classes = tables.class_rows(results)
-        ctx.panel.data.confusions = tables.confusions(samples, results, top=30)
+        head = (f"**{results.config.pred_field}** against **{results.config.gt_field}**: "
+                f"{figures.get('num_samples')} samples, {figures.get('num_classes')} classes")
+        values = " · ".join(f"{k} **{figures[k]}**" for k in tables.SUMMARY_LABELS if figures.get(k) is not None)
+        notes = [f"Mean confidence of the predicted tags: **{tables.average_confidence(results)}**"]
+        notes += tables.summary_notes(results)
+        ctx.panel.state.summary = "\n\n".join([head, values, *notes])
         chosen = ctx.panel.state.pr_class
         names = results.classes.tolist()
-        ctx.panel.data.pr = tables.pr_traces(results, [chosen] if chosen in names else None)
+        # The whole data at once: a patch would merge lists by position (a one-class PR plot kept the other
+        # two curves of the previous plot; a shorter table its old rows).
+        ctx.ops.set_panel_data({"classes": tables.class_rows(results),
+                                "confusions": tables.confusions(ctx.dataset.load_evaluation_view(key), results,
+                                                                top=30),
+                                "pr": tables.pr_traces(results, [chosen] if chosen in names else None)})
 
     def tune(self, ctx):
         ctx.prompt(TUNE, params={"eval_key": ctx.panel.state.eval_key})
@@ -84,35 +106,45 @@ class TagEvaluationPanel(foo.Panel):
         ctx.ops.set_view(view.match(missed | wrong))
 
     def render(self, ctx):
+        from fiftyone_ram.evaluation.tables import PR_LAYOUT
+
         panel = types.Object()
         keys = _tag_eval_keys(ctx.dataset)
         if not keys:
             panel.md("No tag evaluation yet: run **Evaluate tags** from the operator browser.", name="empty")
             return types.Property(panel, view=types.GridView(orientation="vertical", padding=2))
-        panel.enum("eval_key", keys, default=ctx.panel.state.eval_key or keys[-1], label="Evaluation",
-                   view=types.DropdownView(), on_change=self.on_change_key)
+        key = ctx.panel.state.eval_key if ctx.panel.state.eval_key in keys else keys[-1]
+        top = panel.h_stack("top", gap=1, align_y="center")
+        top.enum("eval_key", list(reversed(keys)), default=key, label="Evaluation (latest first)",
+                 view=types.DropdownView(), on_change=self.on_change_key)
+        top.btn("tune", label="Tune thresholds", on_click=self.tune, variant="outlined")
         panel.md(ctx.panel.state.summary or "", name="summary")
-        panel.btn("tune", label="Tune thresholds", on_click=self.tune, variant="contained")
-        table = types.TableView()
-        for column, label in (("class", "Class"), ("ap", "AP"), ("precision", "Precision"),
-                              ("recall", "Recall"), ("f1", "F1"), ("support", "Positives"), ("tp", "TP"),
-                              ("fp", "FP"), ("fn", "FN"), ("confidence", "Mean confidence (predicted)")):
-            table.add_column(column, label=label)
-        table.add_row_action("errors", self.show_errors, label="Show errors", icon="filter_list",
-                             tooltip="Show the samples where this class is missed or wrongly predicted")
-        panel.list("classes", types.Object(), label="Per class", view=table)
-        results = ctx.dataset.load_evaluation_results(ctx.panel.state.eval_key or keys[-1])
-        panel.enum("pr_class", results.classes.tolist(), label="PR curve of (empty: the three best)",
-                   view=types.AutocompleteView(), on_change=self.on_change_class)
-        from fiftyone_ram.evaluation.tables import PR_LAYOUT
-
-        panel.plot("pr", layout=PR_LAYOUT, config={"displayModeBar": False})
-        confusion = types.TableView()
-        for column, label in (("missed", "Missed tag"), ("predicted_instead", "Wrong tag predicted instead"),
-                              ("images", "Images")):
-            confusion.add_column(column, label=label)
-        panel.list("confusions", types.Object(), label="Confusions (missed tag × wrong tags on the same image)",
-                   view=confusion)
+        tabs = types.TabsView()
+        for value, label in EVALUATION_TABS.items():
+            tabs.add_choice(value, label=label)
+        tab = ctx.panel.state.tab or "classes"
+        panel.enum("tab", list(EVALUATION_TABS), default=tab, view=tabs, on_change=self.on_change_tab)
+        if tab == "classes":
+            table = types.TableView()
+            for column, label in CLASS_COLUMNS:
+                table.add_column(column, label=label)
+            table.add_row_action("errors", self.show_errors, label="Errors", icon="filter_list",
+                                 tooltip="Show the samples where this class is missed or wrongly predicted")
+            panel.list("classes", types.Object(), label="Per class (P, R at the thresholds; most positives first)",
+                       view=table)
+        elif tab == "curves":
+            results = ctx.dataset.load_evaluation_results(key)
+            panel.enum("pr_class", results.classes.tolist(), default=ctx.panel.state.pr_class,
+                       label="PR curve of (empty: the three best)", view=types.AutocompleteView(),
+                       on_change=self.on_change_class)
+            panel.plot("pr", layout=PR_LAYOUT, config={"displayModeBar": False, "responsive": True})
+        else:
+            confusion = types.TableView()
+            for column, label in (("missed", "Missed tag"), ("predicted_instead", "Wrong tags instead"),
+                                  ("images", "Images")):
+                confusion.add_column(column, label=label)
+            panel.list("confusions", types.Object(), label="Missed tag × wrong tags on the same image",
+                       view=confusion)
         return types.Property(panel, view=types.GridView(orientation="vertical", padding=2, gap=2))
 
 
@@ -178,24 +210,29 @@ class TagReviewPanel(foo.Panel):
         self._mark(ctx, "remove")
 
     def apply(self, ctx):
-        from fiftyone_ram.engine.review import apply_cleaning
-
-        name, _ = self._field(ctx)
-        result = apply_cleaning(ctx.dataset, name)
-        ctx.ops.notify(f"Removed {result['removed']} tags from '{name}' (undo puts them back)", variant="success")
-        ctx.ops.reload_dataset()
-        self._load(ctx)
+        self._step(ctx, "apply")
 
     def undo(self, ctx):
-        from fiftyone_ram.engine.review import undo_cleaning
+        self._step(ctx, "undo")
+
+    def _step(self, ctx, action: str) -> None:
+        """Apply or undo through the review job; a refusal (the field was rewritten since, nothing to undo)
+        is its one line in a notification, and nothing changes."""
+        from fiftyone_ram.app.execution import one_line
+        from fiftyone_ram.engine.review import ReviewJob
+        from fiftyone_ram.errors import UserError
 
         name, _ = self._field(ctx)
         try:
-            result = undo_cleaning(ctx.dataset, name)
-        except ValueError as exc:
-            ctx.ops.notify(str(exc).splitlines()[0], variant="warning")
+            result = ReviewJob(tag_field=name, action=action).run(ctx.dataset)
+        except UserError as exc:
+            ctx.ops.notify(one_line(exc), variant="warning")
             return
-        ctx.ops.notify(result.get("message") or f"Restored '{name}' as it was before apply", variant="success")
+        if action == "apply":
+            message = f"Removed {result['removed']} tags from '{name}' (undo puts them back)"
+        else:
+            message = result.get("message") or f"Restored '{name}' as it was before apply"
+        ctx.ops.notify(message, variant="success")
         ctx.ops.reload_dataset()
         self._load(ctx)
 
@@ -210,10 +247,10 @@ class TagReviewPanel(foo.Panel):
         panel.enum("tag_field", list(fields), default=ctx.panel.state.tag_field or next(iter(fields)),
                    label="Tags under review", view=types.DropdownView(), on_change=self.on_change_field)
         panel.md(ctx.panel.state.status or "", name="status")
-        buttons = panel.h_stack("buttons", gap=1)
-        buttons.btn("show", label="Show flagged tags", on_click=self.show, variant="outlined")
-        buttons.btn("apply", label="Apply removals", on_click=self.apply, variant="contained")
-        buttons.btn("undo", label="Undo apply", on_click=self.undo, variant="outlined")
+        buttons = panel.h_stack("buttons", gap=1)  # short labels: all three fit a panel split three ways
+        buttons.btn("show", label="Show flagged", on_click=self.show, variant="outlined")
+        buttons.btn("apply", label="Apply", on_click=self.apply, variant="contained")
+        buttons.btn("undo", label="Undo", on_click=self.undo, variant="outlined")
         table = types.TableView(max_inline_actions=2)  # both buttons on the row: one click each
         for column, label in (("file", "Image"), ("tag", "Tag"), ("reason", "Reason"), ("score", "Score"),
                               ("mark", "Mark")):
@@ -244,6 +281,9 @@ class SampleTagsPanel(foo.Panel):
         self._load(ctx)
 
     def on_change_current_sample(self, ctx):
+        self._load(ctx)
+
+    def on_change_dataset(self, ctx):  # a run rewrote the tags (the operators reload the dataset)
         self._load(ctx)
 
     def on_change_field(self, ctx):

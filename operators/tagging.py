@@ -100,19 +100,18 @@ class TagImages(foo.Operator):
                 raise UserError(summary.problem)
             return _result(summary)
 
-        return execution.run(ctx, work, label="Tagging", show=lambda result: self._show(ctx, result))
-
-    def _show(self, ctx, result):
-        """The end of a streamed run: reload the grid and show the summary in the form."""
-        yield ctx.trigger("reload_dataset")
-        yield ctx.ops.show_output(outputs=self.resolve_output(ctx).to_json(), results=result)
+        return execution.run(ctx, work, label="Tagging",
+                             show=lambda result: execution.show_result(ctx, self, result, reload=True))
 
     def resolve_output(self, ctx):
+        from fiftyone_ram.driver.tagging import TagJob, error_field
+
+        field = (ctx.results or {}).get("label_field") or ctx.params.get("label_field") or TagJob.default("label_field")
         outputs = types.Object()
         outputs.str("label_field", label="Field")
         outputs.int("tagged", label="Tagged")
         outputs.int("skipped", label="Already tagged (skipped)")
-        outputs.int("failed_count", label="Unreadable images (reason in each sample's <field>_error)")
+        outputs.int("failed_count", label=f"Unreadable images (the reason is in each one's '{error_field(field)}')")
         outputs.int("untagged", label="Not tagged (their batch failed in the model)")
         return types.Property(outputs, view=types.View(label="Tagging finished"))
 

@@ -127,13 +127,14 @@ def stream_progress(ctx, work: Callable[[Callable[[float, str], None]], Any], *,
 
 
 def one_line(exc: BaseException) -> str:
-    """What a user reads of an error: a user error's message; for anything else its type and first line
-    (the traceback is in the App server's log)."""
-    from fiftyone_ram.errors import UserError
+    """What a user reads of an error: its one line (:func:`fiftyone_ram.errors.user_message`); for a bug its
+    type and first line (the traceback is in the log of the process that ran it)."""
+    from fiftyone_ram.errors import user_message
 
+    message = user_message(exc)
+    if message is not None:
+        return message
     text = " ".join(str(exc).split())
-    if isinstance(exc, UserError):
-        return text
     return f"{type(exc).__name__}: {text[:300]} (the full traceback is in the log of the process that ran it)"
 
 
@@ -160,7 +161,31 @@ def _streamed(ctx, work, *, label: str, show) -> Iterator:
         message = one_line(exc)
         yield ctx.ops.set_progress(progress=0.0, label=f"Failed: {message}")
         yield ctx.ops.notify(message, variant="error")
-        yield ctx.ops.show_output(outputs=failure_output(message).to_json(), results={"error": message})
+        yield ctx.ops.show_output(outputs=titled(failure_output(message)).to_json(), results={"error": message})
+
+
+def show_result(ctx, operator, result: Any, *, reload: bool = False):
+    """What an immediate App run shows when done: the grid reloaded where it wrote samples (``reload``), then
+    the operator's output for ``result`` under its title (the dialog that ``show_output`` opens shows no title of
+    its own)."""
+    if reload:
+        yield ctx.trigger("reload_dataset")
+    ctx.request_params["results"] = result
+    yield ctx.ops.show_output(outputs=titled(operator.resolve_output(ctx)).to_json(), results=result)
+
+
+def titled(output):
+    """``output`` (a Property of an Object) with its view's label as a header row first."""
+    import fiftyone.operators.types as types
+
+    label = getattr(output.view, "label", None)
+    if not label:
+        return output
+    outputs = types.Object()
+    outputs.view("title", types.Header(label=label, divider=True))
+    for name, prop in output.type.properties.items():
+        outputs.add_property(name, prop)
+    return types.Property(outputs, view=output.view)
 
 
 def failure_output(message: str):

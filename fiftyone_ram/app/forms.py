@@ -240,7 +240,11 @@ def tagger_spec_from_form(values: dict[str, Any], *, prefix: str = "", optional:
     get = lambda key: values.get(f"{prefix}{key}") or None  # noqa: E731  empty fields are not given
     device = get("device")
     precision = get("precision")
-    family = (get("family") or ("tag2text" if prefix == "captioner_" else None)) if choice == CUSTOM else None
+    family = None
+    if choice == CUSTOM:  # the family the form read from the checkpoint, unless the user named one
+        found = checkpoint_summary(get("checkpoint_path")) if get("checkpoint_path") else None
+        detected = found.get("family") if isinstance(found, dict) and not found.get("folder") else None
+        family = get("family") or detected or ("tag2text" if prefix == "captioner_" else None)
     spec = TaggerSpec(model=get("config") or (None if choice == CUSTOM else choice), checkpoint=get("checkpoint_path"),
                       family=family, tag_list=get("tag_list"),
                       tag_list_chinese=get("tag_list_chinese"), thresholds=get("thresholds"),

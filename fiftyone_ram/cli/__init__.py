@@ -19,7 +19,7 @@ import click
 
 from fiftyone_ram.cli import engine, evaluate, finetune, labels, models, tag
 from fiftyone_ram.cli.options import CommandError
-from fiftyone_ram.errors import UserError
+from fiftyone_ram.errors import user_message
 
 DEBUG_VARIABLE = "FIFTYONE_RAM_DEBUG"
 
@@ -27,9 +27,6 @@ DEBUG_VARIABLE = "FIFTYONE_RAM_DEBUG"
 def _debugging(ctx: click.Context) -> bool:
     return bool(ctx.params.get("debug")) or os.environ.get(DEBUG_VARIABLE, "").strip() not in ("", "0")
 
-
-def _one_line(message: str) -> str:
-    return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
 
 
 class _Main(click.Group):
@@ -41,31 +38,13 @@ class _Main(click.Group):
         except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
             raise
         except Exception as exc:
-            message = _user_message(exc)
+            message = user_message(exc)
             if message is None:
                 raise  # a bug: keep the traceback
             if _debugging(ctx):
                 traceback.print_exc()
                 ctx.exit(2)
-            raise CommandError(_one_line(message)) from None
-
-
-def _user_message(exc: Exception) -> str | None:
-    """The one line a user error shows (None: not a user error). A file the user named that cannot be read is
-    one; so is FiftyOne's database not answering (it was stopped, or went away during the run)."""
-    if isinstance(exc, UserError):
-        return str(exc)
-    if isinstance(exc, OSError) and exc.filename is not None:
-        return f"{exc.filename}: {exc.strerror or exc}"
-    try:
-        from pymongo.errors import AutoReconnect, ConnectionFailure, ServerSelectionTimeoutError
-    except ImportError:  # pragma: no cover
-        return None
-    if isinstance(exc, (ServerSelectionTimeoutError, ConnectionFailure, AutoReconnect)):
-        first = str(exc).split(",")[0].split("\n")[0][:160]
-        return (f"FiftyOne's database does not answer ({type(exc).__name__}: {first}): start it again (or check "
-                f"FIFTYONE_DATABASE_URI), then run the command again with --resume; what was written is kept")
-    return None
+            raise CommandError(message) from None
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})

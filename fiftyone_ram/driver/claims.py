@@ -68,6 +68,7 @@ def connect() -> None:
     import fiftyone.core.odm as foo
 
     if fo.config.database_uri is not None:  # a server the user runs: nothing to start
+        _check_reachable(fo.config.database_uri)
         foo.get_db_conn()
     else:
         lock = Path(str(fo.config.database_dir).rstrip(os.sep) + ".fiftyone-ram.lock")
@@ -79,6 +80,32 @@ def connect() -> None:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
     _connected = True
+
+
+#: Seconds a database the user runs may take to answer the first time (pymongo waits 30 s by default).
+REACH_TIMEOUT_S = 5.0
+
+
+class DatabaseUnavailableError(UserError, ConnectionError):
+    """FiftyOne's database does not answer."""
+
+
+def _check_reachable(uri: str) -> None:
+    """Refuse at once, in one line, a database that does not answer, before FiftyOne's own connection waits
+    for it (with its default timeout) and fails with a traceback."""
+    import pymongo
+    from pymongo.errors import PyMongoError
+
+    client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=int(REACH_TIMEOUT_S * 1000), connect=False)
+    try:
+        client.admin.command("ping")
+    except PyMongoError as exc:
+        where = uri.split("@")[-1]  # never print credentials
+        raise DatabaseUnavailableError(
+            f"FiftyOne's database at {where} does not answer ({type(exc).__name__}): start it (or fix "
+            f"FIFTYONE_DATABASE_URI), then run the command again") from None
+    finally:
+        client.close()
 
 
 def _start_database(attempts: int = 3) -> None:

@@ -102,6 +102,8 @@ class ExecutorSettings(Job):
             return
         require_ray()
         check_address(self.ray_address)
+        if self.ray_address == "auto":  # is there a cluster to join? Ray answers at once (no address to probe)
+            connect(RayOptions(address="auto"))
 
 
 #: How long a cluster address may take to answer a connection before the run is refused.
@@ -149,6 +151,10 @@ def connect(options: RayOptions) -> None:
     except ConnectionError as exc:  # "auto" with no cluster running, a head that went away
         raise OptionValueError(f"cannot connect to the Ray cluster at {options.address}: "
                                f"{str(exc).splitlines()[0]}") from None
+    if options.address is None:  # a local cluster of this run's: it must not outlive a killed run
+        from fiftyone_ram.driver.ray_cleanup import guard_local_cluster
+
+        guard_local_cluster()
 
 
 def predict_pages(pages: Iterable[Sequence[tuple[str, str]]], model: RamModel, options: RayOptions, *,

@@ -66,6 +66,19 @@ __all__ = ["EvalKeyError", "EvaluateJob", "TagEvaluation", "TagEvaluationConfig"
 MISSING = "(none)"
 
 
+def load_tag_evaluation(samples: Any, eval_key: str) -> TagEvaluationResults:
+    """The results of tag evaluation ``eval_key``, or one line saying it is not there (deleted meanwhile, or
+    another kind of evaluation)."""
+    dataset = samples._root_dataset
+    if eval_key not in dataset.list_evaluations():
+        raise EvaluationError(f"no evaluation '{eval_key}' in dataset '{dataset.name}' (deleted meanwhile?): "
+                              f"evaluate again")
+    results = dataset.load_evaluation_results(eval_key)
+    if not isinstance(results, TagEvaluationResults):
+        raise EvaluationError(f"'{eval_key}' is not a tag evaluation (evaluate_tags): it has no tag results")
+    return results
+
+
 def check_evaluation(job: EvaluateJob, samples: Any) -> None:
     """What :func:`evaluate_tags` refuses before anything is written: fields of the wrong type, no sample to
     evaluate once the unreadable and untagged ones are left out, a key that is taken."""

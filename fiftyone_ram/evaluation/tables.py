@@ -31,11 +31,13 @@ SUMMARY_LABELS = {
 
 
 def tag_evaluation_keys(dataset: Any) -> list[str]:
-    """The dataset's evaluation keys recorded by ``evaluate_tags`` (other runs cannot be shown or tuned)."""
+    """The dataset's evaluation keys recorded by ``evaluate_tags`` (other runs cannot be shown or tuned), oldest
+    first: the last is the latest run."""
     from fiftyone_ram.evaluation.run import METHOD
 
-    return [k for k in dataset.list_evaluations()
-            if getattr(dataset.get_evaluation_info(k).config, "method", None) == METHOD]
+    infos = {k: dataset.get_evaluation_info(k) for k in dataset.list_evaluations()}
+    keys = [k for k, info in infos.items() if getattr(info.config, "method", None) == METHOD]
+    return sorted(keys, key=lambda k: (infos[k].timestamp is None, infos[k].timestamp, k))  # oldest first
 
 
 def rounded(x: Any, digits: int = DIGITS) -> float | None:
@@ -181,3 +183,11 @@ def pr_traces(results: Any, classes: Sequence[str] | None = None, points: int = 
 PR_LAYOUT = {"xaxis": {"title": {"text": "Recall"}, "range": [0, 1.02]},
              "yaxis": {"title": {"text": "Precision"}, "range": [0, 1.02]},
              "showlegend": True, "legend": {"x": 0.02, "y": 0.02}, "height": 360, "margin": {"l": 50, "r": 10, "t": 10, "b": 40}}
+
+
+def summary_notes(results: Any) -> list[str]:
+    """What the figures leave out and how ground-truth names were mapped, one note per line (the panel shows
+    what the command line prints)."""
+    from fiftyone_ram.evaluation.report import format_left_out, format_mapping
+
+    return [line for text in (format_left_out(results), format_mapping(results)) for line in text.splitlines() if line]

@@ -47,6 +47,10 @@ CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 #: Seconds the App may take for one step on a loaded two-core machine (first page load, a model run).
 STEP_TIMEOUT_S = 300
 SERVER_START_TIMEOUT_S = 120
+#: Seconds to wait for an element of the page or a form (a re-resolved form on a loaded machine).
+ELEMENT_TIMEOUT_S = 60
+#: The title of the output a failed run shows (``fiftyone_ram.app.execution.failure_output``).
+FAILURE_HEADING = "The run failed"
 
 DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 
@@ -267,6 +271,11 @@ class AppPage:
     def prompt(self):
         return self.page.locator("[data-cy=operators-prompt-modal]")
 
+    @property
+    def output(self):
+        """The dialog showing a run's output (the form's, or the one a streamed run opens when done)."""
+        return self.page.locator("[role=dialog]").last
+
     # -- the form
 
     def field(self, label: str):
@@ -294,8 +303,17 @@ class AppPage:
         self.page.get_by_role("option", name=option, exact=True).click()
         self.settle()
 
+    def select_in_page(self, label: str, option: str) -> None:
+        """Pick ``option`` in the dropdown or autocomplete under ``label`` in a panel (outside any form)."""
+        title = self.page.get_by_text(label, exact=True).first
+        title.locator("xpath=following::*[@role='combobox'][1]").click()
+        self.page.get_by_role("option", name=option, exact=True).click()
+
     def check(self, label: str, value: bool = True) -> None:
-        box = self.prompt.get_by_role("checkbox", name=label, exact=True)
+        import re
+
+        # a checkbox's accessible name is its label followed by its description
+        box = self.prompt.get_by_role("checkbox", name=re.compile(rf"^\s*{re.escape(label)}"))
         box.set_checked(value)
         self.settle()
 
@@ -346,14 +364,29 @@ class AppPage:
 
     def wait_for_output(self, heading: str, timeout_s: float = STEP_TIMEOUT_S) -> str:
         """Wait until a dialog shows ``heading`` (a title or field label of an operator's output: in the form's
-        modal, or in the one ``show_output`` opens after a streamed run); returns that dialog's text."""
+        modal, or in the one ``show_output`` opens after a streamed run); returns that dialog's text. A run
+        that fails instead ends the wait at once, with its one line."""
+        dialogs = self.page.locator("[role=dialog]")
+        wanted = dialogs.get_by_text(heading).first
+        failed = dialogs.get_by_text(FAILURE_HEADING, exact=True).or_(
+            self.page.get_by_text("Error occurred during operator execution")).first
         try:
-            self.page.locator("[role=dialog]").get_by_text(heading).first.wait_for(timeout=timeout_s * 1000)
+            wanted.or_(failed).wait_for(timeout=timeout_s * 1000)
         except Exception:
             self.page.screenshot(path=str(self.server.log.with_name(f"failed-{heading.replace(' ', '_')}.png")))
             print("browser console errors:", *self.console[-20:], sep="\n")
             raise
-        return self.page.locator("[role=dialog]").filter(has_text=heading).last.inner_text()
+        if not wanted.is_visible():
+            shown = dialogs.filter(has=failed)
+            text = shown.last.inner_text() if shown.count() else failed.inner_text()
+            raise AssertionError(f"the run failed instead of showing {heading!r}: {' '.join(text.split())}")
+        return dialogs.filter(has_text=heading).last.inner_text()
+
+    def wait_for_failure(self, timeout_s: float = STEP_TIMEOUT_S) -> str:
+        """Wait until a run's failure shows (the dialog titled "The run failed"); returns its one line."""
+        dialog = self.page.locator("[role=dialog]").filter(has=self.page.get_by_text(FAILURE_HEADING, exact=True))
+        dialog.last.wait_for(timeout=timeout_s * 1000)
+        return " ".join(dialog.last.inner_text().replace(FAILURE_HEADING, "").split())
 
     def close_output(self) -> None:
         """Close the output dialog (its Close / Done button)."""
@@ -404,21 +437,39 @@ def _exactly(text: str):
     return re.compile(rf"^\s*{re.escape(text)}\s*$")
 
 
-@pytest.fixture()
-def app_page(browser, app_server) -> Callable[..., AppPage]:
-    """``app_page(delegation=False)``: an :class:`AppPage` on the App server with that setting, in a fresh
-    browser context (no state shared between tests)."""
-    contexts = []
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item (``app_page`` screenshots a page whose test failed)."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
 
-    def make(delegation: bool = False) -> AppPage:
-        context = browser.new_context(viewport={"width": 1400, "height": 900})
-        context.set_default_timeout(STEP_TIMEOUT_S * 1000)
-        contexts.append(context)
+
+@pytest.fixture()
+def app_page(browser, app_server, request) -> Callable[..., AppPage]:
+    """``app_page(delegation=False)``: an :class:`AppPage` on the App server with that setting, in a fresh
+    browser context (no state shared between tests). Finding an element waits at most
+    ``ELEMENT_TIMEOUT_S``; only runs wait longer (``wait_for_output``). A failed test leaves a screenshot of
+    each page beside the server's log."""
+    pages: list[AppPage] = []
+
+    def make(delegation: bool = False, viewport: tuple[int, int] = (1400, 900)) -> AppPage:
+        context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+        context.set_default_timeout(ELEMENT_TIMEOUT_S * 1000)
         page = context.new_page()
         app = AppPage(page, app_server(delegation))
+        pages.append(app)
         page.on("console", lambda m: app.console.append(f"{m.type}: {m.text}") if m.type == "error" else None)
         return app
 
     yield make
-    for context in contexts:
-        context.close()
+    failed = getattr(request.node, "report_call", None) is not None and request.node.report_call.failed
+    for index, app in enumerate(pages):
+        if failed:
+            shot = app.server.log.with_name(f"failed-{request.node.name}-{index}.png")
+            try:
+                app.page.screenshot(path=str(shot))
+                print(f"screenshot of the failed page: {shot}")
+            except Exception:  # the page may be gone
+                pass
+        app.page.context.close()

@@ -64,7 +64,7 @@ def test_clean_review_keep_apply_and_undo(app_page, engine_dataset, tiny_clip_vi
     assert "No value provided" not in out
     flagged = int(re.search(r"Tags flagged:\s*(\d+)", out).group(1))
     assert flagged == len(wrong)
-    app.prompt.get_by_role("button", name="Close", exact=True).click()
+    app.close_output()
 
     # The Tag review panel opened on the field: one row per flagged tag, Keep / Remove on the row.
     app.wait_for_text(f"{flagged} tags flagged in gt_review")
@@ -73,11 +73,11 @@ def test_clean_review_keep_apply_and_undo(app_page, engine_dataset, tiny_clip_vi
     kept = rows.first.locator("td").nth(1).inner_text().strip(), rows.first.locator("td").first.inner_text().strip()
     rows.first.get_by_role("button").first.click()  # Keep (the first of the two row buttons)
     app.wait_for_text("1 marked keep", timeout_s=30)
-    app.page.get_by_role("button", name="Show flagged tags").click()
+    app.page.get_by_role("button", name="Show flagged").click()
     app.wait_for_text(f"{len({f for f, _ in wrong})} samples", timeout_s=30)
     app.docs_shot("app-tag-review-panel.png")
 
-    app.page.get_by_role("button", name="Apply removals").click()
+    app.page.get_by_role("button", name="Apply", exact=True).click()
     app.wait_for_text(f"Removed {flagged - 1} tags from 'gt'", timeout_s=60)
     dataset.reload()
     assert dataset.count("gt.classifications") == before - flagged + 1
@@ -86,7 +86,7 @@ def test_clean_review_keep_apply_and_undo(app_page, engine_dataset, tiny_clip_vi
              for c in row or []}
     assert (file, tag) in names  # the tag marked keep stayed
 
-    app.page.get_by_role("button", name="Undo apply").click()
+    app.page.get_by_role("button", name="Undo", exact=True).click()
     app.page.wait_for_timeout(3000)
     dataset.reload()
     assert dataset.count("gt.classifications") == before

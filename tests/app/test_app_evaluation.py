@@ -50,17 +50,66 @@ def test_evaluate_with_the_defaults_then_read_the_panel(app_page, app_dataset, t
     dataset.reload()  # the App server wrote the run
     info = dataset.get_evaluation_info("eval_tags")
     assert (info.config.pred_field, info.config.gt_field) == ("ram", "ground_truth")
-    app.prompt.get_by_role("button", name="Close", exact=True).click()
+    app.close_output()
 
     # The Tag evaluation panel opened on the run: confidence over predicted tags, per class, confusions.
-    average = app.wait_for_text("Average confidence of the predicted tags")
+    average = app.wait_for_text("Mean confidence of the predicted tags")
     value = float(re.search(r"([\d.]+)\s*$", average.locator("xpath=..").inner_text()).group(1))
     assert value >= 0.6  # every stored confidence is >= 0.6 (the built-in panel counts absent classes as 0)
+    app.wait_for_text("1 sample(s) left out: their image could not be read")  # what the CLI prints, too
     table = app.page.get_by_role("table").first
     assert {"cat", "cup", "person"} <= {c.strip() for c in table.locator("tbody tr td:first-child").all_inner_texts()}
-    app.wait_for_text("Confusions (missed tag × wrong tags on the same image)")
-    app.page.locator(".js-plotly-plot .scatterlayer .trace").first.wait_for(state="attached")  # PR curves drawn
     app.docs_shot("app-tag-evaluation-panel.png")
+    app.page.get_by_role("tab", name="Confusions").click()
+    app.wait_for_text("Missed tag × wrong tags on the same image")
+    app.page.get_by_role("tab", name="PR curves").click()
+    app.page.locator(".js-plotly-plot .scatterlayer .trace").first.wait_for(state="attached")  # PR curves drawn
+
+
+def test_the_panel_fits_a_split_view_and_follows_the_latest_run(app_page, app_dataset):
+    """A 1280×800 window, the panel split beside the grid: the summary, TP/FP/FN and each class's errors
+    button within the panel (no horizontal scrolling); the PR curves one click away, one class's curve alone
+    when chosen; a run evaluated from the App while the panel is open becomes the panel's run."""
+    from playwright.sync_api import expect
+
+    from fiftyone_ram.evaluation import evaluate_tags
+
+    dataset = _tagged(app_dataset("app_eval_split"), unreadable=False)
+    dataset.set_values("ground_truth_b", dataset.values("ground_truth")[::-1])
+    evaluate_tags(dataset, "ram", "ground_truth", eval_key="first")
+    app = app_page(viewport=(1280, 800))
+    app.open_dataset(dataset.name)
+    app.page.get_by_title("Split right").first.click()
+    app.page.locator("[data-cy=new-panel-btn]").last.click()
+    app.page.locator("[data-cy$=tag_evaluation_panel]").first.click()
+    app.wait_for_text("against ground_truth:")
+
+    table = app.page.get_by_role("table").first
+    header = [h.strip() for h in table.locator("thead th").all_inner_texts()]
+    assert {"TP", "FP", "FN"} <= set(header), header
+    grid_right = app.page.locator("[data-cy=fo-grid]").first.bounding_box() or {"x": 0, "width": 640}
+    right_edge = 1280
+    for cell in (table.locator("thead th").filter(has_text=re.compile(r"^\s*FN\s*$")).first,
+                 table.get_by_role("button", name="Errors").first):
+        box = cell.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= right_edge, (box, header)
+        assert box["x"] >= grid_right["x"], box  # in the panel beside the grid, not under it
+    app.docs_shot("app-tag-evaluation-split.png")
+
+    app.page.get_by_role("tab", name="PR curves").click()  # one click
+    traces = app.page.locator(".js-plotly-plot .scatterlayer .trace")
+    expect(traces).to_have_count(3)  # the three best classes
+    app.select_in_page("PR curve of (empty: the three best)", "cup")
+    expect(traces).to_have_count(1)  # that class alone
+    expect(app.page.locator(".js-plotly-plot .legendtext").first).to_contain_text("cup")
+
+    app.open_operator("evaluate_tags", EVALUATE)  # a new run, from the App, while the panel is open
+    app.select("Ground truth", "ground_truth_b")
+    app.fill("Evaluation key", "second")
+    app.execute()
+    app.wait_for_output("Samples evaluated")
+    app.close_output()
+    app.wait_for_text("against ground_truth_b:")  # the panel moved to the new run
 
 
 def test_an_existing_key_is_replaced_only_after_choosing_to(app_page, app_dataset):
@@ -94,13 +143,13 @@ def test_pr_curves_and_threshold_tuning(app_page, app_dataset, tmp_path):
     app.open_operator("plot_tag_pr_curves", "Tag PR curves")
     app.execute()
     app.wait_for_output("Precision-recall curves")
-    traces = app.prompt.locator(".js-plotly-plot .scatterlayer .trace")
+    traces = app.output.locator(".js-plotly-plot .scatterlayer .trace")
     traces.first.wait_for(state="attached")
     assert traces.count() == 3  # the three classes with the best AP
-    legend = app.prompt.locator(".js-plotly-plot .legendtext").all_text_contents()
+    legend = app.output.locator(".js-plotly-plot .legendtext").all_text_contents()
     assert len(legend) == 3 and all("(AP " in name for name in legend), legend
     app.docs_shot("app-pr-curves.png")
-    app.prompt.get_by_role("button", name="Close", exact=True).click()
+    app.close_output()
     app.prompt.wait_for(state="hidden")
 
     tags_file, out = tmp_path / "tags.txt", tmp_path / "tuned.txt"
@@ -154,16 +203,16 @@ def test_tag_evaluation_panel_show_errors_and_tune_thresholds(app_page, app_data
     app.open_dataset(dataset.name)
     app.page.locator("[data-cy=new-panel-btn]").first.click()  # the "+" beside the Samples tab
     app.page.locator("[data-cy$=tag_evaluation_panel]").first.click()
-    app.wait_for_text("against ground_truth_b,")  # the newest run first
-    evaluation = app.page.get_by_text("Evaluation", exact=True).first
+    app.wait_for_text("against ground_truth_b:")  # the newest run first
+    evaluation = app.page.get_by_text("Evaluation (latest first)", exact=True).first
     evaluation.locator("xpath=following::*[@role='combobox'][1]").click()
     app.page.get_by_role("option", name="eval_a", exact=True).click()
-    app.wait_for_text("against ground_truth,")
+    app.wait_for_text("against ground_truth:")
 
     rows = app.page.get_by_role("table").first.locator("tbody tr")
     row = rows.filter(has=app.page.locator("td:first-child").get_by_text(cls, exact=True))
     expect(row).to_have_count(1)
-    row.get_by_role("button", name="Show errors").click()
+    row.get_by_role("button", name="Errors").click()
     expect(app.page.locator("body")).to_contain_text("Match", timeout=60_000)  # a stage in the view bar
     count = app.page.get_by_text(re.compile(r"^\s*\d+ samples?\s*$")).first
     expect(count).to_have_text(re.compile(rf"^\s*{len(errors[cls])} samples\s*$"), timeout=60_000)

