@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -87,6 +89,7 @@ class Tagger:
         self.batch_size = batch_size
         self._index = {name: i for i, name in reversed(list(enumerate(tag_list)))}  # first of duplicates
         self._tokenizer = None
+        self._seen_shapes: set[tuple] = set()
 
     # -- facts ----------------------------------------------------------------------------------------
     @property
@@ -149,6 +152,7 @@ class Tagger:
         tagger.vocabulary = vocabulary
         tagger.checkpoint = self.checkpoint
         tagger._tokenizer = self._tokenizer
+        tagger.compiled = self.compiled  # the model (compiled or not) is shared
         return tagger
 
     # -- the tagging loop -------------------------------------------------------------------------------
@@ -214,10 +218,16 @@ class Tagger:
             return TaggedBatch([], indices, np.zeros((0, len(indices)), np.float32),
                                np.zeros((0, len(indices)), np.float32), np.zeros((0, self.embedding_dim), np.float32),
                                errors, [] if caption else None, [] if caption else None)
+        shape = (tuple(pixels.shape), None if classes is None else len(classes))
+        first = self.compiled and shape not in self._seen_shapes
+        started = time.perf_counter()
         with autocast(self.model, self.device):
             embeds = self.model.image_embeds(pixels.to(self.device, self._dtype, non_blocking=True))
             logits = self.model.logits(embeds, classes).float() if len(indices) else None
             embedding = self.model.image_embedding(embeds).float()
+        if first:  # a compiled tagger's first batch of this shape: mostly compilation
+            self._seen_shapes.add(shape)
+            self.compile_seconds += time.perf_counter() - started
         logits = logits.cpu() if logits is not None else torch.zeros(len(pixels), 0)
         probs = torch.sigmoid(logits).numpy()
         batch = TaggedBatch(positions, indices, logits.numpy(), probs, embedding.cpu().numpy(), errors)
@@ -292,12 +302,24 @@ class Tagger:
         return np.concatenate([b.embeddings for b in self._readable(self.iter_batches(images, tags=[]))])
 
     def compile(self, **options: Any) -> Tagger:
-        """``torch.compile`` the image encoder and the tagging head in place (``nn.Module.compile``: the state
-        dict keeps its keys); returns the tagger. Worth it on GPUs for long runs at one batch size (the first
-        batch of each new shape compiles for tens of seconds); ``options`` go to ``torch.compile``."""
-        self.model.visual_encoder.compile(**options)
+        """``torch.compile`` the image encoder and the tagging head in place; returns the tagger.
+
+        The encoder's ``forward_features`` (what the tagger calls) and the head's ``forward`` are compiled, so the
+        state dict keeps its keys. Each new input shape compiles on its first batch (the second new one compiles
+        a graph with a dynamic batch axis); :attr:`compile_seconds` adds up the time those batches took. Compiled
+        code is cached by inductor in ``$TORCHINDUCTOR_CACHE_DIR``, by default ``<cache>/inductor`` (see
+        :func:`inductor_cache_dir`), so a later process compiles faster. ``options`` go to ``torch.compile``.
+        """
+        inductor_cache_dir()
+        encoder = self.model.visual_encoder
+        encoder.forward_features = torch.compile(encoder.forward_features, **options)
         self.model.tagging_head.compile(**options)
+        self.compiled = True
         return self
+
+    #: Whether :meth:`compile` was called; and the seconds its first batches of each shape took so far.
+    compiled: bool = False
+    compile_seconds: float = 0.0
 
     # -- captions (Tag2Text) ----------------------------------------------------------------------------
     def caption(self, images: Images, tags: str | Sequence[str] | None = None, **generation) -> list[str]:
@@ -357,7 +379,8 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig | None, checkpoi
                 descriptions: str | Path | Sequence[Mapping] | Mapping | None = None, keep_builtin: bool = False,
                 new_tag_threshold: float | None = None, tag_thresholds: Mapping[str, float] | None = None,
                 text_encoder=None, templates: Sequence[str] | None = None, precision: str | None = None,
-                caption_branch: bool = False, tokenizer: str | Path | None = None) -> Tagger:
+                caption_branch: bool = False, tokenizer: str | Path | None = None,
+                calibration: Sequence[ImageInput] | None = None, compile: bool = False) -> Tagger:
     """Load RAM, RAM++ or Tag2Text.
 
     ``name_or_config``: a released variant (``ram_plus_swin_large_14m``, ``ram_swin_large_14m``,
@@ -373,8 +396,10 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig | None, checkpoi
     tagger answers: a subset of its tags or new ones (see ``fiftyone_ram.vocabulary.build_vocabulary``).
 
     ``precision``: ``"auto"`` (what the device runs fast: see ``fiftyone_ram.hardware``), ``"fp32"``,
-    ``"bf16"``, ``"fp16"`` or ``"int8"`` (CPU); None: ``$FIFTYONE_RAM_PRECISION``, else ``"auto"``. The tagger's
-    ``precision`` says what it resolved to.
+    ``"bf16"``, ``"fp16"`` or ``"int8"`` (CPU; static, calibrated once per checkpoint on ``calibration`` images,
+    else on two sample photos that scikit-learn ships, and cached); None: ``$FIFTYONE_RAM_PRECISION``, else
+    ``"auto"``. The tagger's ``precision`` says what it resolved to. ``compile``: ``torch.compile`` the image
+    encoder and the tagging head (:meth:`Tagger.compile`).
 
     ``caption_branch``: also load RAM's tag encoder and text decoder, which only training's caption loss uses.
     """
@@ -450,10 +475,13 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig | None, checkpoi
     model = model_from_checkpoint(config, checkpoint, len(names), caption_branch=caption_branch)
     if folder is not None and folder.description_counts is not None:
         model.description_mask = folder.description_mask(config.descriptions_per_tag)
-    model = set_precision(model, precision)
+    ranges = _int8_ranges(model, config, identity, calibration) if precision == "int8" else None
+    model = set_precision(model, precision, ranges)
     tagger = Tagger(model, config, names, limits, tag_list_chinese=chinese, excluded=excluded, device=device,
                     batch_size=batch_size, precision=precision)
     tagger.checkpoint = identity
+    if compile:
+        tagger.compile()
     if tags is None and descriptions is None and not keep_builtin and not tag_thresholds:
         return tagger
     from fiftyone_ram.vocabulary import build_vocabulary
@@ -462,6 +490,64 @@ def load_tagger(name_or_config: str | Path | dict | ModelConfig | None, checkpoi
         tagger.family, tagger.tag_list, tagger.thresholds, tags=tags, descriptions=descriptions,
         keep_builtin=keep_builtin, new_tag_threshold=new_tag_threshold, tag_thresholds=tag_thresholds,
         text_encoder=text_encoder, templates=templates, device=tagger.device))
+
+
+def inductor_cache_dir() -> Path:
+    """Where inductor caches compiled graphs: ``$TORCHINDUCTOR_CACHE_DIR`` when set, else the package's cache
+    (``<ram_home>/inductor``), which this sets as the variable's value, as torch itself records its own default
+    there on first use."""
+    chosen = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if chosen:
+        return Path(chosen)
+    folder = assets.ram_home() / "inductor"
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
+    return folder
+
+
+#: Bump when the calibration changes (images, statistics): cached input ranges of older versions are not used.
+INT8_CALIBRATION_VERSION = 1
+
+
+def _int8_ranges(model: TaggerModel, config: ModelConfig, identity: assets.CheckpointIdentity | None,
+                 calibration: Sequence[ImageInput] | None) -> dict[str, tuple[float, float]]:
+    """The calibrated input ranges of the int8 layers: computed once per checkpoint on the default images and
+    cached under the package's cache (``int8/``), or computed on the ``calibration`` images given."""
+    import json
+
+    from fiftyone_ram.models.precision import int8_ranges
+
+    cache = None
+    if calibration is None and identity is not None:
+        key = f"{identity.fingerprint[:32]}-{model.family}-{model.num_classes}-v{INT8_CALIBRATION_VERSION}"
+        cache = assets.ram_home() / "int8" / f"{key}.json"
+        try:
+            return {name: (low, high) for name, (low, high) in json.loads(cache.read_text()).items()}
+        except (OSError, ValueError):
+            pass
+    images = calibration_images() if calibration is None else list(calibration)
+    pixels = preprocess(images, config.image_size)
+    ranges = int8_ranges(model, [pixels[i:i + 2] for i in range(0, len(pixels), 2)])
+    if cache is not None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            partial = cache.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_text(json.dumps(ranges))
+            partial.replace(cache)
+        except OSError:  # a read-only cache: calibrate again next time
+            pass
+    return ranges
+
+
+def calibration_images() -> list[np.ndarray]:
+    """Eight views (whole, mirrored, two crops) of the two photographs scikit-learn ships (a temple, a
+    flower): the default int8 calibration set, real photographs without a download."""
+    from sklearn.datasets import load_sample_images
+
+    views = []
+    for image in load_sample_images().images:
+        h, w = image.shape[:2]
+        views += [image, image[:, ::-1], image[: 2 * h // 3, : 2 * w // 3], image[h // 3:, w // 3:]]
+    return [np.ascontiguousarray(view) for view in views]
 
 
 def _fetch_when_asked(name: str) -> Path:
