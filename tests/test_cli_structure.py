@@ -24,7 +24,7 @@ def _python(*args: str) -> subprocess.CompletedProcess:
 
 def test_the_command_modules_are_all_found():
     assert MODULES == [f"fiftyone_ram.cli.{name}" for name in
-                       ("engine", "evaluate", "finetune", "labels", "models", "options", "tag")]
+                       ("engine", "evaluate", "export", "finetune", "labels", "models", "options", "tag")]
 
 
 @pytest.mark.parametrize("module", ["fiftyone_ram.cli", *MODULES])
