@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from fiftyone_ram.cli.options import CommandError, load_tagger_from_options, tagger_options
+from fiftyone_ram.cli.options import CommandError, tagger_options
 from fiftyone_ram.image_files import find_images
 
 __all__ = ["export"]
@@ -33,13 +33,13 @@ __all__ = ["export"]
 @click.option("--opset", type=click.IntRange(min=18), default=None, help="ONNX opset (default: the exporter's).")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier export in OUTPUT.")
 @click.option("--json", "as_json", is_flag=True, help="Print the export's manifest as JSON.")
-def export(output, model_name, checkpoint, config_path, tag_list, tag_list_chinese, thresholds, device, precision,
-           export_format, int8, calibration, batch_size, opset, overwrite, as_json):
+def export(output, export_format, int8, calibration, batch_size, opset, overwrite, as_json, **tagger):
     """Export a tagger to OUTPUT (a folder): model.onnx (pixels to logits and embeddings, dynamic batch), its
     int8 variant with --int8, export.json, tag_list.txt and thresholds.txt."""
     from fiftyone_ram.export.folder import ExportError
     from fiftyone_ram.export.onnx import export_onnx
 
+    precision = tagger.get("precision")
     if precision not in (None, "fp32"):
         raise CommandError(f"--precision {precision}: an export is traced from fp32 weights; add --int8 for the "
                            "int8 variant")
@@ -48,10 +48,8 @@ def export(output, model_name, checkpoint, config_path, tag_list, tag_list_chine
     images = [found.path for found in find_images(calibration) if found.is_image] if calibration else []
     if int8 and not images:
         raise CommandError("--int8 needs --calibration images (a few dozen like the ones to tag)")
-    tagger = load_tagger_from_options(model_name, checkpoint, config_path, tag_list, tag_list_chinese, thresholds,
-                                      device or "cpu", precision="fp32")
     try:
-        result = export_onnx(tagger, folder, int8=int8, calibration=images or None, batch_size=batch_size,
+        result = export_onnx(_load(tagger), folder, int8=int8, calibration=images or None, batch_size=batch_size,
                              opset=opset, overwrite=overwrite)
     except ExportError as exc:
         raise CommandError(str(exc)) from None
@@ -64,6 +62,18 @@ def export(output, model_name, checkpoint, config_path, tag_list, tag_list_chine
         click.echo(f"{result.path / name}  ({size / 1e6:.1f} MB; {variant}: max |Δprobability| "
                    f"{figures['max_abs_probability']:.2g}, tag-set F1 {figures['tag_f1']:.4f} on "
                    f"{figures['images']} image(s))")
+
+
+def _load(options: dict):
+    """The fp32 tagger the shared tagger options describe, on the CPU unless ``--device`` says otherwise."""
+    from fiftyone_ram import load_tagger
+    from fiftyone_ram.models.config import FAMILIES
+
+    name = options["model_name"]
+    return load_tagger(options.get("config_path") or name, options.get("checkpoint"),
+                       family=name if name in FAMILIES else None, tag_list=options.get("tag_list"),
+                       tag_list_chinese=options.get("tag_list_chinese"), thresholds=options.get("thresholds"),
+                       device=options.get("device") or "cpu", precision="fp32")
 
 
 def _check_output(folder: Path, overwrite: bool) -> None:
