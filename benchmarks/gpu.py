@@ -10,7 +10,10 @@ the scores with fp32's on the same pixels (tag-set F1 at the per-class threshold
 memory) and reports images/s and the share of the wall time the model waited for data. The fine-tuning step
 (``fiftyone_ram.training``) is reported as not measured where that package has not landed.
 
-Usage: ``python benchmarks/gpu.py [--batches 32 128 256] [--precisions bf16 fp32] [--json gpu.json]``
+``--compile`` adds a compiled row (``Tagger.compile``: ``torch.compile`` of the encoder and the head) beside each
+eager one, with the seconds its first batch spent compiling (the inductor cache makes later processes faster).
+
+Usage: ``python benchmarks/gpu.py [--batches 32 128 256] [--precisions bf16 fp32] [--compile] [--json gpu.json]``
 (a lent GPU: about 3-4 minutes). ``--smoke``: the tiny fixture architecture on the CPU, one batch size, four
 JPEGs (CI runs it: tests/test_gpu_benchmark.py).
 """
@@ -89,41 +92,47 @@ def time_model(tagger, pixels, seconds: float) -> tuple[float, object]:
 
 
 def model_rows(args, device) -> list[dict]:
+    """Eager rows, and with ``--compile`` compiled rows beside them (``Tagger.compile``: the first batch of each
+    shape compiles, and its seconds are the row's ``compile_s``)."""
     import torch
 
     from fiftyone_ram.evaluation.agreement import agreement
 
     rows = []
+    backends = ["eager", "compiled"] if args.compile else ["eager"]
     for label, (name, family) in RELEASED.items():
         label = label.split()[0] + " tiny" if args.smoke else label
         reference = random_tagger(name, family, device, smoke=args.smoke)
-        if args.compile:
-            reference.compile()
         size = reference.image_size
         for precision in args.precisions:
-            tagger = reference if precision == "fp32" else at_precision(reference, precision)
-            if args.compile and tagger is not reference:
-                tagger.compile()
-            for batch in args.batches:
-                generator = torch.Generator().manual_seed(batch)
-                pixels = torch.randn(batch, 3, size, size, generator=generator).to(device)
-                row = {"model": label, "precision": precision, "batch": batch}
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-                    torch.cuda.reset_peak_memory_stats(device)
-                try:
-                    row["images_per_s"], probs = time_model(tagger, pixels, args.seconds)
+            for backend in backends:
+                tagger = reference if precision == "fp32" and backend == "eager" else at_precision(reference,
+                                                                                                  precision)
+                if backend == "compiled":
+                    tagger.compile()
+                for batch in args.batches:
+                    generator = torch.Generator().manual_seed(batch)
+                    pixels = torch.randn(batch, 3, size, size, generator=generator).to(device)
+                    row = {"model": label, "precision": precision, "backend": backend, "batch": batch}
                     if device.type == "cuda":
-                        row["peak_gpu_gb"] = torch.cuda.max_memory_allocated(device) / 1e9
-                    if precision != "fp32":
-                        (want,) = reference.iter_batches(pixels, batch_size=len(pixels))
-                        row.update(agreement(want.probabilities, probs, reference.thresholds).to_dict())
-                except torch.OutOfMemoryError:
-                    row["error"] = "out of memory"
-                rows.append(row)
-                print(_format_row(row), flush=True)
-            if tagger is not reference:
-                del tagger
+                        torch.cuda.empty_cache()
+                        torch.cuda.reset_peak_memory_stats(device)
+                    try:
+                        compiled_before = tagger.compile_seconds
+                        row["images_per_s"], probs = time_model(tagger, pixels, args.seconds)
+                        if backend == "compiled":
+                            row["compile_s"] = tagger.compile_seconds - compiled_before
+                        if device.type == "cuda":
+                            row["peak_gpu_gb"] = torch.cuda.max_memory_allocated(device) / 1e9
+                        if tagger is not reference:
+                            (want,) = reference.iter_batches(pixels, batch_size=len(pixels))
+                            row.update(agreement(want.probabilities, probs, reference.thresholds).to_dict())
+                    except torch.OutOfMemoryError:
+                        row["error"] = "out of memory"
+                    rows.append(row)
+                    print(_format_row(row), flush=True)
+                if tagger is not reference:
+                    del tagger
         del reference
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -207,7 +216,9 @@ def _format_row(row: dict) -> str:
             figures += f"  peak {row['peak_gpu_gb']:6.1f} GB"
         if "tag_f1" in row:
             figures += f"  F1 vs fp32 {row['tag_f1']:.4f}  max|Δp| {row['max_abs_delta']:.4f}"
-    return f"{row['model']:<18}{row['precision']:>6}{row['batch']:>6}  {figures}"
+        if "compile_s" in row:
+            figures += f"  compile {row['compile_s']:.0f} s"
+    return f"{row['model']:<18}{row['precision']:>6}{row.get('backend', 'eager'):>9}{row['batch']:>6}  {figures}"
 
 
 def fine_tuning_note() -> str:
@@ -227,7 +238,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=None, help="timing per row (default 6; smoke: one run)")
     parser.add_argument("--images", type=int, default=None, help="JPEGs for tag_samples (default 2048; smoke 4)")
     parser.add_argument("--e2e-batch", type=int, default=None, help="tag_samples batch (default 128; smoke 2)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the encoder and the head")
+    parser.add_argument("--compile", action="store_true",
+                        help="also measure each precision compiled (Tagger.compile), with its compile time")
     parser.add_argument("--json", dest="json_out", default="gpu_benchmark.json", help="results file")
     args = parser.parse_args()
     smoke = args.smoke
@@ -247,7 +259,7 @@ def main() -> None:
         raise SystemExit("no CUDA device here: run on a GPU machine, or pass --smoke for the CPU check")
     machine = describe(device)
     print("ran on: " + ", ".join(f"{k} {v}" for k, v in machine.items()), flush=True)
-    print(f"{'model':<18}{'prec':>6}{'batch':>6}  figures", flush=True)
+    print(f"{'model':<18}{'prec':>6}{'backend':>9}{'batch':>6}  figures", flush=True)
     started = time.perf_counter()
     rows = model_rows(args, device)
     end_to_end = tag_samples_row(args, device)

@@ -7,17 +7,22 @@ can fake a machine there and nowhere else:
   ``ATEN_CPU_CAPABILITY``, so ``ATEN_CPU_CAPABILITY=avx2`` makes an AVX-512 machine choose as an AVX2 one);
 * bf16 arithmetic: ``torch.cpu._is_avx512_bf16_supported()`` and ``torch.cpu._is_amx_tile_supported()``
   (what the CPU has; used only when ATen runs AVX-512 kernels);
-* int8: the quantised engines of this torch build (``torch.backends.quantized.supported_engines``);
+* int8: the quantised engines of this torch build (``torch.backends.quantized.supported_engines``), and VNNI
+  (``torch.cpu._is_vnni_supported()``: int8 products without 16-bit saturation);
 * CUDA: ``torch.cuda.get_device_capability()``.
 
 What ``"auto"`` picks, and why (docs/tagging.md; figures in docs/benchmarks.md):
 
 * CUDA, compute capability 8.0 and up (Ampere, Hopper, ...): ``bf16`` (tensor cores; fp16's range issues
   avoided); older CUDA devices: ``fp16`` (they have no bf16 arithmetic);
-* a CPU with AVX512_BF16 or AMX: ``bf16`` (its matrix units run bf16 about 3x as fast as fp32);
-* another x86 CPU with AVX2 or AVX-512: ``int8`` (dynamic quantisation of the MLP layers, whose int8 kernels
-  beat fp32's there: ``fiftyone_ram.models.precision``);
+* a CPU with AVX512_BF16 or AMX: ``bf16`` (its matrix units run bf16 about 3x as fast as fp32, and bf16
+  moves scores less than int8 does);
+* another x86 CPU with AVX2 or AVX-512: ``int8`` (static int8 of the encoder's and the head's Linear layers:
+  ``fiftyone_ram.models.precision``), which beats fp32 there;
 * anything else (no AVX2, other architectures, other devices): ``fp32``.
+
+``int8`` is faster still on CPUs with AVX512_BF16 and VNNI (1.5x bf16 on a 2-core AMD EPYC, docs/benchmarks.md)
+but moves scores more: it is chosen there only when asked (``precision="int8"``).
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ class Capabilities:
     cpu_capability: str = ""  # ATen's dispatch level: "AVX512", "AVX2", "DEFAULT", ...
     cpu_bf16: bool = False  # AVX512_BF16 or AMX
     int8_engine: bool = False  # the quantised engine int8 uses is in this build
+    cpu_vnni: bool = False  # AVX512_VNNI / AVX-VNNI: int8 products without saturation
     cuda_capability: tuple[int, int] | None = None
 
 
@@ -78,7 +84,8 @@ def detect_capabilities(device: torch.device) -> Capabilities:
     bf16 = bool(getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
                 or getattr(cpu, "_is_amx_tile_supported", lambda: False)())
     return Capabilities("cpu", cpu_capability=torch.backends.cpu.get_cpu_capability(), cpu_bf16=bf16,
-                        int8_engine=INT8_ENGINE in torch.backends.quantized.supported_engines)
+                        int8_engine=INT8_ENGINE in torch.backends.quantized.supported_engines,
+                        cpu_vnni=bool(getattr(cpu, "_is_vnni_supported", lambda: False)()))
 
 
 def auto_precision(capabilities: Capabilities) -> str:
@@ -119,6 +126,7 @@ def describe(device: torch.device | str | None = "cpu") -> dict[str, object]:
     capabilities = detect_capabilities(torch.device("cpu"))
     out: dict[str, object] = {
         "cpu": _cpu_model(), "cpu_capability": capabilities.cpu_capability, "cpu_bf16": capabilities.cpu_bf16,
+        "cpu_vnni": capabilities.cpu_vnni,
         "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
         "device": str(device), "auto_precision": auto_precision(detect_capabilities(device)),
     }

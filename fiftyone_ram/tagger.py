@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -90,6 +92,7 @@ class Tagger:
         self.batch_size = batch_size
         self._index = {name: i for i, name in reversed(list(enumerate(tag_list)))}  # first of duplicates
         self._tokenizer = None
+        self._seen_shapes: set[tuple] = set()
 
     # -- facts ----------------------------------------------------------------------------------------
     @property
@@ -154,6 +157,7 @@ class Tagger:
         if self.spec is not None:  # reloadable only when the vocabulary's inputs are known
             tagger.spec = self.spec.replace(vocabulary=vocabulary.spec) if vocabulary.spec is not None else None
         tagger._tokenizer = self._tokenizer
+        tagger.compiled = self.compiled  # the model (compiled or not) is shared
         return tagger
 
     # -- the tagging loop -------------------------------------------------------------------------------
@@ -219,10 +223,16 @@ class Tagger:
             return TaggedBatch([], indices, np.zeros((0, len(indices)), np.float32),
                                np.zeros((0, len(indices)), np.float32), np.zeros((0, self.embedding_dim), np.float32),
                                errors, [] if caption else None, [] if caption else None)
+        shape = (tuple(pixels.shape), None if classes is None else len(classes))
+        first = self.compiled and shape not in self._seen_shapes
+        started = time.perf_counter()
         with autocast(self.model, self.device):
             embeds = self.model.image_embeds(pixels.to(self.device, self._dtype, non_blocking=True))
             logits = self.model.logits(embeds, classes).float() if len(indices) else None
             embedding = self.model.image_embedding(embeds).float()
+        if first:  # a compiled tagger's first batch of this shape: mostly compilation
+            self._seen_shapes.add(shape)
+            self.compile_seconds += time.perf_counter() - started
         logits = logits.cpu() if logits is not None else torch.zeros(len(pixels), 0)
         probs = torch.sigmoid(logits).numpy()
         batch = TaggedBatch(positions, indices, logits.numpy(), probs, embedding.cpu().numpy(), errors)
@@ -297,12 +307,23 @@ class Tagger:
         return np.concatenate([b.embeddings for b in self._readable(self.iter_batches(images, tags=[]))])
 
     def compile(self, **options: Any) -> Tagger:
-        """``torch.compile`` the image encoder and the tagging head in place (``nn.Module.compile``: the state
-        dict keeps its keys); returns the tagger. Worth it on GPUs for long runs at one batch size (the first
-        batch of each new shape compiles for tens of seconds); ``options`` go to ``torch.compile``."""
-        self.model.visual_encoder.compile(**options)
+        """``torch.compile`` the image encoder and the tagging head in place; returns the tagger.
+
+        The encoder's ``forward_features`` (what the tagger calls) and the head's ``forward`` are compiled, so the
+        state dict keeps its keys. Each new input shape compiles on its first batch (the second new one compiles
+        a graph with a dynamic batch axis); :attr:`compile_seconds` adds up the time those batches took. Inductor
+        caches compiled code where torch's settings say (``$TORCHINDUCTOR_CACHE_DIR``): this process's settings
+        are the caller's, not changed here. ``options`` go to ``torch.compile``.
+        """
+        encoder = self.model.visual_encoder
+        encoder.forward_features = torch.compile(encoder.forward_features, **options)
         self.model.tagging_head.compile(**options)
+        self.compiled = True
         return self
+
+    #: Whether :meth:`compile` was called; and the seconds its first batches of each shape took so far.
+    compiled: bool = False
+    compile_seconds: float = 0.0
 
     # -- captions (Tag2Text) ----------------------------------------------------------------------------
     def caption(self, images: Images, tags: str | Sequence[str] | None = None, **generation) -> list[str]:
@@ -354,7 +375,8 @@ def _tags_per_image(tags: str | Sequence[str] | None, count: int) -> list[str] |
 
 
 def load_tagger(model: TaggerSpec | str | Path | dict | ModelConfig | None = None,
-                checkpoint: str | Path | None = None, **options: Any) -> Tagger:
+                checkpoint: str | Path | None = None, *, calibration: Sequence[ImageInput] | None = None,
+                **options: Any) -> Tagger:
     """Load RAM, RAM++ or Tag2Text: a :class:`~fiftyone_ram.tagger_spec.TaggerSpec`, or its fields.
 
     ``model``: a spec, or a released variant (``ram_plus_swin_large_14m``, ``ram_swin_large_14m``,
@@ -365,7 +387,8 @@ def load_tagger(model: TaggerSpec | str | Path | dict | ModelConfig | None = Non
     ``device``, ...). Files not given are taken from the cache (downloaded on first use): the released weights
     and upstream's tag lists and thresholds. Explicit paths always win. The tagger's ``spec`` is the spec with
     the checkpoint that was read and the precision it resolved to (``"auto"``: what the device runs fast,
-    ``fiftyone_ram.hardware``).
+    ``fiftyone_ram.hardware``). At ``int8`` (CPU, static) the layers' input ranges are calibrated once per
+    checkpoint on two sample photos that scikit-learn ships and cached, or on the ``calibration`` images given.
     """
     from fiftyone_ram.hardware import resolve_device, resolve_precision
 
@@ -442,10 +465,13 @@ def load_tagger(model: TaggerSpec | str | Path | dict | ModelConfig | None = Non
     model_ = model_from_checkpoint(config, checkpoint, len(names), caption_branch=spec.caption_branch)
     if folder is not None and folder.description_counts is not None:
         model_.description_mask = folder.description_mask(config.descriptions_per_tag)
-    model_ = set_precision(model_, precision)
+    ranges = _int8_ranges(model_, config, identity, calibration) if precision == "int8" else None
+    model_ = set_precision(model_, precision, ranges)
     tagger = Tagger(model_, config, names, limits, tag_list_chinese=chinese, excluded=excluded, device=device,
                     batch_size=spec.batch_size, precision=precision)
     tagger.checkpoint = identity
+    if spec.compile:
+        tagger.compile()
     # What loads this tagger again elsewhere: the file that was read, the precision it resolved to.
     tagger.spec = spec.replace(checkpoint=str(spec.checkpoint if folder is not None and spec.checkpoint is not None
                                               else checkpoint),
@@ -455,6 +481,52 @@ def load_tagger(model: TaggerSpec | str | Path | dict | ModelConfig | None = Non
     from fiftyone_ram.vocabulary.vocabulary import build_vocabulary
 
     return tagger.with_vocabulary(build_vocabulary(tagger, spec=spec.vocabulary, device=tagger.device))
+
+
+#: Bump when the calibration changes (images, statistics): cached input ranges of older versions are not used.
+INT8_CALIBRATION_VERSION = 1
+
+
+def _int8_ranges(model: TaggerModel, config: ModelConfig, identity: assets.CheckpointIdentity | None,
+                 calibration: Sequence[ImageInput] | None) -> dict[str, tuple[float, float]]:
+    """The calibrated input ranges of the int8 layers: computed once per checkpoint on the default images and
+    cached under the package's cache (``int8/``), or computed on the ``calibration`` images given."""
+    import json
+
+    from fiftyone_ram.models.precision import int8_ranges
+
+    cache = None
+    if calibration is None and identity is not None:
+        key = f"{identity.fingerprint[:32]}-{model.family}-{model.num_classes}-v{INT8_CALIBRATION_VERSION}"
+        cache = assets.ram_home() / "int8" / f"{key}.json"
+        try:
+            return {name: (low, high) for name, (low, high) in json.loads(cache.read_text()).items()}
+        except (OSError, ValueError):
+            pass
+    images = calibration_images() if calibration is None else list(calibration)
+    pixels = preprocess(images, config.image_size)
+    ranges = int8_ranges(model, [pixels[i:i + 2] for i in range(0, len(pixels), 2)])
+    if cache is not None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            partial = cache.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_text(json.dumps(ranges))
+            partial.replace(cache)
+        except OSError:  # a read-only cache: calibrate again next time
+            pass
+    return ranges
+
+
+def calibration_images() -> list[np.ndarray]:
+    """Eight views (whole, mirrored, two crops) of the two photographs scikit-learn ships (a temple, a
+    flower): the default int8 calibration set, real photographs without a download."""
+    from sklearn.datasets import load_sample_images
+
+    views = []
+    for image in load_sample_images().images:
+        h, w = image.shape[:2]
+        views += [image, image[:, ::-1], image[: 2 * h // 3, : 2 * w // 3], image[h // 3:, w // 3:]]
+    return [np.ascontiguousarray(view) for view in views]
 
 
 def _fetch_when_asked(name: str) -> Path:

@@ -43,6 +43,7 @@ class TaggerSpec:
     device: ``cpu``, ``cuda``, ``cuda:1``...; None: CUDA when there is one
     batch_size: images per model call
     caption_branch: RAM: also load the tag encoder and text decoder (training's caption loss)
+    compile: ``torch.compile`` the image encoder and the tagging head (``Tagger.compile``)
     """
 
     model: Any = None
@@ -57,6 +58,7 @@ class TaggerSpec:
     device: str | None = None
     batch_size: int = BATCH_SIZE
     caption_branch: bool = False
+    compile: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "vocabulary", VocabularySpec.of(self.vocabulary))

@@ -28,7 +28,8 @@ LEAVES = {"fiftyone_ram.cli.options", "fiftyone_ram.cli.settings"}
 
 def test_the_command_modules_are_all_found():
     assert MODULES == [f"fiftyone_ram.cli.{name}" for name in
-                       ("engine", "evaluate", "finetune", "labels", "models", "options", "settings", "tag")]
+                       ("engine", "evaluate", "export", "finetune", "labels", "models", "options", "settings",
+                        "tag")]
 
 
 def test_each_module_imports_alone_and_without_the_heavy_libraries():

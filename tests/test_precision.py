@@ -18,15 +18,17 @@ from fiftyone_ram.hardware import Capabilities, PrecisionError, auto_precision, 
 
 CPU = torch.device("cpu")
 
-AVX512_BF16 = Capabilities("cpu", cpu_capability="AVX512", cpu_bf16=True, int8_engine=True)
+AVX512_BF16 = Capabilities("cpu", cpu_capability="AVX512", cpu_bf16=True, int8_engine=True, cpu_vnni=True)
 AVX512 = Capabilities("cpu", cpu_capability="AVX512", cpu_bf16=False, int8_engine=True)
 AVX2 = Capabilities("cpu", cpu_capability="AVX2", cpu_bf16=True, int8_engine=True)  # AMX/bf16 unused by ATen here
 AVX2_NO_ENGINE = Capabilities("cpu", cpu_capability="AVX2", int8_engine=False)
+AVX512_BF16_NO_ENGINE = Capabilities("cpu", cpu_capability="AVX512", cpu_bf16=True, int8_engine=False)
 ARM = Capabilities("cpu", cpu_capability="DEFAULT", int8_engine=True)
 
 
 @pytest.mark.parametrize(("capabilities", "expected"), [
-    (AVX512_BF16, "bf16"), (AVX512, "int8"), (AVX2, "int8"), (AVX2_NO_ENGINE, "fp32"), (ARM, "fp32"),
+    (AVX512_BF16, "bf16"), (AVX512, "int8"), (AVX2, "int8"), (AVX2_NO_ENGINE, "fp32"),
+    (AVX512_BF16_NO_ENGINE, "bf16"), (ARM, "fp32"),
     (Capabilities("cuda", cuda_capability=(9, 0)), "bf16"), (Capabilities("cuda", cuda_capability=(8, 0)), "bf16"),
     (Capabilities("cuda", cuda_capability=(7, 5)), "fp16"), (Capabilities("cuda", cuda_capability=(6, 1)), "fp16"),
     (Capabilities("mps"), "fp32"),
@@ -35,17 +37,22 @@ def test_auto_rule(capabilities, expected):
     assert auto_precision(capabilities) == expected
 
 
-@pytest.mark.parametrize(("capabilities", "expected"), [(AVX512_BF16, "bf16"), (AVX2, "int8"), (ARM, "fp32")])
+@pytest.mark.parametrize(("capabilities", "expected"),
+                         [(AVX512_BF16_NO_ENGINE, "bf16"), (AVX2, "int8"), (ARM, "fp32")])
 def test_load_tagger_auto_follows_detected_hardware(monkeypatch, tiny_tagger, capabilities, expected):
+    from fiftyone_ram.models.precision import StaticInt8Linear
+
     monkeypatch.setattr(hardware, "detect_capabilities", lambda device: capabilities)
     tagger = tiny_tagger("ram", precision="auto")
     assert tagger.precision == expected
-    linear = tagger.model.visual_encoder.layers[0].blocks[0].mlp.fc1
+    block = tagger.model.visual_encoder.layers[0].blocks[0]
+    linear = block.mlp.fc1
     if expected == "bf16":
         assert linear.weight.dtype == torch.bfloat16 and tagger.model.fc.weight.dtype == torch.float32
     elif expected == "int8":
-        assert type(linear).__module__.startswith("torch.ao.nn.quantized")
-        assert isinstance(tagger.model.visual_encoder.layers[0].blocks[0].attn.qkv, torch.nn.Linear)  # kept fp32
+        assert isinstance(linear, StaticInt8Linear) and linear.gelu and isinstance(block.mlp.act, torch.nn.Identity)
+        assert isinstance(block.attn.qkv, StaticInt8Linear)
+        assert isinstance(tagger.model.image_proj, torch.nn.Linear) and isinstance(tagger.model.fc, torch.nn.Linear)
     else:
         assert linear.weight.dtype == torch.float32
 
@@ -84,9 +91,13 @@ def test_this_machine_is_detected(monkeypatch):
     assert facts["auto_precision"] == auto_precision(capabilities) and facts["cores"] >= 1
 
 
-#: Least tag-set F1 against fp32 on the tiny random-weight fixtures (224 px, 150-450 tags per image, many
-#: near a threshold; measured 0.97-1.0 for bf16/fp16 and 0.93-0.98 for int8). Real weights are more confident.
+#: Least tag-set F1 against fp32 on the tiny random-weight fixtures (224 px, 100-150 tags per image, many of them
+#: near a threshold; measured 0.97-1.0 for bf16/fp16; static int8 0.93 (RAM++), 0.96 (RAM), 0.98 (Tag2Text)).
+#: Real weights are more confident: the full-size figures are in docs/benchmarks.md.
 MIN_F1 = {"bf16": 0.95, "fp16": 0.98, "int8": 0.9}
+#: Largest |Δprobability| against fp32 on the tiny fixtures: measured bf16/fp16 up to 0.04, static int8 0.21
+#: (RAM++), 0.08 (RAM), 0.03 (Tag2Text).
+MAX_DELTA = {"bf16": 0.25, "fp16": 0.25, "int8": 0.3}
 
 
 @pytest.mark.parametrize("family", ["ram", "ram_plus", "tag2text"])
@@ -99,7 +110,7 @@ def test_reduced_precision_agrees_with_fp32(tiny_tagger, parity_dir, family, pre
     got = np.concatenate([b.probabilities for b in reduced.iter_batches(images)])
     result = agreement(want, got, reference.thresholds)
     assert result.tag_f1 >= MIN_F1[precision], result
-    assert 1e-5 < result.max_abs_delta < 0.25, result  # reduced for real, yet close
+    assert 1e-5 < result.max_abs_delta < MAX_DELTA[precision], result  # reduced for real, yet close
     embeds = np.concatenate([b.embeddings for b in reduced.iter_batches(images)])
     assert embeds.dtype == np.float32 and np.isfinite(embeds).all()
 
@@ -172,7 +183,10 @@ def test_tag2text_captions_at_every_precision(tiny_tagger, parity_pngs, precisio
     images = [str(p) for p in parity_pngs[:2]]
     captions = reduced.caption(images)
     assert len(captions) == 2 and all(isinstance(c, str) and c for c in captions)
-    assert reduced.caption(images, tags="w8 | w58") == reference.caption(images, tags="w8 | w58")
+    if precision != "int8":  # int8 moves the image tokens the captioner reads further: other beams can win
+        assert reduced.caption(images, tags="w8 | w58") == reference.caption(images, tags="w8 | w58")
+    else:
+        assert all(c for c in reduced.caption(images, tags="w8 | w58"))
     dtypes = {p.dtype for part in (reduced.model.tag_encoder, reduced.model.text_decoder) for p in part.parameters()}
     assert dtypes == {torch.float32}
     if precision != "int8":  # the head is reduced, its tied twin in the tag encoder is not
@@ -181,3 +195,44 @@ def test_tag2text_captions_at_every_precision(tiny_tagger, parity_pngs, precisio
 
 
 HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+#: How far static int8 scores of one image move with its batch companions (batches of 1, 2 and 5): measured
+#: 2e-8 (RAM, Tag2Text: fixed scales, exact integer sums) and 0.014 (RAM++, whose per-image queries carry the
+#: fp32 rounding of other batch shapes across a quantisation step). Dynamic int8 moved them by up to 0.15.
+INT8_BATCH_ATOL = {"ram": 1e-6, "tag2text": 1e-6, "ram_plus": 0.03}
+
+
+@pytest.mark.parametrize("family", ["ram", "ram_plus", "tag2text"])
+def test_static_int8_is_batch_invariant(tiny_tagger, parity_pngs, family):
+    tagger = tiny_tagger(family, precision="int8")
+    images = [str(p) for p in parity_pngs]
+    together = tagger.probabilities(images)
+    alone = np.concatenate([tagger.probabilities([image]) for image in images])
+    in_pairs = np.concatenate([b.probabilities for b in tagger.iter_batches(images, batch_size=2)])
+    assert np.abs(alone - together).max() <= INT8_BATCH_ATOL[family]
+    assert np.abs(in_pairs - together).max() <= INT8_BATCH_ATOL[family]
+
+
+def test_int8_calibration_is_cached_per_checkpoint_and_can_be_given(tiny_tagger, parity_pngs, tmp_home):
+    from fiftyone_ram.assets import ram_home
+
+    first = tiny_tagger("ram", precision="int8")
+    cached = list((ram_home() / "int8").glob("*-ram-4585-v*.json"))
+    assert len(cached) == 1 and json.loads(cached[0].read_text())
+    again = tiny_tagger("ram", precision="int8")  # from the cache: same scales, same scores
+    images = [str(p) for p in parity_pngs[:2]]
+    np.testing.assert_array_equal(first.probabilities(images), again.probabilities(images))
+    own = tiny_tagger("ram", precision="int8", calibration=[str(p) for p in parity_pngs])
+    fc1 = own.model.visual_encoder.layers[0].blocks[0].mlp.fc1
+    assert fc1.input_scale != first.model.visual_encoder.layers[0].blocks[0].mlp.fc1.input_scale
+
+
+@pytest.mark.slow
+def test_compiled_tagger_agrees_and_says_its_compile_time(tiny_tagger, parity_pngs, monkeypatch):
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    images = [str(p) for p in parity_pngs[:3]]
+    eager = tiny_tagger("ram", precision="fp32")
+    compiled = tiny_tagger("ram", precision="fp32", compile=True)
+    assert compiled.compiled and compiled.compile_seconds == 0.0
+    np.testing.assert_allclose(compiled.probabilities(images), eager.probabilities(images), rtol=0, atol=1e-5)
+    assert compiled.compile_seconds > 0

@@ -18,6 +18,7 @@ import traceback
 import click
 
 from fiftyone_ram.cli import engine, evaluate, finetune, labels, models, tag
+from fiftyone_ram.cli import export
 from fiftyone_ram.cli.options import CommandError
 from fiftyone_ram.errors import user_message
 
@@ -58,5 +59,6 @@ for _command in (tag.tag, evaluate.evaluate, evaluate.benchmark, models.models, 
                  engine.generate, engine.clean, finetune.finetune):
     main.add_command(_command)
 del _command
+main.add_command(export.export)
 
 __all__ = ["main"]

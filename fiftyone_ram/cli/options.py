@@ -79,10 +79,11 @@ def tagger_spec_from(params: Mapping[str, Any], **changes: Any) -> TaggerSpec:
 
     model_name = params.get("model_name") or DEFAULT_VARIANT
     family = model_name if model_name in FAMILIES else None
-    return TaggerSpec(model=params.get("config_path") or model_name, checkpoint=params.get("checkpoint"),
-                      family=family, tag_list=params.get("tag_list"), tag_list_chinese=params.get("tag_list_chinese"),
-                      thresholds=params.get("thresholds"), device=params.get("device"),
-                      precision=params.get("precision"), **changes)
+    fields = {"model": params.get("config_path") or model_name, "checkpoint": params.get("checkpoint"),
+              "family": family, "tag_list": params.get("tag_list"), "tag_list_chinese": params.get("tag_list_chinese"),
+              "thresholds": params.get("thresholds"), "device": params.get("device"),
+              "precision": params.get("precision")}
+    return TaggerSpec(**{**fields, **changes})
 
 
 def load_tagger_from(params: Mapping[str, Any], **changes: Any) -> Tagger:
