@@ -303,7 +303,8 @@ def _checkpoint_summary(path: str, mtime_ns: int, size: int) -> dict[str, Any] |
     vocab = caption_vocab_size(state)
     beside = (Path(path).parent / "vocab.txt").is_file()
     return {"family": family, "folder": False,
-            "needs_vocab": vocab not in (None, BERT_BASE_CAPTION_VOCAB) and not beside,
+            # only Tag2Text captions (RAM's caption branch serves training's caption loss, not tagging)
+            "needs_vocab": family == "tag2text" and vocab not in (None, BERT_BASE_CAPTION_VOCAB) and not beside,
             "description": f"{FAMILY_NAMES[family]} checkpoint; architecture read from its tensor shapes (Swin "
                            f"{config.swin.embed_dim}, {config.image_size} px)"}
 
