@@ -12,3 +12,7 @@ CLIP = "openai/clip-vit-base-patch16"
 GROUNDING_DINO = "IDEA-Research/grounding-dino-tiny"
 #: BERT's WordPiece vocabulary (uncased): Tag2Text's caption tokenizer, with upstream's two added tokens.
 BERT_TOKENIZER = "bert-base-uncased"
+#: SigLIP ViT-B/16 at 224 px: a comparator of ``fiftyone-ram compare`` (sigmoid image-text scores, as trained).
+SIGLIP = "google/siglip-base-patch16-224"
+#: BLIP ViT-B, COCO retrieval: a comparator of ``fiftyone-ram compare`` (its image-text contrastive head, ITC).
+BLIP = "Salesforce/blip-itm-base-coco"
