@@ -1,5 +1,6 @@
-"""Panels ``tag_evaluation_panel``, ``tag_review_panel`` and ``sample_tags_panel``: tag evaluations, cleaning
-reviews and one sample's tags with their confidences, in the App.
+"""Panels ``tag_evaluation_panel``, ``tag_review_panel`` and ``sample_tags_panel``: tag evaluations (one, or several
+side by side with their PR curves overlaid: a comparison of taggers), cleaning reviews and one sample's tags with
+their confidences, in the App.
 
 The Tag evaluation panel replaces, for tag runs, what the built-in Model Evaluation panel gets wrong for
 multi-label results (see ``fiftyone_ram.evaluation.tables``): a per-class table whose confidence averages
@@ -36,6 +37,10 @@ class TagEvaluationPanel(foo.Panel):
         ctx.panel.state.pr_class = ctx.params.get("value")
         self._load(ctx)
 
+    def on_change_compare(self, ctx):
+        ctx.panel.state.compare_keys = [k for k in ctx.params.get("value") or [] if k]
+        self._load(ctx)
+
     def _load(self, ctx):
         from fiftyone_ram.evaluation import tables
 
@@ -60,6 +65,10 @@ class TagEvaluationPanel(foo.Panel):
         chosen = ctx.panel.state.pr_class
         names = results.classes.tolist()
         ctx.panel.data.pr = tables.pr_traces(results, [chosen] if chosen in names else None)
+        chosen_runs = [k for k in ctx.panel.state.compare_keys or [] if k in keys]
+        runs = {k: ctx.dataset.load_evaluation_results(k) for k in chosen_runs}
+        ctx.panel.data.comparison = tables.comparison_rows(runs)
+        ctx.panel.data.comparison_pr = tables.comparison_traces(runs)
 
     def tune(self, ctx):
         ctx.prompt(TUNE, params={"eval_key": ctx.panel.state.eval_key})
@@ -104,9 +113,23 @@ class TagEvaluationPanel(foo.Panel):
         results = ctx.dataset.load_evaluation_results(ctx.panel.state.eval_key or keys[-1])
         panel.enum("pr_class", results.classes.tolist(), label="PR curve of (empty: the three best)",
                    view=types.AutocompleteView(), on_change=self.on_change_class)
+        from fiftyone_ram.evaluation import tables
         from fiftyone_ram.evaluation.tables import PR_LAYOUT
 
         panel.plot("pr", layout=PR_LAYOUT, config={"displayModeBar": False})
+        panel.list("compare_keys", types.String(), default=ctx.panel.state.compare_keys or [],
+                   label="Compare several runs (e.g. a comparison's <name>_<model>_eval)",
+                   view=types.AutocompleteView(multiple=True, allow_user_input=False, allow_duplicates=False,
+                                               choices=[types.Choice(k, label=k) for k in keys]),
+                   on_change=self.on_change_compare)
+        side = types.TableView()
+        for column, label in (("run", "Run"), ("pred_field", "Predictions"), *tables.SUMMARY_LABELS.items(),
+                              ("num_samples", "Samples"), ("num_classes", "Classes")):
+            side.add_column(column, label=label)
+        panel.list("comparison", types.Object(), label="Side by side", view=side)
+        panel.plot("comparison_pr", layout={**PR_LAYOUT, "yaxis": {"title": {"text": "Precision (mean over classes)"},
+                                                                   "range": [0, 1.02]}},
+                   config={"displayModeBar": False})
         confusion = types.TableView()
         for column, label in (("missed", "Missed tag"), ("predicted_instead", "Wrong tag predicted instead"),
                               ("images", "Images")):

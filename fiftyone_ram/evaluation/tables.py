@@ -32,7 +32,7 @@ SUMMARY_LABELS = {
 
 def tag_evaluation_keys(dataset: Any) -> list[str]:
     """The dataset's evaluation keys recorded by ``evaluate_tags`` (other runs cannot be shown or tuned)."""
-    from fiftyone_ram.evaluation.run import METHOD
+    from fiftyone_ram.evaluation.keys import METHOD
 
     return [k for k in dataset.list_evaluations()
             if getattr(dataset.get_evaluation_info(k).config, "method", None) == METHOD]
@@ -181,3 +181,32 @@ def pr_traces(results: Any, classes: Sequence[str] | None = None, points: int = 
 PR_LAYOUT = {"xaxis": {"title": {"text": "Recall"}, "range": [0, 1.02]},
              "yaxis": {"title": {"text": "Precision"}, "range": [0, 1.02]},
              "showlegend": True, "legend": {"x": 0.02, "y": 0.02}, "height": 360, "margin": {"l": 50, "r": 10, "t": 10, "b": 40}}
+
+
+def mean_pr_curve(results: Any, points: int = 101) -> tuple[np.ndarray, np.ndarray]:
+    """One PR curve for a whole evaluation: at each of ``points`` recall levels, the mean over the classes with
+    positives of their interpolated precision (COCO-style envelope); its area is close to the mAP, so that
+    models compare on one plot as they do in the table."""
+    from fiftyone_ram.evaluation.metrics import pr_curve
+
+    recall = np.linspace(0.0, 1.0, points)
+    ranked = results.ranked
+    curves = [pr_curve(ranked, k).interpolated(recall)[1] for k in np.flatnonzero(ranked.support > 0)]
+    return recall, (np.mean(curves, axis=0) if curves else np.zeros_like(recall))
+
+
+def comparison_traces(results_by_name: dict[str, Any], digits: int = DIGITS) -> list[dict[str, Any]]:
+    """Plotly line traces (plain dicts) of each evaluation's mean PR curve, named with its mAP."""
+    traces = []
+    for name, results in results_by_name.items():
+        recall, precision = mean_pr_curve(results)
+        traces.append({"type": "scatter", "mode": "lines", "name": f"{name} (mAP {rounded(results.mAP(), 3)})",
+                       "x": [round(float(r), digits) for r in recall],
+                       "y": [round(float(p), digits) for p in precision]})
+    return traces
+
+
+def comparison_rows(results_by_name: dict[str, Any], digits: int = DIGITS) -> list[dict[str, Any]]:
+    """Side by side: one row per evaluation, its prediction field and headline figures, rounded."""
+    return [{"run": name, "pred_field": results.config.pred_field, **summary_figures(results, digits)}
+            for name, results in results_by_name.items()]
