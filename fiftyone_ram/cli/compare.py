@@ -33,13 +33,13 @@ class ModelType(click.ParamType):
 
 
 @click.command("compare")
-@click.option("--dataset", "dataset_name", default=None,
+@click.option("--dataset", "dataset", default=None,
               help="FiftyOne dataset to compare on (its ground truth: --gt); or --benchmark.")
 @click.option("--view", "saved_view", default=None, help="Compare on this saved view of the dataset.")
 @settings.option(CompareJob, "models", type=ModelType(), show_default=", ".join(CompareJob.default("models")))
 @settings.options(CompareJob, exclude=("models",))
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
-def compare(dataset_name, saved_view, as_json, **params):
+def compare(dataset, saved_view, as_json, **params):
     """Compare taggers (RAM, RAM++, Tag2Text, CLIP, SigLIP, BLIP, Grounding-DINO, a field) on one view: one
     evaluation run per model, one table (mAP, CP/CR/CF1, OP/OR, images/s, peak memory, the papers' figures) and a
     PR-curve figure."""
@@ -47,11 +47,13 @@ def compare(dataset_name, saved_view, as_json, **params):
     from fiftyone_ram.progress import ConsoleProgress
 
     job = settings.job_from(CompareJob, params)
-    samples = collection(dataset_name, saved_view) if dataset_name else None
+    samples = collection(dataset, saved_view) if dataset else None
     progress = None if as_json else ConsoleProgress()
-    comparison = run_comparison(samples, job=job, progress=progress)
-    if progress is not None:
-        progress.newline()
+    try:
+        comparison = run_comparison(samples, job=job, progress=progress)
+    finally:
+        if progress is not None:
+            progress.newline()  # the progress line ends before the table, or before an error's line
     if as_json:
         click.echo(json.dumps(comparison.to_json_dict(), ensure_ascii=False))
     else:

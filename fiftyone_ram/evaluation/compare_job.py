@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from fiftyone_ram.comparators.choice import DEFAULT_MODELS, KINDS, parse_choices
 from fiftyone_ram.errors import OptionError
 from fiftyone_ram.evaluation.benchmarks import BENCHMARKS, GT_FIELD
+from fiftyone_ram.evaluation.metrics import TIES
 from fiftyone_ram.jobs import FIELD, PATH, Job, setting
 from fiftyone_ram.tagger_spec import BATCH_SIZE
 
@@ -46,6 +47,10 @@ class CompareJob(Job):
                                   help="samples with this tag tune the thresholds and the others are evaluated; "
                                        "default: the evaluated samples tune them (optimistic, as the papers' "
                                        "thresholds tuned by hand)")
+    ties: str = setting("sklearn", choices=TIES, label="Tied scores",
+                        help="how tied scores rank in AP: sklearn (a group of equal scores is one threshold, as "
+                             "scikit-learn) is fair to models whose reduced precision ties scores; pessimistic as "
+                             "fiftyone-ram evaluate")
     templates: str | None = setting(None, kind=PATH, label="Prompt templates",
                                     help="the prompt templates of the dual encoders and of RAM's new tags, one per "
                                          "line ({} is the tag); default: upstream's")

@@ -15,7 +15,8 @@ predictions the user already has):
    (:func:`~fiftyone_ram.evaluation.run.evaluate_tags`, with those thresholds): mAP (threshold-free), CP / CR /
    CF1 and OP / OR at the tuned thresholds.
 
-A field of predictions enters as it is: its stored tags are its predictions and its confidences its scores.
+A field of predictions enters as it is: its stored tags are its predictions and its confidences its scores (a
+``Detections`` field's objects become image-level tags first, in the comparison's field ``<name>_<model>``).
 The comparison is one record of the run store (kind ``compare``), which says per model what decided its scores;
 a model already scored with the same scores' settings is not run again (``rerun`` asks for it), and one scored
 with other settings is refused with a line naming what differs. The table puts the papers' figures beside
@@ -221,9 +222,11 @@ def _run(view, val_view, eval_view, tuned_on, dataset, job, choices, classes, be
     state = runs.load_state(dataset, KIND, job.name) if runs.load(dataset, KIND, job.name) is not None else {}
     entries: dict[str, Any] = dict(state.get("models") or {})
     keys = {c.name: _score_settings(c, classes, view, job) for c in choices}
-    plans = {c.name: _plan(dataset, job, c, entries.get(c.name), keys[c.name]) for c in choices}  # refusals first
+    fields = {c.name: _prediction_field(view, job, c) for c in choices}
+    plans = {c.name: _plan(dataset, job, c, entries.get(c.name), keys[c.name], fields[c.name])
+             for c in choices}  # every refusal before anything is written
     record = runs.RunRecord(KIND, job.name, settings=job.to_dict(),
-                            outputs={"fields": [job.field_of(c) for c in choices if c.kind != FIELD],
+                            outputs={"fields": [fields[c.name] for c in choices if fields[c.name] != c.source],
                                      "evaluations": [job.eval_key_of(c) for c in choices]})
     _save(dataset, holder, record, entries, classes)
     comparison = Comparison(job, dataset.name, classes, eval_view.count("id"), tuned_on, benchmark)
@@ -237,17 +240,17 @@ def _run(view, val_view, eval_view, tuned_on, dataset, job, choices, classes, be
                 entry = _score(view, job, choice, classes, keys[choice.name], step)
                 entries[choice.name] = entry
                 _save(dataset, holder, record, entries, classes)
-            evaluation = _evaluation_settings(job, classes, val_view, eval_view)
+            evaluation = _evaluation_settings(job, classes, val_view, eval_view, choice)
             key = job.eval_key_of(choice)
-            if (plans[choice.name] == "evaluate" and choice.kind != FIELD and entry.get("evaluated") == evaluation
+            if (plans[choice.name] == "evaluate" and entry.get("evaluated") == evaluation
                     and key in dataset.list_evaluations()):
                 results = dataset.load_evaluation_results(key)  # scored and evaluated as asked: nothing to do
             else:
-                results = _evaluate(view, val_view, eval_view, job, choice, classes, entry, step)
+                results = _evaluate(view, val_view, eval_view, job, choice, classes, entry, fields[choice.name], step)
             entry.update(status=runs.COMPLETED, evaluated=evaluation)
             entries[choice.name] = entry
             _save(dataset, holder, record, entries, classes)
-            comparison.models.append(ModelResult(choice, job.field_of(choice), job.eval_key_of(choice), entry,
+            comparison.models.append(ModelResult(choice, fields[choice.name], job.eval_key_of(choice), entry,
                                                  results, scored_now=plans[choice.name] == "score"))
         report(len(choices) / (len(choices) + 0.2), "drawing the figure")
         comparison.figure, comparison.figure_html = _draw(comparison, dataset)
@@ -277,21 +280,33 @@ def _score_settings(choice: ModelChoice, classes: list[str], view: Any, job: Com
     }
 
 
-def _evaluation_settings(job: CompareJob, classes: list[str], val_view: Any, eval_view: Any) -> str:
-    """What decides a model's evaluation once its scores are stored (the same: its recorded run serves)."""
-    return _digest([job.gt_field, job.threshold_rule, classes, sorted(val_view.values("id")),
-                    sorted(eval_view.values("id"))])
+def _evaluation_settings(job: CompareJob, classes: list[str], val_view: Any, eval_view: Any,
+                         choice: ModelChoice) -> str:
+    """What decides a model's evaluation once its scores are stored (the same: its recorded run serves); for a
+    field of predictions, also the field's labels and confidences (the user may have changed them)."""
+    given = None
+    if choice.kind == FIELD:
+        document = eval_view.get_field(choice.source).document_type
+        path = f"{choice.source}.{document._LABEL_LIST_FIELD}" if hasattr(document, "_LABEL_LIST_FIELD") \
+            else choice.source
+        given = eval_view.values([f"{path}.label", f"{path}.confidence"])
+    return _digest([job.gt_field, job.threshold_rule, job.ties, classes, sorted(val_view.values("id")),
+                    sorted(eval_view.values("id")), given])
 
 
 def _plan(dataset: Any, job: CompareJob, choice: ModelChoice, entry: dict[str, Any] | None,
-          settings: dict[str, Any]) -> str:
+          settings: dict[str, Any], target: str) -> str:
     """``"score"`` (run the model) or ``"evaluate"`` (its stored scores serve: tune and evaluate again), or the
-    refusal, before anything is written."""
-    if choice.kind == FIELD:
-        return "evaluate"
-    target, key = job.field_of(choice), job.eval_key_of(choice)
-    has_field = dataset.get_field(target) is not None
+    refusal, before anything is written. ``target``: where its predictions are (or go)."""
+    key = job.eval_key_of(choice)
+    has_field = target != choice.source and dataset.get_field(target) is not None
     has_eval = key in dataset.list_evaluations()
+    if choice.kind == FIELD:
+        taken = [f"field '{target}'"] * has_field + [f"evaluation '{key}'"] * has_eval
+        if entry is None and taken and not job.rerun:
+            raise CompareError(f"{' and '.join(taken)} exist but comparison '{job.name}' did not write them: pass "
+                               f"rerun (CLI: --rerun) to replace them, or choose another --name")
+        return "evaluate"
     if entry is None:
         taken = [f"field '{target}'"] * has_field + [f"evaluation '{key}'"] * has_eval
         if taken and not job.rerun:
@@ -432,17 +447,20 @@ def _release(device: str | None) -> None:
 
 
 def _evaluate(view: Any, val_view: Any, eval_view: Any, job: CompareJob, choice: ModelChoice, classes: list[str],
-              entry: dict[str, Any], step: Progress) -> Any:
+              entry: dict[str, Any], target: str, step: Progress) -> Any:
     """Tune the model's thresholds on the validation samples, decide its tags again with them, and record its
     evaluation run on the evaluated samples."""
     from fiftyone_ram.evaluation.run import evaluate_tags
 
-    target, key = job.field_of(choice), job.eval_key_of(choice)
+    key = job.eval_key_of(choice)
     if choice.kind == FIELD:  # as it is: its stored tags are its predictions
+        if target != choice.source:
+            _detections_as_tags(view, choice.source, target)
         step(0.8, "evaluating")
         entry.update(kind=FIELD, choice=str(choice), field=target, eval_key=key, unsupported=[],
                      thresholds={"rule": "the field's own tags"})
-        return evaluate_tags(eval_view, target, job.gt_field, eval_key=key, classes=classes, replace=True)
+        return evaluate_tags(eval_view, target, job.gt_field, eval_key=key, classes=classes, ties=job.ties,
+                             replace=True)
     scored = list(entry["classes_scored"])
     step(0.75, "tuning thresholds")
     thresholds, chosen = _tune(val_view, target, job, scored)
@@ -450,14 +468,15 @@ def _evaluate(view: Any, val_view: Any, eval_view: Any, job: CompareJob, choice:
     _decide_again(view, target, scored, thresholds)
     step(0.85, "evaluating")
     return evaluate_tags(eval_view, target, job.gt_field, eval_key=key, model_tags=scored, threshold=thresholds,
-                         classes=scored, replace=True)
+                         classes=scored, ties=job.ties, replace=True)
 
 
 def _tune(val_view: Any, target: str, job: CompareJob, scored: list[str]) -> tuple[np.ndarray, dict[str, Any]]:
     """Thresholds aligned with ``scored``, and what was chosen (recorded with the result)."""
-    from fiftyone_ram.evaluation.run import evaluate_tags, evaluation_arrays
+    from fiftyone_ram.evaluation.run import evaluate_tags, evaluated_view, evaluation_arrays
     from fiftyone_ram.evaluation.thresholds import tune_class_thresholds, tune_global_threshold
 
+    val_view, _ = evaluated_view(val_view, target)  # unreadable images have no scores to tune on
     evaluated, scores, targets = evaluation_arrays(val_view, target, job.gt_field, model_tags=scored, classes=scored)
     one = tune_global_threshold(scores, targets)
     base = one["threshold"] if one["threshold"] is not None else 0.5
@@ -475,6 +494,39 @@ def _tune(val_view: Any, target: str, job: CompareJob, scored: list[str]) -> tup
         chosen["per_class"] = per_class
         chosen["untuned_take_one"] = len(scored) - len(per_class)
     return thresholds, chosen
+
+
+def _prediction_field(view: Any, job: CompareJob, choice: ModelChoice) -> str:
+    """Where a model's predictions are for the evaluation: its own field, a ``Classifications`` field as it is,
+    or, for a ``Detections`` field, the comparison's field of its objects' labels as tags."""
+    import fiftyone.core.labels as fol
+
+    if choice.kind != FIELD:
+        return job.field_of(choice)
+    schema = view.get_field(choice.source)
+    if issubclass(getattr(schema, "document_type", type(None)), fol.Detections):
+        return f"{job.name}_{choice.name}"
+    return choice.source
+
+
+def _detections_as_tags(view: Any, source: str, target: str) -> None:
+    """Each sample's objects as image-level tags: one per label, with the highest confidence of its objects (an
+    object without one counts as certain)."""
+    import fiftyone as fo
+
+    labels, confidences = view.values([f"{source}.detections.label", f"{source}.detections.confidence"])
+    out = []
+    for names, scores in zip(labels, confidences):
+        if names is None:
+            out.append(None)
+            continue
+        best: dict[str, float] = {}
+        for name, score in zip(names, scores or [None] * len(names)):
+            if name:
+                best[name] = max(best.get(name, -np.inf), 1.0 if score is None else float(score))
+        out.append(fo.Classifications(classifications=[fo.Classification(label=n, confidence=v)
+                                                       for n, v in best.items()]))
+    view.set_values(target, out)
 
 
 def _decide_again(view: Any, target: str, scored: list[str], thresholds: np.ndarray) -> None:
@@ -528,9 +580,13 @@ def _check_data(view: Any, job: CompareJob, choices: Sequence[ModelChoice]) -> N
     field_kind(view, job.gt_field, TAG_LABEL_TYPES, "ground-truth", allow_strings=True)
     for choice in choices:
         if choice.kind == FIELD:
-            field_kind(view, choice.source, PREDICTION_LABEL_TYPES, "prediction", allow_strings=False)
+            _, kind = field_kind(view, choice.source, (*PREDICTION_LABEL_TYPES, fol.Detections), "prediction",
+                                 allow_strings=False)
             if choice.source == job.gt_field:
                 raise CompareError(f"'{choice.source}' is both a model's predictions and the ground truth")
+            if kind is fol.Detections:
+                check_output_field(view, f"{job.name}_{choice.name}", fol.Classifications,
+                                   option=f"the field of the tags of {choice.source}'s objects")
         else:
             check_output_field(view, job.field_of(choice), fol.Classifications,
                                option=f"the field of model {choice.name}")
