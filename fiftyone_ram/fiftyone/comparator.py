@@ -16,11 +16,11 @@ from __future__ import annotations
 from typing import Any
 
 import fiftyone.core.config as foc
-import fiftyone.core.models as fom
 import numpy as np
 
 from fiftyone_ram.decision import check_threshold
 from fiftyone_ram.fiftyone.inputs import RgbGetItem, UnreadableImage, collate_list, read_input
+from fiftyone_ram.fiftyone.model import ImageTaggerModel
 from fiftyone_ram.fiftyone.outputs import decide_outputs
 from fiftyone_ram.images import load_image
 
@@ -51,14 +51,13 @@ class ComparatorModelConfig(foc.Config):
         check_threshold(self.confidence_thresh, "confidence_thresh")
 
 
-class ComparatorModel(fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin, fom.Model):
+class ComparatorModel(ImageTaggerModel):
     """A comparator wrapped for ``apply_model``; its scorer loads on first use (or is given, loaded)."""
 
     def __init__(self, config: ComparatorModelConfig, scorer: Any = None) -> None:
-        fom.LogitsMixin.__init__(self)
+        super().__init__()
         self.config = config
         self._scorer = scorer
-        self._preprocess = True
 
     @property
     def scorer(self):
@@ -77,32 +76,12 @@ class ComparatorModel(fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin,
 
     # -- fom.Model ---------------------------------------------------------------------------------------------
     @property
-    def media_type(self) -> str:
-        return "image"
-
-    @property
     def ragged_batches(self) -> bool:
         return False  # the collate function keeps images of any size in a list
 
     @property
     def transforms(self):
         return load_image
-
-    @property
-    def preprocess(self) -> bool:
-        return self._preprocess
-
-    @preprocess.setter
-    def preprocess(self, value: bool) -> None:
-        self._preprocess = value
-
-    @property
-    def has_logits(self) -> bool:
-        return True
-
-    @property
-    def has_collate_fn(self) -> bool:
-        return True
 
     collate_fn = staticmethod(collate_list)
 
