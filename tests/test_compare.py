@@ -184,6 +184,7 @@ def _table(output: str) -> dict[str, list[str]]:
 
 @pytest.mark.slow
 def test_compare_prints_the_table_and_writes_the_figure(compared):
+    print(compared["output"])  # shown with -s, and on a failure
     assert compared["exit_code"] == 0, compared["output"]
     table = _table(compared["output"])
     assert list(table) == [*KINDS, "mine"]

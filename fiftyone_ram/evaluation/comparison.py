@@ -26,6 +26,7 @@ with other settings is refused with a line naming what differs. The table puts t
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import json
@@ -203,18 +204,13 @@ def compare(samples: Any = None, *, job: CompareJob | None = None, progress: Pro
     classes = _classes(view, job)
     val_view, eval_view, tuned_on = _split(view, job)
     benchmark = _benchmark_of(view, job, classes)
-    with claims.Holder() as holder:
-        try:
-            lock = claims.dataset_lock(f"{dataset.name}/compare/{job.name}", holder, timeout=2.0)
-            lock.__enter__()
+    with claims.Holder() as holder, contextlib.ExitStack() as held:
+        try:  # one run of a comparison at a time: a second one is refused at once
+            held.enter_context(claims.dataset_lock(f"{dataset.name}/compare/{job.name}", holder, timeout=2.0))
         except claims.LockTimeoutError:
             raise CompareError(f"comparison '{job.name}' of dataset '{dataset.name}' is running in another process: "
                                f"wait for it to finish, or choose another --name") from None
-        try:
-            return _run(view, val_view, eval_view, tuned_on, dataset, job, choices, classes, benchmark, holder,
-                        report)
-        finally:
-            lock.__exit__(None, None, None)
+        return _run(view, val_view, eval_view, tuned_on, dataset, job, choices, classes, benchmark, holder, report)
 
 
 def _run(view, val_view, eval_view, tuned_on, dataset, job, choices, classes, benchmark, holder, report

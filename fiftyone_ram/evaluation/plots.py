@@ -92,7 +92,7 @@ def plot_comparison(results_by_name: dict[str, Any], path: str | Path, *, title:
     axes.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="Recall", ylabel="Precision (mean over classes)",
              title=title or "Precision-recall")
     axes.grid(alpha=0.3)
-    axes.legend(loc="lower left", fontsize="small")
+    axes.legend(loc="best", fontsize="small")
     figure.tight_layout()
     figure.savefig(png)
     interactive = go.Figure([go.Scatter(x=t["x"], y=t["y"], mode="lines", name=t["name"]) for t in traces])
