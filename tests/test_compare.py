@@ -337,11 +337,14 @@ def test_offline_a_missing_model_is_one_line_and_nothing_is_written(tmp_path, pa
 
 @pytest.mark.slow
 def test_a_validation_split_one_threshold_and_detections_from_python(compared, tiny_comparators, annotated_images):
-    """``compare()`` from Python: thresholds tuned on the samples tagged ``val`` (one for all classes), evaluated on
-    the others; a Detections field enters as image-level tags; the figure goes where asked."""
+    """``compare()`` from Python on a dataset of one's own (the classes: its ground truth's names): thresholds tuned
+    on the samples tagged ``val`` (one for all classes), evaluated on the others; a Detections field enters as
+    image-level tags; the figure goes where asked."""
     from fiftyone_ram.evaluation import compare
 
-    dataset = compared["dataset"]
+    dataset = compared["dataset"].clone()
+    dataset.info = {}  # not a benchmark any more
+    dataset.save()
     view = dataset.sort_by("filepath")
     val_ids = view.values("id")[:8]
     dataset.select(val_ids).tag_samples("val")
@@ -353,6 +356,8 @@ def test_a_validation_split_one_threshold_and_detections_from_python(compared, t
                          val_tag="val", threshold_rule="one", templates=str(annotated_images / "templates.txt"),
                          figure=str(annotated_images / "split.png"))
         clip, objects = result.models
+        names = {c.label for gt in dataset.values("ground_truth") for c in gt.classifications}
+        assert result.classes == sorted(names) and result.benchmark is None
         assert clip.results.summary["num_samples"] == IMAGES - 8 == result.evaluated
         assert result.tuned_on == "the 8 images tagged 'val'"
         thresholds = set(np.asarray(clip.results.per_class["threshold"]).tolist())
@@ -360,8 +365,9 @@ def test_a_validation_split_one_threshold_and_detections_from_python(compared, t
         assert objects.field == "split_objects" and dataset.get_field("split_objects") is not None
         assert objects.results.summary["mAP"] == pytest.approx(1.0)  # the objects are the ground truth
         assert result.figure == annotated_images / "split.png" and result.figure.is_file()
+        assert "paper" not in result.table()
     finally:
-        dataset.untag_samples("val")
+        dataset.delete()
 
 
 @pytest.mark.slow
