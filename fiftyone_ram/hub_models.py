@@ -6,9 +6,15 @@ can always stand in for a hub id.
 """
 
 #: CLIP ViT-B/16: embeds new tags' names and descriptions (upstream's open set), teaches RAM and RAM++ during
-#: fine-tuning (distillation, alignment), and embeds region crops when cleaning with CLIP.
+#: fine-tuning (distillation, alignment), embeds region crops when cleaning with CLIP, and is a comparator of
+#: ``fiftyone-ram compare``.
 CLIP = "openai/clip-vit-base-patch16"
-#: Grounding-DINO (the tiny one): finds a tag's regions when cleaning, prompted with the tag's name.
+#: Grounding-DINO (the tiny one): finds a tag's regions when cleaning, prompted with the tag's name, and is a
+#: comparator of ``fiftyone-ram compare`` (a tag's score: its best box's).
 GROUNDING_DINO = "IDEA-Research/grounding-dino-tiny"
 #: BERT's WordPiece vocabulary (uncased): Tag2Text's caption tokenizer, with upstream's two added tokens.
 BERT_TOKENIZER = "bert-base-uncased"
+#: SigLIP ViT-B/16 at 224 px: a comparator of ``fiftyone-ram compare`` (sigmoid image-text scores, as trained).
+SIGLIP = "google/siglip-base-patch16-224"
+#: BLIP ViT-B, COCO retrieval: a comparator of ``fiftyone-ram compare`` (its image-text contrastive head, ITC).
+BLIP = "Salesforce/blip-itm-base-coco"

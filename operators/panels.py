@@ -1,5 +1,6 @@
-"""Panels ``tag_evaluation_panel``, ``tag_review_panel`` and ``sample_tags_panel``: tag evaluations, cleaning
-reviews and one sample's tags with their confidences, in the App.
+"""Panels ``tag_evaluation_panel``, ``tag_review_panel`` and ``sample_tags_panel``: tag evaluations (one, or several
+side by side with their PR curves overlaid: a comparison of taggers), cleaning reviews and one sample's tags with
+their confidences, in the App.
 
 The Tag evaluation panel replaces, for tag runs, what the built-in Model Evaluation panel gets wrong for
 multi-label results (see ``fiftyone_ram.evaluation.tables``): a per-class table whose confidence averages
@@ -20,10 +21,12 @@ TUNE = "@fiftyone-ram/ram/tune_tag_thresholds"
 
 
 #: The Tag evaluation panel's tabs: one click from the summary to any of them.
-EVALUATION_TABS = {"classes": "Classes", "curves": "PR curves", "confusions": "Confusions"}
+EVALUATION_TABS = {"classes": "Classes", "curves": "PR curves", "confusions": "Confusions", "compare": "Compare runs"}
 #: The per-class table's columns: short enough for a panel split beside the grid (~550 px).
 CLASS_COLUMNS = (("class", "Class"), ("ap", "AP"), ("precision", "P"), ("recall", "R"), ("tp", "TP"),
                  ("fp", "FP"), ("fn", "FN"))
+#: The side-by-side table of several runs: the headline figures only (the same width budget).
+COMPARE_COLUMNS = (("run", "Run"), ("mAP", "mAP"), ("CP", "CP"), ("CR", "CR"), ("OP", "OP"), ("OR", "OR"))
 
 
 class TagEvaluationPanel(foo.Panel):
@@ -59,6 +62,10 @@ class TagEvaluationPanel(foo.Panel):
         state.eval_key = key
         return key
 
+    def on_change_compare(self, ctx):
+        ctx.panel.state.compare_keys = [k for k in ctx.params.get("value") or [] if k]
+        self._load(ctx)
+
     def _load(self, ctx):
         from fiftyone_ram.evaluation import tables
 
@@ -78,10 +85,14 @@ class TagEvaluationPanel(foo.Panel):
         names = results.classes.tolist()
         # The whole data at once: a patch would merge lists by position (a one-class PR plot kept the other
         # two curves of the previous plot; a shorter table its old rows).
+        keys = _tag_eval_keys(ctx.dataset)
+        runs = {k: ctx.dataset.load_evaluation_results(k) for k in ctx.panel.state.compare_keys or [] if k in keys}
         ctx.ops.set_panel_data({"classes": tables.class_rows(results),
                                 "confusions": tables.confusions(ctx.dataset.load_evaluation_view(key), results,
                                                                 top=30),
-                                "pr": tables.pr_traces(results, [chosen] if chosen in names else None)})
+                                "pr": tables.pr_traces(results, [chosen] if chosen in names else None),
+                                "comparison": tables.comparison_rows(runs),
+                                "comparison_pr": tables.comparison_traces(runs)})
 
     def tune(self, ctx):
         ctx.prompt(TUNE, params={"eval_key": ctx.panel.state.eval_key})
@@ -138,6 +149,20 @@ class TagEvaluationPanel(foo.Panel):
                        label="PR curve of (empty: the three best)", view=types.AutocompleteView(),
                        on_change=self.on_change_class)
             panel.plot("pr", layout=PR_LAYOUT, config={"displayModeBar": False, "responsive": True})
+        elif tab == "compare":
+            panel.list("compare_keys", types.String(), default=ctx.panel.state.compare_keys or [],
+                       label="Runs to compare (e.g. a comparison's <name>_<model>_eval)",
+                       view=types.AutocompleteView(multiple=True, allow_user_input=False, allow_duplicates=False,
+                                                   choices=[types.Choice(k, label=k) for k in reversed(keys)]),
+                       on_change=self.on_change_compare)
+            side = types.TableView()
+            for column, label in COMPARE_COLUMNS:
+                side.add_column(column, label=label)
+            panel.list("comparison", types.Object(), label="Side by side", view=side)
+            panel.plot("comparison_pr", layout={**PR_LAYOUT, "yaxis": {"title": {"text": "Precision (mean over "
+                                                                                     "classes)"},
+                                                                       "range": [0, 1.02]}},
+                       config={"displayModeBar": False, "responsive": True})
         else:
             confusion = types.TableView()
             for column, label in (("missed", "Missed tag"), ("predicted_instead", "Wrong tags instead"),

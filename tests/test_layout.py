@@ -39,7 +39,9 @@ def _imports(path: Path) -> set[str]:
 def test_each_role_has_its_package():
     """The FiftyOne model integration, the dataset driver and App support are packages of their own."""
     model = {p.stem for p in (PACKAGE / "fiftyone").glob("*.py")} - {"__init__"}
-    assert model <= {"model", "inputs", "outputs", "zoo", "onnx_model"}, model
+    assert model <= {"model", "inputs", "outputs", "zoo", "onnx_model", "comparator"}, model
+    comparators = {p.stem for p in (PACKAGE / "comparators").glob("*.py")}
+    assert {"choice", "scorer", "dual_encoder", "grounding", "tagger_scorer"} <= comparators
     driver = {p.stem for p in (PACKAGE / "driver").glob("*.py")}
     assert {"tagging", "claims", "runs", "writer", "local_executor", "ray_executor"} <= driver
     assert {p.stem for p in (PACKAGE / "app").glob("*.py")} >= {"forms", "execution", "field_choices"}
@@ -49,7 +51,10 @@ def test_each_role_has_its_package():
 LAYERS = [
     ("fiftyone_ram.models", ("fiftyone_ram.tagger", "fiftyone_ram.fiftyone", "fiftyone_ram.driver",
                              "fiftyone_ram.app", "fiftyone_ram.cli", "fiftyone_ram.engine",
-                             "fiftyone_ram.evaluation", "fiftyone_ram.training")),
+                             "fiftyone_ram.evaluation", "fiftyone_ram.training", "fiftyone_ram.comparators")),
+    ("fiftyone_ram.comparators", ("fiftyone_ram.fiftyone", "fiftyone_ram.driver", "fiftyone_ram.app",
+                                  "fiftyone_ram.cli", "fiftyone_ram.engine", "fiftyone_ram.evaluation",
+                                  "fiftyone_ram.training")),
     ("fiftyone_ram.fiftyone", ("fiftyone_ram.driver", "fiftyone_ram.cli", "fiftyone_ram.engine",
                                "fiftyone_ram.evaluation", "fiftyone_ram.training")),
     ("fiftyone_ram.driver", ("fiftyone_ram.app", "fiftyone_ram.cli", "fiftyone_ram.engine",
@@ -69,6 +74,20 @@ def test_imports_go_one_way(package, forbidden):
             bad += [f"{name} imports {target}" for target in sorted(_imports(path))
                     if any(target == f or target.startswith(f + ".") for f in forbidden)]
     assert not bad, "\n".join(bad)
+
+
+def test_the_comparators_math_knows_nothing_of_fiftyone():
+    """The comparators (CLIP, SigLIP, BLIP, Grounding-DINO, our taggers over any classes) are torch and
+    transformers only; their FiftyOne ``Model`` is ``fiftyone_ram.fiftyone.comparator``."""
+    bad = []
+    for name, path in MODULES.items():
+        if not name.startswith("fiftyone_ram.comparators"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            bad += [f"{name} imports {n}" for n in names if n == "fiftyone" or n.startswith("fiftyone.")]
+    assert not bad, bad
 
 
 def test_nothing_in_the_library_imports_the_doors():
@@ -115,8 +134,10 @@ def test_every_hub_name_default_and_fact_is_in_one_module():
     from fiftyone_ram.engine.cleaning import CleanJob
     from fiftyone_ram.engine.generation import GenerateJob
     from fiftyone_ram.evaluation.benchmarks import BenchmarkJob
+    from fiftyone_ram.evaluation.compare_job import CompareJob
 
-    assert {job.default("batch_size") for job in (TagJob, GenerateJob, CleanJob, BenchmarkJob)} == {BATCH_SIZE}
+    assert {job.default("batch_size") for job in (TagJob, GenerateJob, CleanJob, BenchmarkJob, CompareJob)} == \
+        {BATCH_SIZE}
 
 
 def test_no_hub_name_is_written_in_the_doors():
@@ -138,13 +159,14 @@ def _job_classes():
     from fiftyone_ram.engine.generation import GenerateJob
     from fiftyone_ram.engine.review import ReviewJob
     from fiftyone_ram.evaluation.benchmarks import BenchmarkJob
+    from fiftyone_ram.evaluation.compare_job import CompareJob
     from fiftyone_ram.evaluation.job import EvaluateJob
     from fiftyone_ram.training.job import FinetuneJob
     from fiftyone_ram.training.settings import FinetuneSettings
     from fiftyone_ram.vocabulary.spec import VocabularySpec
 
-    return [TagJob, GenerateJob, CleanJob, ReviewJob, EvaluateJob, BenchmarkJob, FinetuneJob, FinetuneSettings,
-            VocabularySpec, ExecutorSettings]
+    return [TagJob, GenerateJob, CleanJob, ReviewJob, EvaluateJob, BenchmarkJob, CompareJob, FinetuneJob,
+            FinetuneSettings, VocabularySpec, ExecutorSettings]
 
 
 def test_the_command_line_options_are_the_jobs_settings():

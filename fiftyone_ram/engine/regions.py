@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+from fiftyone_ram.comparators.grounding import prompt_for
 from fiftyone_ram.hub_models import GROUNDING_DINO
 
 DEFAULT_DETECTOR = GROUNDING_DINO
@@ -44,11 +45,6 @@ class RegionSource(Protocol):
                 categories: Sequence[str]) -> list[list[Region]]:
         """Per (image, sample id, category) triple, the category's regions, best first."""
         ...
-
-
-def prompt_for(category: str) -> str:
-    """Grounding-DINO's text format: lower case, the phrase ended by a period."""
-    return category.strip().lower().rstrip(".") + "."
 
 
 class GroundingDinoRegions:

@@ -55,9 +55,11 @@ class Benchmark:
     paper: dict[str, PaperFigure] = field(default_factory=dict)  # per model family, in %
 
 
-# Published figures (../shared/docs/upstream-ram-spec.md §7). P/R are CP/CR: RAM and Tag2Text at one
-# threshold for all classes (0.86 and 0.68, RAM paper Table 3), RAM++ at thresholds tuned per model
-# (RAM++ paper Table 8), so reproduce them with --threshold 0.86 (RAM) / 0.68 (Tag2Text).
+# Published figures (../shared/docs/upstream-ram-spec.md §7), per model (our taggers by family; the comparators of
+# ``fiftyone-ram compare`` by kind). P/R are CP/CR: RAM and Tag2Text at one threshold for all classes (0.86 and
+# 0.68, RAM paper Table 3), RAM++ at thresholds tuned per model (RAM++ paper Table 8), so reproduce them with
+# --threshold 0.86 (RAM) / 0.68 (Tag2Text); CLIP and BLIP at thresholds "tuned by hand for comparability" (RAM
+# paper Table 3). Grounding-DINO has no OpenImages figure (only COCO-80 / ADE20k P/R) and SigLIP none at all.
 BENCHMARKS: dict[str, Benchmark] = {
     "openimages-common": Benchmark(
         "openimages-common", "openimages_common_214_ram_taglist.txt", "openimages_common_214_ram_annots.txt", None,
@@ -66,6 +68,10 @@ BENCHMARKS: dict[str, Benchmark] = {
             "ram_plus": PaperFigure(86.6, 79.9, 75.4, "RAM++-14M: mAP RAM++ paper Table 2 (86.4 with Swin-L, "
                                                       "Table 14); P/R Table 8 (tuned thresholds)"),
             "tag2text": PaperFigure(83.4, 76.4, 73.3, "Tag2Text-14M: RAM paper Tables 2, 3 (threshold 0.68)"),
+            "clip": PaperFigure(73.6, 77.9, 52.9, "CLIP-400M ViT-B: mAP RAM++ paper Table 2 (hand-written prompts; "
+                                                  "76.6 with LLM tag descriptions); P/R RAM paper Table 3"),
+            "blip": PaperFigure(75.7, 78.6, 55.1, "BLIP-129M ViT-B: mAP RAM++ paper Table 2 (BLIP-ITC); P/R RAM "
+                                                  "paper Table 3"),
         },
     ),
     "openimages-rare": Benchmark(
@@ -75,6 +81,10 @@ BENCHMARKS: dict[str, Benchmark] = {
             "ram": PaperFigure(69.2, 53.8, 54.3, "RAM-14M open-set: mAP RAM paper Table 2; P/R Table 3 (0.86)"),
             "ram_plus": PaperFigure(75.4, 56.3, 76.2, "RAM++-14M: mAP RAM++ paper Table 2 (75.0 with Swin-L, "
                                                       "Table 14); P/R Table 8 (tuned thresholds)"),
+            "clip": PaperFigure(66.2, 67.5, 46.5, "CLIP-400M ViT-B: mAP RAM++ paper Table 2 (hand-written prompts; "
+                                                  "70.2 with LLM tag descriptions); P/R RAM paper Table 3"),
+            "blip": PaperFigure(61.1, 65.2, 46.5, "BLIP-129M ViT-B: mAP RAM++ paper Table 2 (BLIP-ITC); P/R RAM "
+                                                  "paper Table 3"),
         },
     ),
 }
@@ -323,7 +333,7 @@ def format_benchmark(report: BenchmarkReport) -> str:
     rows = []
     theirs = paper.as_fractions() if paper else {}
     for key, label in (("mAP", "mAP"), ("CP", "P (CP)"), ("CR", "R (CR)"), ("CF1", "F1 (of CP, CR)")):
-        rows.append([label, _pct(ours.get(key)), _pct(theirs.get(key))])
+        rows.append([label, percent(ours.get(key)), percent(theirs.get(key))])
     head = (f"{report.benchmark.name}: {report.images} images ({report.missing_images} missing), "
             f"{ours.get('num_classes')} classes, model family {report.family or '?'}, thresholds "
             f"{report.threshold if report.threshold is not None else 'per-class (the tagger)'}")
@@ -345,7 +355,7 @@ def _stored_scores(dataset: Any, label_field: str, num_classes: int) -> Scores |
     return out
 
 
-def _pct(x: float | None) -> str:
+def percent(x: float | None) -> str:
     return "-" if x is None or x != x else f"{100 * x:.1f}"
 
 

@@ -8,6 +8,7 @@ FiftyOne's default layout and notebook wrapper.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -64,3 +65,38 @@ def plot_class_metrics(
     if focx.is_jupyter_context():
         return PlotlyNotebookPlot(figure)
     return figure
+
+
+def plot_comparison(results_by_name: dict[str, Any], path: str | Path, *, title: str | None = None
+                    ) -> tuple[Path, Path]:
+    """Every evaluation's mean PR curve (``tables.mean_pr_curve``) on one plot: a PNG at ``path`` (matplotlib's
+    Agg canvas, so that no process-wide backend is changed) and an interactive HTML beside it (plotly, its
+    script included: it opens offline). Returns both paths."""
+    import plotly.graph_objects as go
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from fiftyone_ram.evaluation.tables import PR_LAYOUT, comparison_traces
+
+    png = Path(path).expanduser()
+    if png.suffix.lower() != ".png":
+        png = png.with_suffix(".png")
+    html = png.with_suffix(".html")
+    png.parent.mkdir(parents=True, exist_ok=True)
+    traces = comparison_traces(results_by_name)
+    figure = Figure(figsize=(6.4, 5.2), dpi=120)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for trace in traces:
+        axes.plot(trace["x"], trace["y"], label=trace["name"], linewidth=1.6)
+    axes.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="Recall", ylabel="Precision (mean over classes)",
+             title=title or "Precision-recall")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="best", fontsize="small")
+    figure.tight_layout()
+    figure.savefig(png)
+    interactive = go.Figure([go.Scatter(x=t["x"], y=t["y"], mode="lines", name=t["name"]) for t in traces])
+    interactive.update_layout(**{**PR_LAYOUT, "height": 520}, title=title or "Precision-recall",
+                              yaxis_title="Precision (mean over classes)")
+    interactive.write_html(str(html), include_plotlyjs=True)
+    return png, html

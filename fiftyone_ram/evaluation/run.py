@@ -188,6 +188,27 @@ def evaluate_tags(samples: Any, pred_field: str | None = None, gt_field: str = "
     return _run_with(job, samples, tagger, progress, run_options)
 
 
+def evaluation_arrays(samples: Any, pred_field: str, gt_field: str, *, model_tags: Sequence[str],
+                      classes: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The evaluated classes, the (samples × classes) scores and the 0/1 ground truth an evaluation of
+    ``pred_field`` (logits over ``model_tags``) against ``gt_field`` works on: the same name mapping, classes
+    and scores as :func:`evaluate_tags`, for tuning what needs every score (one threshold for all classes)."""
+    tags = list(model_tags)
+    gt = read_tags(samples, gt_field, role="ground-truth")
+    pred = read_predictions(samples, pred_field, with_logits=True)
+    mapper = NameMapper(tags)
+    vocab = mapper.report(Counter(name for row in gt.names for name in set(row) if name))
+    evaluated = _evaluated_classes(list(classes), mapper, vocab, tags)
+    index = {c: j for j, c in enumerate(evaluated)}
+    class_of = {name: index.get(r.tag) for name, r in vocab.resolutions.items()}
+    targets = np.zeros((len(gt), len(evaluated)), dtype=bool)
+    for i, row in enumerate(gt.names):
+        columns = [class_of.get(name) for name in row]
+        targets[i, [j for j in columns if j is not None]] = True
+    scores, _ = _score_matrix(pred, evaluated, index, tags)
+    return evaluated, scores, targets
+
+
 class _TagList:
     """A tag list given in memory, standing where a tagger's would."""
 

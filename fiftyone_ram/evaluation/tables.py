@@ -33,7 +33,7 @@ SUMMARY_LABELS = {
 def tag_evaluation_keys(dataset: Any) -> list[str]:
     """The dataset's evaluation keys recorded by ``evaluate_tags`` (other runs cannot be shown or tuned), oldest
     first: the last is the latest run."""
-    from fiftyone_ram.evaluation.run import METHOD
+    from fiftyone_ram.evaluation.keys import METHOD
 
     infos = {k: dataset.get_evaluation_info(k) for k in dataset.list_evaluations()}
     keys = [k for k, info in infos.items() if getattr(info.config, "method", None) == METHOD]
@@ -191,3 +191,32 @@ def summary_notes(results: Any) -> list[str]:
     from fiftyone_ram.evaluation.report import format_left_out, format_mapping
 
     return [line for text in (format_left_out(results), format_mapping(results)) for line in text.splitlines() if line]
+
+
+def mean_pr_curve(results: Any, points: int = 101) -> tuple[np.ndarray, np.ndarray]:
+    """One PR curve for a whole evaluation: at each of ``points`` recall levels, the mean over the classes with
+    positives of their interpolated precision (COCO-style envelope); its area is close to the mAP, so that
+    models compare on one plot as they do in the table."""
+    from fiftyone_ram.evaluation.metrics import pr_curve
+
+    recall = np.linspace(0.0, 1.0, points)
+    ranked = results.ranked
+    curves = [pr_curve(ranked, k).interpolated(recall)[1] for k in np.flatnonzero(ranked.support > 0)]
+    return recall, (np.mean(curves, axis=0) if curves else np.zeros_like(recall))
+
+
+def comparison_traces(results_by_name: dict[str, Any], digits: int = DIGITS) -> list[dict[str, Any]]:
+    """Plotly line traces (plain dicts) of each evaluation's mean PR curve, named with its mAP."""
+    traces = []
+    for name, results in results_by_name.items():
+        recall, precision = mean_pr_curve(results)
+        traces.append({"type": "scatter", "mode": "lines", "name": f"{name} (mAP {rounded(results.mAP(), 3)})",
+                       "x": [round(float(r), digits) for r in recall],
+                       "y": [round(float(p), digits) for p in precision]})
+    return traces
+
+
+def comparison_rows(results_by_name: dict[str, Any], digits: int = DIGITS) -> list[dict[str, Any]]:
+    """Side by side: one row per evaluation, its prediction field and headline figures, rounded."""
+    return [{"run": name, "pred_field": results.config.pred_field, **summary_figures(results, digits)}
+            for name, results in results_by_name.items()]

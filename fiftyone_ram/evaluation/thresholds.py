@@ -157,3 +157,36 @@ def _resolve_base(base: Any, results: Any, n: int) -> np.ndarray:
     if values.shape != (n,):
         raise ValueError(f"base thresholds have {values.size} values but the model has {n} tags")
     return values
+
+
+#: Candidate thresholds of :func:`tune_global_threshold`: quantiles of the positives' scores.
+GLOBAL_CANDIDATES = 256
+
+
+def tune_global_threshold(scores: np.ndarray, targets: np.ndarray, *,
+                          candidates: int = GLOBAL_CANDIDATES) -> dict[str, Any]:
+    """The one threshold for all classes that maximises CF1 (the harmonic mean of CP and CR over the classes with
+    positives) on ``scores`` (N, C) against 0/1 ``targets`` (N, C): the RAM paper's unified threshold per model.
+
+    The candidates are just below ``candidates`` quantiles of the positives' scores (a tag is predicted when its
+    score is strictly above the threshold); among equal CF1 the highest threshold wins. Returns ``threshold``,
+    ``CP``, ``CR`` and ``CF1`` on these scores (``threshold`` None when no class has a finite positive score)."""
+    scores = np.asarray(scores, dtype=np.float32)
+    targets = np.asarray(targets, dtype=bool)
+    use = targets.any(axis=0)
+    positive = scores[targets & np.isfinite(scores)]
+    if not use.any() or positive.size == 0:
+        return {"threshold": None, "CP": None, "CR": None, "CF1": None}
+    levels = np.unique(np.quantile(positive.astype(np.float64), np.linspace(0.0, 1.0, candidates)).astype(np.float32))
+    grid = np.clip(np.nextafter(levels, np.float32(-np.inf)), 0.0, 1.0)  # ascending
+    columns = np.flatnonzero(use)
+    # Per class (column) and candidate: how many samples, and how many positives, score strictly above it.
+    predicted = np.stack([len(scores) - np.searchsorted(np.sort(scores[:, k]), grid, side="right")
+                          for k in columns], axis=1)
+    tp = np.stack([targets[:, k].sum() - np.searchsorted(np.sort(scores[targets[:, k], k]), grid, side="right")
+                   for k in columns], axis=1)
+    cp = np.divide(tp, predicted, out=np.zeros(tp.shape), where=predicted > 0).mean(axis=1)
+    cr = (tp / targets[:, columns].sum(axis=0)).mean(axis=1)
+    cf1 = np.divide(2 * cp * cr, cp + cr, out=np.zeros(len(grid)), where=cp + cr > 0)
+    best = len(grid) - 1 - int(np.argmax(cf1[::-1]))  # the highest threshold among equal CF1
+    return {"threshold": float(grid[best]), "CP": float(cp[best]), "CR": float(cr[best]), "CF1": float(cf1[best])}

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from fiftyone.utils.torch import GetItem
 
-from fiftyone_ram.images import ImageError, ImageInput, read_pixel_values
+from fiftyone_ram.images import ImageError, ImageInput, load_image, read_pixel_values
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class PixelTransform:
         return read_pixel_values(source, self.image_size)
 
 
-def read_input(source: ImageInput, transform: PixelTransform) -> torch.Tensor | UnreadableImage:
+def read_input(source: ImageInput, transform) -> torch.Tensor | UnreadableImage:
     """Pixels of one image, or the reason it cannot be read."""
     try:
         return transform(source)
@@ -63,6 +63,26 @@ class TaggerGetItem(GetItem):
         if path is None:
             return UnreadableImage("None", "the sample has no image path")
         return read_input(path, self.transform)
+
+
+class RgbGetItem(GetItem):
+    """Loads a sample's image as an RGB PIL image in a worker, for models whose own processors resize it (the
+    comparators of ``evaluation.compare``); the same reader and the same markers as :class:`TaggerGetItem`."""
+
+    @property
+    def required_keys(self) -> list[str]:
+        return ["filepath"]
+
+    def __call__(self, d: dict):
+        path = d["filepath"]
+        if path is None:
+            return UnreadableImage("None", "the sample has no image path")
+        return read_input(path, load_image)
+
+
+def collate_list(items: Sequence) -> list:
+    """The batch as it came: images of many sizes, and markers of the unreadable ones in their places."""
+    return list(items)
 
 
 @dataclass

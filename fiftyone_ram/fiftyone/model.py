@@ -131,7 +131,37 @@ class RamModelConfig(foc.Config):
         return out
 
 
-class RamModel(fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin, fom.EmbeddingsMixin, fom.Model):
+class ImageTaggerModel(fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin, fom.Model):
+    """What every tagger of the package is to ``apply_model``: an image model with logits whose images are
+    decoded in DataLoader workers (``build_get_item``) and batched by its own ``collate_fn`` (subclasses give
+    both, and ``transforms`` for the inputs ``predict_all`` reads itself)."""
+
+    def __init__(self) -> None:
+        fom.LogitsMixin.__init__(self)
+        self._preprocess = True
+
+    @property
+    def media_type(self) -> str:
+        return "image"
+
+    @property
+    def preprocess(self) -> bool:
+        return self._preprocess
+
+    @preprocess.setter
+    def preprocess(self, value: bool) -> None:
+        self._preprocess = value
+
+    @property
+    def has_logits(self) -> bool:
+        return True
+
+    @property
+    def has_collate_fn(self) -> bool:
+        return True
+
+
+class RamModel(fom.EmbeddingsMixin, ImageTaggerModel):
     """A tagger wrapped for FiftyOne: DataLoader batching with image decoding in the workers.
 
     Pickles without its weights when they can be loaded again from ``config`` (memory-mapped, so cheaply);
@@ -139,10 +169,9 @@ class RamModel(fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin, fom.Em
     """
 
     def __init__(self, config: RamModelConfig, tagger=None) -> None:
-        fom.LogitsMixin.__init__(self)
+        super().__init__()
         self.config = config
         self._tagger = tagger
-        self._preprocess = True
         self._embeddings: np.ndarray | None = None
 
     # -- the tagger, loaded on first use --------------------------------------------------------------
@@ -161,10 +190,6 @@ class RamModel(fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin, fom.Em
 
     # -- fom.Model -------------------------------------------------------------------------------------
     @property
-    def media_type(self) -> str:
-        return "image"
-
-    @property
     def ragged_batches(self) -> bool:
         return False  # every image is resized to the same square
 
@@ -173,23 +198,7 @@ class RamModel(fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin, fom.Em
         return PixelTransform(self.tagger.image_size)
 
     @property
-    def preprocess(self) -> bool:
-        return self._preprocess
-
-    @preprocess.setter
-    def preprocess(self, value: bool) -> None:
-        self._preprocess = value
-
-    @property
-    def has_logits(self) -> bool:
-        return True
-
-    @property
     def has_embeddings(self) -> bool:
-        return True
-
-    @property
-    def has_collate_fn(self) -> bool:
         return True
 
     collate_fn = staticmethod(collate_images)
@@ -328,4 +337,4 @@ def _plain(value: Any) -> Any:
     return value
 
 
-__all__: Sequence[str] = ("RamModel", "RamModelConfig", "load_model", "from_tagger", "CONFIG_KEYS")
+__all__: Sequence[str] = ("ImageTaggerModel", "RamModel", "RamModelConfig", "load_model", "from_tagger", "CONFIG_KEYS")

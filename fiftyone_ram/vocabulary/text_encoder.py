@@ -80,17 +80,7 @@ class TextEncoder:
 
     @staticmethod
     def _folder_or_name(source: str | Path) -> str:
-        path = Path(source).expanduser()
-        if path.is_dir():
-            digest = hashlib.sha256()
-            files = sorted({f for pattern in _FOLDER_FILES for f in path.glob(pattern) if f.is_file()})
-            for file in files:
-                digest.update(file.name.encode())
-                with open(file, "rb") as handle:
-                    while block := handle.read(1 << 22):
-                        digest.update(block)
-            return f"folder:{digest.hexdigest()}"
-        return f"hub:{source}"
+        return source_identity(source)
 
     # -- loading --------------------------------------------------------------------------------------
     @property
@@ -160,6 +150,21 @@ class TextEncoder:
             raise PromptTooLongError(
                 f"{len(too_long)} prompt text(s) exceed CLIP's {length} tokens, e.g. {text!r} ({count} tokens): "
                 f"shorten the tag name, or (RAM++) give descriptions for it, which are truncated as upstream does")
+
+
+def source_identity(source: str | Path) -> str:
+    """A text tower's cache identity without loading it: its hub name, or a hash of a local folder's files."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        digest = hashlib.sha256()
+        files = sorted({f for pattern in _FOLDER_FILES for f in path.glob(pattern) if f.is_file()})
+        for file in files:
+            digest.update(file.name.encode())
+            with open(file, "rb") as handle:
+                while block := handle.read(1 << 22):
+                    digest.update(block)
+        return f"folder:{digest.hexdigest()}"
+    return f"hub:{source}"
 
 
 def _tokenizer_fingerprint(tokenizer) -> str:
