@@ -14,11 +14,10 @@ from typing import Union
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+from timm.data import IMAGENET_DEFAULT_MEAN as IMAGENET_MEAN  # upstream tags with ImageNet's statistics
+from timm.data import IMAGENET_DEFAULT_STD as IMAGENET_STD
 
 from fiftyone_ram.errors import UserError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 ImageInput = Union[str, Path, Image.Image, np.ndarray]
 

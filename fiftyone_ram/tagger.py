@@ -31,11 +31,11 @@ from fiftyone_ram.models.registry import (
 from fiftyone_ram.scheduling import prefetch
 from fiftyone_ram.tagger_spec import TaggerSpec
 from fiftyone_ram.tag_files import TagFileError, check_tag_names, read_tag_list, read_thresholds
+from fiftyone_ram.upstream import CAPTION_PROMPT
 
 if TYPE_CHECKING:  # pragma: no cover
     from fiftyone_ram.vocabulary import Vocabulary
 
-CAPTION_PROMPT = "a picture of "
 
 Prediction = list[tuple[str, float]]
 Images = Sequence[ImageInput] | ImageInput | torch.Tensor

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 UPSTREAM_REPO = "xinyu1205/recognize-anything"
+#: The text Tag2Text's captioner starts every caption with (upstream's prompt; stripped from the output).
+CAPTION_PROMPT = "a picture of "
 UPSTREAM_COMMIT = "7cb804a8609e9f4b1a50b7f31436d2df40bb9481"
 _RAW_URL = "https://raw.githubusercontent.com/{repo}/{commit}/{path}"
 

@@ -23,8 +23,7 @@ TUNE = "@fiftyone-ram/ram/tune_tag_thresholds"
 #: The Tag evaluation panel's tabs: one click from the summary to any of them.
 EVALUATION_TABS = {"classes": "Classes", "curves": "PR curves", "confusions": "Confusions", "compare": "Compare runs"}
 #: The per-class table's columns: short enough for a panel split beside the grid (~550 px).
-CLASS_COLUMNS = (("class", "Class"), ("ap", "AP"), ("precision", "P"), ("recall", "R"), ("tp", "TP"),
-                 ("fp", "FP"), ("fn", "FN"))
+CLASS_COLUMNS = (("class", "Class"), ("ap", "AP"), ("rates", "P / R"), ("counts", "TP / FP / FN"))
 #: The side-by-side table of several runs: the headline figures only (the same width budget).
 COMPARE_COLUMNS = (("run", "Run"), ("mAP", "mAP"), ("CP", "CP"), ("CR", "CR"), ("OP", "OP"), ("OR", "OR"))
 
@@ -87,10 +86,13 @@ class TagEvaluationPanel(foo.Panel):
         # two curves of the previous plot; a shorter table its old rows).
         keys = _tag_eval_keys(ctx.dataset)
         runs = {k: ctx.dataset.load_evaluation_results(k) for k in ctx.panel.state.compare_keys or [] if k in keys}
-        ctx.ops.set_panel_data({"classes": tables.class_rows(results),
+        rows = [{**row, "rates": f"{row['precision']} / {row['recall']}",
+                 "counts": f"{row['tp']} / {row['fp']} / {row['fn']}"} for row in tables.class_rows(results)]
+        ctx.ops.set_panel_data({"classes": rows,
                                 "confusions": tables.confusions(ctx.dataset.load_evaluation_view(key), results,
                                                                 top=30),
-                                "pr": tables.pr_traces(results, [chosen] if chosen in names else None),
+                                _pr_key(chosen if chosen in names else None):
+                                    tables.pr_traces(results, [chosen] if chosen in names else None),
                                 "comparison": tables.comparison_rows(runs),
                                 "comparison_pr": tables.comparison_traces(runs)})
 
@@ -136,7 +138,7 @@ class TagEvaluationPanel(foo.Panel):
         tab = ctx.panel.state.tab or "classes"
         panel.enum("tab", list(EVALUATION_TABS), default=tab, view=tabs, on_change=self.on_change_tab)
         if tab == "classes":
-            table = types.TableView()
+            table = _table()
             for column, label in CLASS_COLUMNS:
                 table.add_column(column, label=label)
             table.add_row_action("errors", self.show_errors, label="Errors", icon="filter_list",
@@ -148,14 +150,16 @@ class TagEvaluationPanel(foo.Panel):
             panel.enum("pr_class", results.classes.tolist(), default=ctx.panel.state.pr_class,
                        label="PR curve of (empty: the three best)", view=types.AutocompleteView(),
                        on_change=self.on_change_class)
-            panel.plot("pr", layout=PR_LAYOUT, config={"displayModeBar": False, "responsive": True})
+            chosen = ctx.panel.state.pr_class
+            panel.plot(_pr_key(chosen if chosen in results.classes.tolist() else None), layout=PR_LAYOUT,
+                       config={"displayModeBar": False, "responsive": True})
         elif tab == "compare":
             panel.list("compare_keys", types.String(), default=ctx.panel.state.compare_keys or [],
                        label="Runs to compare (e.g. a comparison's <name>_<model>_eval)",
                        view=types.AutocompleteView(multiple=True, allow_user_input=False, allow_duplicates=False,
                                                    choices=[types.Choice(k, label=k) for k in reversed(keys)]),
                        on_change=self.on_change_compare)
-            side = types.TableView()
+            side = _table()
             for column, label in COMPARE_COLUMNS:
                 side.add_column(column, label=label)
             panel.list("comparison", types.Object(), label="Side by side", view=side)
@@ -164,7 +168,7 @@ class TagEvaluationPanel(foo.Panel):
                                                                        "range": [0, 1.02]}},
                        config={"displayModeBar": False, "responsive": True})
         else:
-            confusion = types.TableView()
+            confusion = _table()
             for column, label in (("missed", "Missed tag"), ("predicted_instead", "Wrong tags instead"),
                                   ("images", "Images")):
                 confusion.add_column(column, label=label)
@@ -276,7 +280,7 @@ class TagReviewPanel(foo.Panel):
         buttons.btn("show", label="Show flagged", on_click=self.show, variant="outlined")
         buttons.btn("apply", label="Apply", on_click=self.apply, variant="contained")
         buttons.btn("undo", label="Undo", on_click=self.undo, variant="outlined")
-        table = types.TableView(max_inline_actions=2)  # both buttons on the row: one click each
+        table = _table(max_inline_actions=2)  # both buttons on the row: one click each
         for column, label in (("file", "Image"), ("tag", "Tag"), ("reason", "Reason"), ("score", "Score"),
                               ("mark", "Mark")):
             table.add_column(column, label=label)
@@ -285,6 +289,21 @@ class TagReviewPanel(foo.Panel):
                              tooltip="Remove this tag when applying")
         panel.list("flags", types.Object(), label="Flagged tags", view=table)
         return types.Property(panel, view=types.GridView(orientation="vertical", padding=2, gap=2))
+
+
+def _pr_key(chosen: str | None) -> str:
+    """The data key of the PR plot of ``chosen`` (None: the three best). A key per choice: the App merges a
+    plot's new traces into its old ones by position, so one class's curve kept the other two of the plot
+    before; a new key is a new plot."""
+    import hashlib
+
+    return "pr" if chosen is None else f"pr_{hashlib.sha1(chosen.encode()).hexdigest()[:10]}"
+
+
+def _table(**options) -> types.TableView:
+    """A table that narrows to its panel: the App's tables are at least 650 px wide unless told otherwise, wider
+    than a panel split beside the grid."""
+    return types.TableView(componentsProps={"table": {"sx": {"minWidth": 0}}}, **options)
 
 
 def _tag_eval_keys(dataset) -> list[str]:
@@ -341,7 +360,7 @@ class SampleTagsPanel(foo.Panel):
             panel.enum("tag_field", fields, default=ctx.panel.state.tag_field or fields[0], label="Field",
                        view=types.DropdownView(), on_change=self.on_change_field)
         panel.md(ctx.panel.state.heading or "", name="heading")
-        table = types.TableView()
+        table = _table()
         for column, label in (("tag", "Tag"), ("confidence", "Confidence"), ("threshold", "Threshold"),
                               ("margin", "Confidence − threshold")):
             table.add_column(column, label=label)

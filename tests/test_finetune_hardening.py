@@ -305,9 +305,9 @@ CLI_REFUSALS = {
     "metadata": (["--tag-field", "metadata"], "tag field 'metadata' holds"),
     "id": (["--tag-field", "id"], "tag field 'id' holds ObjectIdField"),
     "a caption field of ints": (["--caption-field", "an_int"], "caption field 'an_int' must hold a string"),
-    "labels outside the vocabulary": (["--tag-field", "unknown"], "none of the 2 labels of 'unknown' in the "
-                                      "training view is in the model's vocabulary: map them with mapping= / "
-                                      "--mapping or add them with tags= / --tags"),
+    "labels outside the vocabulary": (["--tag-field", "unknown"], "none of the 2 label name(s) of 'unknown' in "
+                                      "the training view (blorp, glorp) is in the model's vocabulary: map them "
+                                      "with mapping= / --mapping or add them with tags= / --tags"),
     "a resume state that is not one": (["--tag-field", "gt", "--resume"], "cannot resume from"),
     "a damaged teacher": (["--tag-field", "gt", "--teacher", "TEACHER"], "the CLIP teacher"),
     "an unknown --set key": (["--tag-field", "gt", "--set", "no_such=1"], "unknown fine-tuning setting 'no_such'"),

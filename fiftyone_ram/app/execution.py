@@ -86,8 +86,8 @@ def add_execution_notice(inputs, count: int, cli_command: str) -> bool:
         return True
     if delegation_available():
         inputs.view("execution_notice", types.Notice(
-            label=f"{count} samples: this run is scheduled; `fiftyone delegated launch` executes it and the "
-                  f"Runs page shows its progress"))
+            label=f"{count} samples: this run is scheduled; `fiftyone delegated launch` executes it and "
+                  f"`fiftyone delegated list` shows its progress"))
         return True
     inputs.view("execution_notice", types.Error(label="Too many samples to run in the App",
                                                 description=too_large_message(count, cli_command)))

@@ -12,6 +12,8 @@ The names load on first use: the choices (what the command line is built from) i
 
 from typing import TYPE_CHECKING
 
+from fiftyone_ram.lazy import lazy_exports
+
 if TYPE_CHECKING:  # pragma: no cover
     from fiftyone_ram.comparators.choice import (DEFAULT_MODELS, KINDS, ModelChoice, parse_choice,  # noqa: F401
                                                  parse_choices)
@@ -22,12 +24,4 @@ _EXPORTS = {
     "DEFAULT_MODELS": "choice", "KINDS": "choice", "ModelChoice": "choice", "parse_choice": "choice",
     "parse_choices": "choice", "ComparatorError": "choice", "Scorer": "scorer", "load_scorer": "scorer",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -10,6 +10,8 @@ the model, here (:mod:`.local_executor`) or on Ray Data (:mod:`.ray_executor`).
 
 from __future__ import annotations
 
+from fiftyone_ram.lazy import lazy_exports
+
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -23,12 +25,4 @@ if TYPE_CHECKING:  # pragma: no cover
 _EXPORTS = {"tag_samples": "tagging", "TaggingSummary": "tagging", "FieldExistsError": "tagging",
             "RunMismatchError": "tagging"}
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

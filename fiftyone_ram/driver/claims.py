@@ -307,12 +307,6 @@ def finished(scope: str, state: str = "written") -> set[str]:
     return {doc["sample"] for doc in _collection().find({"scope": scope, "state": state}, {"sample": 1})}
 
 
-def held_elsewhere(scope: str, holder: Holder) -> int:
-    """Samples of ``scope`` claimed, unexpired, by other holders (work in progress in another run)."""
-    return _collection().count_documents({"scope": scope, "state": "claimed", "owner": {"$ne": holder.token},
-                                          "expires": {"$gte": _now()}})
-
-
 def forget(scope: str, states: Sequence[str] | None = None) -> None:
     """Drop the claims of ``scope`` (all, and the entries of runs that died on it; or those in ``states``): a
     run completed, was replaced or starts a new pass (call it when no other run works on ``scope``)."""

@@ -6,6 +6,8 @@ first use, like the rest of the package, so that importing the package stays che
 
 from typing import TYPE_CHECKING
 
+from fiftyone_ram.lazy import lazy_exports
+
 from fiftyone_ram.engine.outliers import OutlierOptions, OutlierReport, find_outliers, score_outliers
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -22,12 +24,5 @@ _EXPORTS = {
     "GroundingDinoRegions": "regions", "DetectionsRegions": "regions", "make_regions": "regions",
     "TaggerCrops": "crops", "ClipCrops": "crops", "EncoderWithTagger": "crops", "make_encoder": "crops",
 }
-__all__ = sorted([*_EXPORTS, "OutlierOptions", "OutlierReport", "find_outliers", "score_outliers"])
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, _names = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted([*_names, "OutlierOptions", "OutlierReport", "find_outliers", "score_outliers"])

@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from fiftyone_ram.errors import UserError
+
 #: How a name was resolved, in order of precedence.
 #: "kept" = model vocabulary unknown, so the name is used as it is.
-HOW = ("user", "exact", "normalized", "synonym", "label_system", "kept", "ignored", "unmapped")
 
 #: Method names tried, in order, on a label-system object.
 LABEL_SYSTEM_METHODS = ("canonical", "canonical_tag", "to_canonical", "get_canonical", "resolve", "lookup")
@@ -231,6 +232,10 @@ class NameMapper:
         return None
 
 
+class MappingFileError(UserError, ValueError):
+    """A name mapping file that is missing or cannot be read as one."""
+
+
 def load_mapping(source: Mapping[str, str | None] | str | Path) -> dict[str, str | None]:
     """A user mapping from a dict or a file: JSON object, or CSV / TSV rows ``gt_name,model_name``.
 
@@ -240,12 +245,15 @@ def load_mapping(source: Mapping[str, str | None] | str | Path) -> dict[str, str
         return {str(k): (str(v) if v else None) for k, v in source.items()}
     path = Path(source)
     if not path.is_file():
-        raise FileNotFoundError(f"vocabulary mapping file not found: {path}")
+        raise MappingFileError(f"name mapping file {path} does not exist")
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() == ".json":
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise MappingFileError(f"{path} is not valid JSON ({exc})") from None
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: a JSON mapping must be an object {{gt_name: model_name}}")
+            raise MappingFileError(f"{path}: a JSON mapping must be an object {{gt_name: model_name}}")
         return {str(k): (str(v) if v else None) for k, v in data.items()}
     delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") or ("\t" in text and "," not in text) else ","
     out: dict[str, str | None] = {}
@@ -253,7 +261,7 @@ def load_mapping(source: Mapping[str, str | None] | str | Path) -> dict[str, str
         if not row or not row[0].strip() or row[0].lstrip().startswith("#"):
             continue
         if len(row) > 2:
-            raise ValueError(f"{path}, line {i + 1}: expected 'gt_name{delimiter}model_name', got {row!r}")
+            raise MappingFileError(f"{path}, line {i + 1}: expected 'gt_name{delimiter}model_name', got {row!r}")
         gt, model = row[0].strip(), (row[1].strip() if len(row) > 1 else "")
         is_header = gt.casefold() in ("gt_name", "gt", "ground_truth") and model.casefold() in ("model_name", "model")
         if i == 0 and is_header:

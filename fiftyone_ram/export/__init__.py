@@ -9,17 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from fiftyone_ram.lazy import lazy_exports
 from fiftyone_ram.export.folder import ExportError, ExportFolder, read_export
 
 if TYPE_CHECKING:  # pragma: no cover
     from fiftyone_ram.export.onnx import export_onnx  # noqa: F401
 
-__all__ = ["export_onnx", "read_export", "ExportFolder", "ExportError"]
-
-
-def __getattr__(name: str):
-    if name == "export_onnx":  # imports torch: only when asked for
-        from fiftyone_ram.export.onnx import export_onnx
-
-        return export_onnx
-    raise AttributeError(f"module 'fiftyone_ram.export' has no attribute {name!r}")
+__getattr__, _names = lazy_exports(__name__, {"export_onnx": "onnx"})  # imports torch: only when asked for
+__all__ = [*_names, "read_export", "ExportFolder", "ExportError"]

@@ -8,6 +8,8 @@ the package (done by the zoo hooks and operators on every request) stays cheap.
 
 from __future__ import annotations
 
+from fiftyone_ram.lazy import lazy_exports
+
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -15,12 +17,4 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _EXPORTS = {"RamModel": "model", "RamModelConfig": "model", "load_model": "model", "from_tagger": "model"}
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -23,6 +23,7 @@ from fiftyone_ram.errors import OptionError
 from fiftyone_ram.export.folder import ExportFolder, read_export
 from fiftyone_ram.export.runtime import open_session, run_session, sigmoid
 from fiftyone_ram.fiftyone.inputs import ImageBatch, PixelTransform, TaggerGetItem, collate_images, read_input
+from fiftyone_ram.fiftyone.model import ImageTaggerModel
 from fiftyone_ram.fiftyone.outputs import TagOutput, decide_outputs, tag_thresholds
 
 CONFIG_KEYS = ("export_dir", "variant", "classes", "language", "confidence_thresh", "threads")
@@ -52,7 +53,7 @@ class OnnxRamModelConfig(foc.Config):
             check_threshold(self.confidence_thresh, "confidence_thresh")
 
 
-class OnnxRamModel(fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin, fom.EmbeddingsMixin, fom.Model):
+class OnnxRamModel(fom.EmbeddingsMixin, ImageTaggerModel):
     """An export run by onnxruntime; DataLoader batching with decoding in the workers, as ``RamModel``.
 
     ``TorchModelMixin``: FiftyOne then collates with :func:`collate_images` (its numpy path would drop the
@@ -61,11 +62,10 @@ class OnnxRamModel(fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin, fo
     _using_gpu = False  # read by apply_model(pin_memory=True): onnxruntime copies from host memory
 
     def __init__(self, config: OnnxRamModelConfig) -> None:
-        fom.LogitsMixin.__init__(self)
+        super().__init__()
         self.config = config
         self.export: ExportFolder = read_export(config.export_dir)
         self._session = None
-        self._preprocess = True
         self._embeddings: np.ndarray | None = None
         names = self.names(config.language)
         index = {name: i for i, name in reversed(list(enumerate(self.export.tag_list)))}
@@ -98,10 +98,6 @@ class OnnxRamModel(fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin, fo
 
     # -- fom.Model -------------------------------------------------------------------------------------
     @property
-    def media_type(self) -> str:
-        return "image"
-
-    @property
     def ragged_batches(self) -> bool:
         return False
 
@@ -110,23 +106,7 @@ class OnnxRamModel(fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin, fo
         return PixelTransform(self.export.image_size)
 
     @property
-    def preprocess(self) -> bool:
-        return self._preprocess
-
-    @preprocess.setter
-    def preprocess(self, value: bool) -> None:
-        self._preprocess = value
-
-    @property
-    def has_logits(self) -> bool:
-        return True
-
-    @property
     def has_embeddings(self) -> bool:
-        return True
-
-    @property
-    def has_collate_fn(self) -> bool:
         return True
 
     collate_fn = staticmethod(collate_images)

@@ -6,6 +6,8 @@ set-up script.
 
 from typing import TYPE_CHECKING
 
+from fiftyone_ram.lazy import lazy_exports
+
 if TYPE_CHECKING:  # pragma: no cover
     from fiftyone_ram.labels.caption_parser import CaptionParser, load_parser  # noqa: F401
     from fiftyone_ram.labels.dataset_captions import parse_caption_field  # noqa: F401
@@ -25,12 +27,4 @@ _EXPORTS = {
     "ensure_wordnet": "wordnet",
     "load_wordnet": "wordnet",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -7,6 +7,8 @@ App forms import; the names below load on first use so that importing them stays
 
 from __future__ import annotations
 
+from fiftyone_ram.lazy import lazy_exports
+
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -23,12 +25,4 @@ _EXPORTS = {
     "generate_caption_ids": "captioner", "load_tokenizer": "captioner",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -3,6 +3,8 @@ FiftyOne view (``finetune``). Names load on first use so that importing the pack
 
 from __future__ import annotations
 
+from fiftyone_ram.lazy import lazy_exports
+
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -13,12 +15,4 @@ if TYPE_CHECKING:  # pragma: no cover
 _EXPORTS = {"training_losses": "objective", "total_loss": "objective", "finetune": "trainer",
             "FinetuneResult": "trainer", "FinetuneSettings": "settings", "WEAK_START": "settings"}
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -97,8 +97,11 @@ def check_examples(examples: Examples, *, tag_field: str | None, caption_field: 
         return
     counts = report.get("label_counts") or {}
     if tag_field is not None and counts and not report.get("mapped_labels"):
-        raise TrainingDataError(f"none of the {len(counts)} labels of '{tag_field}' in {where} is in the model's "
-                                f"vocabulary: map them with mapping= / --mapping or add them with tags= / --tags")
+        names = sorted(counts, key=lambda n: (-counts[n], n))
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise TrainingDataError(f"none of the {len(names)} label name(s) of '{tag_field}' in {where} ({shown}) is in "
+                                f"the model's vocabulary: map them with mapping= / --mapping or add them with tags= / "
+                                f"--tags")
     raise TrainingDataError(f"{where} has no label in the model's vocabulary in {source}: label its samples"
                             f"{option}, map names with mapping= / --mapping, or add tags with tags= / --tags")
 

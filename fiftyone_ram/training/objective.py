@@ -21,12 +21,12 @@ from fiftyone_ram.training.losses import (
     caption_loss,
     distillation_loss,
 )
+from fiftyone_ram.upstream import CAPTION_PROMPT
 
 if TYPE_CHECKING:  # pragma: no cover
     from fiftyone_ram.tagger import Tagger
 
 #: Upstream's decoder prompt: its tokens are part of every training caption and give no loss.
-CAPTION_PROMPT = "a picture of "
 #: Captions are tokenised to the longest in the batch, at most this many tokens.
 CAPTION_TOKENS = 40
 #: The loss names per family, in the order upstream's forward returns them.

@@ -38,7 +38,8 @@ from fiftyone_ram.models.registry import DEFAULT_VARIANT
 from fiftyone_ram.training import data as D
 from fiftyone_ram.training import distributed, resume
 from fiftyone_ram.training.output import LOG_FILE, OutputFolderError, OutputLock, check_log, clear, is_busy
-from fiftyone_ram.training.objective import CAPTION_PROMPT, total_loss, training_losses
+from fiftyone_ram.training.objective import total_loss, training_losses
+from fiftyone_ram.upstream import CAPTION_PROMPT
 from fiftyone_ram.training.progress import ConsoleProgress, Progress, resolve_progress
 from fiftyone_ram.training.schedule import build_scheduler
 from fiftyone_ram.training.settings import FinetuneSettings

@@ -11,11 +11,11 @@ from __future__ import annotations
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 
+from timm.data import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+
 from fiftyone_ram.images import IMAGENET_MEAN, IMAGENET_STD
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-STATISTICS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "clip": (CLIP_MEAN, CLIP_STD)}
+STATISTICS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "clip": (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)}
 
 
 def training_transform(size: int, *, scale: tuple[float, float] = (0.2, 1.0), flip: bool = True,

@@ -7,6 +7,8 @@ The names load on first use: the spec (what the command line and the forms are b
 
 from typing import TYPE_CHECKING
 
+from fiftyone_ram.lazy import lazy_exports
+
 if TYPE_CHECKING:  # pragma: no cover
     from fiftyone_ram.vocabulary.cache import EmbeddingCache  # noqa: F401
     from fiftyone_ram.vocabulary.sources import read_descriptions, read_tags  # noqa: F401
@@ -20,12 +22,4 @@ _EXPORTS = {
     "TextEncoder": "text_encoder", "TextEncoderError": "text_encoder", "Vocabulary": "vocabulary",
     "build_vocabulary": "vocabulary",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -339,10 +339,17 @@ class AppPage:
         """Run the operator: the Execute button, or the split button's 'Schedule' entry."""
         self._execute_button.or_(self.prompt.get_by_role("button", name="Schedule", exact=True)).first.wait_for()
         if schedule:
+            lone = self.prompt.get_by_role("button", name="Schedule", exact=True)
+            if lone.count() and not self._execute_menu_button.count():  # the operator only schedules
+                lone.click()
+                return
             self._execute_menu_button.click()
             self.page.get_by_role("menuitem").filter(has_text="Schedule").first.click()
             self.prompt.get_by_role("button", name="Schedule", exact=True).click()
         else:
+            if not self._execute_button.count():  # scheduling is the default here: choose to run now
+                self._execute_menu_button.click()
+                self.page.get_by_role("menuitem").filter(has_text="Execute").first.click()
             self._execute_button.click()
 
     def execution_choices(self) -> list[str]:

@@ -53,8 +53,8 @@ def test_evaluate_with_the_defaults_then_read_the_panel(app_page, app_dataset, t
     app.close_output()
 
     # The Tag evaluation panel opened on the run: confidence over predicted tags, per class, confusions.
-    average = app.wait_for_text("Mean confidence of the predicted tags")
-    value = float(re.search(r"([\d.]+)\s*$", average.locator("xpath=..").inner_text()).group(1))
+    app.wait_for_text("Mean confidence of the predicted tags")
+    value = float(re.search(r"Mean confidence of the predicted tags:\s*([\d.]+)", app.page.inner_text("body")).group(1))
     assert value >= 0.6  # every stored confidence is >= 0.6 (the built-in panel counts absent classes as 0)
     app.wait_for_text("1 sample(s) left out: their image could not be read")  # what the CLI prints, too
     table = app.page.get_by_role("table").first
@@ -79,22 +79,22 @@ def test_the_panel_fits_a_split_view_and_follows_the_latest_run(app_page, app_da
     evaluate_tags(dataset, "ram", "ground_truth", eval_key="first")
     app = app_page(viewport=(1280, 800))
     app.open_dataset(dataset.name)
-    app.page.get_by_title("Split right").first.click()
-    app.page.locator("[data-cy=new-panel-btn]").last.click()
+    app.page.locator("[data-cy=new-panel-btn]").first.click()  # the App opens it in a split beside the grid
     app.page.locator("[data-cy$=tag_evaluation_panel]").first.click()
     app.wait_for_text("against ground_truth:")
+    expect(app.page.locator("[data-cy=fo-grid]").first).to_be_visible()  # the grid stays, to the left
 
     table = app.page.get_by_role("table").first
-    header = [h.strip() for h in table.locator("thead th").all_inner_texts()]
-    assert {"TP", "FP", "FN"} <= set(header), header
-    grid_right = app.page.locator("[data-cy=fo-grid]").first.bounding_box() or {"x": 0, "width": 640}
-    right_edge = 1280
-    for cell in (table.locator("thead th").filter(has_text=re.compile(r"^\s*FN\s*$")).first,
-                 table.get_by_role("button", name="Errors").first):
-        box = cell.bounding_box()
-        assert box is not None and box["x"] + box["width"] <= right_edge, (box, header)
-        assert box["x"] >= grid_right["x"], box  # in the panel beside the grid, not under it
     app.docs_shot("app-tag-evaluation-split.png")
+    header = [" ".join(h.split()) for h in table.locator("thead th").all_inner_texts()]
+    assert "TP / FP / FN" in header, header
+    grid = app.page.locator("[data-cy=fo-grid]").first.bounding_box()
+    summary = app.page.get_by_text("Mean confidence of the predicted tags").first
+    for element in (table.locator("thead th").filter(has_text="TP / FP / FN").first,
+                    table.get_by_role("button", name="Errors").first, summary):
+        box = element.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= 1280, (box, header)  # no horizontal scrolling
+        assert box["x"] >= grid["x"] + grid["width"] - 1, (box, grid)  # in the panel beside the grid
 
     app.page.get_by_role("tab", name="PR curves").click()  # one click
     traces = app.page.locator(".js-plotly-plot .scatterlayer .trace")

@@ -78,7 +78,7 @@ def _failing_runs(app, dataset, tmp_path: Path):
         app.open_operator("generate_tags", "Generate tags (RAM data engine)")
         _own_model(app, bad, model_label="Tagger")
 
-    def clean():  # the default regions: Grounding-DINO, which is not in this offline cache
+    def clean():  # the default crop embeddings: the released RAM++, not in this offline cache
         app.open_operator("clean_tags", "Clean tags (RAM data engine)")
         app.check("Also flag tags the tagger does not predict on their regions", False)
 
@@ -87,7 +87,7 @@ def _failing_runs(app, dataset, tmp_path: Path):
             ("parse_caption_tags", parse, str(missing)),
             ("tune_tag_thresholds", tune, str(missing)),
             ("generate_tags", generate, "has 4585 values but the tag list has 3 tags"),
-            ("clean_tags", clean, "Grounding-DINO")]
+            ("clean_tags", clean, "ram_plus_swin_large_14m.pth")]
 
 
 def test_a_failing_run_shows_its_one_line(app_page, app_dataset, tmp_path):
@@ -115,6 +115,8 @@ def test_a_failing_scheduled_run_is_recorded_as_failed_with_its_one_line(app_pag
     app.open_dataset(dataset.name)
     expected = {}
     for operator, fill, words in _failing_runs(app, dataset, tmp_path):
+        if operator == "tune_tag_thresholds":  # a table in the form: it runs now only
+            continue
         fill()
         app.execute(schedule=True)
         app.prompt.wait_for(state="hidden")

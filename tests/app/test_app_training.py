@@ -3,6 +3,7 @@ delegated only), executed by a real ``fiftyone delegated launch``, and the model
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -25,15 +26,16 @@ def shapes(tmp_path, shapes_dataset):
         dataset.delete()
 
 
-def _wait_for_operation(dataset_name: str, launcher, timeout_s: float = 240):
-    """The dataset's one delegated operation once it has finished (or the last state seen at the deadline)."""
+def _wait_for_operation(dataset_name: str, launcher, operator: str = "finetune_model", timeout_s: float = 240):
+    """The dataset's delegated operation of ``operator`` once it has finished (or the last state seen at the
+    deadline)."""
     from fiftyone.operators.delegated import DelegatedOperationService
 
     service, operation = DelegatedOperationService(), None
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         assert launcher.process.poll() is None, launcher.tail()
-        found = service.list_operations(dataset_name=dataset_name)
+        found = [o for o in service.list_operations(dataset_name=dataset_name) if o.operator.endswith(operator)]
         if found:
             assert len(found) == 1, [o.operator for o in found]
             operation = service.get(found[0].id)
@@ -43,10 +45,11 @@ def _wait_for_operation(dataset_name: str, launcher, timeout_s: float = 240):
     return operation
 
 
-def test_a_scheduled_finetune_writes_a_model_folder_that_loads(app_page, shapes, delegated_launcher, tiny_tagger,
-                                                               tmp_path):
+def test_a_scheduled_finetune_writes_a_model_folder_that_tags_and_is_evaluated(app_page, shapes, delegated_launcher,
+                                                                             tiny_tagger, tmp_path):
     """What a user meets: a form that says what is missing, schedules (no immediate run), and a launcher that
-    trains and writes a folder that loads on its own, with weights that moved."""
+    trains and writes a folder that loads on its own, with weights that moved. Then the loop closes in the App:
+    the folder tags the view (the form says what it read from it), and the tags are evaluated."""
     import torch
 
     from fiftyone_ram import load_tagger
@@ -95,3 +98,29 @@ def test_a_scheduled_finetune_writes_a_model_folder_that_loads(app_page, shapes,
     before, after = tiny_tagger("ram").model.state_dict(), tagger.model.state_dict()
     assert before.keys() == after.keys()
     assert any(not torch.equal(before[k], after[k]) for k in before)  # trained, not a copy of the start
+
+    # Tag with the folder, from the App: the form reads the folder and needs nothing else.
+    app.open_operator("tag_images", "Tag images (Recognize Anything)")
+    app.select("Model", "Your own checkpoint or model folder")
+    app.fill("Checkpoint or model folder", out)
+    summary = app.wait_for_text("Model folder: RAM, Swin").inner_text()
+    assert f"{len(tagger.tag_list)} tags" in summary, summary
+    assert "Architecture config" not in app.text() and "Tag list (optional)" not in app.text()  # the folder's own
+    app.fill("Output field", "tuned")
+    app.execute(schedule=True)
+    app.prompt.wait_for(state="hidden")
+    tagging = _wait_for_operation(shapes.name, launcher, "tag_images")
+    assert tagging is not None and tagging.run_state == "completed", (tagging and tagging.result, launcher.tail())
+    shapes.reload()
+    assert len(shapes.exists("tuned")) == len(shapes)
+
+    # Evaluate those tags against the ground truth they were trained on, run now.
+    app.open_operator("evaluate_tags", "Evaluate tags (mAP, precision, recall)")
+    app.select("Predicted tags", "tuned")
+    app.select("Ground truth", "gt")
+    app.execute()
+    out_text = app.wait_for_output("Samples evaluated")
+    assert re.search(rf"Samples evaluated:\s*{len(shapes)}\b", out_text), out_text
+    shapes.reload()
+    info = shapes.get_evaluation_info("eval_tags")
+    assert (info.config.pred_field, info.config.gt_field) == ("tuned", "gt")
