@@ -24,17 +24,29 @@ def user_message(exc: BaseException) -> str | None:
         return _one_line(str(exc))
     if isinstance(exc, OSError) and exc.filename is not None:
         return _one_line(f"{exc.filename}: {exc.strerror or exc}")
+    exc = _database_error(exc)
+    if exc is not None:
+        first = str(exc).split(",")[0].split("\n")[0][:160]
+        return (f"FiftyOne's database does not answer ({type(exc).__name__}: {first}): start it again (or check "
+                f"FIFTYONE_DATABASE_URI), then run again with resume; what was written is kept")
+    return None
+
+
+def database_gone(exc: BaseException) -> bool:
+    """Whether ``exc`` says FiftyOne's database stopped answering: then a failing run writes nothing more (each
+    write would wait pymongo's 30 s for nothing) and leaves its leases to expire."""
+    return _database_error(exc) is not None
+
+
+def _database_error(exc: BaseException) -> BaseException | None:
+    """pymongo's error under ``exc`` when it is the database not answering, else None."""
     while isinstance(exc, ConnectionError) and isinstance(exc.__cause__, Exception):  # FiftyOne wraps pymongo's
         exc = exc.__cause__
     try:
         from pymongo.errors import AutoReconnect, ConnectionFailure, ServerSelectionTimeoutError
     except ImportError:  # pragma: no cover
         return None
-    if isinstance(exc, (ServerSelectionTimeoutError, ConnectionFailure, AutoReconnect)):
-        first = str(exc).split(",")[0].split("\n")[0][:160]
-        return (f"FiftyOne's database does not answer ({type(exc).__name__}: {first}): start it again (or check "
-                f"FIFTYONE_DATABASE_URI), then run again with resume; what was written is kept")
-    return None
+    return exc if isinstance(exc, (ServerSelectionTimeoutError, ConnectionFailure, AutoReconnect)) else None
 
 
 def _one_line(message: str) -> str:

@@ -84,8 +84,8 @@ class CompareTaggers(foo.Operator):
             yield ctx.trigger("reload_dataset")
             if params.get("open_panel", True):
                 keys = result["eval_keys"]
-                yield ctx.ops.open_panel(PANEL, layout="horizontal",
-                                         state={"eval_key": keys[0], "compare_keys": keys})
+                yield from execution.show_panel(ctx, self, PANEL,
+                                                {"eval_key": keys[0], "chosen": True, "compare_keys": keys})
             yield ctx.ops.show_output(outputs=self.resolve_output(ctx).to_json(), results=result)
 
         return execution.run(ctx, work, label="Comparing taggers", show=show)

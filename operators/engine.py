@@ -255,7 +255,7 @@ class CleanTags(foo.Operator):
         def show(result):
             yield ctx.trigger("reload_dataset")
             if action == "clean" and params.get("open_panel", True):
-                yield ctx.ops.open_panel(REVIEW_PANEL, layout="horizontal", state={"tag_field": params["tag_field"]})
+                yield from execution.show_panel(ctx, self, REVIEW_PANEL, {"tag_field": params["tag_field"]})
             yield from execution.show_result(ctx, self, result)
 
         return execution.run(ctx, lambda progress: self._work(ctx, action, progress), label="Cleaning tags",

@@ -125,7 +125,7 @@ class EvaluateTags(foo.Operator):
         def show(result):
             yield ctx.trigger("reload_dataset")
             if params.get("open_panel", True):
-                yield ctx.ops.open_panel(PANEL, layout="horizontal", state={"eval_key": result["eval_key"]})
+                yield from execution.show_panel(ctx, self, PANEL, {"eval_key": result["eval_key"], "chosen": True})
             yield from execution.show_result(ctx, self, result)
 
         return execution.run(ctx, work, label="Evaluating", show=show)

@@ -276,7 +276,8 @@ def test_a_database_killed_mid_run_is_one_line_and_the_resume_counts_right(image
     import pymongo
 
     own_mongod.start()
-    env = _env(own_mongod.uri)
+    # how a user shortens pymongo's 30 s wait for a database that went away (each write waits it, and retries)
+    env = _env(f"{own_mongod.uri}/?serverSelectionTimeoutMS=4000")
     args = ["tag", images, "--dataset", "going", *tiny_cli_args("ram"), "--device", "cpu", "--batch-size", "1",
             "--num-workers", "0", "--json"]
     process = subprocess.Popen([sys.executable, "-m", "fiftyone_ram.cli", *map(str, args)], stdout=subprocess.PIPE,

@@ -174,6 +174,28 @@ def show_result(ctx, operator, result: Any, *, reload: bool = False):
     yield ctx.ops.show_output(outputs=titled(operator.resolve_output(ctx)).to_json(), results=result)
 
 
+def show_panel(ctx, operator, panel: str, state: dict[str, Any]):
+    """Show a run's result in the panel ``panel`` of ``operator``'s plugin: panels of that name open in the App
+    are loaded again with ``state`` (the App only brings an open panel to the front, without the state it is
+    given), else the panel opens beside the grid with it."""
+    open_ids = [p.component_id for p in _open_panels(ctx.spaces) if p.type == panel]
+    if not open_ids:
+        yield ctx.ops.open_panel(panel, layout="horizontal", state=state)
+        return
+    for panel_id in open_ids:  # the panel's own operator runs its on_load for that panel, as the App does
+        yield ctx.trigger(f"{operator.plugin_name}/{panel}",
+                          params={"__method__": "on_load", "panel_id": panel_id, "state": state})
+
+
+def _open_panels(space) -> Iterator:
+    """The panels in the App's layout ``space`` (``ctx.spaces``; None when the request did not send it)."""
+    for child in getattr(space, "children", None) or []:
+        if hasattr(child, "children"):
+            yield from _open_panels(child)
+        else:
+            yield child
+
+
 def titled(output):
     """``output`` (a Property of an Object) with its view's label as a header row first."""
     import fiftyone.operators.types as types

@@ -166,6 +166,7 @@ class Holder:
         self.pid = os.getpid()
         self.host = _HOST
         self._stop = threading.Event()
+        self.database_gone = False  # set by a run that saw the database stop answering: write nothing more
         self._thread: threading.Thread | None = None
 
     def stamp(self, now: datetime.datetime) -> dict[str, Any]:
@@ -181,6 +182,8 @@ class Holder:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self.database_gone:  # the leases expire on their own
+            return
         try:
             _collection().delete_many({"owner": self.token, "state": {"$in": ["claimed", "worker", "lock"]}})
         except Exception:  # the database went away: the leases expire on their own

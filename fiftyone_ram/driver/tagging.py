@@ -30,7 +30,7 @@ from typing import Any, Callable
 from fiftyone_ram.driver import claims, runs
 from fiftyone_ram.driver.ray_executor import ExecutorSettings, RayOptions
 from fiftyone_ram.driver.tagging_settings import differences, tagging_settings
-from fiftyone_ram.errors import OptionError, UserError
+from fiftyone_ram.errors import OptionError, UserError, database_gone
 from fiftyone_ram.jobs import FIELD, THRESHOLD, setting
 from fiftyone_ram.scheduling import plan_for_model
 from fiftyone_ram.tagger_spec import BATCH_SIZE
@@ -138,6 +138,9 @@ class TagJob(ExecutorSettings):
             try:
                 _tag_claimed(samples, model, self, todo, plan, holder, summary, progress)
             except BaseException as exc:
+                if database_gone(exc):  # nothing more can be written: the leases expire on their own
+                    holder.database_gone = True
+                    raise
                 claims.release(plan.scope, holder)
                 _end(dataset, plan, holder, todo, stopped=exc)
                 raise
@@ -439,7 +442,9 @@ def _tag_chunk(samples, model, job: TagJob, ids: list[str], plan: _Plan, holder:
             if loading is not None:
                 options.update(num_workers=loading.num_workers, pin_memory=loading.pin_memory)
             chunk.apply_model(model, label_field=job.label_field, progress=False, **options)
-    except BaseException:  # interrupted: what was saved is finished, the rest goes back to the pool
+    except BaseException as exc:  # interrupted: what was saved is finished, the rest goes back to the pool
+        if database_gone(exc):
+            raise
         written, _ = _outcome(chunk, job.label_field, before, TaggingSummary(job.label_field))
         claims.finish(plan.scope, holder, written, [])
         raise
