@@ -7,7 +7,7 @@ import ``fiftyone_ram`` (the installed package) inside their methods.
 import importlib
 
 # One module per group of operators; each defines ``register(p)``.
-_MODULES: tuple[str, ...] = ("tagging", "evaluation", "captions", "engine", "training", "panels")
+_MODULES: tuple[str, ...] = ("tagging", "evaluation", "captions", "engine", "training", "pipeline", "panels")
 
 
 def register(p) -> None:
