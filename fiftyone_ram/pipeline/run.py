@@ -483,13 +483,17 @@ class Pipeline:
             json.dump(payload, f)
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
                    "-m", "fiftyone_ram.pipeline.launch", f.name]
+        last = "(no output)"
         try:
-            done = subprocess.run(command, stderr=subprocess.PIPE, text=True)
+            with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as process:
+                for line in process.stderr:  # the processes' messages, passed on as they come
+                    if line.strip():
+                        last = line.strip()
+                        self.say(last)
         finally:
             Path(f.name).unlink(missing_ok=True)
-        if done.returncode != 0:
-            last = [line for line in done.stderr.splitlines() if line.strip()][-1:] or ["(no output)"]
-            raise PipelineError(f"round {number} {stage} under torchrun failed (exit {done.returncode}): {last[0]}")
+        if process.returncode != 0:
+            raise PipelineError(f"round {number} {stage} under torchrun failed (exit {process.returncode}): {last}")
         info = self.names.folder(number, stage) / _info_file()
         return json.loads(info.read_text()).get("best") if info.is_file() else None
 
@@ -518,9 +522,8 @@ class Pipeline:
         from fiftyone_ram.pipeline.report import draw, merge, round_row
 
         names, engine = self.names, self.views.engine
-        source = names.labels(number)
-        if self.dataset.get_field(source) is None:  # a round that made no tags (no parse, no generation)
-            source = names.labels(number - 1) if number else None
+        made = [k for k in range(number, -1, -1) if self.dataset.get_field(names.labels(k)) is not None]
+        source = names.labels(made[0]) if made else None  # a round that made no tags publishes the last one's
         published = self.record.details.get("published")
         if source is not None:
             allowed = [names.labels(published)] if published is not None else []
@@ -579,7 +582,7 @@ def _check_untouched(samples: Any, current: str, allowed: list[str]) -> None:
     if samples.get_field(current) is None:
         return
     mine = _names_per_sample(samples, current)
-    options = [_names_per_sample(samples, name) for name in allowed]
+    options = [_names_per_sample(samples, name) for name in allowed if name]
     changed = sum(1 for i, tags in enumerate(mine) if tags and not any(tags == o[i] for o in options))
     if changed:
         raise PipelineError(f"'{current}' was changed since the pipeline wrote it ({changed} sample(s) differ): "
@@ -621,8 +624,11 @@ def undo(dataset: Any, prefix: str, number: int | None = None) -> dict[str, Any]
         if claims.other_workers(scope, holder):
             raise PipelineError(f"pipeline '{prefix}' is running: undo a round once it has stopped")
         engine = views_of(dataset, job).engine
-        _check_untouched(engine, names.current, [names.labels(number)])
-        previous = names.labels(number - 1)
+        steps = record.details.get("steps", {})
+        _check_untouched(engine, names.current, [steps.get(_key(number, "publish"), {}).get("published")])
+        previous = steps.get(_key(number - 1, "publish"), {}).get("published")
+        if previous is None or dataset.get_field(previous) is None:
+            raise PipelineError(f"round {number - 1}'s tags are gone (field {previous!r}): nothing to restore")
         engine.set_values(names.current, [v.copy() if v is not None else None for v in engine.values(previous)],
                           dynamic=True)
         record.details["published"] = number - 1

@@ -247,7 +247,7 @@ class PipelineJob(Job):
 
 
 #: Settings that may differ when a pipeline is resumed (they do not change what the rounds done computed).
-RESUMABLE_CHANGES = ("rounds", "resume", "review")
+RESUMABLE_CHANGES = ("rounds", "resume", "review", "accept_reasons", "min_outlier_score")
 
 
 def tagger_spec(value: Any, what: str):
