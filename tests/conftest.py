@@ -681,6 +681,13 @@ def _shapes_dataset(folder: Path, *, train: int = 36, validation: int = 24, seed
         path = _shape_image(folder / f"shapes{i:03d}.png", chosen, rng)
         samples.append(fo.Sample(filepath=str(path), tags=["train" if i < train else "validation"],
                                  gt=fo.Classifications(classifications=[fo.Classification(label=t) for t in chosen])))
+    return _with_tag_file(samples, folder, names, name)
+
+
+def _with_tag_file(samples: list, folder: Path, names: Sequence[str], name: str | None):
+    """A new dataset of ``samples`` and the file of its tag ``names`` (one per line) in ``folder``."""
+    import fiftyone as fo
+
     dataset = fo.Dataset(name)
     dataset.add_samples(samples)
     tag_file = folder / "shape_tags.txt"
@@ -738,11 +745,7 @@ def _captioned_shapes(folder: Path, *, seed: int = 0, train: int = 36, validatio
             filepath=str(path), tags=["train" if i < train else "validation"],
             truth=fo.Classifications(classifications=[fo.Classification(label=s) for s in drawn]),
             caption=" and ".join(f"a {s}" for s in named), boxes=fo.Detections(detections=detections)))
-    dataset = fo.Dataset(name)
-    dataset.add_samples(samples)
-    tag_file = folder / "shape_tags.txt"
-    tag_file.write_text("\n".join(shapes) + "\n")
-    return dataset, tag_file
+    return _with_tag_file(samples, folder, shapes, name)
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,7 @@ from typing import Any
 from fiftyone_ram.driver import claims, runs
 from fiftyone_ram.pipeline.spec import (RESUMABLE_CHANGES, TRAINING_STAGES, Names, PipelineError, PipelineJob,
                                         load_spec)
-from fiftyone_ram.progress import Progress, resolve_progress
+from fiftyone_ram.progress import ConsoleProgress, Progress, resolve_progress
 
 KIND = "pipeline"
 #: A step that waits for the user (the review in ``wait`` mode).
@@ -79,8 +79,10 @@ def run(spec: Any, *, resume: bool | None = None, progress: bool | Progress | No
     if not fo.dataset_exists(job.dataset):
         raise PipelineError(f"no FiftyOne dataset named {job.dataset!r}")
     dataset = fo.load_dataset(job.dataset)
-    say = messages or (lambda text: print(text, file=sys.stderr, flush=True))
-    return Pipeline(dataset, job, progress=resolve_progress(progress), say=say).run()
+    shown = resolve_progress(progress)
+    clear = "\r\x1b[K" if isinstance(shown, ConsoleProgress) else ""  # a line of its own, below the progress line
+    say = messages or (lambda text: print(f"{clear}{text}", file=sys.stderr, flush=True))
+    return Pipeline(dataset, job, progress=shown, say=say).run()
 
 
 @dataclass
