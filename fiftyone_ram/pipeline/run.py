@@ -388,7 +388,10 @@ class Pipeline:
             return {"removed": 0, "kept": 0}
         entry = self.record.details["steps"][_key(number, "review")]
         if self.job.review == "wait" and not entry.get("waiting"):
-            return WAITING
+            from fiftyone_ram.engine.review_marks import flagged_rows
+
+            if flagged_rows(self.views.engine, review, limit=1):  # nothing flagged: nothing to wait for
+                return WAITING
         if self.job.review == "auto":
             self._mark_kept(review)
         applied = ReviewJob(tag_field=field_, accept="flagged").run(self.views.engine)
