@@ -7,7 +7,8 @@ import ``fiftyone_ram`` (the installed package) inside their methods.
 import importlib
 
 # One module per group of operators; each defines ``register(p)``.
-_MODULES: tuple[str, ...] = ("tagging", "evaluation", "compare", "captions", "engine", "training", "panels")
+_MODULES: tuple[str, ...] = ("tagging", "evaluation", "compare", "captions", "engine", "training", "pipeline",
+                             "panels")
 
 
 def register(p) -> None:

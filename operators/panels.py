@@ -1,6 +1,6 @@
-"""Panels ``tag_evaluation_panel``, ``tag_review_panel`` and ``sample_tags_panel``: tag evaluations (one, or several
-side by side with their PR curves overlaid: a comparison of taggers), cleaning reviews and one sample's tags with
-their confidences, in the App.
+"""Panels ``tag_evaluation_panel``, ``tag_review_panel``, ``sample_tags_panel`` and ``pipeline_panel``: tag
+evaluations (one, or several side by side with their PR curves overlaid: a comparison of taggers), cleaning
+reviews, one sample's tags with their confidences, and the per-round report of a pipeline, in the App.
 
 The Tag evaluation panel replaces, for tag runs, what the built-in Model Evaluation panel gets wrong for
 multi-label results (see ``fiftyone_ram.evaluation.tables``): a per-class table whose confidence averages
@@ -9,7 +9,12 @@ only predicted tags, PR curves, and a confusion of missed tags with the wrong ta
 
 The Tag review panel is the review step of cleaning: it shows only the field under review, with its flags,
 lists the flagged tags with one-click Keep / Remove, and applies or undoes the removals
-(``fiftyone_ram.engine.review``). Thin on purpose: the numbers come from the package.
+(``fiftyone_ram.engine.review``).
+
+The Pipeline panel reads the run store's pipeline records (``fiftyone_ram.pipeline.report``): a table of the
+rounds (tags added, removed and kept, agreement with the reference, the validation mAP / CP / CR of each round's
+model) and their plot; a round's row shows the tags it added or removed in the grid, by their provenance.
+Thin on purpose: the numbers come from the package.
 """
 
 from __future__ import annotations
@@ -368,7 +373,118 @@ class SampleTagsPanel(foo.Panel):
         return types.Property(panel, view=types.GridView(orientation="vertical", padding=2, gap=2))
 
 
+class PipelinePanel(foo.Panel):
+    @property
+    def config(self):
+        return foo.PanelConfig(name="pipeline_panel", label="Pipeline", icon="autorenew", surfaces="grid",
+                               help_markdown="The per-round report of `run_pipeline` / `fiftyone-ram pipeline run`")
+
+    def on_load(self, ctx):
+        self._load(ctx)
+
+    def on_change_prefix(self, ctx):
+        ctx.panel.state.prefix = ctx.params.get("value")
+        self._load(ctx)
+
+    def _prefix(self, ctx) -> str | None:
+        prefixes = _pipelines(ctx.dataset)
+        prefix = ctx.panel.state.prefix
+        if prefix not in prefixes:
+            prefix = prefixes[-1] if prefixes else None
+            ctx.panel.state.prefix = prefix
+        return prefix
+
+    def _load(self, ctx):
+        from fiftyone_ram.pipeline.report import COLUMNS, report, traces
+
+        prefix = self._prefix(ctx)
+        if prefix is None:
+            return
+        found = report(ctx.dataset, prefix)
+        lines = [f"Pipeline **{prefix}**: **{found['status']}**"
+                 + (f", at {found['current']}" if found["current"] and found["status"] != "completed" else "")
+                 + (f"; round {found['published']} published in `{prefix}`" if found["published"] is not None
+                    else "")]
+        if found["error"]:
+            lines.append(f"> {found['error']}")
+        if found["figure"]:
+            lines.append(f"Figure: `{found['figure']}`")
+        ctx.panel.state.summary = "\n\n".join(lines)
+        keys = [key for key, _ in COLUMNS]
+        ctx.panel.data.rounds = [{key: _shown(row.get(key)) for key in keys} | {"round": _round(row)}
+                                 for row in found["rows"]]
+        ctx.panel.data.metrics = traces(found["rows"])
+
+    def _show(self, ctx, removed: bool):
+        from fiftyone import ViewField as F
+
+        from fiftyone_ram.pipeline.provenance import ATTRIBUTE, event
+        from fiftyone_ram.pipeline.report import report
+        from fiftyone_ram.pipeline.spec import Names
+
+        prefix, index = self._prefix(ctx), ctx.params.get("row")
+        rows = report(ctx.dataset, prefix)["rows"] if prefix else []
+        if not isinstance(index, int) or not 0 <= index < len(rows):
+            return
+        number = rows[index]["round"]
+        names = Names(prefix, ".")
+        if removed:
+            field, wanted = names.review(number), F(ATTRIBUTE) == event(number, "removed")
+        else:
+            field, wanted = names.labels(number), F(ATTRIBUTE).starts_with(f"r{number}:")
+        if ctx.dataset.get_field(field) is None:
+            return
+        ctx.ops.set_view(ctx.dataset.filter_labels(field, wanted))
+        ctx.ops.set_active_fields([field])
+
+    def show_added(self, ctx):
+        self._show(ctx, removed=False)
+
+    def show_removed(self, ctx):
+        self._show(ctx, removed=True)
+
+    def render(self, ctx):
+        from fiftyone_ram.pipeline.report import COLUMNS
+
+        panel = types.Object()
+        prefixes = _pipelines(ctx.dataset)
+        if not prefixes:
+            panel.md("No pipeline yet: run **Run the RAM pipeline** from the operator browser, or "
+                     "`fiftyone-ram pipeline run SPEC`.", name="empty")
+            return types.Property(panel, view=types.GridView(orientation="vertical", padding=2))
+        panel.enum("prefix", prefixes, default=ctx.panel.state.prefix or prefixes[-1], label="Pipeline",
+                   view=types.DropdownView(), on_change=self.on_change_prefix)
+        panel.md(ctx.panel.state.summary or "", name="summary")
+        table = types.TableView(max_inline_actions=2)
+        for key, label in COLUMNS:
+            table.add_column(key, label=label)
+        table.add_row_action("added", self.show_added, label="Added", icon="add_circle",
+                             tooltip="Show the tags this round added (by their provenance)")
+        table.add_row_action("removed", self.show_removed, label="Removed", icon="remove_circle",
+                             tooltip="Show the tags this round's review removed")
+        panel.list("rounds", types.Object(), label="Rounds", view=table)
+        panel.plot("metrics", layout={"title": "Per round", "xaxis": {"title": "round", "dtick": 1},
+                                      "yaxis": {"title": "score", "range": [0, 1.02]}, "height": 360},
+                   config={"displayModeBar": False})
+        return types.Property(panel, view=types.GridView(orientation="vertical", padding=2, gap=2))
+
+
+def _pipelines(dataset) -> list[str]:
+    from fiftyone_ram.driver import runs
+
+    return [record.target for record in runs.records(dataset, "pipeline")]
+
+
+def _shown(value):
+    return round(value, 3) if isinstance(value, float) else "-" if value is None else value
+
+
+def _round(row) -> str:
+    return f"{row['round']} (undone)" if row.get("undone") else str(row["round"])
+
+
 def register(p) -> None:
     p.register(TagEvaluationPanel)
     p.register(TagReviewPanel)
     p.register(SampleTagsPanel)
+    p.register(PipelinePanel)

@@ -50,6 +50,7 @@ class FinetuneModel(foo.Operator):
         inputs.str("validation_tag", required=False, label="Validation sample tag (optional)",
                    description="Samples with this tag are scored after every epoch (never trained on); the best "
                                "epoch is kept and its thresholds tuned")
+        forms.add_setting(inputs, FinetuneJob, "validation_field", params, required=False, choices=tag_fields)
         forms.add_setting(inputs, FinetuneJob, "weak_start", params)
         weak = bool(params.get("weak_start"))
         recipe = FinetuneSettings.from_dict(WEAK_START if weak else {})
@@ -78,7 +79,8 @@ class FinetuneModel(foo.Operator):
         changes = {name: value for name, value in given.items() if value not in (None, "")}
         if "freeze" in changes:
             changes["freeze"] = tuple(changes["freeze"])
-        job = forms.job_from_form(FinetuneJob, params, ("output_dir", "tag_field", "caption_field", "weak_start"),
+        names = ("output_dir", "tag_field", "caption_field", "validation_field", "weak_start")
+        job = forms.job_from_form(FinetuneJob, params, names,
                                   resume=bool(params.get("resume")), overwrite=bool(params.get("overwrite")),
                                   changes=changes)
 

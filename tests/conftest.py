@@ -643,8 +643,9 @@ SHAPE_TAGS = {"circle": (220, 40, 40), "square": (40, 60, 220), "triangle": (40,
 NEW_SHAPE_TAG = "zigzag"
 
 
-def _shape_image(path: Path, names: Sequence[str], rng: np.random.Generator) -> Path:
-    """A 96x96 gray-noise image with each named shape drawn in its colour, in its own quarter-ish cell."""
+def _shape_image(path: Path, names: Sequence[str], rng: np.random.Generator, boxes: list | None = None) -> Path:
+    """A 96x96 gray-noise image with each named shape drawn in its colour, in its own quarter-ish cell; ``boxes``
+    (a list) receives each shape's (name, relative [x, y, w, h])."""
     from PIL import Image, ImageDraw
 
     image = Image.fromarray(rng.normal(128, 15, (96, 96, 3)).clip(0, 255).astype(np.uint8))
@@ -652,6 +653,8 @@ def _shape_image(path: Path, names: Sequence[str], rng: np.random.Generator) -> 
     for k, name in enumerate(names):
         x, y = 8 + 44 * (k % 2) + int(rng.integers(0, 6)), 8 + 44 * (k // 2) + int(rng.integers(0, 30))
         x1, y1, colour = x + 38, y + 38, SHAPE_TAGS[name]
+        if boxes is not None:
+            boxes.append((name, [x / 96, y / 96, 38 / 96, 38 / 96]))
         if name == "circle":
             draw.ellipse([x, y, x1, y1], fill=colour)
         elif name == "square":
@@ -678,6 +681,13 @@ def _shapes_dataset(folder: Path, *, train: int = 36, validation: int = 24, seed
         path = _shape_image(folder / f"shapes{i:03d}.png", chosen, rng)
         samples.append(fo.Sample(filepath=str(path), tags=["train" if i < train else "validation"],
                                  gt=fo.Classifications(classifications=[fo.Classification(label=t) for t in chosen])))
+    return _with_tag_file(samples, folder, names, name)
+
+
+def _with_tag_file(samples: list, folder: Path, names: Sequence[str], name: str | None):
+    """A new dataset of ``samples`` and the file of its tag ``names`` (one per line) in ``folder``."""
+    import fiftyone as fo
+
     dataset = fo.Dataset(name)
     dataset.add_samples(samples)
     tag_file = folder / "shape_tags.txt"
@@ -691,3 +701,76 @@ def shapes_dataset() -> Callable:
     shapes (see :data:`SHAPE_TAGS`; ``zigzag`` is not a RAM tag) and the file of its four tags. The caller owns
     (and deletes) the dataset."""
     return _shapes_dataset
+
+
+# -- a synthetic task with a known truth for the pipeline: captions that miss and invent shapes ---------------------
+
+#: The shapes of :data:`SHAPE_TAGS` that are RAM tags.
+RAM_SHAPES = tuple(name for name in SHAPE_TAGS if name != NEW_SHAPE_TAG)
+
+
+def _captioned_shapes(folder: Path, *, seed: int = 0, train: int = 36, validation: int = 18, miss: float = 0.3,
+                      extra: float = 0.1, box_miss: float = 0.05, box_confusion: float = 0.03,
+                      name: str | None = None):
+    """A dataset of 1-2 RAM shapes per image (:data:`RAM_SHAPES`) whose truth is known, generated from ``seed``:
+
+    - ``truth``: the shapes drawn (Classifications);
+    - ``caption``: "a circle and a square": each shape drawn is left out with probability ``miss``, each shape
+      not drawn is named with probability ``extra`` (about 10 % of the named shapes are not there), at least one
+      shape named;
+    - ``boxes``: what a detector would give (Detections): each drawn shape's box, missed with probability
+      ``box_miss``, named as another shape with probability ``box_confusion``;
+    - sample tags ``train`` and ``validation`` (the clean validation view: its ``truth`` is what scores models).
+
+    Returns (dataset, tag file of the three shapes). The caller owns (and deletes) the dataset."""
+    import fiftyone as fo
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    shapes = list(RAM_SHAPES)
+    samples = []
+    for i in range(train + validation):
+        drawn = [shapes[j] for j in sorted(rng.choice(len(shapes), int(rng.integers(1, 3)), replace=False))]
+        boxes: list = []
+        path = _shape_image(folder / f"shapes{i:03d}.png", drawn, rng, boxes)
+        named = [s for s in drawn if rng.random() >= miss]
+        named = (named + [s for s in shapes if s not in drawn and rng.random() < extra]) or [drawn[0]]
+        detections = []
+        for shape, box in boxes:
+            if rng.random() < box_miss:
+                continue
+            label = shape if rng.random() >= box_confusion else shapes[(shapes.index(shape) + 1) % len(shapes)]
+            detections.append(fo.Detection(label=label, bounding_box=box, confidence=0.9))
+        samples.append(fo.Sample(
+            filepath=str(path), tags=["train" if i < train else "validation"],
+            truth=fo.Classifications(classifications=[fo.Classification(label=s) for s in drawn]),
+            caption=" and ".join(f"a {s}" for s in named), boxes=fo.Detections(detections=detections)))
+    return _with_tag_file(samples, folder, shapes, name)
+
+
+@pytest.fixture(scope="session")
+def captioned_shapes() -> Callable:
+    """``captioned_shapes(folder, *, seed=0, train=36, validation=18, miss=0.3, extra=0.1, box_miss=0.05,
+    box_confusion=0.03, name=None)``: the pipeline's synthetic task (see :func:`_captioned_shapes`)."""
+    return _captioned_shapes
+
+
+@pytest.fixture(scope="session")
+def pipeline_spec(parity_dir, upstream_dir) -> Callable[..., dict]:
+    """``pipeline_spec(dataset, tag_file, output, **changes)``: a pipeline spec (``fiftyone_ram.pipeline``) over the
+    tiny RAM checkpoint answering the shape tags of ``tag_file``, with :func:`captioned_shapes`' fields (prefix
+    ``pl``, regions from ``boxes``)."""
+
+    def spec(dataset, tag_file: Path, output: Path, **changes) -> dict:
+        model = {"model": str(parity_dir / "fixtures_tiny.json"), "checkpoint": str(parity_dir / "ram_tiny.pth"),
+                 "family": "ram", "tag_list": str(upstream_dir / "ram_tag_list.txt"),
+                 "thresholds": str(upstream_dir / "ram_tag_list_threshold.txt"), "device": "cpu",
+                 "vocabulary": {"tags": str(tag_file)}}
+        values = {"dataset": dataset.name, "output_dir": str(output), "prefix": "pl", "caption_field": "caption",
+                  "reference_field": "truth", "validation": "validation",
+                  "parser_tags": str(upstream_dir / "ram_tag_list.txt"), "model": model,
+                  "clean": {"regions_field": "boxes"}}
+        values.update(changes)
+        return values
+
+    return spec

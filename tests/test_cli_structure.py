@@ -15,7 +15,8 @@ import fiftyone_ram.cli as cli_package
 
 CLI_DIR = Path(cli_package.__file__).parent
 MODULES = sorted(f"fiftyone_ram.cli.{m.name}" for m in pkgutil.iter_modules([str(CLI_DIR)]) if m.name != "__main__")
-COMMANDS = ["benchmark", "clean", "compare", "evaluate", "finetune", "generate", "models", "parse-captions", "tag"]
+COMMANDS = ["benchmark", "clean", "compare", "evaluate", "finetune", "generate", "models", "parse-captions", "pipeline",
+            "tag"]
 
 
 def _python(*args: str) -> subprocess.CompletedProcess:
@@ -29,7 +30,7 @@ LEAVES = {"fiftyone_ram.cli.options", "fiftyone_ram.cli.settings"}
 def test_the_command_modules_are_all_found():
     assert MODULES == [f"fiftyone_ram.cli.{name}" for name in
                        ("compare", "engine", "evaluate", "export", "finetune", "labels", "models", "options",
-                        "settings",
+                        "pipeline", "settings",
                         "tag")]
 
 

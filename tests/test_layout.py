@@ -51,18 +51,23 @@ def test_each_role_has_its_package():
 LAYERS = [
     ("fiftyone_ram.models", ("fiftyone_ram.tagger", "fiftyone_ram.fiftyone", "fiftyone_ram.driver",
                              "fiftyone_ram.app", "fiftyone_ram.cli", "fiftyone_ram.engine",
-                             "fiftyone_ram.evaluation", "fiftyone_ram.training", "fiftyone_ram.comparators")),
+                             "fiftyone_ram.evaluation", "fiftyone_ram.training", "fiftyone_ram.comparators",
+                             "fiftyone_ram.pipeline")),
     ("fiftyone_ram.comparators", ("fiftyone_ram.fiftyone", "fiftyone_ram.driver", "fiftyone_ram.app",
                                   "fiftyone_ram.cli", "fiftyone_ram.engine", "fiftyone_ram.evaluation",
-                                  "fiftyone_ram.training")),
+                                  "fiftyone_ram.training", "fiftyone_ram.pipeline")),
     ("fiftyone_ram.fiftyone", ("fiftyone_ram.driver", "fiftyone_ram.cli", "fiftyone_ram.engine",
-                               "fiftyone_ram.evaluation", "fiftyone_ram.training")),
+                               "fiftyone_ram.evaluation", "fiftyone_ram.training", "fiftyone_ram.pipeline")),
     ("fiftyone_ram.driver", ("fiftyone_ram.app", "fiftyone_ram.cli", "fiftyone_ram.engine",
-                             "fiftyone_ram.evaluation", "fiftyone_ram.training")),
-    ("fiftyone_ram.engine", ("fiftyone_ram.app", "fiftyone_ram.cli", "fiftyone_ram.training")),
+                             "fiftyone_ram.evaluation", "fiftyone_ram.training", "fiftyone_ram.pipeline")),
+    ("fiftyone_ram.engine", ("fiftyone_ram.app", "fiftyone_ram.cli", "fiftyone_ram.training",
+                             "fiftyone_ram.pipeline")),
     ("fiftyone_ram.evaluation", ("fiftyone_ram.app", "fiftyone_ram.cli", "fiftyone_ram.engine",
-                                 "fiftyone_ram.training")),
-    ("fiftyone_ram.training", ("fiftyone_ram.app", "fiftyone_ram.cli", "fiftyone_ram.engine")),
+                                 "fiftyone_ram.training", "fiftyone_ram.pipeline")),
+    ("fiftyone_ram.training", ("fiftyone_ram.app", "fiftyone_ram.cli", "fiftyone_ram.engine",
+                               "fiftyone_ram.pipeline")),
+    # the pipeline chains the jobs: it sits above them, below the doors
+    ("fiftyone_ram.pipeline", ("fiftyone_ram.app", "fiftyone_ram.cli")),
 ]
 
 
@@ -161,12 +166,13 @@ def _job_classes():
     from fiftyone_ram.evaluation.benchmarks import BenchmarkJob
     from fiftyone_ram.evaluation.compare_job import CompareJob
     from fiftyone_ram.evaluation.job import EvaluateJob
+    from fiftyone_ram.pipeline.spec import PipelineJob, TrainingStage
     from fiftyone_ram.training.job import FinetuneJob
     from fiftyone_ram.training.settings import FinetuneSettings
     from fiftyone_ram.vocabulary.spec import VocabularySpec
 
     return [TagJob, GenerateJob, CleanJob, ReviewJob, EvaluateJob, BenchmarkJob, CompareJob, FinetuneJob,
-            FinetuneSettings, VocabularySpec, ExecutorSettings]
+            FinetuneSettings, VocabularySpec, ExecutorSettings, PipelineJob, TrainingStage]
 
 
 def test_the_command_line_options_are_the_jobs_settings():

@@ -1,5 +1,5 @@
 """The ``fiftyone-ram`` command line: tag images, manage models, evaluate, compare taggers, parse captions, generate
-and clean tags, fine-tune.
+and clean tags, fine-tune, run the whole paradigm as a pipeline.
 
 One module per command group; :mod:`fiftyone_ram.cli.options` (the shared tagger options) is the leaf they all
 import. This package only assembles them into :func:`main`, the console script. The submodules stay bound
@@ -17,7 +17,7 @@ import traceback
 
 import click
 
-from fiftyone_ram.cli import compare, engine, evaluate, export, finetune, labels, models, tag
+from fiftyone_ram.cli import compare, engine, evaluate, export, finetune, labels, models, pipeline, tag
 from fiftyone_ram.cli.options import CommandError
 from fiftyone_ram.errors import user_message
 
@@ -55,7 +55,7 @@ def main(debug: bool) -> None:
 
 
 for _command in (tag.tag, evaluate.evaluate, evaluate.benchmark, compare.compare, models.models, labels.parse_captions,
-                 engine.generate, engine.clean, finetune.finetune):
+                 engine.generate, engine.clean, finetune.finetune, pipeline.pipeline):
     main.add_command(_command)
 del _command
 main.add_command(export.export)

@@ -61,7 +61,7 @@ def _model_options(command):
 @click.option("--train-tag", default=None, help="Train on the samples with this sample tag.")
 @click.option("--validation-view", default=None, help="Validate on this saved view after every epoch.")
 @click.option("--validation-tag", default=None, help="Validate on the samples with this sample tag.")
-@settings.options(FinetuneJob, "tag_field", "caption_field", "mapping")
+@settings.options(FinetuneJob, "tag_field", "caption_field", "validation_field", "parser_tags", "mapping")
 @settings.options(VocabularySpec, "tags", "descriptions", "keep_builtin", "new_tag_threshold", "text_encoder",
                   "templates")
 @settings.options(FinetuneSettings, *_RECIPE, given_only=True)

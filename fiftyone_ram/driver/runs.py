@@ -43,8 +43,9 @@ def now() -> str:
 
 @dataclass
 class RunRecord:
-    """One run: what it is, how it stands, what it wrote. ``details`` holds a kind's own bookkeeping that is not
-    a setting (whether a tagging run overwrites, the id of its current pass)."""
+    """One run: what it is, how it stands, what it read (``inputs``: fields, views, models) and wrote
+    (``outputs``: fields, model folders; ``figures``: the files of the figures it drew). ``details`` holds a
+    kind's own bookkeeping that is not a setting (whether a tagging run overwrites, the id of its current pass)."""
 
     kind: str
     target: str
@@ -53,6 +54,8 @@ class RunRecord:
     error: str | None = None
     outputs: dict[str, Any] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)
+    figures: list[str] = field(default_factory=list)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started_at: str = field(default_factory=now)
     updated_at: str = field(default_factory=now)

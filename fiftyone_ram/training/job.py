@@ -26,6 +26,12 @@ class FinetuneJob(Job):
                                          "or a list of strings such as 'tags'")
     caption_field: str | None = setting(None, kind=FIELD, label="Captions",
                                         help="captions to learn from: a string or list-of-strings field")
+    validation_field: str | None = setting(None, kind=FIELD, label="Validation ground truth",
+                                           help="the validation view's ground-truth tags, when they are not in the "
+                                                "tag field (default: what training reads)")
+    parser_tags: str | None = setting(None, kind=PATH, label="Tag list for parsing",
+                                      help="tag list or saved label system file for parsing captions (default: the "
+                                           "model's tags)")
     mapping: str | None = setting(None, kind=PATH, label="Name mapping file",
                                   help="the tag field's names to model tags: a JSON object or CSV rows "
                                        "gt_name,model_name")
@@ -55,6 +61,7 @@ class FinetuneJob(Job):
         from fiftyone_ram.training.trainer import finetune
 
         return finetune(samples, self.output_dir, model=model, tag_field=self.tag_field,
-                        caption_field=self.caption_field, validation=validation, mapping=self.mapping,
-                        settings=self.recipe(), resume_run=self.resume, overwrite=self.overwrite, progress=progress,
-                        messages=messages)
+                        caption_field=self.caption_field, validation=validation,
+                        validation_field=self.validation_field, caption_parser=self.parser_tags,
+                        mapping=self.mapping, settings=self.recipe(), resume_run=self.resume,
+                        overwrite=self.overwrite, progress=progress, messages=messages)

@@ -71,9 +71,9 @@ class FinetuneResult:
 
 
 def finetune(samples: Any, output_dir: str | Path, *, model: Any = DEFAULT_VARIANT, tag_field: str | None = None,
-             caption_field: str | None = None, validation: Any = None, mapping: Any = None,
-             caption_parser: Any = None, settings: FinetuneSettings | None = None, resume_run: bool = False,
-             overwrite: bool = False, progress: bool | Progress | None = True,
+             caption_field: str | None = None, validation: Any = None, validation_field: str | None = None,
+             mapping: Any = None, caption_parser: Any = None, settings: FinetuneSettings | None = None,
+             resume_run: bool = False, overwrite: bool = False, progress: bool | Progress | None = True,
              messages: Callable[[str], None] | None = None, **options: Any) -> FinetuneResult:
     """Fine-tune a tagger on ``samples`` (a FiftyOne dataset or view) and write the result to ``output_dir``.
 
@@ -84,7 +84,9 @@ def finetune(samples: Any, output_dir: str | Path, *, model: Any = DEFAULT_VARIA
     Targets: ``tag_field`` (any field ``evaluate_tags`` accepts as ground truth, names mapped with ``mapping`` as
     there) and/or ``caption_field`` (a string or list of strings; parsed into tags with ``caption_parser``,
     default: one over the model's tag list). ``validation``: a view scored after every epoch with
-    ``evaluate_tags``; the best epoch is kept and per-class thresholds are tuned on it.
+    ``evaluate_tags``; the best epoch is kept and per-class thresholds are tuned on it. Its ground truth is
+    ``validation_field`` when given (clean labels of the validation samples, in a field other than the noisy
+    training tags), else what training reads (``tag_field``, else the tags parsed from ``caption_field``).
 
     ``settings`` or the other keyword ``options``: see :class:`~fiftyone_ram.training.settings.FinetuneSettings`
     (upstream's recipe by default). ``resume_run``: continue the interrupted run in ``output_dir``;
@@ -111,8 +113,9 @@ def finetune(samples: Any, output_dir: str | Path, *, model: Any = DEFAULT_VARIA
     try:
         run = _Run(samples, Path(output_dir), settings, world, device_, say, resolve_progress(progress)
                    if world.is_main else None)
-        run.prepare(spec, tag_field=tag_field, caption_field=caption_field, validation=validation, mapping=mapping,
-                    caption_parser=caption_parser, resume_run=resume_run, overwrite=overwrite)
+        run.prepare(spec, tag_field=tag_field, caption_field=caption_field, validation=validation,
+                    validation_field=validation_field, mapping=mapping, caption_parser=caption_parser,
+                    resume_run=resume_run, overwrite=overwrite)
         return run.train()
     finally:
         if run is not None:
@@ -150,13 +153,14 @@ class _Run:
 
     # -- setting up -------------------------------------------------------------------------------------------
     def prepare(self, spec: Any, *, tag_field: str | None, caption_field: str | None,
-                validation: Any, mapping: Any, caption_parser: Any, resume_run: bool, overwrite: bool) -> None:
+                validation: Any, validation_field: str | None, mapping: Any, caption_parser: Any,
+                resume_run: bool, overwrite: bool) -> None:
         """Lock the folder, check everything, and only then clear a previous run's files and set up."""
         s = self.settings
         self._lock()
         self._check_output(resume_run, overwrite)
         self.preflight(spec, tag_field=tag_field, caption_field=caption_field, validation=validation,
-                       mapping=mapping, caption_parser=caption_parser)
+                       validation_field=validation_field, mapping=mapping, caption_parser=caption_parser)
         tagger = self.tagger
         self._freeze()
         if s.grad_checkpointing:
@@ -189,20 +193,23 @@ class _Run:
         if validation is not None and self.world.is_main:
             from fiftyone_ram.training.validation import Validation
 
-            self.validation = Validation.prepare(validation, tag_field=tag_field, caption_field=caption_field,
+            self.validation = Validation.prepare(validation, **self.validation_truth,
                                                  parser=self.parser, mapping=mapping)
         self.log_path = self.output / LOG_FILE
 
     def preflight(self, spec: Any, *, tag_field: str | None, caption_field: str | None,
-                  validation: Any, mapping: Any, caption_parser: Any) -> None:
+                  validation: Any, mapping: Any, caption_parser: Any, validation_field: str | None = None) -> None:
         """Every check of the data and the model, before anything is written: the fields' kinds, the model,
         training samples with labels in the vocabulary, a validation view that can be scored, the teacher."""
         from fiftyone_ram.tagger import load_tagger
         from fiftyone_ram.training.validation import check_ground_truth
 
         D.check_fields(self.samples, tag_field, caption_field)
+        # The validation view's ground truth: its own field, else what training reads.
+        self.validation_truth = ({"tag_field": validation_field, "caption_field": None} if validation_field
+                                 else {"tag_field": tag_field, "caption_field": caption_field})
         if validation is not None:
-            D.check_fields(validation, tag_field, caption_field)
+            D.check_fields(validation, **self.validation_truth)
         _seed_everything(self.settings.seed + self.world.rank)
         self.tag_field, self.caption_field = tag_field, caption_field
         # Training keeps its weights in fp32 (bf16 runs as autocast over them): never the inference default.
@@ -218,9 +225,8 @@ class _Run:
         self.validation_examples, self.validation_ids = None, None
         if validation is not None:
             self.validation_ids = list(validation.values("id"))
-            self.validation_examples = check_ground_truth(validation, tagger.tag_list, tag_field=tag_field,
-                                                          caption_field=caption_field, parser=self.parser,
-                                                          mapping=mapping)
+            self.validation_examples = check_ground_truth(validation, tagger.tag_list, **self.validation_truth,
+                                                          parser=self.parser, mapping=mapping)
         unmapped = self.examples.report.get("unmapped") or {}
         if unmapped:
             shown = ", ".join(f"{n!r} ({c})" for n, c in sorted(unmapped.items(), key=lambda x: -x[1])[:10])
