@@ -160,6 +160,28 @@ class Tagger:
         tagger.compiled = self.compiled  # the model (compiled or not) is shared
         return tagger
 
+    def at_precision(self, precision: str | None = None, *,
+                     calibration: Sequence[ImageInput] | None = None) -> Tagger:
+        """This fp32 tagger's current weights at ``precision`` (None: the default, as ``load_tagger``), as a new
+        tagger sharing them; this one is left as it is (fine-tuning validates the weights it trains at the
+        precision they will tag at). ``int8`` is calibrated as ``load_tagger`` does (the default images, or
+        ``calibration``), never from the cache: the weights are not a checkpoint's."""
+        from fiftyone_ram.hardware import resolve_precision
+        from fiftyone_ram.models.precision import reduced_copy
+
+        resolved = resolve_precision(precision, self.device)
+        if resolved == self.precision:
+            return self
+        if self.precision != "fp32":
+            raise ValueError(f"only an fp32 tagger can be run at another precision, not a {self.precision} one")
+        ranges = _int8_ranges(self.model, self.config, None, calibration) if resolved == "int8" else None
+        tagger = Tagger(reduced_copy(self.model, resolved, ranges), self.config, self.tag_list, self.thresholds,
+                        tag_list_chinese=self._chinese, excluded=np.flatnonzero(self.excluded), device=self.device,
+                        batch_size=self.batch_size, precision=resolved)
+        tagger.vocabulary, tagger.checkpoint, tagger._tokenizer = self.vocabulary, self.checkpoint, self._tokenizer
+        tagger.spec = None if self.spec is None else self.spec.replace(precision=resolved)
+        return tagger
+
     # -- the tagging loop -------------------------------------------------------------------------------
     def iter_batches(self, images: Images, *, tags: Sequence[str] | None = None, caption: bool = False,
                      caption_options: Mapping[str, Any] | None = None,

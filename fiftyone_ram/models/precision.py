@@ -21,6 +21,7 @@ chooses the precision). Three ways to run:
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import warnings
@@ -68,7 +69,11 @@ def set_precision(model: nn.Module, precision: str,
         _untie_fp32_parts(model)
     if precision in HALF_TYPES:
         for module in _half_modules(model):
-            module.to(HALF_TYPES[precision])
+            for name, parameter in list(module.named_parameters(recurse=False)):
+                # a new parameter, not ``module.to``'s in-place conversion: a copy sharing its tensors with an
+                # fp32 model (:func:`reduced_copy`) must leave that model's weights as they are
+                setattr(module, name, nn.Parameter(parameter.detach().to(HALF_TYPES[precision]),
+                                                   requires_grad=parameter.requires_grad))
     elif precision == "int8":
         if int8_ranges is None:
             raise ValueError("int8 needs the calibrated input ranges of its layers: int8_ranges(model, pixels)")
@@ -77,6 +82,19 @@ def set_precision(model: nn.Module, precision: str,
     if clear is not None:  # cached query projections were computed at the old precision
         clear()
     return model
+
+
+def reduced_copy(model: nn.Module, precision: str,
+                 int8_ranges: Mapping[str, tuple[float, float]] | None = None) -> nn.Module:
+    """A copy of an fp32 ``model`` prepared by :func:`set_precision` for ``precision``, that shares the model's
+    tensors (nothing is copied but the reduced weights) and leaves the model as it is: fine-tuning validates
+    the weights it trains at the precision they will tag at."""
+    shared: dict[int, object] = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    cache = getattr(model, "_query_cache", None)
+    if cache is not None:  # the copy starts with an empty cache of its own
+        shared[id(cache)] = type(cache)()
+    clone = copy.deepcopy(model, memo=shared)
+    return set_precision(clone, precision, int8_ranges)
 
 
 def _untie_fp32_parts(model: nn.Module) -> None:

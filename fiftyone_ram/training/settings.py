@@ -18,6 +18,7 @@ from numbers import Real
 from typing import Any
 
 from fiftyone_ram.errors import UserError
+from fiftyone_ram.hardware import PRECISION_CHOICES
 from fiftyone_ram.hub_models import CLIP
 from fiftyone_ram.jobs import setting
 
@@ -75,6 +76,11 @@ class FinetuneSettings:
     train_precision: str = setting("fp32", choices=PRECISIONS,
                                    help="autocast while training: fp32, bf16, or auto (bf16 on GPUs that run it); "
                                         "the weights stay fp32")
+    validation_precision: str | None = setting(None, choices=PRECISION_CHOICES,
+                                               help="the precision the validation view is tagged at (auto, fp32, "
+                                                    "bf16, fp16, int8; default: the tagging default, "
+                                                    "$FIFTYONE_RAM_PRECISION else auto): the best epoch and the "
+                                                    "tuned thresholds are those of the model as it will tag")
     seed: int = setting(42, help="the seed of the run (data order, augmentations, dropout)")
     num_workers: int = setting(0, help="image decoding processes")
     checkpoint_every: int = setting(500, help="optimizer steps between resumable states (0: at epoch ends only)")
@@ -105,10 +111,11 @@ class FinetuneSettings:
         if not 0 <= self.seed < 2 ** 63:
             raise SettingsError(f"seed must be an integer from 0 to 2**63 - 1, not {self.seed!r}")
         choices = {"schedule": SCHEDULES, "train_precision": PRECISIONS, "normalization": NORMALIZATIONS,
-                   "metric": METRICS}
+                   "metric": METRICS, "validation_precision": (None, *PRECISION_CHOICES)}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise SettingsError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+                shown = ", ".join(str(a) for a in allowed if a is not None)
+                raise SettingsError(f"{name} must be one of {shown}, not {getattr(self, name)!r}")
         self._check_parts()
         self._check_crop_scale()
         self._check_loss_weights()

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from fiftyone_ram.errors import UserError
+from fiftyone_ram.hardware import resolve_precision
 from fiftyone_ram.model_folder import INFO_FILE, MODEL_FILE, WriteError, write_atomically, write_failure, \
     write_model_folder
 from fiftyone_ram.models.registry import DEFAULT_VARIANT
@@ -147,6 +148,7 @@ class _Run:
         self.stale_epochs = 0
         self.epoch, self.done_in_epoch, self.step = 0, 0, 0
         self.validation = None
+        self.validation_precision = "fp32"  # resolved in preflight when there is a validation view
         self.model_epoch: int | None = None  # the epoch whose model the folder holds
         self.resumed = False
         self.lock = OutputLock(output) if world.is_main else None
@@ -224,6 +226,8 @@ class _Run:
         D.check_examples(self.examples, tag_field=tag_field, caption_field=caption_field)
         self.validation_examples, self.validation_ids = None, None
         if validation is not None:
+            # the precision validation tags at, checked now (int8 on a GPU fails here, not after an epoch)
+            self.validation_precision = resolve_precision(self.settings.validation_precision, self.device)
             self.validation_ids = list(validation.values("id"))
             self.validation_examples = check_ground_truth(validation, tagger.tag_list, **self.validation_truth,
                                                           parser=self.parser, mapping=mapping)
@@ -525,7 +529,8 @@ class _Run:
         improved, summary = False, None
         if self.world.is_main:
             self.tagger.model.eval()
-            results = self.validation.evaluate(self.tagger)
+            # the weights as they will tag: at the validation precision (a copy sharing the fp32 weights)
+            results = self.validation.evaluate(self.tagger.at_precision(self.validation_precision))
             summary = summary_of(results)
             entry = {"epoch": epoch, **summary}
             self.history.append(entry)
@@ -542,7 +547,7 @@ class _Run:
                 self.stale_epochs += 1
             if unscored:  # no epoch has a score to be the best: the folder holds the latest model meanwhile
                 self._write_model(self.base_thresholds, epoch=epoch)
-            self._log({"type": "validation", **entry, "best": improved})
+            self._log({"type": "validation", **entry, "best": improved, "precision": self.validation_precision})
             shown = ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if v is not None and k in ("mAP", "CP", "CR"))
             label = "before training" if epoch < 0 else f"epoch {epoch + 1}"
             note = " (best so far: saved)" if improved else ""
