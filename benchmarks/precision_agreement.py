@@ -92,7 +92,6 @@ def make_checkpoint(family: str, path: Path) -> None:
 
 def measure(family: str, checkpoint: Path, precisions: list[str], images: list, captions: int,
             target: int, realistic_thresholds) -> list[dict]:
-    import numpy as np
 
     from fiftyone_ram import load_tagger
     from fiftyone_ram.evaluation.agreement import agreement

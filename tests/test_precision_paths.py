@@ -432,7 +432,7 @@ def test_what_ray_actors_load_is_at_the_precision_asked(family, precision, tiny_
     from fiftyone_ram.engine.ray_passes import tagger_spec
 
     model = forf.load_model(**tiny_model_settings(family, precision=precision))
-    model.tagger  # loaded here, as in the driver; the pickle carries its settings, not its weights
+    assert model.tagger.precision == precision  # loaded here, as in the driver; the pickle carries its settings
     shipped = pickle.loads(pickle.dumps(model))
     assert shipped.tagger is not model.tagger and shipped.tagger.precision == precision
     check_against_fp32(_rows(shipped.tagger.predict(images[:3])), family, precision, range(3))
