@@ -1,8 +1,8 @@
-"""The Ray engine's single-node overhead: the same images tagged with ``engine="local"`` and ``engine="ray"``.
+"""The Ray executor's single-node overhead: the same images tagged with ``executor="local"`` and ``executor="ray"``.
 
 The model is the tiny RAM of ``../shared/fixtures/parity`` (random weights, the real architecture scaled
-down): its forward pass is cheap, so the figures show what the engines add (start-up, decoding, transfers,
-writes), the worst case for Ray. Each engine tags ``--images`` copies of the five fixture PNGs into a fresh
+down): its forward pass is cheap, so the figures show what the executors add (start-up, decoding, transfers,
+writes), the worst case for Ray. Each executor tags ``--images`` copies of the five fixture PNGs into a fresh
 dataset; the Ray figures include starting the local cluster (``ray.init``) and the actors (each loads the
 model once). The load average is printed with the figures: on a shared machine they move with it.
 
@@ -25,15 +25,14 @@ UPSTREAM = ROOT.parent / "shared" / "upstream"
 PNGS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.png", "camera.png")
 
 
-def tag_once(folder: Path, engine: str, *, batch_size: int, workers: int) -> dict:
+def tag_once(folder: Path, executor: str, *, batch_size: int, workers: int) -> dict:
     import fiftyone as fo
 
     from fiftyone_ram.fiftyone import load_model
 
     from fiftyone_ram.driver import tag_samples
-    from fiftyone_ram.driver.ray_executor import RayOptions
 
-    name = f"fiftyone-ram-ray-overhead-{engine}"
+    name = f"fiftyone-ram-ray-overhead-{executor}"
     if name in fo.list_datasets():
         fo.delete_dataset(name)
     dataset = fo.Dataset(name)
@@ -42,11 +41,11 @@ def tag_once(folder: Path, engine: str, *, batch_size: int, workers: int) -> dic
                        checkpoint_path=str(PARITY / "ram_tiny.pth"), tag_list=str(UPSTREAM / "ram_tag_list.txt"),
                        thresholds=str(UPSTREAM / "ram_tag_list_threshold.txt"), device="cpu")
     start = time.perf_counter()
-    summary = tag_samples(dataset, model, "ram", batch_size=batch_size, num_workers=0, engine=engine,
-                          ray_options=RayOptions(workers=workers), progress=False)
+    summary = tag_samples(dataset, model, "ram", batch_size=batch_size, num_workers=0, executor=executor,
+                          workers=workers, progress=False)
     seconds = time.perf_counter() - start
     dataset.delete()
-    return {"engine": engine, "images": summary.tagged, "seconds": seconds, "images_per_s": summary.tagged / seconds,
+    return {"executor": executor, "images": summary.tagged, "seconds": seconds, "images_per_s": summary.tagged / seconds,
             "load_average": os.getloadavg()}
 
 
@@ -62,14 +61,14 @@ def main() -> None:
     for i in range(args.images):
         shutil.copyfile(PARITY / PNGS[i % len(PNGS)], folder / f"{i:05d}.png")
     rows = []
-    for engine in ("local", "ray"):
-        rows.append(tag_once(folder, engine, batch_size=args.batch_size, workers=args.workers))
-        if engine == "ray":
+    for executor in ("local", "ray"):
+        rows.append(tag_once(folder, executor, batch_size=args.batch_size, workers=args.workers))
+        if executor == "ray":
             import ray
 
             # the pipeline again with the cluster up: what each further run costs
-            rows.append({**tag_once(folder, engine, batch_size=args.batch_size, workers=args.workers),
-                         "engine": "ray (cluster up)"})
+            rows.append({**tag_once(folder, executor, batch_size=args.batch_size, workers=args.workers),
+                         "executor": "ray (cluster up)"})
             ray.shutdown()
     shutil.rmtree(folder)
     if args.json:
@@ -79,7 +78,7 @@ def main() -> None:
           f"{os.cpu_count()} CPUs")
     for row in rows:
         load = " ".join(f"{x:.1f}" for x in row["load_average"])
-        print(f"{row['engine']:>17}: {row['seconds']:7.1f} s  {row['images_per_s']:6.1f} images/s  (load {load})")
+        print(f"{row['executor']:>17}: {row['seconds']:7.1f} s  {row['images_per_s']:6.1f} images/s  (load {load})")
 
 
 if __name__ == "__main__":

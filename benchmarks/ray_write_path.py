@@ -1,6 +1,6 @@
-"""The Ray engine's write path: samples/s and the driver's memory while outputs come back and are written.
+"""The Ray executor's write path: samples/s and the driver's memory while outputs come back and are written.
 
-What runs: the real pipeline of ``engine="ray"`` (pages of ids and paths read from the view by the driver,
+What runs: the real pipeline of ``executor="ray"`` (pages of ids and paths read from the view by the driver,
 the bounded queue, page-slot tasks, an actor pool, outputs streamed back, ``LabelWriter`` storing them by
 sample id through FiftyOne's ``add_labels`` + ``SaveContext``), with the model replaced by a
 **fixed-output stand-in**: every sample gets the same five-tag ``Classifications``, and no image is read

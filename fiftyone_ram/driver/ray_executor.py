@@ -1,4 +1,4 @@
-"""The Ray engine: a model over a collection on Ray Data (one node or a cluster), results back to the driver.
+"""The Ray executor: a model over a collection on Ray Data (one node or a cluster), results back to the driver.
 
 The pipeline of one run (the narrow seam :func:`predict_pages`): the driver reads pages of
 ``(sample_id, filepath)`` from the view and puts them into a bounded Ray queue; *page slots* (Ray tasks, a

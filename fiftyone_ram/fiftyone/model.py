@@ -224,7 +224,7 @@ class RamModel(fom.EmbeddingsMixin, ImageTaggerModel):
 
     def predict_outputs(self, args) -> list[TagOutput | dict[str, str]]:
         """What :meth:`predict_all` returns before the label objects are built: a :class:`TagOutput` per
-        readable input (for writers that store documents themselves: the tagging driver, the Ray engine)."""
+        readable input (for writers that store documents themselves: the tagging driver, the Ray executor)."""
         batch = self._as_batch(args)
         out: list = [{"error": error} for error in batch.errors]
         if batch.pixel_values is None:
