@@ -131,14 +131,16 @@ class RamModelConfig(foc.Config):
         return out
 
 
-class ImageTaggerModel(fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin, fom.Model):
-    """What every tagger of the package is to ``apply_model``: an image model with logits whose images are
-    decoded in DataLoader workers (``build_get_item``) and batched by its own ``collate_fn`` (subclasses give
-    both, and ``transforms`` for the inputs ``predict_all`` reads itself)."""
+class ImageTaggerModel(fom.EmbeddingsMixin, fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin, fom.Model):
+    """What every tagger of the package is to ``apply_model``: an image model with logits and embeddings whose
+    images are decoded in DataLoader workers (``build_get_item``) and batched by its own ``collate_fn``
+    (subclasses give both, ``transforms`` for the inputs ``predict_all`` reads itself, and ``embed_all``; their
+    ``predict_all`` keeps the batch's embeddings in ``_embeddings``)."""
 
     def __init__(self) -> None:
         fom.LogitsMixin.__init__(self)
         self._preprocess = True
+        self._embeddings: np.ndarray | None = None
 
     @property
     def media_type(self) -> str:
@@ -160,8 +162,17 @@ class ImageTaggerModel(fom.SupportsGetItem, fom.TorchModelMixin, fom.LogitsMixin
     def has_collate_fn(self) -> bool:
         return True
 
+    def get_embeddings(self) -> np.ndarray:
+        """The embeddings of the last batch ``predict_all`` tagged."""
+        if self._embeddings is None:
+            raise ValueError("no embeddings yet: call predict() or predict_all() first")
+        return self._embeddings
 
-class RamModel(fom.EmbeddingsMixin, ImageTaggerModel):
+    def embed(self, arg) -> np.ndarray:
+        return self.embed_all([arg])[0]
+
+
+class RamModel(ImageTaggerModel):
     """A tagger wrapped for FiftyOne: DataLoader batching with image decoding in the workers.
 
     Pickles without its weights when they can be loaded again from ``config`` (memory-mapped, so cheaply);
@@ -172,7 +183,6 @@ class RamModel(fom.EmbeddingsMixin, ImageTaggerModel):
         super().__init__()
         self.config = config
         self._tagger = tagger
-        self._embeddings: np.ndarray | None = None
 
     # -- the tagger, loaded on first use --------------------------------------------------------------
     @property
@@ -244,14 +254,6 @@ class RamModel(fom.EmbeddingsMixin, ImageTaggerModel):
         return out
 
     # -- fom.EmbeddingsMixin ---------------------------------------------------------------------------
-    def get_embeddings(self) -> np.ndarray:
-        if self._embeddings is None:
-            raise ValueError("no embeddings yet: call predict() or predict_all() first")
-        return self._embeddings
-
-    def embed(self, arg) -> np.ndarray:
-        return self.embed_all([arg])[0]
-
     def embed_all(self, args) -> np.ndarray:
         """The tagger's image embeddings (B, D). An unreadable image raises :class:`ImageError`, as FiftyOne's own
         models do: ``compute_embeddings(skip_failures=True)`` then leaves that batch without embeddings and says

@@ -53,7 +53,7 @@ class OnnxRamModelConfig(foc.Config):
             check_threshold(self.confidence_thresh, "confidence_thresh")
 
 
-class OnnxRamModel(fom.EmbeddingsMixin, ImageTaggerModel):
+class OnnxRamModel(ImageTaggerModel):
     """An export run by onnxruntime; DataLoader batching with decoding in the workers, as ``RamModel``.
 
     ``TorchModelMixin``: FiftyOne then collates with :func:`collate_images` (its numpy path would drop the
@@ -66,7 +66,6 @@ class OnnxRamModel(fom.EmbeddingsMixin, ImageTaggerModel):
         self.config = config
         self.export: ExportFolder = read_export(config.export_dir)
         self._session = None
-        self._embeddings: np.ndarray | None = None
         names = self.names(config.language)
         index = {name: i for i, name in reversed(list(enumerate(self.export.tag_list)))}
         if config.classes is not None:
@@ -139,14 +138,6 @@ class OnnxRamModel(fom.EmbeddingsMixin, ImageTaggerModel):
         return out
 
     # -- fom.EmbeddingsMixin ---------------------------------------------------------------------------
-    def get_embeddings(self) -> np.ndarray:
-        if self._embeddings is None:
-            raise ValueError("no embeddings yet: call predict() or predict_all() first")
-        return self._embeddings
-
-    def embed(self, arg) -> np.ndarray:
-        return self.embed_all([arg])[0]
-
     def embed_all(self, args) -> np.ndarray:
         batch = self._as_batch(args)
         if batch.pixel_values is None or any(error is not None for error in batch.errors):
