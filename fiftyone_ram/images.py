@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from timm.data import IMAGENET_DEFAULT_MEAN as IMAGENET_MEAN  # upstream tags with ImageNet's statistics
-from timm.data import IMAGENET_DEFAULT_STD as IMAGENET_STD
+from transformers.utils.constants import IMAGENET_DEFAULT_MEAN as IMAGENET_MEAN
+from transformers.utils.constants import IMAGENET_DEFAULT_STD as IMAGENET_STD
 
 from fiftyone_ram.errors import UserError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 ImageInput = Union[str, Path, Image.Image, np.ndarray]
 
@@ -63,22 +65,34 @@ def _array_to_pil(array: np.ndarray) -> Image.Image:
     return Image.fromarray(array)
 
 
+# Upstream tags with ImageNet's statistics. From transformers' constants module, not timm's: Ray's decoding
+# processes import this module and nothing else of the package, and timm (torchvision, torch._dynamo) would
+# cost each of them seconds of start-up; torch is imported where a tensor is made, for the same reason.
 _MEAN = np.asarray(IMAGENET_MEAN, dtype=np.float32).reshape(3, 1, 1)
 _STD = np.asarray(IMAGENET_STD, dtype=np.float32).reshape(3, 1, 1)
 
 
 def to_pixel_values(image: Image.Image, image_size: int) -> torch.Tensor:
-    """(3, S, S) float32: bilinear resize, /255, ImageNet normalisation.
+    """(3, S, S) float32: bilinear resize, /255, ImageNet normalisation (:func:`to_pixel_array` as a tensor)."""
+    import torch
+
+    return torch.from_numpy(to_pixel_array(image, image_size))
+
+
+def to_pixel_array(image: Image.Image, image_size: int) -> np.ndarray:
+    """(3, S, S) float32 array: bilinear resize, /255, ImageNet normalisation.
 
     The arithmetic is numpy's, not torch's (the same float32 operations, so the same values): decoding runs in a
     prefetch thread beside the model, and torch ops there would start a second pool of intra-op threads."""
     resized = image.resize((image_size, image_size), Image.BILINEAR)
     pixels = np.ascontiguousarray(np.asarray(resized, dtype=np.uint8).transpose(2, 0, 1)).astype(np.float32) / 255
-    return torch.from_numpy((pixels - _MEAN) / _STD)
+    return (pixels - _MEAN) / _STD
 
 
 def preprocess(images: Sequence[ImageInput], image_size: int) -> torch.Tensor:
     """(B, 3, S, S) pixel values for a batch of inputs of any kind."""
+    import torch
+
     return torch.stack([to_pixel_values(load_image(im), image_size) for im in images])
 
 
@@ -90,8 +104,15 @@ _DAMAGED = (OSError, ValueError, SyntaxError, MemoryError)
 def read_pixel_values(source: ImageInput, image_size: int) -> torch.Tensor:
     """(3, S, S) pixel values of one input; any unreadable input, damaged data included, raises
     :class:`ImageError` naming it, so that batch loops can record it and go on."""
+    import torch
+
+    return torch.from_numpy(read_pixel_array(source, image_size))
+
+
+def read_pixel_array(source: ImageInput, image_size: int) -> np.ndarray:
+    """:func:`read_pixel_values` as a numpy array (what decoding processes that never run torch need)."""
     try:
-        return to_pixel_values(load_image(source), image_size)
+        return to_pixel_array(load_image(source), image_size)
     except ImageError:
         raise
     except _DAMAGED as exc:

@@ -1,6 +1,7 @@
 """The data engine's model passes on the Ray engine, on a real local cluster (two CPUs, shared by the
-module's tests): generation and cleaning give the same fields, values, unreadable images and run records as
-the local engine; ``generate`` and ``clean --executor ray``; models built in memory refused in one line before
+module's tests): ``generate`` and ``clean --executor ray`` give the same summaries, fields, values, unreadable
+images and run records as the local engine (the commands run in this process, so they use the module's
+cluster); the detector and CLIP on Ray equal local; models built in memory refused in one line before
 anything is written."""
 
 from __future__ import annotations
@@ -61,27 +62,44 @@ def _settings(dataset, out_field: str) -> dict:
     return {k: v for k, v in settings.items() if k not in ("out_field", "executor", "workers")}
 
 
-def test_generation_on_ray_equals_local(cluster, dataset, ram_never_car, tiny_tag2text, caption_parser,
-                                        assert_same_tags, monkeypatch):
+def _cli(*args: str) -> dict:
+    """Run a command here (on the module's cluster when it asks for Ray); its JSON summary."""
+    from click.testing import CliRunner
+
+    from fiftyone_ram.cli import main
+
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads([line for line in result.stdout.splitlines() if line.startswith("{")][-1])
+
+
+def test_cli_generate_on_ray_equals_local(cluster, dataset, tiny_cli_args, parity_dir, upstream_dir, tmp_path,
+                                          parser_tag_file, assert_same_tags, monkeypatch):
+    from fiftyone_ram.driver import runs
     from fiftyone_ram.engine import generation
-    from fiftyone_ram.engine.generation import generate_tags
 
     monkeypatch.setattr(generation, "CHUNK", 4)  # two chunks; Ray's pages of 3 straddle them
-    options = dict(tag_fields=["gt"], caption_fields=["caption"], tagger=ram_never_car, captioner=tiny_tag2text,
-                   parser=caption_parser, threshold=THRESHOLD, batch_size=3)
-    local = generate_tags(dataset, "local", **options)
-    on_ray = generate_tags(dataset, "on_ray", executor="ray", workers=2, **options)
+    dataset.persistent = True  # the command loads it by name
+    common = ["generate", dataset.name, "--tag-field", "gt", "--caption-field", "caption", "--predict",
+              "--threshold", str(THRESHOLD), *tiny_cli_args("ram"), "--captioner", "tag2text",
+              "--captioner-config", str(parity_dir / "fixtures_tiny.json"),
+              "--captioner-checkpoint", str(parity_dir / "tag2text_tiny.pth"),
+              "--captioner-tag-list", str(upstream_dir / "tag2text_ori_tag_list.txt"),
+              "--parser-tags", str(parser_tag_file(tmp_path)), "--device", "cpu", "--batch-size", "3", "--json"]
+    local = _cli(*common, "--out-field", "local")
+    on_ray = _cli(*common, "--out-field", "on_ray", "--executor", "ray", "--workers", "2")
 
-    assert {**on_ray.to_dict(), "out_field": "local"} == local.to_dict()
-    assert list(on_ray.unreadable) == [dataset.values("filepath")[-1]] and "cannot read" in str(on_ray.unreadable)
+    assert {**on_ray, "out_field": "local"} == local
+    assert local["added"]["predicted"] > 0
+    assert list(on_ray["unreadable"]) == [dataset.values("filepath")[-1]], on_ray
+    assert "cannot read" in str(on_ray["unreadable"])
+    dataset.reload()
     want, got = _stored(dataset, "local"), _stored(dataset, "on_ray")
     assert [(w[0], w[2]) for w in want] == [(g[0], g[2]) for g in got]  # other sources and captions: equal
     assert all(w[2] for w in want[:5]) and want[5] == ([("dog", ["original", "parsed"], "original")], [], None)
     assert_same_tags([g[1] for g in got], [w[1] for w in want], thresholds=THRESHOLD)  # within 1e-5
     assert _settings(dataset, "on_ray") == _settings(dataset, "local")
     for field in ("local", "on_ray"):
-        from fiftyone_ram.driver import runs
-
         state = runs.load_state(dataset, "generate", field)
         assert (runs.load(dataset, "generate", field).status, state["samples_written"]) == ("completed", len(dataset))
 
@@ -95,29 +113,6 @@ def test_a_tagger_built_in_memory_is_refused_before_anything_is_written(dataset,
     with pytest.raises(UserError, match="built in memory.*local executor"):
         generate_tags(dataset, "generated", tagger=in_memory, executor="ray")
     assert dataset.get_field("generated") is None and not dataset.has_run("ram_generate_generated")
-
-
-def test_cli_generate_on_ray(cluster, dataset, tiny_cli_args, tmp_path, parser_tag_file):
-    from click.testing import CliRunner
-
-    from fiftyone_ram.cli import main
-
-    dataset.persistent = True  # the command loads it by name
-    common = ["generate", dataset.name, "--tag-field", "gt", "--predict", "--threshold", str(THRESHOLD),
-              "--parser-tags", str(parser_tag_file(tmp_path)), *tiny_cli_args("ram"), "--device", "cpu",
-              "--batch-size", "2", "--json"]
-    summaries = {}
-    for out_field, extra in (("local", []), ("on_ray", ["--executor", "ray", "--workers", "2"])):
-        result = CliRunner().invoke(main, [*common, "--out-field", out_field, *extra], catch_exceptions=False)
-        assert result.exit_code == 0, result.output
-        lines = [line for line in result.stdout.splitlines() if line.startswith('{"out_field"')]
-        summaries[out_field] = json.loads(lines[-1])
-    assert {**summaries["on_ray"], "out_field": "local"} == summaries["local"]
-    assert summaries["local"]["added"]["predicted"] > 0 and len(summaries["local"]["unreadable"]) == 1
-    dataset.reload()
-    got, want = _stored(dataset, "on_ray"), _stored(dataset, "local")
-    assert [g[0] for g in got] == [w[0] for w in want]
-    assert [[n for n, _ in g[1]] for g in got] == [[n for n, _ in w[1]] for w in want]
 
 
 # -- cleaning ------------------------------------------------------------------------------------------------
@@ -159,7 +154,7 @@ def _clean_both(dataset, regions, encoder, **options):
 
     local = clean_tags(dataset, "gt", regions=regions, encoder=encoder, **options)
     want = _review(dataset)
-    on_ray = clean_tags(dataset, "gt", regions=regions, encoder=encoder, overwrite=True, executor="ray", workers=2, **options)
+    on_ray = clean_tags(dataset, "gt", regions=regions, encoder=encoder, overwrite=True, executor="ray", **options)
     assert on_ray.to_dict() == local.to_dict()
     _assert_same_review(_review(dataset), want)
     from fiftyone_ram.driver import runs
@@ -168,14 +163,21 @@ def _clean_both(dataset, regions, encoder, **options):
     return on_ray
 
 
-def test_cleaning_on_ray_equals_local(cluster, cleaning, ram_never_car):
-    from fiftyone_ram.engine.crops import TaggerCrops
-    from fiftyone_ram.engine.regions import DetectionsRegions
+def test_cli_clean_on_ray_equals_local(cluster, cleaning, tiny_cli_args):
+    from fiftyone_ram.driver import runs
 
-    summary = _clean_both(cleaning, DetectionsRegions(cleaning, "objects"), TaggerCrops(ram_never_car),
-                          categories_per_batch=2, batch_size=3)
-    assert list(summary.unreadable) == [cleaning.values("filepath")[-1]]
-    assert summary.flagged["outlier"] >= 1 and summary.flagged["no_region"] == 1
+    cleaning.persistent = True  # the command loads it by name
+    common = ["clean", cleaning.name, "--tag-field", "gt", "--regions-field", "objects", *tiny_cli_args("ram"),
+              "--device", "cpu", "--categories-per-batch", "2", "--batch-size", "3", "--json"]  # two category batches
+    local = _cli(*common)
+    want = _review(cleaning)
+    on_ray = _cli(*common, "--overwrite", "--executor", "ray", "--workers", "2")
+    assert on_ray == local
+    assert list(local["unreadable"]) == [cleaning.values("filepath")[-1]], local
+    assert local["flagged"].get("outlier", 0) >= 1 and local["flagged"]["no_region"] == 1, local
+    cleaning.reload()
+    _assert_same_review(_review(cleaning), want)
+    assert runs.load(cleaning, "clean", "gt").status == "completed"
 
 
 def test_detector_and_clip_on_ray_equal_local(cluster, cleaning, tiny_grounding_dino, tiny_clip_vision_dir):
@@ -185,7 +187,7 @@ def test_detector_and_clip_on_ray_equal_local(cluster, cleaning, tiny_grounding_
     detector = GroundingDinoRegions(str(tiny_grounding_dino), box_threshold=0.0, text_threshold=0.0, max_regions=2,
                                     device="cpu")
     summary = _clean_both(cleaning, detector, ClipCrops(str(tiny_clip_vision_dir), device="cpu"),
-                          categories=["dog"], batch_size=3)
+                          categories=["dog"], batch_size=3, workers=1)  # one worker (the commands above run two)
     assert summary.regions == 2 * summary.tags_checked > 0
 
 
@@ -199,23 +201,3 @@ def test_cleaning_models_built_in_memory_are_refused(cleaning, tiny_clip_vision)
         clean_tags(cleaning, "gt", regions=DetectionsRegions(cleaning, "objects"),
                    encoder=ClipCrops(tiny_clip_vision, device="cpu"), executor="ray")
     assert cleaning.get_field("gt_review") is None and not cleaning.has_run("ram_clean_gt")
-
-
-def test_cli_clean_on_ray(cluster, cleaning, tiny_cli_args):
-    from click.testing import CliRunner
-
-    from fiftyone_ram.cli import main
-
-    cleaning.persistent = True
-    common = ["clean", cleaning.name, "--tag-field", "gt", "--regions-field", "objects", *tiny_cli_args("ram"),
-              "--device", "cpu", "--batch-size", "3", "--json"]
-    summaries = []
-    for extra in ([], ["--overwrite", "--executor", "ray", "--workers", "2"]):
-        result = CliRunner().invoke(main, [*common, *extra], catch_exceptions=False)
-        assert result.exit_code == 0, result.output
-        summaries.append(json.loads([line for line in result.stdout.splitlines() if line.startswith("{")][-1]))
-        if not extra:
-            want = _review(cleaning)
-    assert summaries[1] == summaries[0] and len(summaries[0]["unreadable"]) == 1
-    cleaning.reload()
-    _assert_same_review(_review(cleaning), want)

@@ -267,15 +267,15 @@ class _DecodeImages:
         self.image_size = image_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        # Not through inputs.read_input (the same call and messages): that module imports FiftyOne's torch
-        # utilities, seconds of start-up in every decoding process.
-        from fiftyone_ram.images import ImageError, read_pixel_values
+        # Not through inputs.read_input (the same call and messages) nor torch: they import FiftyOne's torch
+        # utilities and torch, seconds of start-up in every decoding process.
+        from fiftyone_ram.images import ImageError, read_pixel_array
 
         pixels = np.zeros((len(batch["id"]), 3, self.image_size, self.image_size), np.float32)
         errors = []
         for row, path in enumerate(batch["filepath"]):
             try:
-                pixels[row] = read_pixel_values(str(path), self.image_size).numpy()
+                pixels[row] = read_pixel_array(str(path), self.image_size)
                 errors.append("")
             except ImageError as exc:
                 errors.append(str(exc))

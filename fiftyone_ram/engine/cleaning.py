@@ -27,20 +27,22 @@ The settings are a :class:`CleanJob`, which also builds the region source and th
 Scale: categories are processed ``categories_per_batch`` at a time; within a batch, (image, category) pairs
 go through the detector and the encoder ``batch_size`` at a time, so memory is one batch of images plus the
 embeddings of one batch of categories. Outliers are found among the regions of one category batch: the
-cross-category check sees the categories of that batch.
+cross-category check sees the categories of that batch. On Ray, one pipeline carries the pairs of every batch
+(the actors load their models once per run); a batch's results are judged once all of them are back.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from fiftyone_ram.driver import runs
-from fiftyone_ram.driver.ray_executor import ExecutorSettings, RayOptions
+from fiftyone_ram.driver.ray_executor import ExecutorSettings
 from fiftyone_ram.engine.crops import DEFAULT_CLIP, CropEncoder
 from fiftyone_ram.engine.outliers import OUTLIER_RULES, OutlierOptions, score_outliers
 from fiftyone_ram.engine.ray_passes import (
@@ -316,15 +318,23 @@ def _clean(samples: Any, job: CleanJob, regions: RegionSource, encoder: CropEnco
             _save_state(dataset, summary, planned=sorted(done) + todo)
         batches = [todo[i:i + job.categories_per_batch] for i in range(0, len(todo), job.categories_per_batch)]
         total = len(done) + len(todo)
-        for number, batch in enumerate(batches):
-            _clean_batch(samples, ids, paths, names, batch, regions, encoder, job.fraction, job.outlier_options,
-                         review_field, job.batch_size, job.crop_margin, summary, job.ray_options)
-            summary.categories_done.extend(batch)
-            completed_now += 1
-            _save_state(dataset, summary, planned=sorted(done) + todo)
-            if progress is not None:
-                progress((number + 1) / (len(batches) + 1), f"cleaned {len(summary.categories_done)} of {total} "
-                                                              f"categories")
+        with closing(_ray_results(batches, ids, paths, names, regions, encoder, job)) as on_ray:
+            for number, batch in enumerate(batches):
+                pairs = _pairs(names, batch)
+                if job.ray_options is None:
+                    chunks = _chunks(pairs, ids, paths, job.batch_size)
+                    results: Any = (_local_chunk(n, chunk, regions, encoder, job.crop_margin)
+                                    for n, chunk in enumerate(chunks))
+                else:
+                    results = next(on_ray)
+                _clean_batch(samples, ids, paths, pairs, results, encoder, job.fraction, job.outlier_options,
+                             review_field, summary)
+                summary.categories_done.extend(batch)
+                completed_now += 1
+                _save_state(dataset, summary, planned=sorted(done) + todo)
+                if progress is not None:
+                    progress((number + 1) / (len(batches) + 1), f"cleaned {len(summary.categories_done)} of "
+                                                                  f"{total} categories")
         samples.set_values(cleaned_field, [strip_flags(labels, drop_flagged=True)
                                            for labels in samples.values(review_field)])
         save_review_view(samples, review_field, view_name)
@@ -475,19 +485,36 @@ def _select_categories(names: list[list[str]], categories: Sequence[str] | int |
     return chosen
 
 
-def _clean_batch(samples: Any, ids: list[str], paths: list[str], names: list[list[str]], batch: list[str],
-                 regions: RegionSource, encoder: CropEncoder, fraction: float, options: dict[str, Any],
-                 review_field: str, batch_size: int, crop_margin: float, summary: CleaningSummary,
-                 ray_options: RayOptions | None = None) -> None:
+def _pairs(names: list[list[str]], batch: list[str]) -> list[_Pair]:
+    """The (sample, tag) pairs of one category batch, in collection order."""
     wanted = set(batch)
-    pairs = [_Pair(i, c) for i, row in enumerate(names) for c in row if c in wanted]
-    chunks = [[CropItem(position, pair.index, ids[pair.index], pair.category, paths[pair.index])
-               for position, pair in enumerate(pairs[start:start + batch_size], start)]
-              for start in range(0, len(pairs), batch_size)]
-    if ray_options is None:
-        results: Any = (_local_chunk(n, chunk, regions, encoder, crop_margin) for n, chunk in enumerate(chunks))
-    else:
-        results = cleaning_results_on_ray(chunks, regions, encoder, crop_margin, ray_options)
+    return [_Pair(i, c) for i, row in enumerate(names) for c in row if c in wanted]
+
+
+def _chunks(pairs: list[_Pair], ids: list[str], paths: list[str], batch_size: int) -> list[list[CropItem]]:
+    """A category batch's pairs, ``batch_size`` per model call; an item's position is its pair's."""
+    return [[CropItem(position, pair.index, ids[pair.index], pair.category, paths[pair.index])
+             for position, pair in enumerate(pairs[start:start + batch_size], start)]
+            for start in range(0, len(pairs), batch_size)]
+
+
+def _ray_results(batches: list[list[str]], ids: list[str], paths: list[str], names: list[list[str]],
+                 regions: RegionSource, encoder: CropEncoder, job: CleanJob) -> Iterator[list[ChunkResult]]:
+    """With the Ray executor: each category batch's chunk results, in batch order, from one Ray pipeline for
+    the whole run (its actors load the models once, not once per batch); else nothing."""
+    if job.ray_options is None:
+        return
+    counts = Counter(c for row in names for c in row)
+    chunk_counts = [-(-sum(counts[c] for c in batch) // job.batch_size) for batch in batches]
+    chunks = (_chunks(_pairs(names, batch), ids, paths, job.batch_size) for batch in batches)
+    yield from cleaning_results_on_ray(chunks, chunk_counts, regions, encoder, job.crop_margin, job.ray_options)
+
+
+def _clean_batch(samples: Any, ids: list[str], paths: list[str], pairs: list[_Pair], results: Iterable[ChunkResult],
+                 encoder: CropEncoder, fraction: float, options: dict[str, Any], review_field: str,
+                 summary: CleaningSummary) -> None:
+    """Judge one category batch's tags (``pairs``) from their chunks' ``results`` in chunk order, and write
+    the verdicts."""
     found: dict[_Pair, list[Region]] = {}
     owners: list[_Pair] = []  # per region row
     embeddings, probabilities = [], []

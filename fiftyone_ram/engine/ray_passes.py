@@ -11,7 +11,8 @@ another file there fails with one line rather than tagging with other weights.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -205,6 +206,7 @@ class ChunkResult:
     category probabilities, and the pair position owning each crop row."""
 
     chunk: int
+    batch: int = 0  # the category batch (Ray: one pipeline carries the chunks of every batch)
     unreadable: list[tuple[int, str]] = field(default_factory=list)
     found: list[tuple[int, list]] = field(default_factory=list)
     vectors: np.ndarray | None = None
@@ -291,29 +293,45 @@ def check_cleaning_on_ray(regions: Any, encoder: Any) -> None:
     encoder_spec(encoder)
 
 
-def cleaning_results_on_ray(chunks: Sequence[list[CropItem]], regions: Any, encoder: Any, crop_margin: float,
-                            options: RayOptions) -> list[ChunkResult]:
-    """:func:`crop_pass` of every chunk on Ray (images decoded in Ray tasks, the detector and the encoder in
-    actors), in chunk order: the outliers are judged over them all, as locally."""
+def cleaning_results_on_ray(batches: Iterable[Sequence[list[CropItem]]], chunk_counts: Sequence[int], regions: Any,
+                            encoder: Any, crop_margin: float, options: RayOptions) -> Iterator[list[ChunkResult]]:
+    """:func:`crop_pass` of every chunk of every category batch on Ray (images decoded in Ray tasks, the detector
+    and the encoder in actors): per batch, in batch order, its results in chunk order (the outliers are judged
+    over a batch's, as locally). One pipeline serves all the batches, so the actors load their models once per
+    run; ``batches`` is read as the pipeline takes pages (``chunk_counts``: each batch's number of chunks)."""
     import json
 
     from fiftyone_ram.driver.ray_executor import stream_pages
 
     detector = regions_spec(regions)
-    if detector is None:
-        for chunk in chunks:
-            for item, boxes in zip(chunk, regions.regions([None] * len(chunk), [i.sample_id for i in chunk],
-                                                          [i.category for i in chunk])):
-                item.boxes = [[*r.box, r.score] for r in boxes]
-    pages = ([(json.dumps({"chunk": n, **item.__dict__}), item.path) for item in chunk]
-             for n, chunk in enumerate(chunks) if chunk)
+
+    def pages() -> Iterator[list[tuple[str, str]]]:
+        for number, chunks in enumerate(batches):
+            for n, chunk in enumerate(chunks):
+                if not chunk:
+                    continue
+                if detector is None:  # boxes from a field: read here, they travel with the pairs
+                    found = regions.regions([None] * len(chunk), [i.sample_id for i in chunk],
+                                            [i.category for i in chunk])
+                    for item, boxes in zip(chunk, found):
+                        item.boxes = [[*r.box, r.score] for r in boxes]
+                yield [(json.dumps({"batch": number, "chunk": n, **item.__dict__}), item.path) for item in chunk]
+
     kwargs = {"detector": detector, "encoder": encoder_spec(encoder), "crop_margin": crop_margin,
               "gpu": options.gpus_per_worker > 0}
-    results = []
-    for batch in stream_pages(pages, max_pages=sum(1 for c in chunks if c), decode=DecodeFull(),
-                              predictor=CleaningActor, predictor_kwargs=kwargs, options=options):
-        results.extend(batch["result"])
-    return sorted(results, key=lambda r: r.chunk)
+    stream = stream_pages(pages(), max_pages=sum(chunk_counts), decode=DecodeFull(), predictor=CleaningActor,
+                          predictor_kwargs=kwargs, options=options)
+    arrived: dict[int, list[ChunkResult]] = {}
+    with closing(stream):
+        for number, count in enumerate(chunk_counts):
+            while len(arrived.get(number, ())) < count:  # results come in any order: later batches' wait here
+                try:
+                    batch = next(stream)
+                except StopIteration:
+                    raise RuntimeError("the Ray pipeline ended before every chunk of the cleaning came back") from None
+                for result in batch["result"]:
+                    arrived.setdefault(result.batch, []).append(result)
+            yield sorted(arrived.pop(number, []), key=lambda r: r.chunk)
 
 
 class DecodeFull:
@@ -370,11 +388,14 @@ class CleaningActor:
                 errors[item.index] = str(error)
             elif item.index not in images:
                 images[item.index] = Image.fromarray(np.asarray(pixels, dtype=np.uint8))
-        chunks: dict[int, list[CropItem]] = {}
+        chunks: dict[tuple[int, int], list[CropItem]] = {}
         for key, item in zip(keys, items):  # one page is one chunk; a merged batch holds several
-            chunks.setdefault(key["chunk"], []).append(item)
-        results = [crop_pass(n, chunk, images, errors, self.regions, self.encoder, self.crop_margin)
-                   for n, chunk in chunks.items()]
+            chunks.setdefault((key["batch"], key["chunk"]), []).append(item)
+        results = []
+        for (number, n), chunk in chunks.items():
+            result = crop_pass(n, chunk, images, errors, self.regions, self.encoder, self.crop_margin)
+            result.batch = number
+            results.append(result)
         column = np.empty(len(results), dtype=object)
         column[:] = results
-        return {"id": np.array([str(r.chunk) for r in results], dtype=object), "result": column}
+        return {"id": np.array([f"{r.batch}:{r.chunk}" for r in results], dtype=object), "result": column}
