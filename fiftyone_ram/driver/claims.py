@@ -117,7 +117,7 @@ def _start_database(attempts: int = 3) -> None:
         try:
             foo.get_db_conn()
             return
-        except (fos.ServiceListenTimeout, fos.ServiceError):
+        except fos.ServiceListenTimeout:  # FiftyOne 1.22 has no other service error class
             if attempt == attempts - 1:
                 raise
             # FiftyOne keeps the failed service and would not start (or find) one again: forget it.
