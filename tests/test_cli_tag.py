@@ -27,15 +27,20 @@ def _run(*args):
 
 
 def test_tag_json_equals_predict(upstream_dir, image_dir, tiny_cli_args, tiny_tagger, assert_same_tags):
-    result = _run("tag", image_dir, *tiny_cli_args("ram_plus"), "--tag-list-chinese",
-                  upstream_dir / "ram_tag_list_chinese.txt", "--json", "--lang", "zh")
-    assert result.returncode == 0, result.stderr
+    """The numbers: the command run by click in this process (the installed command's exit status and output:
+    the next test)."""
+    from fiftyone_ram.cli import main
+
+    result = CliRunner().invoke(main, ["tag", str(image_dir), *tiny_cli_args("ram_plus"), "--tag-list-chinese",
+                                       str(upstream_dir / "ram_tag_list_chinese.txt"), "--json", "--lang", "zh"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["image"] for r in records] == [str(image_dir / "camera.png"), str(image_dir / "chelsea.png")]
     tagger = tiny_tagger("ram_plus")
     expected = tagger.predict([r["image"] for r in records], language="zh")
     assert_same_tags([[(t["tag"], t["probability"]) for t in r["tags"]] for r in records], expected,
-                     names=tagger.names("zh"), thresholds=tagger.thresholds)  # another process and batch shape
+                     names=tagger.names("zh"), thresholds=tagger.thresholds)  # another batch shape
 
 
 def test_tag2text_prints_caption_and_reports_bad_files(parity_dir, tiny_cli_args, tmp_path):

@@ -24,20 +24,31 @@ INT8_MIN_F1 = 0.9
 
 
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory, tiny_tagger, parity_pngs):
-    """``exports(family)``: (tagger, export folder) for a tiny checkpoint, exported once per module; RAM's
-    with its int8 variant, calibrated on the parity images."""
-    from fiftyone_ram.export import export_onnx
+def exports(tmp_path_factory, tiny_tagger, tiny_cli_args, upstream_dir, parity_pngs):
+    """``exports(family)``: (tagger, export folder) for a tiny checkpoint, exported once per module. RAM's is
+    written by ``fiftyone-ram export`` (run by click in this process: its output is ``exports.output``) with
+    its int8 variant, calibrated on the parity images; the others by ``export_onnx``."""
+    from click.testing import CliRunner
+
+    from fiftyone_ram.cli import main
+    from fiftyone_ram.export import export_onnx, read_export
 
     made: dict = {}
 
     def get(family: str):
         if family not in made:
             tagger = tiny_tagger(family, precision="fp32")
-            folder = tmp_path_factory.mktemp(f"export-{family}")
-            int8 = family == "ram"
-            result = export_onnx(tagger, folder, trace_batch=2, int8=int8,
-                                 calibration=[str(p) for p in parity_pngs] if int8 else None)
+            folder = tmp_path_factory.mktemp(f"export-{family}") / "onnx"
+            if family == "ram":
+                done = CliRunner().invoke(main, [
+                    "export", str(folder), "--format", "onnx", *tiny_cli_args("ram"), "--tag-list-chinese",
+                    str(upstream_dir / "ram_tag_list_chinese.txt"), "--int8",
+                    *(f"--calibration={p}" for p in parity_pngs)], catch_exceptions=False)
+                assert done.exit_code == 0, done.output
+                get.output = done.stdout
+                result = read_export(folder)
+            else:
+                result = export_onnx(tagger, folder, trace_batch=2)
             made[family] = tagger, result
         return made[family]
 
@@ -146,23 +157,34 @@ def _cli(*args):
                           text=True, timeout=600)
 
 
-def test_export_command(tiny_cli_args, tmp_path):
-    out = tmp_path / "ram-onnx"
-    done = _cli("export", out, "--format", "onnx", *tiny_cli_args("ram"))
-    assert done.returncode == 0, done.stderr
-    assert "model.onnx" in done.stdout and "max |Δprobability|" in done.stdout
-    assert {p.name for p in out.iterdir()} >= {"model.onnx", "export.json", "tag_list.txt", "thresholds.txt"}
+def _refused(*args, one_line: bool = True) -> str:
+    """``fiftyone-ram export`` run by click: exit status 2 and (``one_line``) one ``Error:`` line; its stderr."""
+    from click.testing import CliRunner
 
-    again = _cli("export", out, *tiny_cli_args("ram"))  # refused before the model is loaded
+    from fiftyone_ram.cli import main
+
+    result = CliRunner().invoke(main, ["export", *map(str, args)])
+    assert result.exit_code == 2, result.output
+    assert not one_line or len(result.stderr.strip().splitlines()) == 1, result.output
+    return result.stderr
+
+
+def test_export_command(exports, tiny_cli_args, tmp_path):
+    """The export ``exports`` made by the command (its files are checked above), and the outputs it refuses
+    before the model is loaded: the installed command in a process of its own once (exit status 2, one line),
+    the others through click."""
+    _, export = exports("ram")
+    assert "model.onnx" in exports.output and "model.int8.onnx" in exports.output
+    assert "max |Δprobability|" in exports.output
+    assert {p.name for p in export.path.iterdir()} >= {"model.onnx", "export.json", "tag_list.txt", "thresholds.txt"}
+
+    again = _cli("export", export.path, *tiny_cli_args("ram"))  # refused before the model is loaded
     assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1
     assert "exists and is not empty" in again.stderr and "--overwrite" in again.stderr
 
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
-    blocked = _cli("export", a_file, *tiny_cli_args("ram"))
-    assert blocked.returncode == 2 and "is a file" in blocked.stderr
-
-    no_images = _cli("export", tmp_path / "int8", "--int8", *tiny_cli_args("ram"))
-    assert no_images.returncode == 2 and "--calibration" in no_images.stderr
-    reduced = _cli("export", tmp_path / "bf16", "--precision", "bf16", *tiny_cli_args("ram"))
-    assert reduced.returncode == 2 and "fp32" in reduced.stderr
+    assert "is a file" in _refused(a_file, *tiny_cli_args("ram"), one_line=False)  # click's own check: usage too
+    assert "--calibration" in _refused(tmp_path / "int8", "--int8", *tiny_cli_args("ram"))
+    assert "fp32" in _refused(tmp_path / "bf16", "--precision", "bf16", *tiny_cli_args("ram"))
+    assert not (tmp_path / "int8").exists() and not (tmp_path / "bf16").exists()

@@ -273,22 +273,19 @@ def test_a_second_run_into_a_folder_in_use_is_refused_naming_the_holder(cli_args
 # -- case 6: a full disk -------------------------------------------------------------------------------------
 
 
-def test_a_full_disk_fails_in_one_line_and_leaves_no_temporary_file(cli_args, tmp_path, repo_root):
-    """A real process whose writes past 1 MB fail (RLIMIT_FSIZE, as a full disk does with ENOSPC): the
-    model file is larger, so writing it fails."""
-
-    def limited() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write with EFBIG instead of killing
-        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
-
+def test_a_full_disk_fails_in_one_line_and_leaves_no_temporary_file(cli_args, tmp_path):
+    """Writes past 1 MB fail (RLIMIT_FSIZE, as a full disk does with ENOSPC) while the command runs (by click, in
+    this process: the limit is lifted afterwards): the model file is larger, so writing it fails."""
     out = tmp_path / "full"
-    run = subprocess.run([sys.executable, "-m", "fiftyone_ram.cli", *cli_args(out, "--tag-field", "gt",
-                                                                              "--max-steps", "1")],
-                         env=_env(repo_root), capture_output=True, text=True, timeout=600, preexec_fn=limited)
-    assert run.returncode == 2, run.stderr[-3000:]
-    errors = [line for line in run.stderr.splitlines() if line.startswith("Error: ")]
-    assert errors == [f"Error: could not write {out / 'model.pth'}: file too large"], run.stderr[-3000:]
-    assert "Traceback" not in run.stderr
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write with EFBIG instead of killing
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, hard))
+    try:
+        result = _cli(cli_args(out, "--tag-field", "gt", "--max-steps", "1"))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+    assert _one_line(result) == f"Error: could not write {out / 'model.pth'}: file too large"
     assert not _temporary_files(out) and not (out / "model.pth").exists()
 
 

@@ -221,7 +221,8 @@ def test_the_review_waits_for_the_reviewer_and_applies_their_marks(tmp_path, sha
 
 
 @pytest.mark.slow
-def test_two_rounds_raise_the_label_f1_and_the_validation_map(tmp_path, shapes, pipeline_spec, one_thread):
+def test_two_rounds_raise_the_label_f1_and_the_validation_map(tmp_path, shapes, pipeline_spec, one_thread,
+                                                              monkeypatch):
     """Captions that leave out about 30 % of the shapes and name about 10 % that are not there; boxes from a
     detector that misses and confuses a few. The first model learns from the parsed tags, generation adds the
     shapes it sees, cleaning flags tags without a box of their own (or whose crops stand out) and the review
@@ -237,6 +238,16 @@ def test_two_rounds_raise_the_label_f1_and_the_validation_map(tmp_path, shapes, 
     spec = pipeline_spec(dataset, tag_file, tmp_path / "out", rounds=2, retrain_from="previous",
                      train={**recipe, "epochs": 6}, retrain={**recipe, "epochs": 2},
                      accept_reasons=["no_region", "outlier"])
+    import fiftyone_ram.tagger
+
+    loads = []  # (model, for training) of every model loaded
+    load_tagger = fiftyone_ram.tagger.load_tagger
+
+    def counted(spec, *args, **options):
+        loads.append(("/".join(Path(spec.model).parts[-2:]), "precision" in options))
+        return load_tagger(spec, *args, **options)
+
+    monkeypatch.setattr(fiftyone_ram.tagger, "load_tagger", counted)
     result = run(spec, progress=False, messages=lambda text: None)
     rows = {row["round"]: row for row in result.rows}
     shown = table(result.rows)
@@ -264,6 +275,11 @@ def test_two_rounds_raise_the_label_f1_and_the_validation_map(tmp_path, shapes, 
     assert set(record.outputs["model_folders"]) == {str(tmp_path / "out" / p) for p in
                                                     ("round1/train", "round1/retrain", "round2/retrain")}
     assert Path(result.figure).read_bytes()[:4] == b"\x89PNG"
+    # one load per model for the stages in a row that use it (round N's evaluation, round N+1's generation and
+    # cleaning), and one per training
+    assert [name for name, training in loads if not training] == [
+        "parity/fixtures_tiny.json", "round1/train", "round1/retrain", "round2/retrain"], loads
+    assert sum(training for _, training in loads) == 3, loads
     assert {trace["name"] for trace in traces(result.rows)} >= {"label F1", "validation mAP"}
 
 
@@ -274,39 +290,156 @@ KILLED = ("parse", "train", "generate", "clean", "review", "retrain", "finetune"
 #: What the pipeline's fields hold that a resumed run must reproduce (per label).
 COMPARED = ("label", "provenance", "provenance_history", "flag_reason", "sources", "tags")
 
+#: A parent of the pipeline runs: it imports what a run imports once, then forks each run from that state, so a run
+#: is a real process of its own (its database connection, its files, SIGKILL) without spending 5-7 s of CPU on
+#: imports, which the claim does not need. Requests and answers are JSON lines: ``{"argv", "stdout", "stderr"}``
+#: starts ``fiftyone-ram ARGV`` (answer: its pid), ``{"poll": pid}`` / ``{"wait": pid}`` give its exit status
+#: (None while it runs; minus the signal that killed it). Nothing runs in the parent before a fork: no thread, no
+#: database client. One thread per process (OMP_NUM_THREADS): the same float reductions in every run.
+_FORKER = r"""
+import json, os, signal, sys
+for name in sys.argv[1:]:
+    __import__(name)
+from fiftyone_ram.cli import main
+from fiftyone_ram.labels.wordnet import load_wordnet
+load_wordnet()  # what every caption parser reads
+children, ended = set(), {}
 
-def _command(spec: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "fiftyone_ram.cli", "pipeline", "run", str(spec), "--json", *extra]
+def start(request):
+    pid = os.fork()
+    if pid:
+        children.add(pid)
+        return {"pid": pid}
+    code = 1
+    try:
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        for fd, path in ((1, request["stdout"]), (2, request["stderr"])):
+            os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
+        main(args=request["argv"], prog_name="fiftyone-ram")
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+def status(pid, block):
+    if pid not in ended:
+        done, raw = os.waitpid(pid, 0 if block else os.WNOHANG)
+        if not done:
+            return {"status": None}
+        ended[pid] = os.waitstatus_to_exitcode(raw)
+        children.discard(pid)
+    return {"status": ended[pid]}
+
+print(json.dumps({"ready": True}), flush=True)
+for line in sys.stdin:
+    request = json.loads(line)
+    if "argv" in request:
+        answer = start(request)
+    else:
+        answer = status(request.get("wait", request.get("poll")), "wait" in request)
+    print(json.dumps(answer), flush=True)
+for pid in children:  # the test ended (or failed) with runs going: they end with it
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+os._exit(0)  # not the interpreter's teardown of all it imported: seconds, for nothing
+"""
+#: What the forker imports before it forks: what a pipeline run imports (the rest comes with them).
+_PRELOAD = ("fiftyone", "torch", "timm", "transformers", "matplotlib.figure", "matplotlib.backends.backend_agg",
+            "fiftyone_ram.cli", "fiftyone_ram.pipeline.run", "fiftyone_ram.pipeline.report",
+            "fiftyone_ram.pipeline.provenance", "fiftyone_ram.tagger", "fiftyone_ram.models.ram",
+            "fiftyone_ram.fiftyone.model", "fiftyone_ram.driver.tagging", "fiftyone_ram.evaluation.run",
+            "fiftyone_ram.training.trainer", "fiftyone_ram.training.validation", "fiftyone_ram.engine.generation",
+            "fiftyone_ram.engine.cleaning", "fiftyone_ram.engine.review", "fiftyone_ram.engine.review_marks")
 
 
-def _kill_in(stage: str, spec: Path, output: Path, *extra: str) -> None:
+class Runs:
+    """Pipeline runs (``fiftyone-ram pipeline run SPEC --json ...``) as processes forked from :data:`_FORKER`."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.count = folder, 0
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        self.process = subprocess.Popen([sys.executable, "-c", _FORKER, *_PRELOAD], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True, env=env)
+        self.ready = False
+
+    def _ask(self, request: dict | None, timeout: float = 120) -> dict:
+        import select
+
+        if request is not None:
+            self.process.stdin.write(json.dumps(request) + "\n")
+            self.process.stdin.flush()
+        readable, _, _ = select.select([self.process.stdout], [], [], timeout)
+        line = self.process.stdout.readline() if readable else ""
+        assert line, f"the forker did not answer {request} (exit {self.process.poll()})"
+        return json.loads(line)
+
+    def start(self, spec: Path, *extra: str) -> tuple[int, Path, Path]:
+        """Start a run: its pid, and the files its stdout and stderr go to."""
+        if not self.ready:
+            self.ready = self._ask(None, timeout=300)["ready"]
+        self.count += 1
+        out, err = self.folder / f"run{self.count}.out", self.folder / f"run{self.count}.err"
+        out.touch()
+        err.touch()
+        argv = ["pipeline", "run", str(spec), "--json", *extra]
+        pid = self._ask({"argv": argv, "stdout": str(out), "stderr": str(err)})["pid"]
+        return pid, out, err
+
+    def poll(self, pid: int) -> int | None:
+        return self._ask({"poll": pid})["status"]
+
+    def wait(self, pid: int, timeout: float = 600) -> int:
+        return self._ask({"wait": pid}, timeout=timeout)["status"]
+
+    def finish(self, spec: Path, *extra: str) -> dict:
+        """Run to the end: the result the run printed."""
+        return self.result(*self.start(spec, *extra))
+
+    def result(self, pid: int, out: Path, err: Path) -> dict:
+        code = self.wait(pid)
+        assert code == 0, f"exit {code}: {err.read_text()[-3000:]}"
+        return json.loads(out.read_text())
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture()
+def pipeline_runs(tmp_path):
+    """:class:`Runs` (its forker starts importing at once, while the test makes its data)."""
+    runs = Runs(tmp_path)
+    yield runs
+    runs.close()
+
+
+def _kill_in(runs: Runs, stage: str, spec: Path, output: Path, *extra: str) -> None:
     """Run the pipeline and SIGKILL it while ``stage`` is running: as soon as it says the stage started (after
     recording it as running), or for the first training once it has saved a resumable state."""
-    import queue
-    import threading
-
-    process = subprocess.Popen(_command(spec, *extra), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stderr], daemon=True).start()
+    pid, _, err = runs.start(spec, *extra)
     number = 0 if stage == "parse" else 1
-    deadline, seen = time.monotonic() + 300, []
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=0.5)
-        except queue.Empty:
-            assert process.poll() is None, f"the pipeline ended before its {stage} stage: {''.join(seen)[-2000:]}"
-            continue
-        seen.append(line)
-        if line.strip().endswith(f"round {number} {stage}"):
-            break
-    else:
-        raise AssertionError(f"no {stage} stage within 300 s: {''.join(seen)[-2000:]}")
-    if stage == "train":
-        state = output / "round1" / "train" / "resume"
-        while not state.is_dir() and process.poll() is None:
-            time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=60)
+    deadline = time.monotonic() + 300
+    while not any(line.strip().endswith(f"round {number} {stage}") for line in err.read_text().splitlines()):
+        assert runs.poll(pid) is None, f"the pipeline ended before its {stage} stage: {err.read_text()[-2000:]}"
+        assert time.monotonic() < deadline, f"no {stage} stage within 300 s: {err.read_text()[-2000:]}"
+        time.sleep(0.01)
+    if stage == "train":  # killed mid-training: it resumes from the state it saved
+        state = output / "round1" / "train" / "resume" / "state.pt"
+        while not state.is_file():
+            assert runs.poll(pid) is None, f"the training ended without a resumable state: {err.read_text()[-2000:]}"
+            time.sleep(0.005)
+    os.kill(pid, signal.SIGKILL)
+    assert runs.wait(pid, timeout=60) == -signal.SIGKILL
 
 
 def _labels(dataset, field: str) -> list:
@@ -323,7 +456,10 @@ def _confidences(dataset, field: str) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_killed_in_every_stage_and_resumed_it_ends_as_an_uninterrupted_run(tmp_path, shapes, pipeline_spec):
+def test_killed_in_every_stage_and_resumed_it_ends_as_an_uninterrupted_run(pipeline_runs, tmp_path, shapes,
+                                                                          pipeline_spec):
+    """Each of the eight stages is killed once (SIGKILL, in a process of its own) and the next run resumes it;
+    the uninterrupted run goes on meanwhile, in a process of its own too."""
     import torch
     import yaml
 
@@ -336,23 +472,21 @@ def test_killed_in_every_stage_and_resumed_it_ends_as_an_uninterrupted_run(tmp_p
     specs = {}
     for name, dataset in (("a", uninterrupted), ("b", interrupted)):
         spec = pipeline_spec(dataset, tag_file, tmp_path / f"out_{name}", rounds=1, finetune_view="verified",
-                         train={**recipe, "epochs": 2}, retrain={**recipe, "epochs": 1},
-                         finetune={**recipe, "epochs": 1})
+                             parser_tags=str(tag_file), train={**recipe, "epochs": 2},
+                             retrain={**recipe, "epochs": 1}, finetune={**recipe, "epochs": 1})
         specs[name] = tmp_path / f"spec_{name}.yaml"
         specs[name].write_text(yaml.safe_dump(spec))
-    done = subprocess.run(_command(specs["a"]), capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads(done.stdout)["status"] == "completed"
+    reference = pipeline_runs.start(specs["a"])
 
     for number, stage in enumerate(KILLED):
-        _kill_in(stage, specs["b"], tmp_path / "out_b", *(["--resume"] if number else []))
+        _kill_in(pipeline_runs, stage, specs["b"], tmp_path / "out_b", *(["--resume"] if number else []))
         interrupted.reload()
         record = runs.load(interrupted, "pipeline", "pl")
         step = record.details["steps"][f"r{0 if stage == 'parse' else 1}:{stage}"]
         assert record.status == "running" and step["status"] == "running", (stage, record.details)
-    done = subprocess.run(_command(specs["b"], "--resume"), capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads(done.stdout)["status"] == "completed"
+    assert pipeline_runs.finish(specs["b"], "--resume")["status"] == "completed"
+    done = pipeline_runs.result(*reference)
+    assert done["status"] == "completed" and done["rows"][1]["removed"] > 0, done
     for dataset in (interrupted, uninterrupted):
         dataset.reload()
 
@@ -367,8 +501,10 @@ def test_killed_in_every_stage_and_resumed_it_ends_as_an_uninterrupted_run(tmp_p
         weights_a = torch.load(a / "model.pth", map_location="cpu", weights_only=True)["model"]
         weights_b = torch.load(b / "model.pth", map_location="cpu", weights_only=True)["model"]
         assert weights_a.keys() == weights_b.keys()
-        for key in weights_a:
-            torch.testing.assert_close(weights_b[key], weights_a[key], atol=1e-6, rtol=1e-5, msg=f"{stage} {key}")
+        for key in weights_a:  # torch.allclose first: assert_close on each of the tensors takes seconds
+            got, want = weights_b[key], weights_a[key]
+            if got.shape != want.shape or not torch.allclose(got, want, atol=1e-6, rtol=1e-5):
+                torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5, msg=f"{stage} {key}")
     for key in ("pl_r0_eval", "pl_r1_eval"):
         a = uninterrupted.load_evaluation_results(key).summary
         b = interrupted.load_evaluation_results(key).summary

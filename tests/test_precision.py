@@ -5,8 +5,6 @@ that the CLI, the FiftyOne model and the forms pass the choice through."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -134,8 +132,13 @@ def test_agreement_figures():
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "fiftyone_ram.cli", *map(str, args)], capture_output=True,
-                          text=True, timeout=300)
+    """``fiftyone-ram`` run by click in this process (the installed command's exit status and one line are
+    checked in tests/test_cli_tag.py and tests/test_user_errors.py)."""
+    from click.testing import CliRunner
+
+    from fiftyone_ram.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def test_cli_precision_flag(parity_dir, tiny_cli_args, tiny_tagger, assert_same_tags):
@@ -143,7 +146,7 @@ def test_cli_precision_flag(parity_dir, tiny_cli_args, tiny_tagger, assert_same_
     runs = {}
     for precision in ("fp32", "bf16"):
         result = _cli("tag", *images, *tiny_cli_args("ram"), "--precision", precision, "--json")
-        assert result.returncode == 0, result.stderr
+        assert result.exit_code == 0, result.output
         runs[precision] = [json.loads(line) for line in result.stdout.splitlines()]
     tagger = tiny_tagger("ram", precision="fp32")
     assert_same_tags([[(t["tag"], t["probability"]) for t in r["tags"]] for r in runs["fp32"]],
@@ -155,7 +158,7 @@ def test_cli_precision_flag(parity_dir, tiny_cli_args, tiny_tagger, assert_same_
     assert min(pooled) >= MIN_F1["bf16"]
 
     bad = _cli("tag", images[0], *tiny_cli_args("ram"), "--precision", "fp8")
-    assert bad.returncode == 2 and "'fp8' is not one of" in bad.stderr
+    assert bad.exit_code == 2 and "'fp8' is not one of" in bad.stderr
 
 
 @pytest.mark.parametrize("command", [["tag"], ["generate"], ["clean"], ["benchmark"]])

@@ -1,6 +1,7 @@
 """Fine-tuning in real processes: a run killed (SIGKILL) mid-epoch and resumed ends with the weights of an
 uninterrupted run (CPU, fp32, fixed seed), and two processes under torchrun (gloo) train one model that
-loads."""
+loads. Only what must be a process is one (the run that is killed, the ranks): the others run the same
+command through click in this process."""
 
 from __future__ import annotations
 
@@ -58,30 +59,60 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
     return torch.load(folder / "model.pth", map_location="cpu", weights_only=True)["model"]
 
 
-def test_killed_and_resumed_equals_uninterrupted(command, tmp_path, repo_root, assert_scores_close):
-    whole = _cli(repo_root, command(tmp_path / "whole"))
-    killed = _cli(repo_root, command(tmp_path / "killed"))
-    state_file = tmp_path / "killed" / "resume" / "state.pt"
+def _finetune_here(args: list[str]):
+    """``fiftyone-ram finetune`` run by click in this process (one torch thread, as in the processes)."""
+    from click.testing import CliRunner
+
+    from fiftyone_ram.cli import main
+
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def _kill_mid_epoch(process: subprocess.Popen, state_file: Path, outcome: dict) -> None:
+    """SIGKILL ``process`` once its resumable state is at step 3 or later (the second epoch, 2 steps an epoch).
+    The state is read again only when its file changed."""
     deadline = time.monotonic() + 600
-    step = 0
-    while killed.poll() is None and time.monotonic() < deadline:
-        if state_file.is_file():
+    seen = None
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            stamp = state_file.stat().st_mtime_ns
+        except FileNotFoundError:
+            stamp = None
+        if stamp is not None and stamp != seen:
             try:
                 step = torch.load(state_file, map_location="cpu", weights_only=True)["step"]
-            except (EOFError, RuntimeError, OSError):  # being replaced: read it next time
+                seen = stamp
+            except (EOFError, RuntimeError, OSError, KeyError):  # being replaced: read it next time
                 step = 0
-            if step >= 3:  # in the second epoch (2 steps an epoch)
-                killed.send_signal(signal.SIGKILL)
+            if step >= 3:
+                process.send_signal(signal.SIGKILL)
+                outcome["step"] = step
                 break
-        time.sleep(0.1)
-    killed.wait(timeout=60)
-    assert killed.returncode == -signal.SIGKILL, f"the run ended before it could be killed: {killed.stderr.read()}"
-    resumed = _cli(repo_root, command(tmp_path / "killed", "--resume"))
-    out, err = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, err
-    assert "resuming at epoch" in err
-    out_whole, err_whole = whole.communicate(timeout=600)
-    assert whole.returncode == 0, err_whole
+        time.sleep(0.05)
+    process.wait(timeout=60)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_killed_and_resumed_equals_uninterrupted(command, tmp_path, repo_root, assert_scores_close):
+    """A process killed (SIGKILL) mid-epoch, resumed (here, by click) and a run never interrupted (here too, while
+    the other process trains) end with the same weights."""
+    import threading
+
+    killed = _cli(repo_root, command(tmp_path / "killed"))
+    outcome: dict = {}
+    killer = threading.Thread(target=_kill_mid_epoch,
+                              args=(killed, tmp_path / "killed" / "resume" / "state.pt", outcome))
+    killer.start()
+    try:
+        _finetune_here(command(tmp_path / "whole"))
+    finally:
+        killer.join()
+    assert killed.returncode == -signal.SIGKILL and outcome["step"] < 6, \
+        f"the run ended before it could be killed: {killed.stderr.read()}"
+    resumed = _finetune_here(command(tmp_path / "killed", "--resume"))
+    assert f"resuming at epoch 2, step {outcome['step']} of 6" in resumed.stderr
     a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "killed")
     assert set(a) == set(b)
     for key in a:

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -206,7 +203,7 @@ def test_debug_shows_the_traceback(parity_dir, tiny_cli_args, tmp_path):
     debug = _cli("--debug", "tag", parity_dir / "rocket.png", *args)
     assert debug.exit_code == 2 and "Traceback" in debug.stderr and "CheckpointError" in debug.stderr
 
-    env = {**os.environ, "FIFTYONE_RAM_DEBUG": "1"}  # a real process, as a user sets it
-    result = subprocess.run([sys.executable, "-m", "fiftyone_ram.cli", "tag", str(parity_dir / "rocket.png"), *args],
-                            capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 2 and "Traceback" in result.stderr and str(missing) in result.stderr
+    env = {"FIFTYONE_RAM_DEBUG": "1"}  # in the environment, as a user sets it
+    result = _cli("tag", parity_dir / "rocket.png", *args, env=env)
+    assert result.exit_code == 2 and "Traceback" in result.stderr and str(missing) in result.stderr
+    assert "CheckpointError" in result.stderr

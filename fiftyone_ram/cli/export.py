@@ -37,7 +37,6 @@ def export(output, export_format, int8, calibration, trace_batch, opset, overwri
     """Export a tagger to OUTPUT (a folder): model.onnx (pixels to logits and embeddings, dynamic batch), its
     int8 variant with --int8, export.json, tag_list.txt and thresholds.txt."""
     from fiftyone_ram.export.folder import ExportError
-    from fiftyone_ram.export.onnx import export_onnx
 
     precision = tagger.get("precision")
     if precision not in (None, "fp32"):
@@ -48,6 +47,8 @@ def export(output, export_format, int8, calibration, trace_batch, opset, overwri
     images = [found.path for found in find_images(calibration) if found.is_image] if calibration else []
     if int8 and not images:
         raise CommandError("--int8 needs --calibration images (a few dozen like the ones to tag)")
+    from fiftyone_ram.export.onnx import export_onnx  # torch and the exporter: only once nothing was refused
+
     try:
         result = export_onnx(_load(tagger), folder, int8=int8, calibration=images or None, trace_batch=trace_batch,
                              opset=opset, overwrite=overwrite)
@@ -73,8 +74,7 @@ def _load(options: dict):
 
 def _check_output(folder: Path, overwrite: bool) -> None:
     """What can be refused before the model is loaded: a file in the way, a non-empty folder, no write access."""
-    from fiftyone_ram.export.folder import ExportError
-    from fiftyone_ram.export.onnx import check_output
+    from fiftyone_ram.export.folder import ExportError, check_output
 
     try:
         check_output(folder, overwrite)

@@ -51,7 +51,7 @@ def tag(inputs, lang, caption, as_json, dataset_name, **params):
     if job.executor != "local" and not dataset_name:
         raise click.UsageError("--executor ray tags into a dataset: add --dataset NAME")
     if dataset_name:  # what can be refused without the model is refused before it is loaded
-        job.check(_existing(dataset_name))
+        job.check(_existing(dataset_name), adding=bool(inputs))
     else:
         job.check_executor()
     tagger = load_tagger_from(params, vocabulary=settings.job_from(VocabularySpec, params),
@@ -156,7 +156,7 @@ def tag_into_dataset(tagger: Tagger, job: TagJob, *, dataset_name: str, inputs: 
     model = from_tagger(tagger, language=language, caption=caption)
     existing = _existing(dataset_name)
     if existing is not None:
-        job.check(existing, model)
+        job.check(existing, model, adding=True)
     paths, skipped = [], {}
     for found in find_images(inputs):
         if found.is_image and not is_utf8(found.path):

@@ -96,16 +96,49 @@ def _check_reachable(uri: str) -> None:
     import pymongo
     from pymongo.errors import PyMongoError
 
+    where = uri.split("@")[-1]  # never print credentials
+    if _refused_everywhere(uri):
+        raise DatabaseUnavailableError(
+            f"FiftyOne's database at {where} does not answer (connection refused): start it (or fix "
+            f"FIFTYONE_DATABASE_URI), then run the command again")
     client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=int(REACH_TIMEOUT_S * 1000), connect=False)
     try:
         client.admin.command("ping")
     except PyMongoError as exc:
-        where = uri.split("@")[-1]  # never print credentials
         raise DatabaseUnavailableError(
             f"FiftyOne's database at {where} does not answer ({type(exc).__name__}): start it (or fix "
             f"FIFTYONE_DATABASE_URI), then run the command again") from None
     finally:
         client.close()
+
+
+#: How long a host of the database URI may take to accept a TCP connection before pymongo is left to judge.
+PROBE_TIMEOUT_S = 1.0
+
+
+def _refused_everywhere(uri: str) -> bool:
+    """Whether every host of a plain ``mongodb://`` URI refuses a TCP connection: nothing listens there, and
+    pymongo would only wait out its timeout (it retries a refused server until then). Anything else (a host
+    that accepts, is slow or unknown; an SRV or socket URI) is left to pymongo."""
+    if not uri.startswith("mongodb://"):
+        return False
+    from pymongo.uri_parser import parse_uri
+
+    try:
+        hosts = parse_uri(uri, validate=False)["nodelist"]
+    except Exception:  # noqa: BLE001  a URI pymongo will refuse in its own words
+        return False
+    for host, port in hosts:
+        if host.endswith(".sock"):
+            return False
+        try:
+            socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
+        except ConnectionRefusedError:
+            continue
+        except OSError:
+            return False
+        return False
+    return bool(hosts)
 
 
 def _start_database(attempts: int = 3) -> None:

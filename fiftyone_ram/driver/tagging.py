@@ -101,22 +101,24 @@ class TagJob(ExecutorSettings):
             raise OptionError("resume continues a run and overwrite starts it again: pass one of them (CLI: "
                               "--resume or --overwrite), not both")
 
-    def check(self, samples, model=None) -> None:
+    def check(self, samples, model=None, *, adding: bool = False) -> None:
         """Everything :meth:`run` would refuse, before anything is written (``samples`` may be None: a dataset
-        the command line has not created yet; ``model`` None: the checks that need no model)."""
+        the command line has not created yet; ``model`` None: the checks that need no model; ``adding``: files
+        are about to be added, so an empty dataset, as another run creating it leaves it for a moment, is no
+        error)."""
         self.check_executor()
-        self._check_data(samples)
+        self._check_data(samples, empty_ok=adding)
         if samples is not None and model is not None:
             _plan(samples, samples._root_dataset, self, self._settings(model), claims.Holder())
 
-    def _check_data(self, samples) -> None:
+    def _check_data(self, samples, empty_ok: bool = False) -> None:
         import fiftyone.core.labels as fol
 
         from fiftyone_ram.fields import check_output_field, check_string_field
 
         check_output_field(samples, self.label_field, fol.Classifications, option="label field (CLI: --field)")
         check_string_field(samples, error_field(self.label_field), purpose="where tagging records unreadable images")
-        if samples is not None and exact_count(samples) == 0:
+        if samples is not None and not empty_ok and exact_count(samples) == 0:
             raise NothingToTagError(f"nothing to tag: the {_what(samples)} has no samples (nothing was written)")
 
     def _settings(self, model) -> dict[str, Any]:

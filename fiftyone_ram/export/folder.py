@@ -4,12 +4,14 @@ Everything but the network is plain text or JSON, so that a runtime in any langu
 ``usls``, a server) can use it: ``export.json`` (the family, the preprocessing, the input and output names,
 the decision rule, the measured agreement), ``tag_list.txt`` (one tag per line, in the model's column order),
 ``thresholds.txt`` (one per tag), and ``tag_list_chinese.txt`` when the tagger has Chinese names. Reading a
-folder (:func:`read_export`) needs neither torch nor the checkpoint.
+folder (:func:`read_export`) needs neither torch nor the checkpoint, nor does checking where one may be written
+(:func:`check_output`: the command line refuses a bad output at once, before torch is imported).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,30 @@ class ExportFolder:
         mask = np.zeros(len(self.tag_list), dtype=bool)
         mask[self.excluded] = True
         return mask
+
+
+def check_output(folder: Path, overwrite: bool) -> None:
+    """Refuse an output that cannot take an export: a file in the way, a folder holding anything (an earlier
+    export is replaced only with ``overwrite``; other files never), a place that cannot be written."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ExportError(f"{folder} is a file, not a folder: give a folder to export into")
+    if folder.is_dir() and any(folder.iterdir()):
+        if not overwrite:
+            raise ExportError(f"{folder} exists and is not empty: pass overwrite=True (CLI: --overwrite) to replace "
+                              "the export in it")
+        others = sorted(p.name for p in folder.iterdir() if p.name not in OUR_FILES)
+        if others:
+            raise ExportError(f"{folder} holds files that are not an export ({', '.join(others[:3])}): "
+                              "export into an empty or new folder")
+    existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ExportError(f"cannot write into {folder}: {existing} is not a writable folder")
+
+
+#: What an export folder holds (``overwrite`` removes these and nothing else).
+OUR_FILES = frozenset({MANIFEST, TAG_LIST, TAG_LIST_CHINESE, THRESHOLDS, *MODEL_FILES.values(),
+                       *(f"{name}.data" for name in MODEL_FILES.values())})
 
 
 def write_sidecar(folder: Path, manifest: dict[str, Any], tag_list: list[str], thresholds: np.ndarray,

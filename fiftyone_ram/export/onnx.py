@@ -8,15 +8,14 @@ into ``export.json``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fiftyone_ram.export.folder import MANIFEST, MODEL_FILES, TAG_LIST, TAG_LIST_CHINESE, THRESHOLDS, ExportError
-from fiftyone_ram.export.folder import ExportFolder, read_export, write_sidecar
+from fiftyone_ram.export.folder import MODEL_FILES, OUR_FILES, ExportError, ExportFolder, check_output
+from fiftyone_ram.export.folder import read_export, write_sidecar
 from fiftyone_ram.export.graph import INPUT_NAME, OUTPUT_NAMES, TaggingGraph, whole_head
 from fiftyone_ram.images import IMAGENET_MEAN, IMAGENET_STD
 
@@ -92,36 +91,12 @@ def export_onnx(tagger: Tagger, path: str | Path, *, int8: bool = False,
     return read_export(folder)
 
 
-def check_output(folder: Path, overwrite: bool) -> None:
-    """Refuse an output that cannot take an export: a file in the way, a folder holding anything (an earlier
-    export is replaced only with ``overwrite``; other files never), a place that cannot be written."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise ExportError(f"{folder} is a file, not a folder: give a folder to export into")
-    if folder.is_dir() and any(folder.iterdir()):
-        if not overwrite:
-            raise ExportError(f"{folder} exists and is not empty: pass overwrite=True (CLI: --overwrite) to replace "
-                              "the export in it")
-        others = sorted(p.name for p in folder.iterdir() if p.name not in _OUR_FILES)
-        if others:
-            raise ExportError(f"{folder} holds files that are not an export ({', '.join(others[:3])}): "
-                              "export into an empty or new folder")
-    existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ExportError(f"cannot write into {folder}: {existing} is not a writable folder")
-
-
-#: What an export folder holds (``overwrite`` removes these and nothing else).
-_OUR_FILES = frozenset({MANIFEST, TAG_LIST, TAG_LIST_CHINESE, THRESHOLDS, *MODEL_FILES.values(),
-                        *(f"{name}.data" for name in MODEL_FILES.values())})
-
-
 def _prepare_folder(folder: Path, overwrite: bool) -> Path:
     """The output folder, created and emptied of an earlier export (see :func:`check_output`)."""
     check_output(folder, overwrite)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        for name in _OUR_FILES:
+        for name in OUR_FILES:
             (folder / name).unlink(missing_ok=True)
     except OSError as exc:
         raise ExportError(f"cannot write into {folder}: {exc.strerror or exc}") from None

@@ -130,6 +130,7 @@ class Pipeline:
         self.plan = job.plan()
         self.start = job.model_spec()
         self.record: runs.RunRecord | None = None
+        self._loaded: tuple[str, Any] | None = None  # the last tagger loaded, by its spec (see _load)
 
     # -- the run ------------------------------------------------------------------------------------------------
     def run(self) -> PipelineResult:
@@ -326,9 +327,16 @@ class Pipeline:
         return self._trained(number, "finetune") or self._trained(number, "retrain") or self.engine_model(number)
 
     def _load(self, spec):
+        """The tagger of ``spec``, loaded once for the stages in a row that use it (a round's generation and
+        cleaning, its evaluation and the next round's generation and cleaning): a released model takes seconds
+        to load and gigabytes to hold. Only the last one is kept, and none while a model trains."""
         from fiftyone_ram.tagger import load_tagger
 
-        return load_tagger(spec)
+        key = json.dumps(spec.to_dict(), sort_keys=True, default=str)
+        if self._loaded is None or self._loaded[0] != key:
+            self._loaded = None  # the previous model goes before the next one loads
+            self._loaded = (key, load_tagger(spec))
+        return self._loaded[1]
 
     # -- the stages ---------------------------------------------------------------------------------------------
     def _parse(self, number: int, progress: Progress | None) -> dict[str, Any]:
@@ -432,6 +440,7 @@ class Pipeline:
         from fiftyone_ram.training.output import is_busy
 
         job, names = self.job, self.names
+        self._loaded = None  # training holds a model of its own: the inference one goes first
         settings = job.training(stage)
         folder = names.folder(number, stage)
         if stage == "train":

@@ -105,13 +105,19 @@ class ChildProcess:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
 
     def stop(self) -> None:
+        self.terminate()
+        self.wait()
+
+    def terminate(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+
+    def wait(self) -> None:
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 def _start(command: list[str], env: dict[str, str], log: Path) -> ChildProcess:
@@ -166,8 +172,12 @@ def app_server(child_env, tmp_path_factory) -> Iterator[Callable[..., AppServer]
         return servers[delegation]
 
     yield get
+    # Stopped together: an App server takes up to 5 s to exit (FiftyOne's execution-store notification service
+    # polls every FIFTYONE_EXECUTION_STORE_POLL_INTERVAL_SECONDS, 5, and its stop waits for the poll's sleep).
     for server in servers.values():
-        server.stop()
+        server.terminate()
+    for server in servers.values():
+        server.wait()
 
 
 @pytest.fixture()
