@@ -34,6 +34,7 @@ def test_the_command_modules_are_all_found():
                         "tag")]
 
 
+@pytest.mark.slow
 def test_each_module_imports_alone_and_without_the_heavy_libraries():
     """In one interpreter: each module imported after every ``fiftyone_ram`` module is forgotten (so none relies
     on another imported first), and starting the CLI imports neither torch nor FiftyOne (they load inside the

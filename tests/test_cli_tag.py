@@ -26,6 +26,7 @@ def _run(*args):
                           text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_tag_json_equals_predict(upstream_dir, image_dir, tiny_cli_args, tiny_tagger, assert_same_tags):
     """The numbers: the command run by click in this process (the installed command's exit status and output:
     the next test)."""
@@ -43,6 +44,7 @@ def test_tag_json_equals_predict(upstream_dir, image_dir, tiny_cli_args, tiny_ta
                      names=tagger.names("zh"), thresholds=tagger.thresholds)  # another batch shape
 
 
+@pytest.mark.slow
 def test_tag2text_prints_caption_and_reports_bad_files(parity_dir, tiny_cli_args, tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n broken")

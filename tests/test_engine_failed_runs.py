@@ -161,6 +161,7 @@ CLEAN_AND_DIE = """
 """
 
 
+@pytest.mark.slow
 def test_a_killed_clean_is_reported_and_resumed_from_the_cli(dataset, tiny_clip_vision_dir):
     ds = dataset
     options = ["--tag-field", "gt", "--regions-field", "objects", "--embedder", "clip", "--clip-model",
@@ -242,6 +243,7 @@ GENERATE_AND_DIE = """
 """
 
 
+@pytest.mark.slow
 def test_a_killed_generate_is_reported_as_partial_by_the_cli(dataset, tmp_path, parser_tag_file):
     ds = dataset
     ds.set_values("caption", [f"a dog and a cat, picture {i}" for i in range(len(ds))])

@@ -55,6 +55,7 @@ def exports(tmp_path_factory, tiny_tagger, tiny_cli_args, upstream_dir, parity_p
     return get
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["ram", "ram_plus", "tag2text"])
 def test_export_agrees_with_the_tagger_at_other_batch_sizes(exports, parity_pngs, family):
     from fiftyone_ram.export.runtime import open_session, run_session, sigmoid
@@ -169,6 +170,7 @@ def _refused(*args, one_line: bool = True) -> str:
     return result.stderr
 
 
+@pytest.mark.slow
 def test_export_command(exports, tiny_cli_args, tmp_path):
     """The export ``exports`` made by the command (its files are checked above), and the outputs it refuses
     before the model is loaded: the installed command in a process of its own once (exit status 2, one line),

@@ -249,6 +249,7 @@ def test_overwrite_removes_only_what_fine_tuning_wrote(shapes, model, tmp_path):
 # -- case 5: two runs into one folder --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_run_into_a_folder_in_use_is_refused_naming_the_holder(cli_args, tmp_path, repo_root):
     out = tmp_path / "busy"
     first = subprocess.Popen([sys.executable, "-m", "fiftyone_ram.cli",
@@ -273,6 +274,7 @@ def test_a_second_run_into_a_folder_in_use_is_refused_naming_the_holder(cli_args
 # -- case 6: a full disk -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_full_disk_fails_in_one_line_and_leaves_no_temporary_file(cli_args, tmp_path):
     """Writes past 1 MB fail (RLIMIT_FSIZE, as a full disk does with ENOSPC) while the command runs (by click, in
     this process: the limit is lifted afterwards): the model file is larger, so writing it fails."""

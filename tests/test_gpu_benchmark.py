@@ -10,9 +10,12 @@ import runpy
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_gpu_benchmark_smoke(tmp_path, monkeypatch, capsys):
     # The script uses this test run's isolated database and homes (conftest put them in the environment).
     out = tmp_path / "gpu.json"

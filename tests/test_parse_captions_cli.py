@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from fiftyone_ram.cli import main
@@ -70,6 +71,7 @@ def test_missing_tag_list_is_a_usage_error(tmp_path):
     assert result.exit_code == 2 and "does not exist" in result.output
 
 
+@pytest.mark.slow
 def test_gold_captions_through_the_installed_command(upstream_dir, tmp_path):
     rows = [json.loads(line) for line in GOLD.read_text(encoding="utf-8").splitlines()]
     captions = tmp_path / "gold.txt"

@@ -141,6 +141,7 @@ def _cli(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
+@pytest.mark.slow
 def test_cli_precision_flag(parity_dir, tiny_cli_args, tiny_tagger, assert_same_tags):
     images = [parity_dir / "chelsea.png", parity_dir / "rocket.png"]
     runs = {}

@@ -108,6 +108,7 @@ def test_the_command_refuses_a_ray_address_nobody_answers_at_in_one_line(images,
 # -- case 11: two evaluations of one key at once -----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_two_evaluations_of_one_key_at_once_leave_the_winner_whole(tmp_path, copy_pngs):
     name = f"eval-race-{os.getpid()}"
     dataset = fo.Dataset(name, persistent=True)
@@ -258,6 +259,7 @@ def _env(uri: str) -> dict[str, str]:
             "FIFTYONE_DATABASE_VALIDATION": "false", "OMP_NUM_THREADS": "1"}
 
 
+@pytest.mark.slow
 def test_a_database_that_does_not_answer_is_one_line(images, tiny_cli_args):
     env = _env(f"mongodb://127.0.0.1:{_free_port()}")
     line = _one_error_line(_cli("tag", images, "--dataset", "nowhere", *tiny_cli_args("ram"), "--device", "cpu",

@@ -116,6 +116,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
+@pytest.mark.slow
 def test_every_module_imports_on_its_own():
     """Each module, imported after every ``fiftyone_ram`` module is forgotten, imports on its own: no module
     depends on another having been imported first (the symptom of an import cycle: a partially initialised

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 fo = pytest.importorskip("fiftyone")
-pytestmark = pytest.mark.usefixtures("one_thread")  # this process and the child share two cores
+# real processes racing: slow; one torch thread here (this process and the child share two cores)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 N_FILES = 300
 VOCABULARY = ("dog", "cat", "car")  # a three-tag vocabulary keeps the tiny model's head cheap

@@ -22,6 +22,7 @@ def _average_precision(scores: np.ndarray, truth: np.ndarray) -> float:
     return float(average_precision_score(truth, scores))
 
 
+@pytest.mark.slow
 def test_weak_start_learns_the_shapes_and_the_new_tag(tmp_path, shapes_dataset, tiny_cli_args, tiny_clip_text_dir,
                                                       one_thread):
     from click.testing import CliRunner

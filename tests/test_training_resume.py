@@ -16,6 +16,7 @@ import pytest
 import torch
 
 fo = pytest.importorskip("fiftyone")
+pytestmark = pytest.mark.slow  # fine-tuning in real processes
 
 TEMPLATES = ("a photo of {article} {}.", "itap of my {}.")
 

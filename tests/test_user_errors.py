@@ -194,6 +194,7 @@ def test_random_bytes_are_not_described_as_code(tmp_path, tiny_tagger):
 
 # -- the command line: one line, exit 2; the traceback on request ---------------------------------------------
 
+@pytest.mark.slow
 def test_debug_shows_the_traceback(parity_dir, tiny_cli_args, tmp_path):
     missing = tmp_path / "missing.pth"
     args = tiny_cli_args("ram")

@@ -56,10 +56,12 @@ DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark every test of this folder ``app`` (a conftest cannot set ``pytestmark`` for its folder)."""
+    """Mark every test of this folder ``app`` and ``slow`` (a browser and an App server: seconds each; a conftest
+    cannot set ``pytestmark`` for its folder)."""
     for item in items:
         if HERE in Path(str(item.path)).resolve().parents:
             item.add_marker(pytest.mark.app)
+            item.add_marker(pytest.mark.slow)
 
 
 def _chromium() -> str:
