@@ -146,15 +146,17 @@ def connect(options: RayOptions) -> None:
     ray = require_ray()
     if ray.is_initialized():
         return
+    if options.address is None:
+        # A local cluster of this run's must not outlive a killed run, even one killed while the cluster starts
+        # (seconds): the watcher is up first and notes the cluster's processes as they appear.
+        from fiftyone_ram.driver.ray_cleanup import guard_local_cluster
+
+        guard_local_cluster()
     try:
         ray.init(address=options.address, include_dashboard=False, log_to_driver=True, configure_logging=False)
     except ConnectionError as exc:  # "auto" with no cluster running, a head that went away
         raise OptionValueError(f"cannot connect to the Ray cluster at {options.address}: "
                                f"{str(exc).splitlines()[0]}") from None
-    if options.address is None:  # a local cluster of this run's: it must not outlive a killed run
-        from fiftyone_ram.driver.ray_cleanup import guard_local_cluster
-
-        guard_local_cluster()
 
 
 def predict_pages(pages: Iterable[Sequence[tuple[str, str]]], model: RamModel, options: RayOptions, *,
