@@ -436,6 +436,8 @@ def test_what_ray_actors_load_is_at_the_precision_asked(family, precision, tiny_
     shipped = pickle.loads(pickle.dumps(model))
     assert shipped.tagger is not model.tagger and shipped.tagger.precision == precision
     check_against_fp32(_rows(shipped.tagger.predict(images[:3])), family, precision, range(3))
+    predictor = pickle.loads(pickle.dumps(model.ray_predictor()))  # what the tagging actor runs
+    assert predictor.tagger is None and predictor.load() is not model.tagger and predictor.tagger.precision == precision
     loaded = tagger_spec(tagger_of(family, precision)).load("cpu")
     assert loaded.precision == precision
     np.testing.assert_allclose(loaded.probabilities(images[:2]), tagger_of(family, precision).probabilities(images[:2]),
