@@ -444,17 +444,8 @@ def test_what_ray_actors_load_is_at_the_precision_asked(family, precision, tiny_
                                rtol=0, atol=path_tolerance(precision)["atol"])
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    ray = pytest.importorskip("ray", reason="the Ray engine's tests need ray[data] (pip install '.[ray]')")
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
-    yield
-    ray.shutdown()
-
-
 @pytest.mark.slow
-def test_ray_actors_tag_caption_generate_and_clean_at_reduced_precision(cluster, three, tmp_path, cleaning_dataset,
+def test_ray_actors_tag_caption_generate_and_clean_at_reduced_precision(ray_cluster, three, tmp_path, cleaning_dataset,
                                                                         tagger_of, caption_parser, tiny_model_settings,
                                                                         check_against_fp32, cleaned_fp32,
                                                                         path_tolerance):
