@@ -325,6 +325,49 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+# -- Ray ---------------------------------------------------------------------------------------------------
+
+#: The fixture of the tests' local Ray cluster (see :func:`ray_cluster`).
+RAY_CLUSTER = "ray_cluster"
+
+
+@pytest.fixture()
+def ray_cluster() -> str:
+    """A local Ray cluster of two CPUs that this process is connected to; its address for other drivers.
+
+    One cluster serves the consecutive tests that ask for it, across modules (starting and stopping one costs
+    seconds, and the pipelines of one driver reuse its decoding processes): it is started by the first and shut
+    down after the last of the run (:func:`pytest_runtest_teardown`), so tests after it find no Ray here."""
+    ray = pytest.importorskip("ray", reason="the Ray engine's tests need ray[data] (pip install '.[ray]')")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
+    return ray.get_runtime_context().gcs_address
+
+
+def _uses_cluster(item) -> bool:
+    return RAY_CLUSTER in getattr(item, "fixturenames", ())
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Shut the tests' Ray cluster (or any Ray this process joined) down unless a later test uses the cluster
+    with only tests of modules that use it too in between: tests of other modules find this process unconnected."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return
+    if nextitem is not None:
+        items = item.session.items
+        with_cluster = {getattr(other, "module", None) for other in items if _uses_cluster(other)}
+        for other in items[items.index(nextitem):]:
+            if _uses_cluster(other):
+                return
+            if getattr(other, "module", None) not in with_cluster:
+                break
+    ray.shutdown()
+
+
 # -- caption parsing ----------------------------------------------------------------------------------------
 
 #: A small label system for caption parsing; "w8" and "w58" are words the tiny Tag2Text writes.

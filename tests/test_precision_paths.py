@@ -436,23 +436,16 @@ def test_what_ray_actors_load_is_at_the_precision_asked(family, precision, tiny_
     shipped = pickle.loads(pickle.dumps(model))
     assert shipped.tagger is not model.tagger and shipped.tagger.precision == precision
     check_against_fp32(_rows(shipped.tagger.predict(images[:3])), family, precision, range(3))
+    predictor = pickle.loads(pickle.dumps(model.ray_predictor()))  # what the tagging actor runs
+    assert predictor.tagger is None and predictor.load() is not model.tagger and predictor.tagger.precision == precision
     loaded = tagger_spec(tagger_of(family, precision)).load("cpu")
     assert loaded.precision == precision
     np.testing.assert_allclose(loaded.probabilities(images[:2]), tagger_of(family, precision).probabilities(images[:2]),
                                rtol=0, atol=path_tolerance(precision)["atol"])
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    ray = pytest.importorskip("ray", reason="the Ray engine's tests need ray[data] (pip install '.[ray]')")
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
-    yield
-    ray.shutdown()
-
-
 @pytest.mark.slow
-def test_ray_actors_tag_caption_generate_and_clean_at_reduced_precision(cluster, three, tmp_path, cleaning_dataset,
+def test_ray_actors_tag_caption_generate_and_clean_at_reduced_precision(ray_cluster, three, tmp_path, cleaning_dataset,
                                                                         tagger_of, caption_parser, tiny_model_settings,
                                                                         check_against_fp32, cleaned_fp32,
                                                                         path_tolerance):

@@ -1,6 +1,6 @@
-"""The data engine's model passes on the Ray engine, on a real local cluster (two CPUs, shared by the
-module's tests): ``generate`` and ``clean --executor ray`` give the same summaries, fields, values, unreadable
-images and run records as the local engine (the commands run in this process, so they use the module's
+"""The data engine's model passes on the Ray engine, on a real local cluster (two CPUs, the tests'
+``ray_cluster``): ``generate`` and ``clean --executor ray`` give the same summaries, fields, values, unreadable
+images and run records as the local engine (the commands run in this process, so they use that
 cluster); the detector and CLIP on Ray equal local; models built in memory refused in one line before
 anything is written."""
 
@@ -18,15 +18,6 @@ fo = pytest.importorskip("fiftyone")
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 THRESHOLD = 0.8
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    """One local Ray cluster for the module (starting one costs seconds)."""
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture()
@@ -63,7 +54,7 @@ def _settings(dataset, out_field: str) -> dict:
 
 
 def _cli(*args: str) -> dict:
-    """Run a command here (on the module's cluster when it asks for Ray); its JSON summary."""
+    """Run a command here (on the tests' cluster when it asks for Ray); its JSON summary."""
     from click.testing import CliRunner
 
     from fiftyone_ram.cli import main
@@ -73,7 +64,7 @@ def _cli(*args: str) -> dict:
     return json.loads([line for line in result.stdout.splitlines() if line.startswith("{")][-1])
 
 
-def test_cli_generate_on_ray_equals_local(cluster, dataset, tiny_cli_args, parity_dir, upstream_dir, tmp_path,
+def test_cli_generate_on_ray_equals_local(ray_cluster, dataset, tiny_cli_args, parity_dir, upstream_dir, tmp_path,
                                           parser_tag_file, assert_same_tags, monkeypatch):
     from fiftyone_ram.driver import runs
     from fiftyone_ram.engine import generation
@@ -87,7 +78,7 @@ def test_cli_generate_on_ray_equals_local(cluster, dataset, tiny_cli_args, parit
               "--captioner-tag-list", str(upstream_dir / "tag2text_ori_tag_list.txt"),
               "--parser-tags", str(parser_tag_file(tmp_path)), "--device", "cpu", "--batch-size", "3", "--json"]
     local = _cli(*common, "--out-field", "local")
-    on_ray = _cli(*common, "--out-field", "on_ray", "--executor", "ray", "--workers", "2")
+    on_ray = _cli(*common, "--out-field", "on_ray", "--executor", "ray")  # one worker: cleaning's command runs two
 
     assert {**on_ray, "out_field": "local"} == local
     assert local["added"]["predicted"] > 0
@@ -163,7 +154,7 @@ def _clean_both(dataset, regions, encoder, **options):
     return on_ray
 
 
-def test_cli_clean_on_ray_equals_local(cluster, cleaning, tiny_cli_args):
+def test_cli_clean_on_ray_equals_local(ray_cluster, cleaning, tiny_cli_args):
     from fiftyone_ram.driver import runs
 
     cleaning.persistent = True  # the command loads it by name
@@ -171,6 +162,7 @@ def test_cli_clean_on_ray_equals_local(cluster, cleaning, tiny_cli_args):
               "--device", "cpu", "--categories-per-batch", "2", "--batch-size", "3", "--json"]  # two category batches
     local = _cli(*common)
     want = _review(cleaning)
+    # two workers: results of the two category batches come back interleaved, in any order
     on_ray = _cli(*common, "--overwrite", "--executor", "ray", "--workers", "2")
     assert on_ray == local
     assert list(local["unreadable"]) == [cleaning.values("filepath")[-1]], local
@@ -180,14 +172,14 @@ def test_cli_clean_on_ray_equals_local(cluster, cleaning, tiny_cli_args):
     assert runs.load(cleaning, "clean", "gt").status == "completed"
 
 
-def test_detector_and_clip_on_ray_equal_local(cluster, cleaning, tiny_grounding_dino, tiny_clip_vision_dir):
+def test_detector_and_clip_on_ray_equal_local(ray_cluster, cleaning, tiny_grounding_dino, tiny_clip_vision_dir):
     from fiftyone_ram.engine.crops import ClipCrops
     from fiftyone_ram.engine.regions import GroundingDinoRegions
 
     detector = GroundingDinoRegions(str(tiny_grounding_dino), box_threshold=0.0, text_threshold=0.0, max_regions=2,
                                     device="cpu")
     summary = _clean_both(cleaning, detector, ClipCrops(str(tiny_clip_vision_dir), device="cpu"),
-                          categories=["dog"], batch_size=3, workers=1)  # one worker (the commands above run two)
+                          categories=["dog"], batch_size=3, workers=1)
     assert summary.regions == 2 * summary.tags_checked > 0
 
 

@@ -1,7 +1,7 @@
 """The Ray engine (issue 14) on real local clusters: a CLI run that starts its own local cluster, killed
-midway, leaves none of that cluster's processes behind (issue 26, case 10); its resume joins the module's
-cluster (two CPUs) by address, outlives its model worker killed midway (Ray replaces it and retries the
-batch) and tags every sample exactly once with the local engine's labels."""
+midway, leaves none of that cluster's processes behind (issue 26, case 10); its resume joins the tests' cluster
+(``ray_cluster``) by address, outlives its model worker killed midway (Ray replaces it and retries the batch)
+and tags every sample exactly once with the local engine's labels."""
 
 from __future__ import annotations
 
@@ -20,15 +20,6 @@ ray = pytest.importorskip("ray", reason="the Ray engine's tests need ray[data] (
 fo = pytest.importorskip("fiftyone")
 
 N_IMAGES = 30
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    """One local Ray cluster for the module (starting one costs seconds); its address for other drivers."""
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +118,7 @@ def _tail(log: Path) -> str:
 
 
 def _model_actors(job: str | None = None) -> list[dict]:
-    """The model actors of the module's cluster that drivers other than this process started (``job``: of that
+    """The model actors of the tests' cluster that drivers other than this process started (``job``: of that
     job only), from the cluster's actor table (``ray.util.state`` would need the dashboard, which the test
     cluster does not start)."""
     from ray._private import state
@@ -139,12 +130,12 @@ def _model_actors(job: str | None = None) -> list[dict]:
 
 @pytest.mark.slow
 def test_a_killed_driver_leaves_no_ray_process_behind_and_its_resume_outlives_a_killed_worker_tagging_each_sample_once(
-        cluster, images, local_labels, tiny_cli_args, assert_same_tags, upstream_dir, tmp_path):
+        ray_cluster, images, local_labels, tiny_cli_args, assert_same_tags, upstream_dir, tmp_path):
     """Three kills, each midway, in one tagging (so the runs they interrupt are paid once):
 
     - the driver of a run that started its own local cluster (``--executor ray`` and no address, as a user
       on one machine runs it): none of that cluster's processes outlive it;
-    - the resume joins the module's cluster by address (as users on a cluster do); its one model worker is
+    - the resume joins the tests' cluster by address (as users on a cluster do); its one model worker is
       killed: Ray replaces it and retries its batch;
     - the resume tags exactly what the first run left, each sample once, with the local engine's labels, and
       records the unreadable file."""
@@ -177,7 +168,7 @@ def test_a_killed_driver_leaves_no_ray_process_behind_and_its_resume_outlives_a_
 
     # The resume, while the killed run's cluster goes.
     log = tmp_path / "resume.log"
-    resume = _start_cli([*args, "--ray-address", cluster, "--resume"], log, env)
+    resume = _start_cli([*args, "--ray-address", ray_cluster, "--resume"], log, env)
     try:
         def resumed_some() -> bool:
             assert resume.poll() is None, _tail(log)

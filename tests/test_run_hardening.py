@@ -105,6 +105,39 @@ def test_the_command_refuses_a_ray_address_nobody_answers_at_in_one_line(images,
     assert name not in fo.list_datasets()
 
 
+def test_a_local_cluster_is_guarded_before_it_starts(monkeypatch):
+    """Case 10 during start-up: the watcher that stops a killed run's local cluster is up before ``ray.init``
+    starts that cluster (seconds, in which a killed driver would otherwise leave Ray's agents behind). The
+    watcher is the real one; ``ray.init`` stops at its call (the cluster's start is not the subject: the kill of
+    tests/test_ray_engine.py starts one), as an unreachable head would stop it."""
+    ray = pytest.importorskip("ray")
+    from fiftyone_ram.driver import ray_cleanup
+    from fiftyone_ram.driver.ray_executor import OptionValueError, RayOptions, connect
+
+    assert not ray.is_initialized(), "a test before this one left this process connected to Ray"
+    watchers, at_init = [], []
+    guard = ray_cleanup.guard_local_cluster
+
+    def guard_and_keep():
+        watchers.append(guard())
+        return watchers[-1]
+
+    def init(**options):
+        at_init.append([w.poll() is None for w in watchers])
+        raise ConnectionError("stopped at ray.init")
+
+    monkeypatch.setattr(ray_cleanup, "guard_local_cluster", guard_and_keep)
+    monkeypatch.setattr(ray, "init", init)
+    try:
+        with pytest.raises(OptionValueError, match="stopped at ray.init"):
+            connect(RayOptions())
+        assert at_init == [[True]], "ray.init was called before the cluster's watcher was running"
+    finally:
+        for watcher in watchers:
+            watcher.kill()
+            watcher.wait(10)
+
+
 # -- case 11: two evaluations of one key at once -----------------------------------------------------------
 
 

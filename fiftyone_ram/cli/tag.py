@@ -51,6 +51,7 @@ def tag(inputs, lang, caption, as_json, dataset_name, **params):
     if job.executor != "local" and not dataset_name:
         raise click.UsageError("--executor ray tags into a dataset: add --dataset NAME")
     if dataset_name:  # what can be refused without the model is refused before it is loaded
+        job.check_executor()  # and a cluster address nobody answers at, before FiftyOne (seconds) is loaded
         job.check(_existing(dataset_name), adding=bool(inputs))
     else:
         job.check_executor()

@@ -23,7 +23,8 @@ GRACE_S = 5.0
 
 
 def guard_local_cluster() -> subprocess.Popen:
-    """Start the watcher of this process (detached: it outlives a SIGKILL of this one). It is handed the Ray
+    """Start the watcher of this process (detached: it outlives a SIGKILL of this one), before this process
+    starts its cluster, so that a driver killed during the start-up has it stopped too. It is handed the Ray
     processes running now, so that a driver killed before the watcher is up still has them stopped; it runs as
     a plain script (no package import: it is up in a fraction of a second)."""
     import os

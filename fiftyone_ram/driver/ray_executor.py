@@ -146,15 +146,17 @@ def connect(options: RayOptions) -> None:
     ray = require_ray()
     if ray.is_initialized():
         return
+    if options.address is None:
+        # A local cluster of this run's must not outlive a killed run, even one killed while the cluster starts
+        # (seconds): the watcher is up first and notes the cluster's processes as they appear.
+        from fiftyone_ram.driver.ray_cleanup import guard_local_cluster
+
+        guard_local_cluster()
     try:
         ray.init(address=options.address, include_dashboard=False, log_to_driver=True, configure_logging=False)
     except ConnectionError as exc:  # "auto" with no cluster running, a head that went away
         raise OptionValueError(f"cannot connect to the Ray cluster at {options.address}: "
                                f"{str(exc).splitlines()[0]}") from None
-    if options.address is None:  # a local cluster of this run's: it must not outlive a killed run
-        from fiftyone_ram.driver.ray_cleanup import guard_local_cluster
-
-        guard_local_cluster()
 
 
 def predict_pages(pages: Iterable[Sequence[tuple[str, str]]], model: RamModel, options: RayOptions, *,
@@ -163,8 +165,10 @@ def predict_pages(pages: Iterable[Sequence[tuple[str, str]]], model: RamModel, o
     arrive (any order). An output is what ``RamModel.predict_outputs`` gives: a ``TagOutput``, or ``{"error": ...}``
     for an unreadable image. One page is one model batch."""
     size = model.tagger.image_size
+    # Our models give the actors their FiftyOne-free predictor (importing FiftyOne costs each actor seconds).
+    predictor = model.ray_predictor() if hasattr(model, "ray_predictor") else None
     for batch in stream_pages(pages, max_pages=max_pages, decode=_DecodeImages(size), predictor=_ModelActor,
-                              predictor_kwargs={"model": model}, options=options):
+                              predictor_kwargs={"model": model if predictor is None else predictor}, options=options):
         yield list(batch["id"]), list(batch["output"])
 
 
@@ -283,21 +287,31 @@ class _DecodeImages:
 
 
 class _ModelActor:
-    """One model in one Ray actor: loaded once (from its checkpoint, memory-mapped), then batch after batch."""
+    """One model in one Ray actor: loaded once (from its checkpoint, memory-mapped), then batch after batch.
+    ``model``: a ``TagPredictor`` (``RamModel.ray_predictor``), or a model with ``predict_outputs``."""
 
-    def __init__(self, model: RamModel) -> None:
+    def __init__(self, model: Any) -> None:
+        from fiftyone_ram.fiftyone.outputs import TagPredictor
+
         self.model = model
-        self.model.tagger  # noqa: B018 - load now, not in the first batch
+        self.predictor = model if isinstance(model, TagPredictor) else None
+        if self.predictor is not None:
+            self.predictor.load()  # now, not in the first batch
+        else:
+            self.model.tagger  # noqa: B018 - load now, not in the first batch
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
-        from fiftyone_ram.fiftyone.inputs import ImageBatch
-
         errors = [str(e) or None for e in batch["error"]]
         readable = [row for row, error in enumerate(errors) if error is None]
         pixels = torch.from_numpy(np.ascontiguousarray(batch["pixels"][readable])) if readable else None
-        outputs = self.model.predict_outputs(ImageBatch(pixels, errors))
+        if self.predictor is not None:
+            outputs = self.predictor.predict_outputs(pixels, errors)
+        else:
+            from fiftyone_ram.fiftyone.inputs import ImageBatch
+
+            outputs = self.model.predict_outputs(ImageBatch(pixels, errors))
         column = np.empty(len(outputs), dtype=object)
         column[:] = outputs
         return {"id": batch["id"], "output": column}

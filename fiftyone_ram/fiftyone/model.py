@@ -29,7 +29,7 @@ import torch
 from fiftyone_ram.decision import check_threshold
 from fiftyone_ram.errors import OptionError
 from fiftyone_ram.fiftyone.inputs import ImageBatch, PixelTransform, TaggerGetItem, collate_images, read_input
-from fiftyone_ram.fiftyone.outputs import TagOutput, decide_outputs, tag_thresholds
+from fiftyone_ram.fiftyone.outputs import OutputOptions, TagOutput, TagPredictor, tag_outputs
 from fiftyone_ram.images import ImageError
 
 #: Keys accepted by ``load_model`` / ``RamModelConfig`` (and so by ``foz.load_zoo_model(..., **kwargs)``): the
@@ -236,22 +236,28 @@ class RamModel(ImageTaggerModel):
         """What :meth:`predict_all` returns before the label objects are built: a :class:`TagOutput` per
         readable input (for writers that store documents themselves: the tagging driver, the Ray executor)."""
         batch = self._as_batch(args)
-        out: list = [{"error": error} for error in batch.errors]
-        if batch.pixel_values is None:
-            return out
-        tagger = self.tagger
-        (tagged,) = tagger.iter_batches(batch.pixel_values, tags=self.config.classes,
-                                        caption=self.config.caption and tagger.can_caption,
-                                        caption_options=self.config.caption_options)
-        self._embeddings = tagged.embeddings
-        limits = tag_thresholds(tagger.thresholds, tagged.indices, self.config.confidence_thresh)
-        outputs = decide_outputs(
-            tagged.probabilities, tagged.indices, limits, tagger.names(self.config.language), tagger.excluded,
-            logits=tagged.logits if self.store_logits else None, captions=tagged.captions,
-            keep_names=set(self.config.filter_classes) if self.config.filter_classes is not None else None)
-        for position, output in zip(batch.readable, outputs, strict=True):
-            out[position] = output
+        out, embeddings = tag_outputs(self.tagger, batch.pixel_values, list(batch.errors), self._output_options())
+        if embeddings is not None:
+            self._embeddings = embeddings
         return out
+
+    def ray_predictor(self) -> TagPredictor | None:
+        """What a Ray model actor runs instead of this model: the same predictions, without FiftyOne (seconds
+        of each actor's start-up). The tagger travels as its spec, as this model pickles it; None (the actor
+        runs this model) for an architecture over a released model's weights, whose spec would name this
+        machine's download of them."""
+        if self.config.checkpoint_path is None and self.config.config is not None:
+            return None
+        reloadable = self.config.checkpoint_path is not None or self.config.model is not None
+        return TagPredictor(self.config.spec if reloadable else None, self._output_options(),
+                            None if reloadable else self.tagger)
+
+    def _output_options(self) -> OutputOptions:
+        config = self.config
+        return OutputOptions(classes=config.classes, language=config.language,
+                             confidence_thresh=config.confidence_thresh, filter_classes=config.filter_classes,
+                             caption=config.caption, caption_options=config.caption_options,
+                             store_logits=bool(self.store_logits))
 
     # -- fom.EmbeddingsMixin ---------------------------------------------------------------------------
     def embed_all(self, args) -> np.ndarray:
