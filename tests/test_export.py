@@ -72,6 +72,7 @@ def test_export_agrees_with_the_tagger_at_other_batch_sizes(exports, parity_pngs
     assert export.manifest["agreement"]["fp32"]["max_abs_probability"] <= FP32_ATOL
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["ram", "tag2text"])
 def test_the_files_beside_the_model(exports, family):
     from fiftyone_ram.export import read_export
@@ -97,6 +98,7 @@ def test_the_files_beside_the_model(exports, family):
     assert again.tag_list == tagger.tag_list and again.image_size == 224
 
 
+@pytest.mark.slow
 def test_int8_export_stays_within_its_bound(exports, parity_pngs):
     from fiftyone_ram.evaluation.agreement import agreement
     from fiftyone_ram.export.runtime import open_session, run_session, sigmoid
@@ -116,6 +118,7 @@ def test_int8_export_stays_within_its_bound(exports, parity_pngs):
     assert (export.path / "model.int8.onnx").stat().st_size < 0.6 * (export.path / "model.onnx").stat().st_size
 
 
+@pytest.mark.slow
 def test_onnx_model_stores_the_labels_ram_model_stores(exports, parity_pngs, tiny_model_settings, stored_tags,
                                                        assert_same_tags):
     import fiftyone as fo

@@ -42,8 +42,8 @@ def _stored(dataset, field):
 
 @pytest.mark.parametrize("family,options", [
     ("ram", {}),
-    ("ram", {"confidence_thresh": 0.3, "store_logits": True}),
-    ("tag2text", {}),
+    pytest.param("ram", {"confidence_thresh": 0.3, "store_logits": True}, marks=pytest.mark.slow),
+    pytest.param("tag2text", {}, marks=pytest.mark.slow),
 ], ids=["ram", "ram-threshold-logits", "tag2text-caption"])
 def test_the_driver_stores_what_apply_model_stores(family, options, tiny_model_settings, copy_pngs, tmp_path):
     paths = copy_pngs(tmp_path / "images")

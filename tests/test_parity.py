@@ -110,6 +110,7 @@ def test_tag2text_captions_match(tiny_tagger, images, fixtures):
     assert tagger.caption(images, tags=want["given_tags"]) == want["captions_given_tags"]
 
 
+@pytest.mark.slow
 def test_tag2text_batched_captions_equal_single(tiny_tagger, images):
     """Upstream's batched beam search is wrong above one image (issue #80); ours must not be."""
     tagger = tiny_tagger("tag2text", precision="fp32")

@@ -51,9 +51,10 @@ def _resolved(precision: str) -> str:
 
 def _variants(default: str | None = "auto") -> list:
     """``default`` (how a user leaves the precision: ``auto``) and the forced reduced precision that ``auto`` does
-    not resolve to on this machine; the one it resolves to would run the same code as ``default`` again."""
+    not resolve to on this machine (``slow``: the inner loop checks what users run); the one ``auto`` resolves to
+    would run the same code as ``default`` again."""
     auto = _auto()
-    return [default, *(p for p in REDUCED if p != auto)]
+    return [default, *(pytest.param(p, marks=pytest.mark.slow) for p in REDUCED if p != auto)]
 
 
 # -- shared taggers and references ---------------------------------------------------------------------------

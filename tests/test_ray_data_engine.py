@@ -64,6 +64,7 @@ def _cli(*args: str) -> dict:
     return json.loads([line for line in result.stdout.splitlines() if line.startswith("{")][-1])
 
 
+@pytest.mark.slow
 def test_cli_generate_on_ray_equals_local(ray_cluster, dataset, tiny_cli_args, parity_dir, upstream_dir, tmp_path,
                                           parser_tag_file, assert_same_tags, monkeypatch):
     from fiftyone_ram.driver import runs
@@ -154,6 +155,7 @@ def _clean_both(dataset, regions, encoder, **options):
     return on_ray
 
 
+@pytest.mark.slow
 def test_cli_clean_on_ray_equals_local(ray_cluster, cleaning, tiny_cli_args):
     from fiftyone_ram.driver import runs
 
@@ -172,6 +174,7 @@ def test_cli_clean_on_ray_equals_local(ray_cluster, cleaning, tiny_cli_args):
     assert runs.load(cleaning, "clean", "gt").status == "completed"
 
 
+@pytest.mark.slow
 def test_detector_and_clip_on_ray_equal_local(ray_cluster, cleaning, tiny_grounding_dino, tiny_clip_vision_dir):
     from fiftyone_ram.engine.crops import ClipCrops
     from fiftyone_ram.engine.regions import GroundingDinoRegions

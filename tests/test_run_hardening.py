@@ -94,6 +94,7 @@ def test_a_ray_address_that_is_no_cluster_is_refused_before_anything_is_written(
     assert name not in fo.list_datasets()  # no dataset, no samples, no run record
 
 
+@pytest.mark.slow
 def test_the_command_refuses_a_ray_address_nobody_answers_at_in_one_line(images, tiny_cli_args):
     name = f"ray-address-cli-{os.getpid()}"
     fo.list_datasets()  # this process's database first: two processes would each start a server
@@ -180,6 +181,7 @@ def _tags(names, confidence=None):
 # -- case 12: a dead holder on another host ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_resume_waits_out_a_dead_remote_holder_and_tags_everything(images, tiny_model_settings, monkeypatch):
     """A run killed on another machine left claims that look alive (unexpired leases, a pid this machine cannot
     check). The resume must wait until they expire and tag those samples itself, not count them as done."""

@@ -56,6 +56,7 @@ def test_losses_change_no_weight_and_keep_the_mode(trainable, fixture):
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
+@pytest.mark.slow
 def test_train_mode_is_stochastic_and_eval_mode_is_not(tiny_tagger, fixture):
     """Dropout and stochastic depth act in train mode (as upstream's), never in eval mode."""
     tagger = tiny_tagger("ram", caption_branch=True, precision="fp32")
@@ -71,6 +72,7 @@ def test_train_mode_is_stochastic_and_eval_mode_is_not(tiny_tagger, fixture):
         assert train_runs[0][name].item() != train_runs[1][name].item(), name
 
 
+@pytest.mark.slow
 def test_tag_and_distillation_losses_decompose_over_images(trainable, fixture):
     """Held-out batches of any size and order: ASL is a sum over images, L1 a mean."""
     family, tagger = trainable
