@@ -49,6 +49,9 @@ STEP_TIMEOUT_S = 300
 SERVER_START_TIMEOUT_S = 120
 #: Seconds to wait for an element of the page or a form (a re-resolved form on a loaded machine).
 ELEMENT_TIMEOUT_S = 60
+#: Run in every page before the App's scripts: the App's first-visit 'Explore Enterprise' popover is marked as
+#: seen (the key the App itself writes when it is dismissed), so no test waits for it to show, or for it not to.
+RETURNING_USER = "window.localStorage.setItem('fiftyone-enterprise-tooltip-seen', 'true')"
 #: The title of the output a failed run shows (``fiftyone_ram.app.execution.failure_output``).
 FAILURE_HEADING = "The run failed"
 
@@ -161,7 +164,9 @@ def app_server(child_env, tmp_path_factory) -> Iterator[Callable[..., AppServer]
     def get(delegation: bool = False) -> AppServer:
         if delegation not in servers:
             port = _free_port()
-            env = dict(child_env)
+            # The server's execution-store notification service sleeps this long between polls, and its stop
+            # waits for the sleep (5 s by default); no test here watches the execution store.
+            env = dict(child_env, FIFTYONE_EXECUTION_STORE_POLL_INTERVAL_SECONDS="1")
             if delegation:
                 env["FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS"] = "true"
             child = _start([sys.executable, "-m", "fiftyone.server.main", "--address", "127.0.0.1",
@@ -172,8 +177,8 @@ def app_server(child_env, tmp_path_factory) -> Iterator[Callable[..., AppServer]
         return servers[delegation]
 
     yield get
-    # Stopped together: an App server takes up to 5 s to exit (FiftyOne's execution-store notification service
-    # polls every FIFTYONE_EXECUTION_STORE_POLL_INTERVAL_SECONDS, 5, and its stop waits for the poll's sleep).
+    # Stopped together: an App server takes up to one execution-store poll interval to exit (its notification
+    # service's stop waits for the poll's sleep).
     for server in servers.values():
         server.terminate()
     for server in servers.values():
@@ -257,16 +262,11 @@ class AppPage:
     # -- navigation
 
     def open_dataset(self, name: str) -> None:
-        """Load the dataset's grid and dismiss the first-visit 'Explore Enterprise' popover (its invisible
-        backdrop swallows clicks)."""
+        """Load the dataset's grid. The first-visit 'Explore Enterprise' popover (whose invisible backdrop
+        swallows clicks) does not show: every context starts as a returning user who has seen it
+        (:data:`RETURNING_USER`)."""
         self.page.goto(self.server.dataset_url(name))
         self.page.wait_for_selector("[data-cy=action-browse-operations]")
-        dismiss = self.page.get_by_role("button", name="Dismiss")
-        try:
-            dismiss.first.wait_for(timeout=5000)
-            dismiss.first.click()
-        except Exception:  # the popover did not show this time
-            self.page.keyboard.press("Escape")
 
     def open_operator(self, query: str, label: str) -> None:
         """Open the operator browser (backtick), search ``query`` and pick the entry showing ``label``."""
@@ -473,6 +473,7 @@ def app_page(browser, app_server, request) -> Callable[..., AppPage]:
     def make(delegation: bool = False, viewport: tuple[int, int] = (1400, 900)) -> AppPage:
         context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
         context.set_default_timeout(ELEMENT_TIMEOUT_S * 1000)
+        context.add_init_script(RETURNING_USER)
         page = context.new_page()
         app = AppPage(page, app_server(delegation))
         pages.append(app)
