@@ -17,11 +17,12 @@ def test_the_sample_tags_panel_lists_the_open_samples_tags_with_confidences(app_
     first = dataset.first()
 
     app = app_page()
-    app.open_dataset(dataset.name)
-    app.page.goto(f"{app.server.dataset_url(dataset.name)}?id={first.id}")  # the sample open in the modal
+    app.open_dataset(f"{dataset.name}?id={first.id}")  # the grid with the sample open in the modal
     modal = app.page.locator("[data-cy=modal]")
     modal.wait_for()
-    modal.get_by_text("Sample tags", exact=True).first.click()  # a modal panel is a tab beside "Sample"
+    # A modal panel opens from the "+" beside the modal's "Sample" tab, then is a tab beside it
+    modal.locator("[data-cy=new-panel-btn]").first.click()
+    app.page.get_by_text("Sample tags", exact=True).first.click()
     app.wait_for_text("3 tags in ram, most confident first")
 
     rows = modal.get_by_role("table").first.locator("tbody tr")
