@@ -258,6 +258,8 @@ class AppPage:
     page: object  # playwright.sync_api.Page
     server: AppServer
     console: list[str] = field(default_factory=list)
+    #: Form requests (re-resolutions) sent and not yet answered (:meth:`watch_forms`).
+    resolving: int = 0
 
     # -- navigation
 
@@ -311,7 +313,19 @@ class AppPage:
         """Pick ``option`` in the dropdown under ``label``."""
         self.field(label).click()
         self.page.get_by_role("option", name=option, exact=True).click()
+        self._close_dropdown()
         self.settle()
+
+    def _close_dropdown(self) -> None:
+        """A dropdown picked from while the form re-resolved (a file written meanwhile, say) can stay open, and
+        then hides the rest of the form from the accessibility tree: close it as a user does, with Escape (an
+        open dropdown takes that key for itself)."""
+        listbox = self.page.get_by_role("listbox").first
+        try:
+            listbox.wait_for(state="hidden", timeout=3000)
+        except Exception:  # still open
+            self.page.keyboard.press("Escape")
+            listbox.wait_for(state="hidden")
 
     def select_in_page(self, label: str, option: str) -> None:
         """Pick ``option`` in the dropdown or autocomplete under ``label`` in a panel (outside any form)."""
@@ -328,8 +342,25 @@ class AppPage:
         self.settle()
 
     def settle(self, seconds: float = 0.5) -> None:
-        """Give a dynamic form time to re-resolve its inputs on the server after a change."""
+        """Give a dynamic form time to re-resolve its inputs on the server after a change (the App sends the
+        request at once, or after its 500 ms debounce), then wait for the answers still on their way (slow on a
+        loaded machine: a dropdown opened meanwhile is re-rendered under the pointer)."""
         self.page.wait_for_timeout(int(seconds * 1000))
+        deadline = time.monotonic() + ELEMENT_TIMEOUT_S
+        while self.resolving and time.monotonic() < deadline:
+            self.page.wait_for_timeout(50)
+
+    def watch_forms(self) -> None:
+        """Count the form requests in flight (``/operators/resolve-type`` and ``resolve-execution-options``)."""
+        def count(step: int):
+            def on(request) -> None:
+                if "/operators/resolve-" in request.url:
+                    self.resolving += step
+            return on
+
+        self.page.on("request", count(1))
+        self.page.on("requestfinished", count(-1))
+        self.page.on("requestfailed", count(-1))
 
     def text(self) -> str:
         return self.prompt.inner_text()
@@ -476,6 +507,7 @@ def app_page(browser, app_server, request) -> Callable[..., AppPage]:
         context.add_init_script(RETURNING_USER)
         page = context.new_page()
         app = AppPage(page, app_server(delegation))
+        app.watch_forms()
         pages.append(app)
         page.on("console", lambda m: app.console.append(f"{m.type}: {m.text}") if m.type == "error" else None)
         return app

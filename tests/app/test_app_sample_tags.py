@@ -23,7 +23,7 @@ def test_the_sample_tags_panel_lists_the_open_samples_tags_with_confidences(app_
     # A modal panel is a tab beside "Sample": the App adds it itself when it knows the plugin's panels by the time
     # the modal opens, else a user adds it from the "+" beside the tabs.
     tab, add = modal.get_by_text("Sample tags", exact=True).first, modal.locator("[data-cy=new-panel-btn]").first
-    tab.or_(add).wait_for()
+    tab.or_(add).first.wait_for()
     if tab.is_visible():
         tab.click()
     else:
