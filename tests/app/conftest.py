@@ -49,6 +49,9 @@ STEP_TIMEOUT_S = 300
 SERVER_START_TIMEOUT_S = 120
 #: Seconds to wait for an element of the page or a form (a re-resolved form on a loaded machine).
 ELEMENT_TIMEOUT_S = 60
+#: Run in every page before the App's scripts: the App's first-visit 'Explore Enterprise' popover is marked as
+#: seen (the key the App itself writes when it is dismissed), so no test waits for it to show, or for it not to.
+RETURNING_USER = "window.localStorage.setItem('fiftyone-enterprise-tooltip-seen', 'true')"
 #: The title of the output a failed run shows (``fiftyone_ram.app.execution.failure_output``).
 FAILURE_HEADING = "The run failed"
 
@@ -163,7 +166,9 @@ def app_server(child_env, tmp_path_factory) -> Iterator[Callable[..., AppServer]
     def get(delegation: bool = False) -> AppServer:
         if delegation not in servers:
             port = _free_port()
-            env = dict(child_env)
+            # The server's execution-store notification service sleeps this long between polls, and its stop
+            # waits for the sleep (5 s by default); no test here watches the execution store.
+            env = dict(child_env, FIFTYONE_EXECUTION_STORE_POLL_INTERVAL_SECONDS="1")
             if delegation:
                 env["FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS"] = "true"
             child = _start([sys.executable, "-m", "fiftyone.server.main", "--address", "127.0.0.1",
@@ -174,8 +179,8 @@ def app_server(child_env, tmp_path_factory) -> Iterator[Callable[..., AppServer]
         return servers[delegation]
 
     yield get
-    # Stopped together: an App server takes up to 5 s to exit (FiftyOne's execution-store notification service
-    # polls every FIFTYONE_EXECUTION_STORE_POLL_INTERVAL_SECONDS, 5, and its stop waits for the poll's sleep).
+    # Stopped together: an App server takes up to one execution-store poll interval to exit (its notification
+    # service's stop waits for the poll's sleep).
     for server in servers.values():
         server.terminate()
     for server in servers.values():
@@ -255,20 +260,17 @@ class AppPage:
     page: object  # playwright.sync_api.Page
     server: AppServer
     console: list[str] = field(default_factory=list)
+    #: Form requests (re-resolutions) sent and not yet answered (:meth:`watch_forms`).
+    resolving: int = 0
 
     # -- navigation
 
     def open_dataset(self, name: str) -> None:
-        """Load the dataset's grid and dismiss the first-visit 'Explore Enterprise' popover (its invisible
-        backdrop swallows clicks)."""
+        """Load the dataset's grid. The first-visit 'Explore Enterprise' popover (whose invisible backdrop
+        swallows clicks) does not show: every context starts as a returning user who has seen it
+        (:data:`RETURNING_USER`)."""
         self.page.goto(self.server.dataset_url(name))
         self.page.wait_for_selector("[data-cy=action-browse-operations]")
-        dismiss = self.page.get_by_role("button", name="Dismiss")
-        try:
-            dismiss.first.wait_for(timeout=5000)
-            dismiss.first.click()
-        except Exception:  # the popover did not show this time
-            self.page.keyboard.press("Escape")
 
     def open_operator(self, query: str, label: str) -> None:
         """Open the operator browser (backtick), search ``query`` and pick the entry showing ``label``."""
@@ -313,7 +315,19 @@ class AppPage:
         """Pick ``option`` in the dropdown under ``label``."""
         self.field(label).click()
         self.page.get_by_role("option", name=option, exact=True).click()
+        self._close_dropdown()
         self.settle()
+
+    def _close_dropdown(self) -> None:
+        """A dropdown picked from while the form re-resolved (a file written meanwhile, say) can stay open, and
+        then hides the rest of the form from the accessibility tree: close it as a user does, with Escape (an
+        open dropdown takes that key for itself)."""
+        listbox = self.page.get_by_role("listbox").first
+        try:
+            listbox.wait_for(state="hidden", timeout=3000)
+        except Exception:  # still open
+            self.page.keyboard.press("Escape")
+            listbox.wait_for(state="hidden")
 
     def select_in_page(self, label: str, option: str) -> None:
         """Pick ``option`` in the dropdown or autocomplete under ``label`` in a panel (outside any form)."""
@@ -330,8 +344,25 @@ class AppPage:
         self.settle()
 
     def settle(self, seconds: float = 0.5) -> None:
-        """Give a dynamic form time to re-resolve its inputs on the server after a change."""
+        """Give a dynamic form time to re-resolve its inputs on the server after a change (the App sends the
+        request at once, or after its 500 ms debounce), then wait for the answers still on their way (slow on a
+        loaded machine: a dropdown opened meanwhile is re-rendered under the pointer)."""
         self.page.wait_for_timeout(int(seconds * 1000))
+        deadline = time.monotonic() + ELEMENT_TIMEOUT_S
+        while self.resolving and time.monotonic() < deadline:
+            self.page.wait_for_timeout(50)
+
+    def watch_forms(self) -> None:
+        """Count the form requests in flight (``/operators/resolve-type`` and ``resolve-execution-options``)."""
+        def count(step: int):
+            def on(request) -> None:
+                if "/operators/resolve-" in request.url:
+                    self.resolving += step
+            return on
+
+        self.page.on("request", count(1))
+        self.page.on("requestfinished", count(-1))
+        self.page.on("requestfailed", count(-1))
 
     def text(self) -> str:
         return self.prompt.inner_text()
@@ -475,8 +506,10 @@ def app_page(browser, app_server, request) -> Callable[..., AppPage]:
     def make(delegation: bool = False, viewport: tuple[int, int] = (1400, 900)) -> AppPage:
         context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
         context.set_default_timeout(ELEMENT_TIMEOUT_S * 1000)
+        context.add_init_script(RETURNING_USER)
         page = context.new_page()
         app = AppPage(page, app_server(delegation))
+        app.watch_forms()
         pages.append(app)
         page.on("console", lambda m: app.console.append(f"{m.type}: {m.text}") if m.type == "error" else None)
         return app

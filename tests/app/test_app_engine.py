@@ -4,6 +4,7 @@ in the Tag review panel (one-click Keep / Remove, show only the flags), apply an
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -30,8 +31,10 @@ def engine_dataset(tmp_path, cleaning_dataset):
             dataset.delete()
 
 
-def test_generate_from_fields_chosen_in_dropdowns(app_page, engine_dataset):
-    dataset, _ = engine_dataset("app_generate")
+def test_generate_then_clean_review_keep_apply_and_undo(app_page, engine_dataset, tiny_clip_vision_dir, tmp_path):
+    """One dataset, one page: tags generated from fields picked in dropdowns; then the same dataset's ``gt``
+    cleaned, reviewed in the Tag review panel (Keep on a row, show only the flags), applied and undone."""
+    dataset, wrong = engine_dataset("app_engine")
     app = app_page()
     app.open_dataset(dataset.name)
     app.open_operator("generate_tags", "Generate tags (RAM data engine)")
@@ -46,14 +49,12 @@ def test_generate_from_fields_chosen_in_dropdowns(app_page, engine_dataset):
     expected = sum(len({c.label for c in g.classifications} | {d.label for d in o.detections})
                    for g, o in zip(dataset.values("gt"), dataset.values("objects")))
     assert dataset.count("generated.classifications") == expected
+    app.close_output()
+    app.prompt.wait_for(state="hidden")
 
-
-def test_clean_review_keep_apply_and_undo(app_page, engine_dataset, tiny_clip_vision_dir, tmp_path):
-    dataset, wrong = engine_dataset("app_clean")
     before = dataset.count("gt.classifications")
-    app = app_page()
-    app.open_dataset(dataset.name)
     app.open_operator("clean_tags", "Clean tags (RAM data engine)")
+    app.select("Tags to clean", "gt")  # the newest tags ('generated') are the default
     # The dataset's boxes are the default regions: nothing to download.
     assert app.field("Boxes").inner_text().strip() == "objects"
     app.choose("clip")
@@ -87,6 +88,8 @@ def test_clean_review_keep_apply_and_undo(app_page, engine_dataset, tiny_clip_vi
     assert (file, tag) in names  # the tag marked keep stayed
 
     app.page.get_by_role("button", name="Undo", exact=True).click()
-    app.page.wait_for_timeout(3000)
-    dataset.reload()
+    deadline = time.monotonic() + 60  # the undo's request, then its write, on the App server
+    while dataset.count("gt.classifications") != before and time.monotonic() < deadline:
+        time.sleep(0.25)
+        dataset.reload()
     assert dataset.count("gt.classifications") == before

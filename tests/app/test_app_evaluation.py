@@ -1,5 +1,5 @@
-"""Evaluation in the real App: evaluate with the form's defaults and read the Tag evaluation panel, replace an
-existing key only after choosing to, PR curves and threshold tuning from the operator browser."""
+"""Evaluation in the real App: evaluate with the form's defaults and read the Tag evaluation panel, PR curves and
+threshold tuning from the operator browser, replace an existing key only after choosing to."""
 
 from __future__ import annotations
 
@@ -112,28 +112,9 @@ def test_the_panel_fits_a_split_view_and_follows_the_latest_run(app_page, app_da
     app.wait_for_text("against ground_truth_b:")  # the panel moved to the new run
 
 
-def test_an_existing_key_is_replaced_only_after_choosing_to(app_page, app_dataset):
-    from fiftyone_ram.evaluation import evaluate_tags
-
-    dataset = _tagged(app_dataset("app_eval_key"), unreadable=False)
-    evaluate_tags(dataset, "ram", "ground_truth", eval_key="eval_tags")
-    app = app_page()
-    app.open_dataset(dataset.name)
-    app.open_operator("evaluate_tags", EVALUATE)
-    app.wait_for_text("An evaluation 'eval_tags' exists")
-    app.select("Ground truth", "tags")
-    execute = app.prompt.get_by_role("button", name="Execute", exact=True)
-    assert execute.is_disabled()  # no run until the user chooses what happens to the existing one
-    dataset.reload()
-    assert dataset.get_evaluation_info("eval_tags").config.gt_field == "ground_truth"
-    app.choose("Replace it")
-    app.execute()
-    app.wait_for_output("Samples evaluated")  # the output only (the form names the panel too)
-    dataset.reload()
-    assert dataset.get_evaluation_info("eval_tags").config.gt_field == "tags"
-
-
-def test_pr_curves_and_threshold_tuning(app_page, app_dataset, tmp_path):
+def test_pr_curves_threshold_tuning_then_the_key_replaced_only_after_choosing_to(app_page, app_dataset, tmp_path):
+    """On one evaluated dataset: the PR curves and threshold tuning from the operator browser; then evaluating
+    under the same key asks what happens to the existing run, and replaces it only once the user chooses to."""
     from fiftyone_ram.evaluation import evaluate_tags
 
     dataset = _tagged(app_dataset("app_eval_tune"), unreadable=False)
@@ -165,6 +146,22 @@ def test_pr_curves_and_threshold_tuning(app_page, app_dataset, tmp_path):
     assert np.allclose(written, expected.thresholds, atol=1e-6)
     assert str(out) in text and "Tuned" in text
     app.docs_shot("app-tune-thresholds.png")
+    app.close_output()
+    app.prompt.wait_for(state="hidden")
+
+    # An existing key is replaced only after choosing to.
+    app.open_operator("evaluate_tags", EVALUATE)
+    app.wait_for_text("An evaluation 'eval_tags' exists")
+    app.select("Ground truth", "tags")
+    execute = app.prompt.get_by_role("button", name="Execute", exact=True)
+    assert execute.is_disabled()  # no run until the user chooses what happens to the existing one
+    dataset.reload()
+    assert dataset.get_evaluation_info("eval_tags").config.gt_field == "ground_truth"
+    app.choose("Replace it")
+    app.execute()
+    app.wait_for_output("Samples evaluated")  # the output only (the form names the panel too)
+    dataset.reload()
+    assert dataset.get_evaluation_info("eval_tags").config.gt_field == "tags"
 
 
 

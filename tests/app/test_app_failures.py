@@ -1,8 +1,12 @@
 """A failing run of every operator that runs a job, as the App shows it (``plot_tag_pr_curves`` only draws
-what its form offers: every input is chosen from the evaluation it reads): run now, the form's dialog says "The run failed" with
-the one line (never a bar stuck at 0 %, never a traceback as the message); scheduled, FiftyOne's
-delegated-operation record (what ``fiftyone delegated list`` shows on a stock install) is "failed" with that
-line as its error."""
+what its form offers: every input is chosen from the evaluation it reads): run now, the bar ends on "Failed: <the
+one line>", an error notification says the line and the form's dialog says "The run failed" with it (never a bar
+stuck at 0 %, never a traceback as the message); scheduled, FiftyOne's delegated-operation record (what
+``fiftyone delegated list`` shows on a stock install) is "failed" with that line as its error.
+
+One test, one App server (the one that can schedule: it runs now too) and one page: every form is filled once to
+run now and once to schedule, and the launcher, started first, executes the scheduled runs while the page goes
+on."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import json
 import time
 from pathlib import Path
 
@@ -90,33 +95,45 @@ def _failing_runs(app, dataset, tmp_path: Path):
             ("clean_tags", clean, "ram_plus_swin_large_14m.pth")]
 
 
-def test_a_failing_run_shows_its_one_line(app_page, app_dataset, tmp_path):
-    dataset = _dataset(app_dataset, "app_failures_now")
-    app = app_page()
+def _streamed(answer) -> list[dict]:
+    """The messages an immediate run streamed to the App (FiftyOne's generator protocol, one JSON per line)."""
+    return [json.loads(line) for line in answer.text().splitlines() if line.strip()]
+
+
+def _sent(messages: list[dict], operator: str) -> list[dict]:
+    """The params of the streamed ``ctx.ops`` calls of ``operator`` (``set_progress``, ``notify``)."""
+    return [m["body"]["params"] for m in messages
+            if m.get("body") and m["body"].get("operator_uri", "").endswith(operator)]
+
+
+def test_a_failing_run_shows_its_one_line_run_now_and_scheduled(app_page, app_dataset, delegated_launcher, child_env,
+                                                                 tmp_path):
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    dataset = _dataset(app_dataset, "app_failures")
+    launcher = delegated_launcher()  # started first: it executes each scheduled run while the page goes on
+    app = app_page(delegation=True)  # this App runs now as well as schedules
     app.open_dataset(dataset.name)
+    expected = {}
     for operator, fill, words in _failing_runs(app, dataset, tmp_path):
+        # Run now: the bar ends on the line, a notification says it, the form's dialog shows it.
         fill()
-        app.execute()
+        with app.page.expect_response("**/operators/execute/generator", timeout=300_000) as answer:
+            app.execute()
         line = app.wait_for_failure()
         assert words in line, (operator, line)
         assert "Traceback" not in line and "full traceback" not in line, (operator, line)  # a user's line
+        messages = _streamed(answer.value)
+        notice = _sent(messages, "notify")[-1]  # the error notification: the same line
+        assert notice["variant"] == "error" and words in notice["message"] and notice["message"] in line, notice
+        assert _sent(messages, "set_progress")[-1]["label"] == f"Failed: {notice['message']}", (operator, messages)
         if operator == "tag_images":
             app.docs_shot("app-failed-run.png")
         app.close_output()
         app.prompt.wait_for(state="hidden")
-
-
-def test_a_failing_scheduled_run_is_recorded_as_failed_with_its_one_line(app_page, app_dataset, delegated_launcher,
-                                                                       child_env, tmp_path):
-    from fiftyone.operators.delegated import DelegatedOperationService
-
-    dataset = _dataset(app_dataset, "app_failures_later")
-    app = app_page(delegation=True)
-    app.open_dataset(dataset.name)
-    expected = {}
-    for operator, fill, words in _failing_runs(app, dataset, tmp_path):
         if operator == "tune_tag_thresholds":  # a table in the form: it runs now only
             continue
+        # Scheduled: the same form, queued for the launcher.
         fill()
         app.execute(schedule=True)
         app.prompt.wait_for(state="hidden")
@@ -134,7 +151,6 @@ def test_a_failing_scheduled_run_is_recorded_as_failed_with_its_one_line(app_pag
     app.prompt.wait_for(state="hidden")
     expected["finetune_model"] = "blorptag"
 
-    launcher = delegated_launcher()
     service = DelegatedOperationService()
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -142,7 +158,7 @@ def test_a_failing_scheduled_run_is_recorded_as_failed_with_its_one_line(app_pag
         operations = service.list_operations(dataset_name=dataset.name)
         if len(operations) == len(expected) and all(o.run_state in ("completed", "failed") for o in operations):
             break
-        time.sleep(2)
+        time.sleep(0.5)
     operations = {o.operator.rsplit("/", 1)[-1]: service.get(o.id) for o in
                   service.list_operations(dataset_name=dataset.name)}
     assert set(operations) == set(expected), (sorted(operations), launcher.tail())

@@ -41,7 +41,7 @@ def _wait_for_operation(dataset_name: str, launcher, operator: str = "finetune_m
             operation = service.get(found[0].id)
             if operation.run_state in ("completed", "failed"):
                 return operation
-        time.sleep(2)
+        time.sleep(0.5)
     return operation
 
 

@@ -1,6 +1,6 @@
 """Tagging from the real App: your own checkpoint with no config, a rerun that resumes, a scheduled run
-executed by a real ``fiftyone delegated launch``, progress streamed to the form, Tag2Text captions in the
-sidebar. Screenshots of the main flows go to docs/images/ (the docs link them)."""
+executed by a real ``fiftyone delegated launch``, progress streamed to the form and Tag2Text captions in the
+sidebar (two immediate runs on one page). Screenshots of the main flows go to docs/images/ (the docs link them)."""
 
 from __future__ import annotations
 
@@ -60,8 +60,7 @@ def test_own_checkpoint_without_config_then_a_rerun_that_resumes(app_page, app_d
     # two new images; the rerun tags only them
     for name in ("rocket.png", "camera.png"):
         dataset.add_sample(fo.Sample(filepath=str(shutil.copyfile(PARITY / name, tmp_path / name))))
-    app.page.reload()
-    app.open_dataset(dataset.name)
+    app.open_dataset(dataset.name)  # loaded again: the grid shows the new samples
     _open_custom_form(app, checkpoint, "RAM")
     app.wait_for_text("'ram' already exists")
     app.choose("Tag only the samples without labels")
@@ -70,25 +69,6 @@ def test_own_checkpoint_without_config_then_a_rerun_that_resumes(app_page, app_d
     assert "Tagged: 2" in output and "Already tagged (skipped): 3" in output
     dataset.reload()
     assert len(dataset.exists("ram")) == 5
-
-
-def test_immediate_runs_stream_their_progress_to_the_form(app_page, app_dataset, tmp_path):
-    dataset = app_dataset("progress", count=4)
-    app = app_page()
-    app.open_dataset(dataset.name)
-    _open_custom_form(app, PARITY / "ram_plus_tiny.pth", "RAM++")
-    app.fill("Batch size", 1)
-    with app.page.expect_response("**/operators/execute/generator") as answer:
-        app.execute()
-    app.wait_for_output(SUMMARY)
-    messages = [json.loads(line) for line in answer.value.text().splitlines() if line.strip()]
-    progress = [m["body"]["params"] for m in messages if m["body"] and m["body"].get("operator_uri", "").endswith(
-        "set_progress")]
-    assert len(progress) >= 2 and progress[-1]["progress"] == 1.0  # several updates, up to done
-    assert progress[-1]["label"] == "Tagged 4 of 4"  # the bar says how far it got
-    assert all(p["label"] == "Tagging" or re.fullmatch(r"Tagged \d of 4", p["label"]) for p in progress), progress
-    dataset.reload()
-    assert len(dataset.exists("ram")) == 4
 
 
 def test_a_scheduled_run_is_executed_by_fiftyone_delegated_launch(app_page, app_dataset, delegated_launcher):
@@ -108,7 +88,7 @@ def test_a_scheduled_run_is_executed_by_fiftyone_delegated_launch(app_page, app_
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and len(dataset.exists("ram")) < 3:
         assert launcher.process.poll() is None, launcher.tail()
-        time.sleep(2)
+        time.sleep(0.5)
         dataset.reload()
     assert len(dataset.exists("ram")) == 3, launcher.tail()
     from fiftyone.operators.delegated import DelegatedOperationService
@@ -116,15 +96,35 @@ def test_a_scheduled_run_is_executed_by_fiftyone_delegated_launch(app_page, app_
     (operation,) = DelegatedOperationService().list_operations(dataset_name=dataset.name)
     deadline = time.monotonic() + 60
     while operation.run_state != "completed" and time.monotonic() < deadline:
-        time.sleep(1)
+        time.sleep(0.5)
         operation = DelegatedOperationService().get(operation.id)
     assert operation.run_state == "completed" and operation.result.result["tagged"] == 3
 
 
-def test_tag2text_captions_show_in_the_sidebar(app_page, app_dataset):
-    dataset = app_dataset("captions", count=2)
+def test_immediate_runs_stream_their_progress_and_tag2text_captions_show_in_the_sidebar(app_page, app_dataset):
+    """Two immediate runs on one page: RAM++ one image a batch streams its progress to the form (several
+    updates, each saying how far it got, up to done); then Tag2Text (its vocab.txt beside the checkpoint, so the
+    form asks for none) writes captions, listed in the sidebar once the page is loaded again and shown in the
+    sample modal's sidebar."""
+    dataset = app_dataset("progress", count=4)
     app = app_page()
     app.open_dataset(dataset.name)
+    _open_custom_form(app, PARITY / "ram_plus_tiny.pth", "RAM++")
+    app.fill("Batch size", 1)
+    with app.page.expect_response("**/operators/execute/generator") as answer:
+        app.execute()
+    app.wait_for_output(SUMMARY)
+    messages = [json.loads(line) for line in answer.value.text().splitlines() if line.strip()]
+    progress = [m["body"]["params"] for m in messages if m["body"] and m["body"].get("operator_uri", "").endswith(
+        "set_progress")]
+    assert len(progress) >= 2 and progress[-1]["progress"] == 1.0  # several updates, up to done
+    assert progress[-1]["label"] == "Tagged 4 of 4"  # the bar says how far it got
+    assert all(p["label"] == "Tagging" or re.fullmatch(r"Tagged \d of 4", p["label"]) for p in progress), progress
+    dataset.reload()
+    assert len(dataset.exists("ram")) == 4
+    app.close_output()
+    app.prompt.wait_for(state="hidden")
+
     _open_custom_form(app, PARITY / "tag2text_tiny.pth", "Tag2Text")  # its vocab.txt lies beside it
     app.fill("Output field", "t2t")
     assert "Caption vocabulary" not in app.text()
