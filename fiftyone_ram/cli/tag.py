@@ -50,11 +50,9 @@ def tag(inputs, lang, caption, as_json, dataset_name, **params):
         raise click.UsageError("give image files or folders, or --dataset NAME")
     if job.executor != "local" and not dataset_name:
         raise click.UsageError("--executor ray tags into a dataset: add --dataset NAME")
+    job.check_executor()  # a cluster address nobody answers at: before FiftyOne (seconds) or the model is loaded
     if dataset_name:  # what can be refused without the model is refused before it is loaded
-        job.check_executor()  # and a cluster address nobody answers at, before FiftyOne (seconds) is loaded
-        job.check(_existing(dataset_name), adding=bool(inputs))
-    else:
-        job.check_executor()
+        job.check_data(_existing(dataset_name), adding=bool(inputs))
     tagger = load_tagger_from(params, vocabulary=settings.job_from(VocabularySpec, params),
                               batch_size=job.batch_size)
     with_caption = tagger.family == "tag2text" if caption is None else caption

@@ -166,7 +166,7 @@ def predict_pages(pages: Iterable[Sequence[tuple[str, str]]], model: RamModel, o
     for an unreadable image. One page is one model batch."""
     size = model.tagger.image_size
     # Our models give the actors their FiftyOne-free predictor (importing FiftyOne costs each actor seconds).
-    predictor = model.ray_predictor() if hasattr(model, "ray_predictor") else None
+    predictor = model.ray_predictor()
     for batch in stream_pages(pages, max_pages=max_pages, decode=_DecodeImages(size), predictor=_ModelActor,
                               predictor_kwargs={"model": model if predictor is None else predictor}, options=options):
         yield list(batch["id"]), list(batch["output"])

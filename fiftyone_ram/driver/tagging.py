@@ -107,18 +107,19 @@ class TagJob(ExecutorSettings):
         are about to be added, so an empty dataset, as another run creating it leaves it for a moment, is no
         error)."""
         self.check_executor()
-        self._check_data(samples, empty_ok=adding)
+        self.check_data(samples, adding=adding)
         if samples is not None and model is not None:
             _plan(samples, samples._root_dataset, self, self._settings(model), claims.Holder())
 
-    def _check_data(self, samples, empty_ok: bool = False) -> None:
+    def check_data(self, samples, *, adding: bool = False) -> None:
+        """The checks of :meth:`check` on the samples alone (no executor, no model)."""
         import fiftyone.core.labels as fol
 
         from fiftyone_ram.fields import check_output_field, check_string_field
 
         check_output_field(samples, self.label_field, fol.Classifications, option="label field (CLI: --field)")
         check_string_field(samples, error_field(self.label_field), purpose="where tagging records unreadable images")
-        if samples is not None and not empty_ok and exact_count(samples) == 0:
+        if samples is not None and not adding and exact_count(samples) == 0:
             raise NothingToTagError(f"nothing to tag: the {_what(samples)} has no samples (nothing was written)")
 
     def _settings(self, model) -> dict[str, Any]:
@@ -133,7 +134,7 @@ class TagJob(ExecutorSettings):
         with claims.Holder() as holder:
             with claims.dataset_lock(dataset.name, holder):
                 dataset.reload()  # another run may have changed the schema or the run record
-                self._check_data(samples)
+                self.check_data(samples)
                 plan = _plan(samples, dataset, self, settings, holder)
                 _apply(dataset, plan, holder)
             todo = _candidates(samples, self.label_field, plan, summary)

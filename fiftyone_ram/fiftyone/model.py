@@ -171,6 +171,10 @@ class ImageTaggerModel(fom.EmbeddingsMixin, fom.SupportsGetItem, fom.TorchModelM
     def embed(self, arg) -> np.ndarray:
         return self.embed_all([arg])[0]
 
+    def ray_predictor(self) -> TagPredictor | None:
+        """What a Ray model actor runs instead of this model (None: the model itself, pickled)."""
+        return None
+
 
 class RamModel(ImageTaggerModel):
     """A tagger wrapped for FiftyOne: DataLoader batching with image decoding in the workers.

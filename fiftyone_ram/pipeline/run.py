@@ -130,7 +130,7 @@ class Pipeline:
         self.plan = job.plan()
         self.start = job.model_spec()
         self.record: runs.RunRecord | None = None
-        self._loaded: tuple[str, Any] | None = None  # the last tagger loaded, by its spec (see _load)
+        self._loaded: tuple[Any, Any] | None = None  # the last tagger loaded and its spec (see _load)
 
     # -- the run ------------------------------------------------------------------------------------------------
     def run(self) -> PipelineResult:
@@ -332,10 +332,9 @@ class Pipeline:
         to load and gigabytes to hold. Only the last one is kept, and none while a model trains."""
         from fiftyone_ram.tagger import load_tagger
 
-        key = json.dumps(spec.to_dict(), sort_keys=True, default=str)
-        if self._loaded is None or self._loaded[0] != key:
+        if self._loaded is None or self._loaded[0] != spec:  # specs are frozen dataclasses: equal by value
             self._loaded = None  # the previous model goes before the next one loads
-            self._loaded = (key, load_tagger(spec))
+            self._loaded = (spec, load_tagger(spec))
         return self._loaded[1]
 
     # -- the stages ---------------------------------------------------------------------------------------------
