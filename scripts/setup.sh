@@ -21,7 +21,7 @@ fi
 
 # 2. Python packages. torch/torchvision are pinned to the releases on local disk before anything can pull
 #    a different build in as a dependency.
-if ! "$PY" -c "import torch, torchvision, timm, transformers, fiftyone, nltk, sklearn, click, huggingface_hub, pytest, onnx, onnxruntime, onnxscript" 2>/dev/null; then
+if ! "$PY" -c "import torch, torchvision, timm, transformers, fiftyone, nltk, sklearn, click, huggingface_hub, pytest, xdist, onnx, onnxruntime, onnxscript" 2>/dev/null; then
   say "installing Python dependencies"
   "$PY" -m pip install -q torch==2.14.1 torchvision==0.29.1
   "$PY" -m pip install -q -e ".[test]"

@@ -32,7 +32,11 @@ UPSTREAM = SHARED / "upstream"
 
 # FiftyOne reads its configuration when first imported, so the isolation must be set up before that.
 _TMP = Path(tempfile.mkdtemp(prefix="fiftyone-ram-tests-"))
-os.environ.setdefault("FIFTYONE_DATABASE_NAME", f"fiftyone_ram_tests_{os.getpid()}")
+_DB_PREFIX = "fiftyone_ram_tests_"
+# A database of this run's own, dropped at its end; each pytest-xdist worker has its own (a worker inherits the
+# name its controller set, and dropping a shared one at the end of one worker would pull it from the other).
+if os.environ.get("FIFTYONE_DATABASE_NAME", _DB_PREFIX).startswith(_DB_PREFIX):
+    os.environ["FIFTYONE_DATABASE_NAME"] = f"{_DB_PREFIX}{os.getpid()}"
 os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 os.environ.setdefault("FIFTYONE_SHOW_PROGRESS_BARS", "false")
@@ -41,12 +45,25 @@ os.environ["FIFTYONE_MODEL_ZOO_DIR"] = str(_TMP / "zoo")
 os.environ["FIFTYONE_PLUGINS_DIR"] = str(_TMP / "plugins")
 os.environ["FIFTYONE_RAM_HOME"] = str(_TMP / "ram-home")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two workers on two cores: one math thread each (and in the processes they start), or each worker's
+    # threads spin waiting for a core the other worker holds.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 
 (_TMP / "plugins").mkdir(parents=True, exist_ok=True)
 # The plugin is installed the way developers do it: a link from the plugins folder to the checkout.
 os.symlink(ROOT, _TMP / "plugins" / "fiftyone-ram", target_is_directory=True)
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, the controller connects to FiftyOne's database before it starts the workers: two
+    workers connecting first at once would each start a database service, and one of them fails to bind."""
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        import fiftyone.core.odm as foo
+
+        foo.get_db_client().admin.command("ping")
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -346,6 +363,22 @@ def ray_cluster() -> str:
 
 def _uses_cluster(item) -> bool:
     return RAY_CLUSTER in getattr(item, "fixturenames", ())
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """The work units of pytest-xdist (the README's ``-n 2 --dist loadgroup``): a test module runs in one worker
+    (its module-scoped fixtures are built once); the browser tests share one worker (one App server); the tests
+    that start, join or look for a Ray cluster share one too, one after the other (a cluster per worker would
+    take both cores, and a test that checks that no cluster runs here would find the other worker's)."""
+    for item in items:
+        if _uses_cluster(item) or item.get_closest_marker("ray"):
+            group = "ray"
+        elif Path(str(item.path)).parent.name == "app":
+            group = "app"
+        else:
+            group = item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.hookimpl(trylast=True)

@@ -80,7 +80,7 @@ def test_the_readme_is_short():
 def test_the_readme_keeps_the_commands_ci_runs():
     text = README.read_text(encoding="utf-8")
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    for command in ("bash scripts/setup.sh", "python3 -m pytest -q tests"):
+    for command in ("bash scripts/setup.sh", "python3 -m pytest -q -n 2 --dist loadgroup tests"):
         assert command in text and command in ci, command
 
 

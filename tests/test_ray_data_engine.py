@@ -16,7 +16,7 @@ import pytest
 ray = pytest.importorskip("ray", reason="the Ray engine's tests need ray[data] (pip install '.[ray]')")
 fo = pytest.importorskip("fiftyone")
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.ray]
 THRESHOLD = 0.8
 
 

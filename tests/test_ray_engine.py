@@ -18,6 +18,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the Ray engine's tests need ray[data] (pip install '.[ray]')")
 fo = pytest.importorskip("fiftyone")
+pytestmark = pytest.mark.ray
 
 N_IMAGES = 30
 

@@ -70,6 +70,7 @@ def _no_ray_cluster_here() -> None:
         pytest.skip("a Ray cluster runs on this machine: 'auto' would join it")
 
 
+@pytest.mark.ray  # "auto" must find no cluster on this machine
 @pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1", "garbage", "http://127.0.0.1:8265",
                                      "auto"])
 def test_a_ray_address_that_is_no_cluster_is_refused_before_anything_is_written(address, images, tiny_cli_args,
@@ -95,6 +96,7 @@ def test_a_ray_address_that_is_no_cluster_is_refused_before_anything_is_written(
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_the_command_refuses_a_ray_address_nobody_answers_at_in_one_line(images, tiny_cli_args):
     name = f"ray-address-cli-{os.getpid()}"
     fo.list_datasets()  # this process's database first: two processes would each start a server
@@ -106,6 +108,7 @@ def test_the_command_refuses_a_ray_address_nobody_answers_at_in_one_line(images,
     assert name not in fo.list_datasets()
 
 
+@pytest.mark.ray
 def test_a_local_cluster_is_guarded_before_it_starts(monkeypatch):
     """Case 10 during start-up: the watcher that stops a killed run's local cluster is up before ``ray.init``
     starts that cluster (seconds, in which a killed driver would otherwise leave Ray's agents behind). The

@@ -49,6 +49,8 @@ STEP_TIMEOUT_S = 300
 SERVER_START_TIMEOUT_S = 120
 #: Seconds to wait for an element of the page or a form (a re-resolved form on a loaded machine).
 ELEMENT_TIMEOUT_S = 60
+#: The debounce of the App's form requests (an operator form re-resolves at most once per this many seconds).
+FORM_DEBOUNCE_S = 0.5
 #: Run in every page before the App's scripts: the App's first-visit 'Explore Enterprise' popover is marked as
 #: seen (the key the App itself writes when it is dismissed), so no test waits for it to show, or for it not to.
 RETURNING_USER = "window.localStorage.setItem('fiftyone-enterprise-tooltip-seen', 'true')"
@@ -246,6 +248,10 @@ def browser():
     except ImportError:
         pytest.fail("the App tests need the playwright package (pip install playwright; scripts/setup.sh does "
                     "it; never `playwright install`: Debian's chromium is used)")
+    from playwright.sync_api import expect
+
+    # an assertion on the page waits as long as finding an element does (a plot drawn on a loaded machine)
+    expect.set_options(timeout=ELEMENT_TIMEOUT_S * 1000)
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=_chromium(), args=list(CHROMIUM_ARGS))
         yield chromium
@@ -260,8 +266,9 @@ class AppPage:
     page: object  # playwright.sync_api.Page
     server: AppServer
     console: list[str] = field(default_factory=list)
-    #: Form requests (re-resolutions) sent and not yet answered (:meth:`watch_forms`).
+    #: Form requests (re-resolutions) sent and not yet answered, and sent in all (:meth:`watch_forms`).
     resolving: int = 0
+    sent: int = 0
 
     # -- navigation
 
@@ -302,21 +309,24 @@ class AppPage:
     def fill(self, label: str, value: object) -> None:
         """Type into a text or number field, then leave it (forms re-resolve on change)."""
         box = self.field(label)
+        before = self.sent
         box.fill(str(value))
         box.press("Tab")
-        self.settle()
+        self.settle(since=before)
 
     def choose(self, option: str) -> None:
         """Pick a radio button by its option label."""
+        before = self.sent
         self.prompt.get_by_role("radio", name=option, exact=True).check()
-        self.settle()
+        self.settle(since=before)
 
     def select(self, label: str, option: str) -> None:
         """Pick ``option`` in the dropdown under ``label``."""
         self.field(label).click()
+        before = self.sent
         self.page.get_by_role("option", name=option, exact=True).click()
         self._close_dropdown()
-        self.settle()
+        self.settle(since=before)
 
     def _close_dropdown(self) -> None:
         """A dropdown picked from while the form re-resolved (a file written meanwhile, say) can stay open, and
@@ -340,14 +350,23 @@ class AppPage:
 
         # a checkbox's accessible name is its label followed by its description
         box = self.prompt.get_by_role("checkbox", name=re.compile(rf"^\s*{re.escape(label)}"))
+        before = self.sent
         box.set_checked(value)
-        self.settle()
+        self.settle(since=before)
 
-    def settle(self, seconds: float = 0.5) -> None:
-        """Give a dynamic form time to re-resolve its inputs on the server after a change (the App sends the
-        request at once, or after its 500 ms debounce), then wait for the answers still on their way (slow on a
-        loaded machine: a dropdown opened meanwhile is re-rendered under the pointer)."""
-        self.page.wait_for_timeout(int(seconds * 1000))
+    def settle(self, seconds: float = FORM_DEBOUNCE_S, *, since: int | None = None) -> None:
+        """Wait until a dynamic form has re-resolved its inputs on the server after a change, then for the
+        answers still on their way (slow on a loaded machine: a dropdown opened meanwhile is re-rendered under
+        the pointer). The App sends a form's request at once after a quiet spell, or at the end of its 500 ms
+        debounce after another change: given ``since`` (the count of requests sent before the change), the wait
+        ends as soon as the change's request is answered (at most ``seconds`` and a margin for it to be sent);
+        without, it waits ``seconds`` first."""
+        if since is None:
+            self.page.wait_for_timeout(int(seconds * 1000))
+        else:
+            sent_by = time.monotonic() + seconds + 0.25
+            while self.sent == since and time.monotonic() < sent_by:
+                self.page.wait_for_timeout(25)
         deadline = time.monotonic() + ELEMENT_TIMEOUT_S
         while self.resolving and time.monotonic() < deadline:
             self.page.wait_for_timeout(50)
@@ -358,6 +377,7 @@ class AppPage:
             def on(request) -> None:
                 if "/operators/resolve-" in request.url:
                     self.resolving += step
+                    self.sent += step > 0
             return on
 
         self.page.on("request", count(1))
