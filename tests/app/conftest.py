@@ -30,6 +30,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -309,24 +310,21 @@ class AppPage:
     def fill(self, label: str, value: object) -> None:
         """Type into a text or number field, then leave it (forms re-resolve on change)."""
         box = self.field(label)
-        before = self.sent
-        box.fill(str(value))
-        box.press("Tab")
-        self.settle(since=before)
+        with self.changing():
+            box.fill(str(value))
+            box.press("Tab")
 
     def choose(self, option: str) -> None:
         """Pick a radio button by its option label."""
-        before = self.sent
-        self.prompt.get_by_role("radio", name=option, exact=True).check()
-        self.settle(since=before)
+        with self.changing():
+            self.prompt.get_by_role("radio", name=option, exact=True).check()
 
     def select(self, label: str, option: str) -> None:
         """Pick ``option`` in the dropdown under ``label``."""
         self.field(label).click()
-        before = self.sent
-        self.page.get_by_role("option", name=option, exact=True).click()
-        self._close_dropdown()
-        self.settle(since=before)
+        with self.changing():
+            self.page.get_by_role("option", name=option, exact=True).click()
+            self._close_dropdown()
 
     def _close_dropdown(self) -> None:
         """A dropdown picked from while the form re-resolved (a file written meanwhile, say) can stay open, and
@@ -350,8 +348,14 @@ class AppPage:
 
         # a checkbox's accessible name is its label followed by its description
         box = self.prompt.get_by_role("checkbox", name=re.compile(rf"^\s*{re.escape(label)}"))
+        with self.changing():
+            box.set_checked(value)
+
+    @contextmanager
+    def changing(self) -> Iterator[None]:
+        """Around a change of the form: afterwards, :meth:`settle` on the request that change caused."""
         before = self.sent
-        box.set_checked(value)
+        yield
         self.settle(since=before)
 
     def settle(self, seconds: float = FORM_DEBOUNCE_S, *, since: int | None = None) -> None:
@@ -377,7 +381,8 @@ class AppPage:
             def on(request) -> None:
                 if "/operators/resolve-" in request.url:
                     self.resolving += step
-                    self.sent += step > 0
+                    if step > 0:
+                        self.sent += 1
             return on
 
         self.page.on("request", count(1))
