@@ -193,6 +193,7 @@ def test_a_resume_waits_out_a_dead_remote_holder_and_tags_everything(images, tin
     import fiftyone_ram.driver as frd
     from fiftyone_ram.driver import claims, runs
     from fiftyone_ram.driver.datasets import add_images
+    from fiftyone_ram.driver.tagging import _scope as _claims_scope
     from fiftyone_ram.fiftyone import load_model
 
     name = f"remote-holder-{os.getpid()}"
@@ -201,8 +202,9 @@ def test_a_resume_waits_out_a_dead_remote_holder_and_tags_everything(images, tin
     try:
         first = dataset.limit(N_IMAGES - 5)
         frd.tag_samples(first, model, "ram", batch_size=4, num_workers=0)
-        # The other host's run: a worker entry and claims on the last five samples, leases running 4 s more.
-        scope = f"{dataset._doc.id}:ram"
+        # The other host's run: a worker entry and claims on the last five samples, leases running 4 s more,
+        # filed where the run's own claims are (the recorded run that the resume continues).
+        scope = _claims_scope(dataset, runs.load(dataset, "tag", "ram"))
         collection = foo.get_db_conn()[claims.COLLECTION]
         now = collection.database.command("hello")["localTime"]
         import datetime
@@ -214,6 +216,8 @@ def test_a_resume_waits_out_a_dead_remote_holder_and_tags_everything(images, tin
         collection.insert_many([{"_id": f"{scope}:{i}", "scope": scope, "state": "claimed", "sample": i, **stamp}
                                 for i in left])
         summary = frd.tag_samples(dataset, model, "ram", resume=True, batch_size=4, num_workers=0)
+        ended = collection.database.command("hello")["localTime"]
+        assert ended >= expires, f"the resume ended at {ended}, before the other host's leases ran out at {expires}"
         assert summary.tagged == 5 and summary.elsewhere == 0, summary
         assert dataset.count("ram") == N_IMAGES
         assert runs.load(dataset, "tag", "ram").status == "completed"
