@@ -335,8 +335,12 @@ class Tagger:
         state dict keeps its keys. Each new input shape compiles on its first batch (the second new one compiles
         a graph with a dynamic batch axis); :attr:`compile_seconds` adds up the time those batches took. Inductor
         caches compiled code where torch's settings say (``$TORCHINDUCTOR_CACHE_DIR``): this process's settings
-        are the caller's, not changed here. ``options`` go to ``torch.compile``.
+        are the caller's, not changed here. ``options`` go to ``torch.compile``. A half precision on a CPU
+        without AVX-512 kernels is refused (``hardware.check_compile``).
         """
+        from fiftyone_ram.hardware import check_compile
+
+        check_compile(self.precision, self.device)
         encoder = self.model.visual_encoder
         encoder.forward_features = torch.compile(encoder.forward_features, **options)
         self.model.tagging_head.compile(**options)
@@ -412,11 +416,13 @@ def load_tagger(model: TaggerSpec | str | Path | dict | ModelConfig | None = Non
     ``fiftyone_ram.hardware``). At ``int8`` (CPU, static) the layers' input ranges are calibrated once per
     checkpoint on two sample photos that scikit-learn ships and cached, or on the ``calibration`` images given.
     """
-    from fiftyone_ram.hardware import resolve_device, resolve_precision
+    from fiftyone_ram.hardware import check_compile, resolve_device, resolve_precision
 
     spec = TaggerSpec.of(model, checkpoint, **options)
     device = resolve_device(spec.device)
     precision = resolve_precision(spec.precision, device)  # a bad value fails before anything is read
+    if spec.compile:
+        check_compile(precision, device)
     name_or_config, checkpoint, family = spec.model, spec.checkpoint, spec.family
     tag_list, tag_list_chinese, thresholds = spec.tag_list, spec.tag_list_chinese, spec.thresholds
     folder = find_model_folder(name_or_config, checkpoint)

@@ -231,6 +231,27 @@ def test_int8_calibration_is_cached_per_checkpoint_and_can_be_given(tiny_tagger,
     assert fc1.input_scale != first.model.visual_encoder.layers[0].blocks[0].mlp.fc1.input_scale
 
 
+def test_a_compiled_half_precision_is_refused_on_a_cpu_without_avx512_kernels(monkeypatch, tiny_tagger, tmp_path):
+    """Compiled bf16 under AVX2 kernels returned NaN for every score (docs/benchmarks.md): refused in one line,
+    before the checkpoint is read; eager bf16 and compiled int8 / fp32 are not refused there."""
+    from fiftyone_ram import load_tagger
+
+    monkeypatch.setattr(hardware, "detect_capabilities", lambda device: AVX2)
+    for precision in ("bf16", "fp16"):
+        with pytest.raises(PrecisionError) as refused:
+            load_tagger("ram_swin_large_14m", tmp_path / "nothing.pth", precision=precision, compile=True)
+        line = str(refused.value)
+        assert "\n" not in line and f"compiled {precision} is not safe on this CPU (AVX2 kernels" in line, line
+    hardware.check_compile("int8", CPU)
+    hardware.check_compile("fp32", CPU)
+    eager = tiny_tagger("ram", precision="bf16")  # the tagger itself refuses to be compiled afterwards
+    with pytest.raises(PrecisionError, match="compiled bf16 is not safe"):
+        eager.compile()
+    assert not eager.compiled
+    monkeypatch.setattr(hardware, "detect_capabilities", lambda device: AVX512_BF16)
+    hardware.check_compile("bf16", CPU)  # AVX-512 kernels: allowed (measured right, docs/benchmarks.md)
+
+
 @pytest.mark.slow
 def test_compiled_tagger_agrees_and_says_its_compile_time(tiny_tagger, parity_pngs, monkeypatch):
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
