@@ -11,7 +11,8 @@ noise), and class c's threshold is its mean fp32 score over them plus k times it
 all classes chosen so that ``--tags-per-image`` (30) pass per image on average. Each row says how many pass
 there. Random weights leave those decisions within a few thousandths of their thresholds (the classes differ
 by ~0.005, all of a photograph's scores move together by ~0.04), far closer than a trained model's, so the F1
-there is a pessimistic figure; ``F1@0.65`` is the same comparison at a flat 0.65 (hundreds of tags per image).
+there is a pessimistic figure; ``F1@RAM`` is the same comparison at RAM's own per-class thresholds (the copy in
+../shared/upstream; ~2,000 tags per image pass there on random weights) and ``F1@0.65`` at a flat 0.65.
 
 Backends: ``torch`` (``load_tagger``, eager), ``torch-compiled`` (``load_tagger(compile=True)``; its compile time
 is printed), ``onnxruntime`` (``fiftyone_ram.export``: ``model.onnx`` and its static int8 ``model.int8.onnx``,
@@ -44,6 +45,8 @@ SHARED = ROOT.parent / "shared"
 KEYS = SHARED / "docs" / "state-dict-keys" / "ram_released.tsv"
 PARITY_IMAGES = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.png", "camera.png")
 NUM_TAGS = 4585
+#: RAM's per-class thresholds (the acceptance's measure): ../shared's copy of upstream's file, when present.
+RAM_THRESHOLDS = SHARED / "upstream" / "ram_tag_list_threshold.txt"
 #: Images whose scores every backend saves for the agreement (two batches of four).
 AGREEMENT_IMAGES = 8
 DEFAULT_RUNS = ("torch:fp32", "torch:bf16", "torch:int8", "torch-compiled:bf16", "torch-compiled:int8",
@@ -311,8 +314,9 @@ def main() -> None:
     print(f"\nRAM Swin-L 384, batch {args.batch}, CPU, {rows[0].get('threads', '?')} threads. Per-class thresholds: "
           f"each class's mean fp32 score + {calibrated['k']:.2f} std over the {AGREEMENT_IMAGES} agreement images "
           f"({args.tags_per_image} tags per image on average); F1 and max |Δp| on those images against our torch "
-          "fp32 of the same dispatch; F1@0.65: the same at a flat 0.65; load: 1-minute load average around each run")
-    print(f"{'dispatch':<9}{'backend':<16}{'precision':>9}{'images/s':>10}{'x upstream':>11}{'F1':>8}{'F1@0.65':>8}"
+          "fp32 of the same dispatch; F1@RAM: the same at RAM's per-class thresholds (../shared/upstream, ~2,000 "
+          "tags per image on random weights); F1@0.65: at a flat 0.65; load: 1-minute load average around each run")
+    print(f"{'dispatch':<9}{'backend':<16}{'precision':>9}{'images/s':>10}{'x upstream':>11}{'F1':>8}{'F1@RAM':>8}{'F1@0.65':>8}"
           f"{'max|Δp|':>9}{'tags/img':>9}{'RSS GB':>8}{'load':>6}  note")
     for row in rows:
         print(_format(row, table=True))
@@ -331,13 +335,14 @@ def _format(row: dict, table: bool = False) -> str:
     ratio = f"{row['ratio']:.2f}" if "ratio" in row else ""
     f1 = f"{row['tag_f1']:.4f}" if "tag_f1" in row else ""
     flat = f"{row['tag_f1_flat']:.4f}" if "tag_f1_flat" in row else ""
+    at_ram = f"{row['tag_f1_ram']:.4f}" if "tag_f1_ram" in row else ""
     delta = f"{row['max_abs_delta']:.4f}" if "max_abs_delta" in row else ""
     tags = f"{row['tags_per_image']:.1f}" if "tags_per_image" in row else ""
     note = row.get("note", "")
     if row["backend"] == "torch-compiled":
         note = f"first batch (compile) {row['first_batch_s']:.0f} s " + note
     return (f"{row['dispatch']:<9}{row['backend']:<16}{row['precision']:>9}{row['images_per_s']:>10.3f}{ratio:>11}"
-            f"{f1:>8}{flat:>8}{delta:>9}{tags:>9}{row['peak_rss_gb']:>8.2f}{row['load']:>6.1f}  {note}")
+            f"{f1:>8}{at_ram:>8}{flat:>8}{delta:>9}{tags:>9}{row['peak_rss_gb']:>8.2f}{row['load']:>6.1f}  {note}")
 
 
 def _compare(rows: list[dict], folder: Path, target: int) -> dict:
@@ -350,6 +355,7 @@ def _compare(rows: list[dict], folder: Path, target: int) -> dict:
     native = folder / "probs_native_torch_fp32.npy"
     anchor = native if native.is_file() else next(folder.glob("probs_*_torch_fp32.npy"))
     thresholds, k = realistic_thresholds(np.load(anchor), target)
+    ram = (np.array(RAM_THRESHOLDS.read_text().split(), dtype=np.float32) if RAM_THRESHOLDS.is_file() else None)
     for dispatch in {row["dispatch"] for row in rows}:
         mine = [r for r in rows if r["dispatch"] == dispatch and "error" not in r]
         upstream = next((r for r in mine if r["backend"] == "upstream"), None)
@@ -363,6 +369,8 @@ def _compare(rows: list[dict], folder: Path, target: int) -> dict:
             if reference is not None:
                 row.update(agreement(reference, probs, thresholds).to_dict())
                 row["tag_f1_flat"] = agreement(reference, probs, 0.65).tag_f1
+                if ram is not None:
+                    row["tag_f1_ram"] = agreement(reference, probs, ram).tag_f1
     return {"k": k, "tags_per_image": target}
 
 
