@@ -22,6 +22,7 @@ skipped silently in CI); ``scripts/setup.sh`` installs both.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -451,7 +452,10 @@ class AppPage:
         modal, or in the one ``show_output`` opens after a streamed run); returns that dialog's text. A run
         that fails instead ends the wait at once, with its one line."""
         dialogs = self.page.locator("[role=dialog]")
-        wanted = dialogs.get_by_text(heading).first
+        # Case-sensitive: Playwright's plain text match ignores case, and a run's progress line ("3 tags
+        # flagged") would pass for its output's field ("Tags flagged").
+        heading_text = re.compile(re.escape(heading))
+        wanted = dialogs.get_by_text(heading_text).first
         failed = dialogs.get_by_text(FAILURE_HEADING, exact=True).or_(
             self.page.get_by_text("Error occurred during operator execution")).first
         try:
@@ -464,7 +468,7 @@ class AppPage:
             shown = dialogs.filter(has=failed)
             text = shown.last.inner_text() if shown.count() else failed.inner_text()
             raise AssertionError(f"the run failed instead of showing {heading!r}: {' '.join(text.split())}")
-        return dialogs.filter(has_text=heading).last.inner_text()
+        return dialogs.filter(has_text=heading_text).last.inner_text()
 
     def wait_for_failure(self, timeout_s: float = STEP_TIMEOUT_S) -> str:
         """Wait until a run's failure shows (the dialog titled "The run failed"); returns its one line."""
