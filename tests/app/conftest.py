@@ -46,15 +46,6 @@ PNG_NAMES = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.png", "camera
 #: background traffic that would only fail offline).
 CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
                  "--disable-background-networking", "--disable-component-update", "--disable-dev-shm-usage")
-#: Animations and transitions off (spinners, fades): headless chromium paints every frame of them in software,
-#: which took half of the browser's CPU while the tests waited; no test reads motion.
-STILL = """
-document.addEventListener("DOMContentLoaded", () => {
-  const style = document.createElement("style");
-  style.textContent = "*, *::before, *::after { animation: none !important; transition: none !important; }";
-  document.head.appendChild(style);
-});
-"""
 #: Seconds the App may take for one step on a loaded two-core machine (first page load, a model run).
 STEP_TIMEOUT_S = 300
 SERVER_START_TIMEOUT_S = 120
@@ -545,7 +536,6 @@ def app_page(browser, app_server, request) -> Callable[..., AppPage]:
         context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
         context.set_default_timeout(ELEMENT_TIMEOUT_S * 1000)
         context.add_init_script(RETURNING_USER)
-        context.add_init_script(STILL)
         page = context.new_page()
         app = AppPage(page, app_server(delegation))
         app.watch_forms()
