@@ -46,6 +46,16 @@ PNG_NAMES = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.png", "camera
 #: background traffic that would only fail offline).
 CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
                  "--disable-background-networking", "--disable-component-update", "--disable-dev-shm-usage")
+#: CSS animations off (spinners, progress bars, loading placeholders: they repeat until the page changes, and
+#: headless chromium paints each frame in software, half the browser's CPU while tests wait). Transitions stay:
+#: the App's notifications leave by theirs, and without them one stayed over a form's buttons.
+NO_ANIMATIONS = """
+document.addEventListener("DOMContentLoaded", () => {
+  const style = document.createElement("style");
+  style.textContent = "*, *::before, *::after { animation: none !important; }";
+  document.head.appendChild(style);
+});
+"""
 #: Seconds the App may take for one step on a loaded two-core machine (first page load, a model run).
 STEP_TIMEOUT_S = 300
 SERVER_START_TIMEOUT_S = 120
@@ -536,6 +546,7 @@ def app_page(browser, app_server, request) -> Callable[..., AppPage]:
         context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
         context.set_default_timeout(ELEMENT_TIMEOUT_S * 1000)
         context.add_init_script(RETURNING_USER)
+        context.add_init_script(NO_ANIMATIONS)
         page = context.new_page()
         app = AppPage(page, app_server(delegation))
         app.watch_forms()
