@@ -351,11 +351,12 @@ def _compare(rows: list[dict], folder: Path, target: int) -> dict:
     import numpy as np
 
     from fiftyone_ram.evaluation.agreement import agreement
+    from fiftyone_ram.tag_files import read_thresholds
 
     native = folder / "probs_native_torch_fp32.npy"
     anchor = native if native.is_file() else next(folder.glob("probs_*_torch_fp32.npy"))
     thresholds, k = realistic_thresholds(np.load(anchor), target)
-    ram = (np.array(RAM_THRESHOLDS.read_text().split(), dtype=np.float32) if RAM_THRESHOLDS.is_file() else None)
+    ram = read_thresholds(RAM_THRESHOLDS, NUM_TAGS) if RAM_THRESHOLDS.is_file() else None
     for dispatch in {row["dispatch"] for row in rows}:
         mine = [r for r in rows if r["dispatch"] == dispatch and "error" not in r]
         upstream = next((r for r in mine if r["backend"] == "upstream"), None)

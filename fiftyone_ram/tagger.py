@@ -336,7 +336,7 @@ class Tagger:
         a graph with a dynamic batch axis); :attr:`compile_seconds` adds up the time those batches took. Inductor
         caches compiled code where torch's settings say (``$TORCHINDUCTOR_CACHE_DIR``): this process's settings
         are the caller's, not changed here. ``options`` go to ``torch.compile``. A half precision on a CPU
-        without AVX-512 kernels is refused (``hardware.check_compile``).
+        running AVX2 kernels is refused (``hardware.check_compile``).
         """
         from fiftyone_ram.hardware import check_compile
 

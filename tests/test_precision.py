@@ -231,7 +231,7 @@ def test_int8_calibration_is_cached_per_checkpoint_and_can_be_given(tiny_tagger,
     assert fc1.input_scale != first.model.visual_encoder.layers[0].blocks[0].mlp.fc1.input_scale
 
 
-def test_a_compiled_half_precision_is_refused_on_a_cpu_without_avx512_kernels(monkeypatch, tiny_tagger, tmp_path):
+def test_a_compiled_half_precision_is_refused_on_a_cpu_running_avx2_kernels(monkeypatch, tiny_tagger, tmp_path):
     """Compiled bf16 under AVX2 kernels returned NaN for every score (docs/benchmarks.md): refused in one line,
     before the checkpoint is read; eager bf16 and compiled int8 / fp32 are not refused there."""
     from fiftyone_ram import load_tagger
@@ -250,6 +250,8 @@ def test_a_compiled_half_precision_is_refused_on_a_cpu_without_avx512_kernels(mo
     assert not eager.compiled
     monkeypatch.setattr(hardware, "detect_capabilities", lambda device: AVX512_BF16)
     hardware.check_compile("bf16", CPU)  # AVX-512 kernels: allowed (measured right, docs/benchmarks.md)
+    monkeypatch.setattr(hardware, "detect_capabilities", lambda device: ARM)
+    hardware.check_compile("bf16", CPU)  # not measured there: not refused
 
 
 @pytest.mark.slow
